@@ -1,7 +1,16 @@
-"""pdp: a policy decision point for machine-to-machine APIs."""
+"""pdp: a policy decision point for machine-to-machine APIs.
 
+>>> import pdp
+>>> engine = pdp.load("policies/")                       # doctest: +SKIP
+>>> engine.decide({"identity": {...}, "action": "read", "resource": {...}})   # doctest: +SKIP
+"""
+
+from .decision import Decision, Reason, RuleError
+from .engine import Engine, load
 from .errors import PolicyError, RequestError
+from .explain import Explanation
 
 __version__ = "0.1.0"
 
-__all__ = ["PolicyError", "RequestError", "__version__"]
+__all__ = ["Decision", "Engine", "Explanation", "PolicyError", "Reason", "RequestError", "RuleError",
+           "__version__", "load"]

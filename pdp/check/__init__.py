@@ -1,0 +1,147 @@
+"""Static checking: parsed modules ⇒ a checked policy set, or every error at once.
+
+Declaration checks (duplicate policy, rule, let and annotation names, one target per
+policy, lets that shadow) live here; expression checks (names, calls, known types) in
+``expressions.py``. Errors are collected across all files and sorted by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from ..builtins import BUILTINS
+from ..errors import Diagnostic
+from ..syntax import ast
+from .expressions import ROOT_TYPES, ExpressionChecker
+
+
+@dataclass(frozen=True)
+class CheckedRule:
+    """A rule with its id (``policy.rule``) and the annotations it carries (its policy's, then its own)."""
+
+    id: str
+    rule: ast.Rule
+    annotations: Mapping[str, str]
+    position: int  # index in source order across the whole policy set
+
+    @property
+    def effect(self) -> str:
+        return self.rule.effect
+
+
+@dataclass(frozen=True)
+class CheckedPolicy:
+    policy: ast.Policy
+    target: ast.Expr | None
+    lets: Mapping[str, ast.Let]
+    rules: tuple[CheckedRule, ...]
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+
+@dataclass(frozen=True)
+class CheckedPolicySet:
+    """What the evaluators run: policies and rules in source order, and the reference data."""
+
+    policies: tuple[CheckedPolicy, ...]
+    data: Mapping[str, object] = field(default_factory=dict)
+
+    def rules(self, effect: str) -> list[tuple[CheckedPolicy, CheckedRule]]:
+        """Rules of one effect, in source order."""
+        return [(p, r) for p in self.policies for r in p.rules if r.effect == effect]
+
+    def all_rules(self) -> list[tuple[CheckedPolicy, CheckedRule]]:
+        return [(p, r) for p in self.policies for r in p.rules]
+
+
+def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[CheckedPolicySet, list[Diagnostic]]:
+    """Check parsed modules (in load order). Returns the checked set and the diagnostics found."""
+    diagnostics: list[Diagnostic] = []
+    report = diagnostics.append
+    seen_policies: dict[str, ast.Policy] = {}
+    checked: list[CheckedPolicy] = []
+    position = 0
+    for module in modules:
+        for policy in module.policies:
+            first = seen_policies.get(policy.name)
+            if first is not None:
+                report(policy.name_span.diagnostic(
+                    f"duplicate policy {policy.name!r}; first defined at {_where(first.name_span)}",
+                    "pdl_duplicate"))
+            else:
+                seen_policies[policy.name] = policy
+            checked_policy = _check_policy(policy, report, position)
+            position += len(checked_policy.rules)
+            checked.append(checked_policy)
+    rank = {m.path: i for i, m in enumerate(modules)}
+    diagnostics.sort(key=lambda d: (rank.get(d.file, -1), d.line, d.column))
+    return CheckedPolicySet(tuple(checked), MappingProxyType(dict(data))), diagnostics
+
+
+def _where(span) -> str:
+    return f"{span.file.name}:{span.line}:{span.column}"
+
+
+def _annotations(items: tuple[ast.Annotation, ...], report) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for a in items:
+        if a.key in result:
+            report(a.span.diagnostic(f"duplicate annotation @{a.key}", "pdl_duplicate"))
+        result[a.key] = a.value
+    return result
+
+
+def _check_policy(policy: ast.Policy, report, position: int) -> CheckedPolicy:
+    policy_annotations = _annotations(policy.annotations, report)
+    all_lets = {item.name for item in policy.items if isinstance(item, ast.Let)}
+    let_types: dict[str, str] = {}
+    lets: dict[str, ast.Let] = {}
+    rules: list[CheckedRule] = []
+    rule_names: dict[str, ast.Rule] = {}
+    target: ast.Target | None = None
+
+    checker = ExpressionChecker(report, let_types.get, lambda name: name in all_lets)
+    for item in policy.items:
+        if isinstance(item, ast.Target):
+            if target is not None:
+                report(item.span.diagnostic(
+                    f"policy {policy.name!r} has a second target; combine them with 'and'", "pdl_duplicate"))
+            else:
+                target = item
+            checker.condition(item.expr, "target")
+        elif isinstance(item, ast.Let):
+            kind = checker.check(item.expr)
+            if item.name in ROOT_TYPES or item.name in BUILTINS:
+                what = "root" if item.name in ROOT_TYPES else "function"
+                report(item.span.diagnostic(f"let {item.name!r} shadows the {what} {item.name!r}", "pdl_shadow"))
+            elif item.name in lets:
+                report(item.span.diagnostic(f"duplicate let {item.name!r}; first defined at "
+                                            f"{_where(lets[item.name].span)}", "pdl_duplicate"))
+            else:
+                lets[item.name] = item
+                let_types[item.name] = kind
+        else:
+            rule = item
+            first = rule_names.get(rule.name)
+            if first is not None:
+                report(rule.name_span.diagnostic(
+                    f"duplicate rule {rule.name!r} in policy {policy.name!r}; first defined at "
+                    f"{_where(first.name_span)}", "pdl_duplicate"))
+            else:
+                rule_names[rule.name] = rule
+            if rule.when is not None:
+                checker.condition(rule.when, "when")
+            if rule.unless is not None:
+                checker.condition(rule.unless, "unless")
+            if rule.reason is not None:
+                for part in rule.reason.parts:
+                    if not isinstance(part, str):
+                        checker.check(part)
+            annotations = {**policy_annotations, **_annotations(rule.annotations, report)}
+            rules.append(CheckedRule(f"{policy.name}.{rule.name}", rule, MappingProxyType(annotations),
+                                     position + len(rules)))
+    return CheckedPolicy(policy, target.expr if target else None, MappingProxyType(lets), tuple(rules))

@@ -1,0 +1,7 @@
+"""``python -m pdp`` runs the ``pdp`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

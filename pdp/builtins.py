@@ -1,0 +1,92 @@
+"""The one registry of built-in functions: names, arity, argument and result types, behaviour.
+
+Read by the checker (arity, static types), by every evaluator (behaviour) and by the docs, so
+they can never disagree on the function set. ``defined`` is a special form: it evaluates its
+argument itself, so it has no implementation here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import EvalError
+from .values import CidrSet, parse_time, type_name
+
+# Static types the checker knows; "any" is a value only known at request time.
+STRING, NUMBER, BOOL, LIST, MAP, CIDR, ANY = "string", "number", "bool", "list", "map", "cidr set", "any"
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    min_args: int
+    max_args: int | None  # None: any number
+    arg_types: tuple[str, ...]  # static types each argument may have (checked when known)
+    result: str
+    impl: Callable | None  # (now, *args) -> value; raises EvalError
+    doc: str
+
+    def arity_text(self) -> str:
+        if self.max_args is None:
+            return f"at least {self.min_args} argument{'s' if self.min_args != 1 else ''}"
+        return f"{self.min_args} argument{'s' if self.min_args != 1 else ''}"
+
+
+def _len(now, x):
+    if isinstance(x, (str, list, dict)):
+        return len(x)
+    raise EvalError(f"len expects a string, list or map, got {type_name(x)}")
+
+
+def _case(name: str, convert: Callable[[str], str]):
+    def impl(now, x):
+        if isinstance(x, str):
+            return convert(x)
+        raise EvalError(f"{name} expects a string, got {type_name(x)}")
+
+    return impl
+
+
+def _time(now, x):
+    return parse_time(x)
+
+
+def _age(now, x):
+    return now() - parse_time(x)
+
+
+def _cidr(now, *args):
+    texts: list[str] = []
+    for arg in args:
+        items = arg if isinstance(arg, list) else [arg]
+        for item in items:
+            if not isinstance(item, str):
+                raise EvalError(f"cidr expects strings or lists of strings, got {type_name(item)}")
+            texts.append(item)
+    return cidr_set(tuple(texts))
+
+
+def cidr_set(texts: tuple[str, ...]) -> CidrSet:
+    try:
+        return CidrSet.from_strings(texts)
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
+
+
+BUILTINS: dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin("defined", 1, 1, (ANY,), BOOL, None,
+                "true when the argument evaluates without error to a present value; never errors"),
+        Builtin("len", 1, 1, (STRING, LIST, MAP), NUMBER, _len,
+                "length of a string (code points), list or map"),
+        Builtin("lower", 1, 1, (STRING,), STRING, _case("lower", str.lower), "lower-case a string"),
+        Builtin("upper", 1, 1, (STRING,), STRING, _case("upper", str.upper), "upper-case a string"),
+        Builtin("time", 1, 1, (STRING, NUMBER), NUMBER, _time,
+                "RFC 3339 string or epoch number ⇒ epoch seconds"),
+        Builtin("age", 1, 1, (STRING, NUMBER), NUMBER, _age, "now - time(x), in seconds"),
+        Builtin("cidr", 1, None, (STRING, LIST), CIDR, _cidr,
+                "a set of IPv4/IPv6 networks, for `ip in cidr(...)`; arguments are strings or lists of strings"),
+    )
+}

@@ -1,0 +1,178 @@
+"""Static checks of expressions: names, calls and the types that are known at load time.
+
+One walk over an expression resolves each name (a root or a visible ``let``), checks calls
+against the built-in registry, and infers a static type where literals, operators, built-ins
+and ``let``s fix it, reporting operands whose known type can never work (``"a" < 3``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..builtins import ANY, BOOL, BUILTINS, CIDR, LIST, MAP, NUMBER, STRING
+from ..errors import Diagnostic
+from ..glob import glob_error
+from ..syntax import ast
+from ..values import parse_network
+
+ROOT_TYPES = {"identity": MAP, "action": MAP, "resource": MAP, "context": MAP, "data": MAP, "now": NUMBER}
+ORDERING = ("<", "<=", ">", ">=")
+STRING_OPS = ("matches", "startswith", "endswith")
+
+
+def _literal_type(value: object) -> str:
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, (int, float)):
+        return NUMBER
+    return STRING
+
+
+class ExpressionChecker:
+    """Checks expressions in one policy; ``visible(name)`` gives a let's type or None."""
+
+    def __init__(self, report: Callable[[Diagnostic], None], lets_before: Callable[[str], str | None],
+                 let_later: Callable[[str], bool]):
+        self.report = report
+        self.lets_before = lets_before
+        self.let_later = let_later
+
+    def error(self, node, message: str, code: str) -> None:
+        self.report(node.span.diagnostic(message, code))
+
+    def condition(self, expr: ast.Expr, clause: str) -> None:
+        """Check a target/when/unless expression, which must be a boolean."""
+        kind = self.check(expr)
+        if kind not in (BOOL, ANY):
+            self.error(expr, f"{clause} expects a boolean, got {kind}", "pdl_type")
+
+    def check(self, e: ast.Expr) -> str:
+        """Check ``e`` and return its static type (``any`` when only known per request)."""
+        if isinstance(e, ast.Literal):
+            return _literal_type(e.value)
+        if isinstance(e, ast.ListExpr):
+            for item in e.items:
+                self.check(item)
+            return LIST
+        if isinstance(e, ast.Name):
+            return self._name(e)
+        if isinstance(e, ast.Attribute):
+            self._container(e.obj, (MAP,), f".{e.name}")
+            return ANY
+        if isinstance(e, ast.Index):
+            self._container(e.obj, (MAP, LIST), "[...]")
+            key = self.check(e.key)
+            if key not in (STRING, NUMBER, ANY):
+                self.error(e.key, f"an index must be a string (or a number for a list), got {key}", "pdl_type")
+            return ANY
+        if isinstance(e, ast.Call):
+            return self._call(e)
+        if isinstance(e, ast.Not):
+            self._boolean(e.operand, "not")
+            return BOOL
+        if isinstance(e, (ast.And, ast.Or)):
+            op = "and" if isinstance(e, ast.And) else "or"
+            for operand in e.operands:
+                self._boolean(operand, op)
+            return BOOL
+        if isinstance(e, ast.Compare):
+            self._compare(e)
+            return BOOL
+        raise TypeError(f"not an expression: {e!r}")  # pragma: no cover
+
+    # ---- pieces ----
+
+    def _name(self, e: ast.Name) -> str:
+        if e.name in ROOT_TYPES:
+            return ROOT_TYPES[e.name]
+        kind = self.lets_before(e.name)
+        if kind is not None:
+            return kind
+        if self.let_later(e.name):
+            self.error(e, f"let {e.name!r} is used before its definition", "pdl_unknown_name")
+        elif e.name in BUILTINS:
+            self.error(e, f"{e.name!r} is a function; call it as {e.name}(...)", "pdl_unknown_name")
+        else:
+            self.error(e, f"unknown name {e.name!r}; expected identity, action, resource, context, "
+                          f"data, now or a let name", "pdl_unknown_name")
+        return ANY
+
+    def _container(self, obj: ast.Expr, allowed: tuple[str, ...], access: str) -> None:
+        kind = self.check(obj)
+        if kind not in allowed and kind != ANY:
+            self.error(obj, f"{ast.to_text(obj)} is a {kind}; {access} needs a map"
+                       + (" or a list" if LIST in allowed else ""), "pdl_type")
+
+    def _boolean(self, operand: ast.Expr, op: str) -> None:
+        kind = self.check(operand)
+        if kind not in (BOOL, ANY):
+            self.error(operand, f"{op} expects booleans, got {kind}", "pdl_type")
+
+    def _call(self, e: ast.Call) -> str:
+        builtin = BUILTINS.get(e.func)
+        arg_types = [self.check(a) for a in e.args]
+        if builtin is None:
+            known = ", ".join(sorted(BUILTINS))
+            self.error(e, f"unknown function {e.func!r}; the functions are {known}", "pdl_unknown_function")
+            return ANY
+        n = len(e.args)
+        if n < builtin.min_args or (builtin.max_args is not None and n > builtin.max_args):
+            self.error(e, f"{e.func} takes {builtin.arity_text()}, got {n}", "pdl_arity")
+            return builtin.result
+        if builtin.name == "defined":
+            return builtin.result
+        for arg, kind in zip(e.args, arg_types):
+            if kind != ANY and kind not in builtin.arg_types:
+                wanted = " or ".join(builtin.arg_types)
+                self.error(arg, f"{e.func} expects a {wanted}, got {kind}", "pdl_type")
+        if builtin.name == "cidr":
+            self._cidr_literals(e)
+        return builtin.result
+
+    def _cidr_literals(self, e: ast.Call) -> None:
+        for arg in e.args:
+            items = arg.items if isinstance(arg, ast.ListExpr) else (arg,)
+            for item in items:
+                if isinstance(item, ast.Literal) and isinstance(item.value, str):
+                    try:
+                        parse_network(item.value)
+                    except ValueError as exc:
+                        self.error(item, str(exc), "pdl_cidr")
+                elif isinstance(item, ast.Literal):
+                    self.error(item, f"cidr expects strings, got {_literal_type(item.value)}", "pdl_type")
+
+    def _compare(self, e: ast.Compare) -> None:
+        left, right = self.check(e.left), self.check(e.right)
+        op = e.op
+        known = left != ANY and right != ANY
+        if op in ("==", "!="):
+            return
+        if op in ORDERING:
+            for side, kind in ((e.left, left), (e.right, right)):
+                if kind not in (NUMBER, STRING, ANY):
+                    self.error(side, f"{op} compares numbers or strings, got {kind}", "pdl_type")
+                    return
+            if known and left != right:
+                self.error(e, f"{op} compares two numbers or two strings, got {left} and {right}", "pdl_type")
+        elif op in ("in", "not in"):
+            if right not in (LIST, CIDR, ANY):
+                self.error(e.right, f"{op} expects a list or cidr(...) on its right, got {right}", "pdl_type")
+            elif right == CIDR and left not in (STRING, ANY):
+                self.error(e.left, f"{op} cidr(...) expects an IP address string, got {left}", "pdl_type")
+        elif op == "contains":
+            if left not in (LIST, STRING, ANY):
+                self.error(e.left, f"contains expects a list or a string on its left, got {left}", "pdl_type")
+            elif left == STRING and right not in (STRING, ANY):
+                self.error(e.right, f"contains on a string expects a string, got {right}", "pdl_type")
+        elif op in ("contains_any", "contains_all"):
+            for side, kind in ((e.left, left), (e.right, right)):
+                if kind not in (LIST, ANY):
+                    self.error(side, f"{op} expects two lists, got {kind}", "pdl_type")
+        elif op in STRING_OPS:
+            for side, kind in ((e.left, left), (e.right, right)):
+                if kind not in (STRING, ANY):
+                    self.error(side, f"{op} expects two strings, got {kind}", "pdl_type")
+            if op == "matches" and isinstance(e.right, ast.Literal) and isinstance(e.right.value, str):
+                problem = glob_error(e.right.value)
+                if problem:
+                    self.error(e.right, problem, "pdl_glob")

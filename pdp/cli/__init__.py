@@ -1,0 +1,44 @@
+"""The ``pdp`` command: argument parsing and dispatch to one module per subcommand.
+
+Exit codes (SPEC §5): 0 success (whatever the decision), 1 a policy or request error
+(or failing tests), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from . import check, evaluate
+
+COMMANDS = (check, evaluate)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2, as argparse does, with the usage line
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pdp", description="pdp: a policy decision point for machine-to-machine APIs.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog="Run 'pdp COMMAND --help' for the options and an example of each command.")
+    parser.add_argument("--version", action="version", version=f"pdp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return args.run(args)
+
+
+__all__ = ["main", "build_parser"]

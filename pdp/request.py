@@ -1,0 +1,117 @@
+"""Requests: the AuthZEN-shaped dict of SPEC §3 ⇒ a validated, normalized ``Request``.
+
+Normalizing means: ``action`` given as a bare string becomes ``{"name": ...}``, JSON ``null``
+in a map counts as absent (the key is dropped), tuples become lists. Anything that is not a
+JSON value, or not of the required shape, is a ``RequestError`` naming the path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from .errors import RequestError
+
+ROOT_KEYS = ("identity", "action", "resource", "context")
+REQUIRED = (("identity", "type"), ("identity", "id"), ("action", "name"), ("resource", "type"))
+
+#: Integers outside this range cannot travel exactly on every layer (SPEC §3: 64 bits).
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+#: Maps and lists nested deeper than this are refused (each level is one step of recursion).
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request. ``attrs`` holds the four root maps; ``arrival`` is the server clock
+    (epoch seconds) when the request arrived, used for ``now`` when ``context.time`` is absent."""
+
+    attrs: dict
+    arrival: float
+
+    def root(self, name: str) -> dict:
+        return self.attrs[name]
+
+
+def normalize_value(value: object, path: str, depth: int = 0) -> object:
+    """Check that ``value`` is a JSON value and normalize it (nulls in maps dropped).
+
+    >>> normalize_value({"a": None, "b": (1, 2.5)}, "context")
+    {'b': [1, 2.5]}
+    """
+    if isinstance(value, str) or value is True or value is False:
+        return value
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise RequestError(path, "integer does not fit in 64 bits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RequestError(path, "numbers must be finite (no NaN or infinity)")
+        return value
+    if depth >= MAX_DEPTH:
+        raise RequestError(path, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RequestError(path, f"map keys must be strings, got {type(key).__name__} {key!r}")
+            if item is not None:
+                result[key] = normalize_value(item, f"{path}.{key}" if path else key, depth + 1)
+        return result
+    if isinstance(value, (list, tuple)):
+        items = []
+        for i, item in enumerate(value):
+            if item is None:
+                raise RequestError(f"{path}[{i}]", "null is not allowed inside a list")
+            items.append(normalize_value(item, f"{path}[{i}]", depth + 1))
+        return items
+    if value is None:
+        raise RequestError(path, "null is only allowed as a map value (where it means absent)")
+    raise RequestError(path, f"{type(value).__name__} is not a JSON value")
+
+
+def parse_request(raw: object, arrival: float | None = None) -> Request:
+    """Validate a request dict (SPEC §3) and return a ``Request``; raises ``RequestError``."""
+    if not isinstance(raw, dict):
+        raise RequestError("", f"a request must be a JSON object, got {_kind(raw)}")
+    for key in raw:
+        if key not in ROOT_KEYS:
+            hint = "identity, action, resource and context"
+            raise RequestError(str(key), f"unknown top-level key; a request has {hint}")
+    attrs: dict = {}
+    for key in ROOT_KEYS:
+        value = raw.get(key)
+        if value is None:
+            if key == "context":
+                attrs[key] = {}
+                continue
+            raise RequestError(key, "is required")
+        if key == "action" and isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise RequestError(key, f"must be an object, got {_kind(value)}")
+        attrs[key] = normalize_value(value, key)
+    for root, field in REQUIRED:
+        value = attrs[root].get(field)
+        if not isinstance(value, str) or not value:
+            got = "missing" if value is None else ("empty" if value == "" else _kind(value))
+            raise RequestError(f"{root}.{field}", f"a non-empty string is required, got {got}")
+    return Request(attrs, time.time() if arrival is None else arrival)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
