@@ -16,6 +16,7 @@ from .decision import FAILED_CLOSED, Decision, Reason, RuleError, combine
 from .errors import EvalError
 from .reference import Evaluation, Tracer, TraceNode, _UNSET
 from .request import Request
+from .syntax.ast import to_text
 
 APPLIED, NOT_APPLIED, FAILED, NOT_EVALUATED = "applied", "not applied", "error", "not evaluated"
 
@@ -123,6 +124,8 @@ def _trace_rule(evaluation: Evaluation, tracer: Tracer, target_traces: dict[int,
             finally:
                 if len(tracer.root.children) > before:
                     target_traces[id(policy)] = tracer.take()  # type: ignore[assignment]
+                elif id(policy) not in target_traces:  # a literal target: the tracer skips it
+                    target_traces[id(policy)] = _untraced(evaluation, policy.target, policy)
                 trace.clauses.append(("target", target_traces[id(policy)]))
             if not holds:
                 trace.note = "the policy's target is false"
@@ -131,10 +134,12 @@ def _trace_rule(evaluation: Evaluation, tracer: Tracer, target_traces: dict[int,
         for clause, expr, stop_on in (("when", r.when, False), ("unless", r.unless, True)):
             if expr is None:
                 continue
+            before = len(tracer.root.children)
             try:
                 value = evaluation.condition(expr, policy, clause)
             finally:
-                trace.clauses.append((clause, tracer.take()))  # type: ignore[arg-type]
+                node = tracer.take() if len(tracer.root.children) > before else _untraced(evaluation, expr, policy)
+                trace.clauses.append((clause, node))  # type: ignore[arg-type]
             if value is stop_on:
                 trace.note = f"{clause} is {'true' if value else 'false'}"
                 return trace
@@ -147,3 +152,13 @@ def _trace_rule(evaluation: Evaluation, tracer: Tracer, target_traces: dict[int,
     trace.note = "every condition held"
     trace.message = evaluation.reason_message(rule, policy)
     return trace
+
+
+def _untraced(evaluation: Evaluation, expr, policy: CheckedPolicy) -> TraceNode:
+    """The trace node of a clause the tracer does not record (a literal such as ``when true``)."""
+    node = TraceNode(to_text(expr))
+    try:
+        node.value = evaluation.eval(expr, policy)
+    except EvalError as err:
+        node.error = err.message
+    return node
