@@ -82,6 +82,8 @@ class Evaluation:
         self.attrs = request.attrs
         self.arrival = request.arrival
         self.tracer = tracer
+        # The policy set holds data read-only (a mapping proxy); expressions see a plain map.
+        self.data = dict(policy_set.data)
         self._now: object = _UNSET
         self._lets: dict[tuple[int, str], object] = {}
         self._targets: dict[int, object] = {}
@@ -186,7 +188,7 @@ class Evaluation:
             if name in ("identity", "action", "resource", "context"):
                 return self.attrs[name]
             if name == "data":
-                return self.policy_set.data
+                return self.data
             if name == "now":
                 return self.now()
             return self.let(policy, name)
