@@ -24,11 +24,23 @@ def decode_string(raw: str) -> str:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        # The lexer already matched the quotes, so the only failure left is an escape.
-        bad = raw[exc.pos : exc.pos + 2] if exc.pos < len(raw) else raw
-        raise ValueError(f"invalid escape {bad!r} in string; strings use JSON escapes") from None
+        # The lexer already matched the quotes: what is left is a control character or an escape.
+        if exc.msg.startswith("Invalid control character"):
+            char = raw[exc.pos]
+            escape = {"\t": "\\t", "\r": "\\r"}.get(char, f"\\u{ord(char):04x}")
+            raise ValueError(f"control character U+{ord(char):04X} in string; write it as {escape}") from None
+        start = raw.rfind("\\", 0, exc.pos + 1)
+        bad = raw[start : min(start + (6 if raw[start + 1 : start + 2] == "u" else 2), len(raw) - 1)]
+        raise ValueError(f"invalid escape '{bad}' in string; strings use JSON escapes") from None
     if not isinstance(value, str):  # pragma: no cover - the lexer only passes quoted text
         raise ValueError("not a string literal")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            raise ValueError(f"invalid escape '\\u{code:04x}' in string: a lone surrogate is not a "
+                             "character (pair it, or write the character itself)") from None
     return value
 
 
