@@ -7,6 +7,7 @@ reports the syntax errors of every policy in a file, not only the first.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from importlib import resources
@@ -102,7 +103,11 @@ def parse_tree(text: str, source: SourceFile, start: str = "start",
         try:
             tree = parser.parse(remaining, start=start)
         except UnexpectedInput as exc:
-            diagnostics.append(_diagnose(exc, source, line_offset, column_offset))
+            diagnostic = _diagnose(exc, source, line_offset, column_offset)
+            if start == "expr":  # a reason's `{…}`: its text ends at the brace, not at the end of the file
+                diagnostic = dataclasses.replace(
+                    diagnostic, message=diagnostic.message.replace("end of file", "end of '{...}'"))
+            diagnostics.append(diagnostic)
             resume = _resume_offset(remaining, exc) if start == "start" else None
             if resume is None or len(diagnostics) >= MAX_SYNTAX_ERRORS:
                 raise SyntaxProblem(diagnostics) from None
