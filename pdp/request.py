@@ -40,7 +40,11 @@ def normalize_value(value: object, path: str, depth: int = 0) -> object:
     >>> normalize_value({"a": None, "b": (1, 2.5)}, "context")
     {'b': [1, 2.5]}
     """
-    if isinstance(value, str) or value is True or value is False:
+    if isinstance(value, str):
+        if not value.isascii():
+            _check_unicode(value, path)
+        return value
+    if value is True or value is False:
         return value
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
@@ -57,6 +61,8 @@ def normalize_value(value: object, path: str, depth: int = 0) -> object:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise RequestError(path, f"map keys must be strings, got {type(key).__name__} {key!r}")
+            if not key.isascii():
+                _check_unicode(key, path)
             if item is not None:
                 result[key] = normalize_value(item, f"{path}.{key}" if path else key, depth + 1)
         return result
@@ -72,6 +78,15 @@ def normalize_value(value: object, path: str, depth: int = 0) -> object:
     raise RequestError(path, f"{type(value).__name__} is not a JSON value")
 
 
+def _check_unicode(text: str, path: str) -> None:
+    """Lone surrogates (``"\\ud800"`` in JSON) are not characters: no layer could encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(path, f"string holds a lone surrogate U+{ord(text[exc.start]):04X}, "
+                                 "which is not a character") from None
+
+
 def parse_request(raw: object, arrival: float | None = None) -> Request:
     """Validate a request dict (SPEC §3) and return a ``Request``; raises ``RequestError``."""
     if not isinstance(raw, dict):
@@ -79,7 +94,8 @@ def parse_request(raw: object, arrival: float | None = None) -> Request:
     for key in raw:
         if key not in ROOT_KEYS:
             hint = "identity, action, resource and context"
-            raise RequestError(str(key), f"unknown top-level key; a request has {hint}")
+            shown = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # printable even with a lone surrogate
+            raise RequestError(shown, f"unknown top-level key; a request has {hint}")
     attrs: dict = {}
     for key in ROOT_KEYS:
         value = raw.get(key)
