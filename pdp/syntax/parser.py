@@ -139,6 +139,10 @@ def _place(line: int, column: int, line_offset: int, column_offset: int) -> tupl
 def _diagnose(exc: UnexpectedInput, source: SourceFile, line_offset: int, column_offset: int) -> Diagnostic:
     line, column = _place(exc.line if exc.line > 0 else 1, exc.column if exc.column > 0 else 1,
                           line_offset, column_offset)
+    token = getattr(exc, "token", None)
+    if isinstance(token, Token) and token.type == "$END" and token.end_line:
+        # Lark places the end of input at the last token read: the caret goes just after it.
+        line, column = _place(token.end_line, token.end_column, line_offset, column_offset)
     if isinstance(exc, UnexpectedCharacters):
         char = exc.char
         message = f"unexpected character {char!r}"
