@@ -138,7 +138,7 @@ class ExpressionChecker:
                         parse_network(item.value)
                     except ValueError as exc:
                         self.error(item, str(exc), "pdl_cidr")
-                elif isinstance(item, ast.Literal):
+                elif isinstance(item, ast.Literal) and item is not arg:  # a bare argument: reported above
                     self.error(item, f"cidr expects strings, got {_literal_type(item.value)}", "pdl_type")
 
     def _compare(self, e: ast.Compare) -> None:
