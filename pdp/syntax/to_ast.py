@@ -248,6 +248,11 @@ def _closing_brace(raw: str, start: int) -> int | None:
         if raw.startswith('\\"', i):
             in_string = not in_string
             i += 2
+        elif in_string and raw.startswith("\\\\", i):
+            # An escape inside the expression's string (`\"`, `\\`, `\n` written as `\\\"`, `\\\\`,
+            # `\\n`): the escaped character, `\"` included, does not end the string.
+            i += 2
+            i += 2 if raw.startswith("\\", i) else 1
         elif raw[i] == "\\":
             i += 2
         elif raw[i] == "}" and not in_string:
