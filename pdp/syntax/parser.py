@@ -39,6 +39,7 @@ _CHARACTER_HINTS = {
     "|": "use 'or' to combine conditions",
     "!": "use 'not' to negate, or '!=' to compare",
     "'": "strings use double quotes",
+    '"': "the string is not closed on this line",
     "=": "use '==' to compare",
 }
 _NEXT_ITEM_WORDS = {"'permit'", "'forbid'", "'let'", "'target'", "'@'", "'}'"}
