@@ -5,12 +5,12 @@
 >>> engine.decide({"identity": {...}, "action": "read", "resource": {...}})   # doctest: +SKIP
 """
 
+__version__ = "0.1.0"  # before the imports below: submodules read it
+
 from .decision import Decision, Reason, RuleError
 from .engine import Engine, load
 from .errors import PolicyError, RequestError
 from .explain import Explanation
-
-__version__ = "0.1.0"
 
 __all__ = ["Decision", "Engine", "Explanation", "PolicyError", "Reason", "RequestError", "RuleError",
            "__version__", "load"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from typing import Iterable, Sequence
 
-from . import reference
+from . import reference, runtime
 from .check import CheckedPolicySet, check
+from .compile import compile_program
 from .decision import Decision
 from .errors import Diagnostic, PolicyError, RequestError
 from .explain import Explanation, explain
@@ -26,14 +27,25 @@ from .yamlio import decode_text, load_json, load_yaml
 class Engine:
     """A loaded policy set, ready to decide. Immutable: reloading makes a new Engine."""
 
-    def __init__(self, policy_set: CheckedPolicySet, revision: str, files: Sequence[SourceEntry] = ()):
+    def __init__(self, policy_set: CheckedPolicySet, revision: str, files: Sequence[SourceEntry] = (),
+                 backend: str | None = None):
         self.policy_set = policy_set
         self.revision = revision
         self.files = tuple(files)
-        self.backend = "python"
+        self.program = compile_program(policy_set, revision)
+        self.backend = backend or runtime.BACKEND
+        if self.backend == "reference":
+            self._evaluator = None
+            self.decide = self._decide_reference  # type: ignore[method-assign]
+        else:
+            self._evaluator = runtime.EVALUATORS[self.backend](self.program)
+            self.decide = self._evaluator.decide  # type: ignore[method-assign]
 
-    def decide(self, request: dict) -> Decision:
+    def decide(self, request: dict) -> Decision:  # replaced per instance by the backend's decide
         """Decide one request (SPEC §3 dict); raises ``RequestError`` when it is malformed."""
+        raise NotImplementedError  # pragma: no cover - __init__ always binds a backend
+
+    def _decide_reference(self, request: dict) -> Decision:
         return reference.decide(self.policy_set, parse_request(request), self.revision)
 
     def decide_many(self, requests: Iterable[dict]) -> list[Decision]:
@@ -45,7 +57,10 @@ class Engine:
                 parsed.append(parse_request(request))
             except RequestError as err:
                 raise RequestError(f"[{i}]{'.' if err.path else ''}{err.path}", err.message) from None
-        return [reference.decide(self.policy_set, r, self.revision) for r in parsed]
+        if self._evaluator is None:
+            return [reference.decide(self.policy_set, r, self.revision) for r in parsed]
+        decide = self._evaluator.decide_parsed
+        return [decide(r.attrs, r.arrival) for r in parsed]
 
     def explain(self, request: dict) -> Explanation:
         """Decide one request and say, for every rule, why it did or did not apply."""
@@ -59,10 +74,13 @@ class Engine:
         return f"<pdp.Engine revision={self.revision} rules={len(self.rule_ids)} backend={self.backend}>"
 
 
-def load(*paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Engine:
+def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str | None = None) -> Engine:
     """Load policies and data from files or folders; raises ``PolicyError`` with every problem.
 
     ``pdp.load("policies/")``, ``pdp.load("a.pdl", "b.pdl")`` and ``pdp.load(["a", "b"])`` all work.
+    ``backend`` picks an evaluator: ``"compiled"`` (the Cython extension), ``"python"`` (the
+    same compiled program in pure Python) or ``"reference"`` (the AST evaluator that defines
+    the semantics); by default the fastest available.
     """
     flat: list[str | os.PathLike] = []
     for p in paths:
@@ -105,7 +123,7 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Engine:
         order = {e.display: i for i, e in enumerate(entries)}
         diagnostics.sort(key=lambda d: (order.get(d.file, -1), d.line, d.column))
         raise PolicyError(diagnostics)
-    return Engine(policy_set, revision(hashed), entries)
+    return Engine(policy_set, revision(hashed), entries, backend)
 
 
 def _load_data(entry: SourceEntry, text: str, source: SourceFile) -> object:

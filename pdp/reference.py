@@ -233,7 +233,8 @@ class Evaluation:
     def _boolean(self, e: ast.Expr, policy: CheckedPolicy, op: str) -> bool:
         value = self.eval(e, policy)
         if value is not True and value is not False:
-            raise EvalError(f"{op} expects booleans, got {type_name(value)}")
+            wanted = "a boolean" if op == "not" else "booleans"
+            raise EvalError(f"{op} expects {wanted}, got {type_name(value)}")
         return value
 
     def _index(self, e: ast.Index, policy: CheckedPolicy) -> object:

@@ -1,0 +1,80 @@
+"""Common sub-expressions: interned nodes reached more than once ⇒ wrapped in a CACHED slot.
+
+After lowering, equal sub-expressions (and each ``let``) are one node object. A node used by
+two parents, two rules, or a rule and the index is evaluated once per request and kept.
+"""
+
+from __future__ import annotations
+
+from .ir import ATTR, CACHED, CALL, CIDR, COMPARE, CONST, DEFINED, EQ_STR, ERROR, IN_STRS, INDEX, LIST, \
+    MATCH_GLOB, NOT, NOW, AND, OR
+
+#: Opcodes cheaper to recompute than to cache.
+_NEVER_CACHED = (CONST, CIDR, ERROR, NOW)
+
+
+def children(node: tuple) -> list[tuple]:
+    """The child nodes of a node, in evaluation order."""
+    op = node[0]
+    if op in (ATTR, NOT, DEFINED, EQ_STR, IN_STRS, MATCH_GLOB):
+        return [node[1]]
+    if op == INDEX:
+        return [node[1], node[2]]
+    if op in (LIST, AND, OR):
+        return list(node[1])
+    if op == COMPARE:
+        return [node[2], node[3]]
+    if op == CALL:
+        return list(node[2])
+    if op == CACHED:
+        return [node[2]]
+    return []
+
+
+def replace_children(node: tuple, new: list[tuple]) -> tuple:
+    op = node[0]
+    if op in (ATTR, NOT, DEFINED, EQ_STR, IN_STRS, MATCH_GLOB):
+        return (op, new[0]) + node[2:]
+    if op == INDEX:
+        return (op, new[0], new[1], node[3])
+    if op in (LIST, AND, OR):
+        return (op, tuple(new))
+    if op == COMPARE:
+        return (op, node[1], new[0], new[1])
+    if op == CALL:
+        return (op, node[1], tuple(new))
+    return node
+
+
+class CommonSubexpressions:
+    """Count uses from the roots, then rebuild with shared nodes cached."""
+
+    def __init__(self) -> None:
+        self.uses: dict[int, int] = {}
+        self._seen: set[int] = set()
+        self._rebuilt: dict[int, tuple] = {}
+        self.slots = 0
+
+    def use(self, root: tuple, times: int = 1) -> None:
+        stack = [(root, times)]
+        while stack:
+            node, n = stack.pop()
+            key = id(node)
+            self.uses[key] = self.uses.get(key, 0) + n
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            stack.extend((child, 1) for child in children(node))
+
+    def rebuild(self, node: tuple) -> tuple:
+        key = id(node)
+        done = self._rebuilt.get(key)
+        if done is not None:
+            return done
+        kids = children(node)
+        new = replace_children(node, [self.rebuild(k) for k in kids]) if kids else node
+        if self.uses.get(key, 0) >= 2 and node[0] not in _NEVER_CACHED:
+            new = (CACHED, self.slots, new)
+            self.slots += 1
+        self._rebuilt[key] = new
+        return new

@@ -1,0 +1,44 @@
+"""The compiled form's node vocabulary: opcodes of the plain-data expression tree.
+
+A node is a tuple ``(opcode, *fields)`` of plain data (ints, strings, tuples, JSON values), so
+a program can be written to a bundle with msgpack and read back without parsing. Both
+evaluators (``pdp/runtime/pyeval.py`` and ``pdp/runtime/_ceval.pyx``) link these tuples
+into their own executable objects.
+
+Fields per opcode:
+
+- ``(CONST, value)``: a JSON value.
+- ``(CIDR, networks)``: a constant ``cidr(...)`` set; ``networks`` is a tuple of strings.
+- ``(ERROR, message)``: an expression that always fails (a missing ``data`` key).
+- ``(PATH, root, keys, texts)``: ``root.k1.k2…`` on a request root; ``texts[i]`` is the source
+  text of the path up to ``keys[i]`` (``texts[-1]`` of the whole path), for messages.
+- ``(NOW,)``: the request time.
+- ``(ATTR, obj, name, obj_text, text)``: ``obj.name`` on a computed map.
+- ``(INDEX, obj, key, obj_text)``: ``obj[key]``.
+- ``(LIST, items)``: a list built per request.
+- ``(NOT, x)``, ``(AND, items)``, ``(OR, items)``.
+- ``(COMPARE, op, left, right)``: any level-4 operator.
+- ``(EQ_STR, x, text, negate)``: ``x == "text"`` (``!=`` when negate).
+- ``(IN_STRS, x, texts, negate)``: ``x in ["a", "b"]`` (``not in`` when negate).
+- ``(MATCH_GLOB, x, pattern)``: ``x matches "pattern"``.
+- ``(CALL, name, args)``: a built-in other than ``defined``.
+- ``(DEFINED, x)``.
+- ``(CACHED, slot, x)``: ``x`` evaluated at most once per request (shared sub-expressions and
+  ``let``s), its value or its error kept in ``slot``.
+"""
+
+CONST, CIDR, ERROR, PATH, NOW, ATTR, INDEX, LIST = 0, 1, 2, 3, 4, 5, 6, 7
+NOT, AND, OR, COMPARE, EQ_STR, IN_STRS, MATCH_GLOB, CALL, DEFINED, CACHED = 8, 9, 10, 11, 12, 13, 14, 15, 16, 17
+
+NAMES = {
+    CONST: "CONST", CIDR: "CIDR", ERROR: "ERROR", PATH: "PATH", NOW: "NOW", ATTR: "ATTR",
+    INDEX: "INDEX", LIST: "LIST", NOT: "NOT", AND: "AND", OR: "OR", COMPARE: "COMPARE",
+    EQ_STR: "EQ_STR", IN_STRS: "IN_STRS", MATCH_GLOB: "MATCH_GLOB", CALL: "CALL",
+    DEFINED: "DEFINED", CACHED: "CACHED",
+}
+
+#: Request roots a PATH may start from, by index.
+ROOTS = ("identity", "action", "resource", "context")
+
+#: Paths every valid request has as non-empty strings (SPEC §3): they never fail to resolve.
+REQUIRED_PATHS = (("identity", ("type",)), ("identity", ("id",)), ("action", ("name",)), ("resource", ("type",)))

@@ -1,0 +1,160 @@
+"""The compiled program: plain data that both evaluators accept, and its bundle encoding.
+
+A bundle is msgpack: a header (format name and version, pdp version, revision) and the
+program with its expression DAG flattened into a node table, children by index, so shared
+nodes stay shared and nothing needs parsing on start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import msgpack
+
+from .. import __version__
+from ..errors import Diagnostic, PolicyError
+from .cse import children, replace_children
+
+BUNDLE_FORMAT = "pdp-bundle"
+BUNDLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RuleCode:
+    id: str
+    effect: str  # "permit" | "forbid"
+    policy: int  # index into Program.policies
+    when: tuple | None
+    unless: tuple | None
+    reason: tuple | None  # parts: str or node
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything an evaluator needs; immutable, plain data."""
+
+    revision: str
+    policies: tuple[tuple[str, tuple | None], ...]  # (name, target node)
+    rules: tuple[RuleCode, ...]  # in source order
+    forbid_tree: tuple
+    permit_tree: tuple
+    slots: int  # CACHED slots
+
+
+# ---- bundles ---------------------------------------------------------------------------------
+
+
+class _NodeTable:
+    def __init__(self) -> None:
+        self.rows: list = []
+        self.index: dict[int, int] = {}
+
+    def ref(self, node: tuple | None) -> int:
+        if node is None:
+            return -1
+        key = id(node)
+        found = self.index.get(key)
+        if found is not None:
+            return found
+        kids = [self.ref(k) for k in children(node)]
+        row = list(replace_children(node, kids)) if kids else list(node)
+        self.index[key] = len(self.rows)
+        self.rows.append(row)
+        return self.index[key]
+
+
+def _encode_tree(tree: tuple, table: _NodeTable) -> list:
+    if tree[0] == "leaf":
+        return ["leaf", list(tree[1])]
+    _, path, branches, default, error = tree
+    return ["switch", table.ref(path), {k: _encode_tree(v, table) for k, v in branches.items()},
+            _encode_tree(default, table), None if error is None else _encode_tree(error, table)]
+
+
+def encode(program: Program) -> bytes:
+    table = _NodeTable()
+    policies = [[name, table.ref(target)] for name, target in program.policies]
+    rules = [[r.id, r.effect, r.policy, table.ref(r.when), table.ref(r.unless),
+              None if r.reason is None else [p if isinstance(p, str) else {"node": table.ref(p)} for p in r.reason],
+              dict(r.annotations)] for r in program.rules]
+    body = {
+        "policies": policies, "rules": rules,
+        "forbid_tree": _encode_tree(program.forbid_tree, table),
+        "permit_tree": _encode_tree(program.permit_tree, table),
+        "slots": program.slots, "nodes": table.rows,
+    }
+    header = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "pdp": __version__, "revision": program.revision}
+    return msgpack.packb([header, body], use_bin_type=True)
+
+
+def decode(data: bytes, name: str = "<bundle>") -> Program:
+    """Bundle bytes ⇒ Program; a corrupt or version-mismatched bundle is a PolicyError."""
+    def fail(message: str) -> PolicyError:
+        return PolicyError(Diagnostic(name, 0, 0, message, "bundle_error"))
+
+    try:
+        header, body = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # noqa: BLE001 - any unpacking failure means "not a bundle"
+        raise fail(f"not a pdp bundle (cannot decode: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
+        raise fail("not a pdp bundle")
+    if header.get("version") != BUNDLE_VERSION:
+        raise fail(f"bundle format version {header.get('version')} is not supported "
+                   f"(this pdp reads version {BUNDLE_VERSION}); rebuild it with 'pdp build'")
+    try:
+        return _decode_body(header, body)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise fail(f"corrupt bundle ({type(exc).__name__}: {exc})") from None
+
+
+def _decode_body(header: dict, body: dict) -> Program:
+    nodes: list[tuple] = []
+    for row in body["nodes"]:
+        op = row[0]
+        shell = _tupled(row)
+        kid_refs = children(shell)
+        node = replace_children(shell, [nodes[i] for i in kid_refs]) if kid_refs else shell
+        nodes.append(node)
+
+    def node(ref: int) -> tuple | None:
+        if ref == -1:
+            return None
+        if not 0 <= ref < len(nodes):
+            raise IndexError(f"node {ref} out of range")
+        return nodes[ref]
+
+    def tree(t: list) -> tuple:
+        if t[0] == "leaf":
+            return ("leaf", tuple(int(i) for i in t[1]))
+        _, path, branches, default, error = t
+        return ("switch", node(path), {k: tree(v) for k, v in branches.items()}, tree(default),
+                None if error is None else tree(error))
+
+    policies = tuple((name, node(target)) for name, target in body["policies"])
+    rules = tuple(
+        RuleCode(rid, effect, int(policy), node(when), node(unless),
+                 None if reason is None else tuple(p if isinstance(p, str) else node(p["node"]) for p in reason),
+                 dict(annotations))
+        for rid, effect, policy, when, unless, reason, annotations in body["rules"])
+    return Program(header["revision"], policies, rules, tree(body["forbid_tree"]), tree(body["permit_tree"]),
+                   int(body["slots"]))
+
+
+def _tupled(row: list) -> tuple:
+    """A decoded row back to the node's tuple shape (msgpack gives lists)."""
+    from .ir import CALL, CIDR, IN_STRS, PATH, AND, OR, LIST
+
+    op = row[0]
+    if op == PATH:
+        return (op, row[1], tuple(row[2]), tuple(row[3]))
+    if op in (IN_STRS,):
+        return (op, row[1], tuple(row[2]), row[3])
+    if op == CIDR:
+        return (op, tuple(row[1]))
+    if op in (AND, OR, LIST):
+        return (op, tuple(row[1]))
+    if op == CALL:
+        return (op, row[1], tuple(row[2]))
+    return tuple(row)

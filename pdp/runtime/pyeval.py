@@ -1,0 +1,315 @@
+"""The pure-Python evaluator of a compiled Program: (Program, request dict) ⇒ Decision.
+
+Used when the Cython extension (``_ceval``) is not built; it links each node into a closure
+once at load, so a decision runs closures, not an interpreter loop. Semantics are the
+reference evaluator's, message for message; the operators, built-ins and values are the
+shared ones (pdp/operators.py, pdp/builtins.py, pdp/values.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import operators
+from ..builtins import BUILTINS, cidr_set
+from ..compile import ir
+from ..compile.program import Program
+from ..decision import FAILED_CLOSED, Reason, RuleError, combine
+from ..errors import EvalError
+from ..glob import compile_glob
+from ..request import parse_request
+from ..values import parse_time, render, type_name
+from .shared import index_value, missing, not_a_map, not_boolean
+
+_UNSET = object()
+_ROOT_INDEX = {name: i for i, name in enumerate(ir.ROOTS)}
+
+
+class _Context:
+    __slots__ = ("roots", "arrival", "cache", "targets", "_now")
+
+    def __init__(self, roots: tuple, arrival: float):
+        self.roots = roots
+        self.arrival = arrival
+        self.cache: dict = {}
+        self.targets: dict = {}
+        self._now = _UNSET
+
+    def now(self):
+        now = self._now
+        if now is _UNSET:
+            context = self.roots[3]
+            if "time" in context:
+                try:
+                    now = parse_time(context["time"])
+                except EvalError as err:
+                    now = EvalError(f"context.time: {err.message}")
+            else:
+                now = self.arrival
+            self._now = now
+        if type(now) is EvalError:
+            raise now
+        return now
+
+
+def link(node: tuple):
+    """A node ⇒ a function of the request context that returns its value or raises EvalError."""
+    op = node[0]
+    if op == ir.CONST:
+        value = node[1]
+        return lambda ctx: value
+    if op == ir.CIDR:
+        value = cidr_set(node[1])
+        return lambda ctx: value
+    if op == ir.ERROR:
+        message = node[1]
+
+        def error(ctx):
+            raise EvalError(message)
+        return error
+    if op == ir.PATH:
+        return _link_path(node)
+    if op == ir.NOW:
+        return lambda ctx: ctx.now()
+    if op == ir.ATTR:
+        obj, name, obj_text, text = link(node[1]), node[2], node[3], node[4]
+
+        def attr(ctx):
+            value = obj(ctx)
+            if type(value) is not dict:
+                raise EvalError(not_a_map(obj_text, value))
+            try:
+                return value[name]
+            except KeyError:
+                raise EvalError(missing(text)) from None
+        return attr
+    if op == ir.INDEX:
+        obj, key, obj_text = link(node[1]), link(node[2]), node[3]
+        return lambda ctx: index_value(obj(ctx), key(ctx), obj_text)
+    if op == ir.LIST:
+        items = [link(i) for i in node[1]]
+        return lambda ctx: [f(ctx) for f in items]
+    if op == ir.NOT:
+        operand = link(node[1])
+
+        def not_(ctx):
+            value = operand(ctx)
+            if value is True:
+                return False
+            if value is False:
+                return True
+            raise EvalError(not_boolean("not", value))
+        return not_
+    if op in (ir.AND, ir.OR):
+        return _link_logic(op, [link(i) for i in node[1]])
+    if op == ir.COMPARE:
+        fn, left, right = operators.OPERATORS[node[1]], link(node[2]), link(node[3])
+        return lambda ctx: fn(left(ctx), right(ctx))
+    if op == ir.EQ_STR:
+        operand, text, negate = link(node[1]), node[2], node[3]
+        if negate:
+            return lambda ctx: operand(ctx) != text
+        return lambda ctx: operand(ctx) == text
+    if op == ir.IN_STRS:
+        operand, texts, negate = link(node[1]), frozenset(node[2]), node[3]
+
+        def in_strs(ctx):
+            value = operand(ctx)
+            found = type(value) is str and value in texts
+            return not found if negate else found
+        return in_strs
+    if op == ir.MATCH_GLOB:
+        operand, glob, pattern = link(node[1]), compile_glob(node[2]), node[2]
+
+        def match(ctx):
+            value = operand(ctx)
+            if type(value) is not str:
+                return operators.apply("matches", value, pattern)  # raises the shared message
+            return glob.match(value)
+        return match
+    if op == ir.CALL:
+        impl, args = BUILTINS[node[1]].impl, [link(a) for a in node[2]]
+        if len(args) == 1:
+            arg = args[0]
+            return lambda ctx: impl(ctx.now, arg(ctx))
+        return lambda ctx: impl(ctx.now, *[a(ctx) for a in args])
+    if op == ir.DEFINED:
+        operand = link(node[1])
+
+        def defined(ctx):
+            try:
+                operand(ctx)
+            except EvalError:
+                return False
+            return True
+        return defined
+    if op == ir.CACHED:
+        slot, inner = node[1], link(node[2])
+
+        def cached(ctx):
+            cache = ctx.cache
+            value = cache.get(slot, _UNSET)
+            if value is _UNSET:
+                try:
+                    value = inner(ctx)
+                except EvalError as err:
+                    value = err
+                cache[slot] = value
+            if type(value) is EvalError:
+                raise value
+            return value
+        return cached
+    raise ValueError(f"unknown opcode {op}")  # pragma: no cover
+
+
+def _link_path(node: tuple):
+    _, root, keys, texts = node
+    index = _ROOT_INDEX[root]
+
+    def path(ctx):
+        value = ctx.roots[index]
+        for i, key in enumerate(keys):
+            if type(value) is not dict:
+                raise EvalError(not_a_map(texts[i], value))
+            try:
+                value = value[key]
+            except KeyError:
+                raise EvalError(missing(texts[i + 1])) from None
+        return value
+    return path
+
+
+def _link_logic(op: int, items: list):
+    name = "and" if op == ir.AND else "or"
+    short = op == ir.OR  # the value that settles the result
+
+    def logic(ctx):
+        for item in items:
+            value = item(ctx)
+            if value is short:
+                return short
+            if value is not (not short):
+                raise EvalError(not_boolean(name, value, plural=True))
+        return not short
+    return logic
+
+
+class _LinkedRule:
+    __slots__ = ("id", "effect", "policy", "when", "unless", "reason", "annotations", "static_reason")
+
+    def __init__(self, code, linked_nodes):
+        self.id, self.effect, self.policy = code.id, code.effect, code.policy
+        self.when = linked_nodes(code.when)
+        self.unless = linked_nodes(code.unless)
+        self.annotations = dict(code.annotations)
+        self.reason = None
+        message = ""
+        if code.reason is not None:
+            if all(isinstance(p, str) for p in code.reason):
+                message = "".join(code.reason)
+            else:
+                self.reason = [p if isinstance(p, str) else linked_nodes(p) for p in code.reason]
+        self.static_reason = Reason(self.id, self.effect, message, self.annotations)
+
+
+class Evaluator:
+    """Decides requests with one compiled Program."""
+
+    backend = "python"
+
+    def __init__(self, program: Program):
+        self.program = program
+        memo: dict[int, object] = {}
+
+        def linked(node):
+            if node is None:
+                return None
+            key = id(node)
+            if key not in memo:
+                memo[key] = link(node)
+            return memo[key]
+
+        self._targets = [linked(target) for _, target in program.policies]
+        self._rules = [_LinkedRule(code, linked) for code in program.rules]
+        self._trees = (self._link_tree(program.forbid_tree, linked), self._link_tree(program.permit_tree, linked))
+
+    def _link_tree(self, tree, linked):
+        if tree[0] == "leaf":
+            return ("leaf", [self._rules[i] for i in tree[1]])
+        _, path, branches, default, error = tree
+        return ("switch", linked(path), {k: self._link_tree(v, linked) for k, v in branches.items()},
+                self._link_tree(default, linked), None if error is None else self._link_tree(error, linked))
+
+    def decide(self, raw: dict):
+        request = parse_request(raw)
+        return self.decide_parsed(request.attrs, request.arrival)
+
+    def decide_parsed(self, attrs: dict, arrival: float):
+        started = time.perf_counter_ns()
+        ctx = _Context((attrs["identity"], attrs["action"], attrs["resource"], attrs["context"]), arrival)
+        errors: list = []
+        forbids = self._phase(self._trees[0], ctx, errors)
+        permits = [] if forbids else self._phase(self._trees[1], ctx, errors)
+        return combine(forbids, permits, errors, self.program.revision, time.perf_counter_ns() - started)
+
+    def _phase(self, tree, ctx: _Context, errors: list) -> list:
+        while tree[0] == "switch":
+            _, path, branches, default, error = tree
+            try:
+                value = path(ctx)
+            except EvalError:
+                tree = error
+                continue
+            tree = branches.get(value, default) if type(value) is str else default
+        reasons = []
+        for rule in tree[1]:
+            try:
+                applies = self._applies(rule, ctx)
+            except EvalError as err:
+                errors.append(RuleError(rule.id, err.message))
+                if rule.effect == "forbid":
+                    reasons.append(Reason(rule.id, "forbid", FAILED_CLOSED + err.message, rule.annotations))
+                continue
+            if applies:
+                reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
+        return reasons
+
+    def _target(self, policy: int, ctx: _Context) -> bool:
+        value = ctx.targets.get(policy, _UNSET)
+        if value is _UNSET:
+            target = self._targets[policy]
+            try:
+                value = _condition(target(ctx), "target")
+            except EvalError as err:
+                value = err
+            ctx.targets[policy] = value
+        if type(value) is EvalError:
+            raise value
+        return value
+
+    def _applies(self, rule: _LinkedRule, ctx: _Context) -> bool:
+        if self._targets[rule.policy] is not None and not self._target(rule.policy, ctx):
+            return False
+        if rule.when is not None and not _condition(rule.when(ctx), "when"):
+            return False
+        if rule.unless is not None and _condition(rule.unless(ctx), "unless"):
+            return False
+        return True
+
+    def _reason(self, rule: _LinkedRule, ctx: _Context) -> Reason:
+        out = []
+        for part in rule.reason:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            try:
+                out.append(render(part(ctx)))
+            except EvalError:
+                out.append("{?}")
+        return Reason(rule.id, rule.effect, "".join(out), rule.annotations)
+
+
+def _condition(value: object, clause: str) -> bool:
+    if value is True or value is False:
+        return value
+    raise EvalError(f"{clause} expects a boolean, got {type_name(value)}")
