@@ -202,7 +202,7 @@ def _describe_expected(names: set[str]) -> str:
             words.append(repr(value))
     if operators:
         words.append("an operator such as '==' or 'in'")
-    if "'permit'" in words:
+    if "'permit'" in words and "'}'" in words:
         # Anything that may start the next item of a policy: name the idea, not every keyword.
         words = [w for w in words if w not in _NEXT_ITEM_WORDS] + ["the next rule or '}'"]
     words = sorted(set(words), key=lambda w: (not w.startswith("'"), w))
