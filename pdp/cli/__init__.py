@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from .. import __version__
-from . import check, evaluate
+from . import check, evaluate, report, run_tests
 
-COMMANDS = (check, evaluate)
+COMMANDS = (check, evaluate, run_tests, report)
 
 
 class _Parser(argparse.ArgumentParser):
