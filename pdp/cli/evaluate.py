@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from ..engine import load
@@ -42,12 +43,23 @@ def read_request(source: str) -> object:
         raise RequestError("", f"{source} is not valid UTF-8") from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
+    except _NotJson as exc:  # NaN or Infinity: place it in the text, outside strings
+        found = next((m.start(1) for m in _CONSTANT.finditer(text) if m.group(1) == exc.args[0]), 0)
+        exc = json.JSONDecodeError(f"{exc.args[0]} is not a JSON number", text, found)
+        raise RequestError("", f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except json.JSONDecodeError as exc:
         raise RequestError("", f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
 
 
+class _NotJson(Exception):
+    pass
+
+
+_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)', re.S)
+
+
 def _reject_constant(name: str):
-    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+    raise _NotJson(name)
 
 
 def run(args) -> int:
