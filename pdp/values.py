@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import ipaddress
 import json
+import functools
 import math
 import re
 from bisect import bisect_right
@@ -139,6 +140,29 @@ _RFC3339 = re.compile(
 )
 
 
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def days_in_month(year: int, month: int) -> int:
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 29
+    return _DAYS_IN_MONTH[month - 1]
+
+
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+
+    >>> days_from_civil(1970, 1, 1), days_from_civil(2000, 3, 1)
+    (0, 11017)
+    """
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
 def parse_time(x: Any) -> int | float:
     """Epoch seconds of an RFC 3339 string, or an epoch number returned as is.
 
@@ -154,11 +178,13 @@ def parse_time(x: Any) -> int | float:
     raise EvalError(f"time expects a string or number, got {type_name(x)}")
 
 
+@functools.lru_cache(maxsize=16384)
 def _parse_rfc3339(text: str) -> int | float:
+    # Cached: credentials' issue times repeat across requests. Errors are not cached (raised).
     m = _RFC3339.fullmatch(text)
     if m is None:
         raise EvalError(f"{_quote(text)} is not an RFC 3339 time")
-    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    year, month, day, hour, minute, second = map(int, m.group(1, 2, 3, 4, 5, 6))
     fraction, sign, off_hour, off_minute = m.group(7, 8, 9, 10)
 
     def out_of_range(field: str) -> EvalError:
@@ -168,7 +194,7 @@ def _parse_rfc3339(text: str) -> int | float:
         raise out_of_range("year")
     if not 1 <= month <= 12:
         raise out_of_range("month")
-    if not 1 <= day <= calendar.monthrange(year, month)[1]:
+    if not 1 <= day <= days_in_month(year, month):
         raise out_of_range("day")
     if hour > 23:
         raise out_of_range("hour")
@@ -179,7 +205,7 @@ def _parse_rfc3339(text: str) -> int | float:
     # A leap second (:60) counts as :59 of the same minute: POSIX epoch time has no leap
     # seconds, and clamping keeps the instant inside the minute (and day) the text names.
     second = min(second, 59)
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
     if sign is not None:
         oh, om = int(off_hour), int(off_minute)
         if oh > 23:

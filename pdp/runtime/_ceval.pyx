@@ -1,0 +1,772 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The compiled evaluator: (Program, request dict) ⇒ Decision, in C.
+
+Twin of pyeval.py: it links each node of the Program into a typed extension object once at
+load, then evaluates with C-level virtual calls and no Python frames per node. Errors travel
+as ``_Err`` values (no exceptions on the hot path). Only the common, simple cases run here;
+anything rarer (mixed types, errors, built-ins) calls the shared Python helpers, so the
+wording and the semantics are those of the reference evaluator by construction.
+"""
+
+from libc.math cimport isfinite
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
+
+from .. import operators
+from ..builtins import BUILTINS, cidr_set
+from ..compile import ir
+from ..decision import FAILED_CLOSED, Decision, Reason, RuleError, DEFAULT_REASON
+from ..errors import EvalError
+from ..glob import compile_glob
+from ..request import parse_request, INT_MIN, INT_MAX, MAX_DEPTH, ROOT_KEYS
+from ..values import parse_time, render, type_name, equal
+from .shared import index_value, missing, not_a_map, not_boolean
+
+cdef object _UNSET = object()
+cdef str _ALLOW = "ALLOW"
+cdef str _DENY = "DENY"
+cdef tuple _DEFAULT_REASONS = (DEFAULT_REASON,)
+cdef tuple _EMPTY = ()
+cdef object _EQUAL = equal
+cdef dict _OPERATORS = operators.OPERATORS
+cdef object _INT_MIN = INT_MIN
+cdef object _INT_MAX = INT_MAX
+
+
+cdef inline long long _nanos(int clock):
+    cdef timespec ts
+    clock_gettime(clock, &ts)
+    return <long long>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+# ---- times: the common RFC 3339 shapes in C; anything else goes to values.parse_time -----------
+
+cdef inline int _digits(str s, Py_ssize_t start, Py_ssize_t count):
+    """The decimal number at s[start:start+count], or -1 when a character is not 0-9."""
+    cdef int value = 0
+    cdef int code
+    cdef Py_ssize_t i
+    for i in range(start, start + count):
+        code = <int><Py_UCS4>s[i]
+        if code < 48 or code > 57:
+            return -1
+        value = value * 10 + (code - 48)
+    return value
+
+
+cdef inline long long _days_from_civil(long long y, int m, int d):
+    y -= m <= 2
+    cdef long long era = (y if y >= 0 else y - 399) // 400
+    cdef long long yoe = y - era * 400
+    cdef long long doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    cdef long long doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef int[12] _MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+
+cdef object _time_of(object x):
+    """values.parse_time, with `YYYY-MM-DDTHH:MM:SS(Z|±HH:MM)` done in C (int result)."""
+    cdef str s
+    cdef Py_ssize_t n
+    cdef int year, month, day, hour, minute, second, oh = 0, om = 0, dim
+    cdef Py_UCS4 sep, zone
+    if type(x) is str:
+        s = <str>x
+        n = len(s)
+        if n == 20 or n == 25:
+            year, month, day = _digits(s, 0, 4), _digits(s, 5, 2), _digits(s, 8, 2)
+            hour, minute, second = _digits(s, 11, 2), _digits(s, 14, 2), _digits(s, 17, 2)
+            sep, zone = s[10], s[19]
+            if (s[4] == u"-" and s[7] == u"-" and s[13] == u":" and s[16] == u":"
+                    and (sep == u"T" or sep == u"t" or sep == u" ")
+                    and year >= 1 and 1 <= month <= 12 and day >= 1 and 0 <= hour <= 23
+                    and 0 <= minute <= 59 and 0 <= second <= 60):
+                dim = _MONTH_DAYS[month - 1]
+                if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+                    dim = 29
+                if n == 20 and (zone == u"Z" or zone == u"z"):
+                    pass
+                elif n == 25 and (zone == u"+" or zone == u"-") and s[22] == u":":
+                    oh, om = _digits(s, 20, 2), _digits(s, 23, 2)
+                    if not (0 <= oh <= 23 and 0 <= om <= 59):
+                        dim = 0  # out of range: let the Python path say so
+                    elif zone == u"+":
+                        oh, om = -oh, -om
+                else:
+                    dim = 0
+                if day <= dim:
+                    if second == 60:
+                        second = 59  # a leap second counts as :59 (as values.parse_time does)
+                    return (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
+                            + second + oh * 3600 + om * 60)
+    return parse_time(x)
+
+
+cdef class _Err:
+    """An evaluation error, returned (not raised) through the node tree."""
+    cdef readonly str message
+
+    def __cinit__(self, str message):
+        self.message = message
+
+
+cdef inline _Err _from(object err):
+    return _Err(err.message)
+
+
+# ---- the per-request context -------------------------------------------------------------
+
+cdef class _Context:
+    cdef object identity, action, resource, context
+    cdef double arrival
+    cdef dict cache
+    cdef dict targets
+    cdef object now_value
+
+    cdef object root(self, int index):
+        if index == 0:
+            return self.identity
+        if index == 1:
+            return self.action
+        if index == 2:
+            return self.resource
+        return self.context
+
+    cdef object now_or_err(self):
+        cdef object now = self.now_value
+        if now is _UNSET:
+            if "time" in self.context:
+                try:
+                    now = _time_of(self.context["time"])
+                except EvalError as err:
+                    now = _Err("context.time: " + err.message)
+            else:
+                now = self.arrival
+            self.now_value = now
+        return now
+
+    def now(self):
+        """For the built-ins (``age``): the request time, or raise EvalError."""
+        now = self.now_or_err()
+        if type(now) is _Err:
+            raise EvalError((<_Err>now).message)
+        return now
+
+
+# ---- nodes -------------------------------------------------------------------------------
+
+cdef class _Node:
+    cdef object ev(self, _Context ctx):
+        raise NotImplementedError
+
+
+cdef class _Const(_Node):
+    cdef object value
+
+    cdef object ev(self, _Context ctx):
+        return self.value
+
+
+cdef class _Error(_Node):
+    cdef _Err err
+
+    cdef object ev(self, _Context ctx):
+        return self.err
+
+
+cdef class _Path(_Node):
+    cdef int root
+    cdef tuple keys
+    cdef tuple texts
+    cdef Py_ssize_t n
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = ctx.root(self.root)
+        cdef object found
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            if type(value) is not dict:
+                return _Err(not_a_map(self.texts[i], value))
+            found = (<dict>value).get(self.keys[i], _UNSET)
+            if found is _UNSET:
+                return _Err(missing(self.texts[i + 1]))
+            value = found
+        return value
+
+
+cdef class _Now(_Node):
+    cdef object ev(self, _Context ctx):
+        return ctx.now_or_err()
+
+
+cdef class _Attr(_Node):
+    cdef _Node obj
+    cdef str name, obj_text, text
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.obj.ev(ctx)
+        cdef object found
+        if type(value) is _Err:
+            return value
+        if type(value) is not dict:
+            return _Err(not_a_map(self.obj_text, value))
+        found = (<dict>value).get(self.name, _UNSET)
+        if found is _UNSET:
+            return _Err(missing(self.text))
+        return found
+
+
+cdef class _Index(_Node):
+    cdef _Node obj, key
+    cdef str obj_text
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.obj.ev(ctx)
+        if type(value) is _Err:
+            return value
+        cdef object key = self.key.ev(ctx)
+        if type(key) is _Err:
+            return key
+        if type(value) is dict and type(key) is str:
+            found = (<dict>value).get(key, _UNSET)
+            if found is not _UNSET:
+                return found
+        try:
+            return index_value(value, key, self.obj_text)
+        except EvalError as err:
+            return _from(err)
+
+
+cdef class _List(_Node):
+    cdef tuple items
+
+    cdef object ev(self, _Context ctx):
+        cdef list out = []
+        cdef _Node item
+        cdef object value
+        for item in self.items:
+            value = item.ev(ctx)
+            if type(value) is _Err:
+                return value
+            out.append(value)
+        return out
+
+
+cdef class _Not(_Node):
+    cdef _Node operand
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.operand.ev(ctx)
+        if value is True:
+            return False
+        if value is False:
+            return True
+        if type(value) is _Err:
+            return value
+        return _Err(not_boolean("not", value))
+
+
+cdef class _Logic(_Node):
+    cdef tuple items
+    cdef object settles  # False for and, True for or
+    cdef str name
+
+    cdef object ev(self, _Context ctx):
+        cdef _Node item
+        cdef object value
+        for item in self.items:
+            value = item.ev(ctx)
+            if value is self.settles:
+                return value
+            if value is not True and value is not False:
+                if type(value) is _Err:
+                    return value
+                return _Err(not_boolean(self.name, value, True))
+        return not self.settles
+
+
+cdef class _Compare(_Node):
+    cdef str op
+    cdef _Node left, right
+    cdef object fn
+
+    cdef object ev(self, _Context ctx):
+        cdef object a = self.left.ev(ctx)
+        if type(a) is _Err:
+            return a
+        cdef object b = self.right.ev(ctx)
+        if type(b) is _Err:
+            return b
+        cdef str op = self.op
+        cdef type ta = type(a)
+        if ta is type(b) and (ta is str or ta is int or ta is float):
+            # Fast paths for same-typed scalars; everything else goes to the shared operators.
+            if op == "==":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op == "<":
+                return a < b
+            if op == "<=":
+                return a <= b
+            if op == ">":
+                return a > b
+            if op == ">=":
+                return a >= b
+            if ta is str:
+                if op == "startswith":
+                    return (<str>a).startswith(b)
+                if op == "endswith":
+                    return (<str>a).endswith(b)
+                if op == "contains":
+                    return b in <str>a
+        elif type(b) is list and ta is str and (op == "in" or op == "not in"):
+            return (a in <list>b) if op == "in" else (a not in <list>b)
+        elif ta is list and type(b) is str and op == "contains":
+            return b in <list>a
+        try:
+            return self.fn(a, b)
+        except EvalError as err:
+            return _from(err)
+
+
+cdef class _EqStr(_Node):
+    cdef _Node operand
+    cdef str text
+    cdef bint negate
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.operand.ev(ctx)
+        if type(value) is str:
+            return (value == self.text) != self.negate
+        if type(value) is _Err:
+            return value
+        return self.negate  # a non-string never equals a string
+
+
+cdef class _InStrs(_Node):
+    cdef _Node operand
+    cdef frozenset texts
+    cdef bint negate
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.operand.ev(ctx)
+        if type(value) is str:
+            return (value in self.texts) != self.negate
+        if type(value) is _Err:
+            return value
+        return self.negate
+
+
+cdef class _MatchGlob(_Node):
+    cdef _Node operand
+    cdef object match
+    cdef str pattern
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.operand.ev(ctx)
+        if type(value) is str:
+            return self.match(value)
+        if type(value) is _Err:
+            return value
+        try:
+            return operators.apply("matches", value, self.pattern)
+        except EvalError as err:
+            return _from(err)
+
+
+cdef class _Call(_Node):
+    cdef object impl
+    cdef tuple args
+
+    cdef object ev(self, _Context ctx):
+        cdef list values = []
+        cdef _Node arg
+        cdef object value
+        for arg in self.args:
+            value = arg.ev(ctx)
+            if type(value) is _Err:
+                return value
+            values.append(value)
+        try:
+            return self.impl(ctx.now, *values)
+        except EvalError as err:
+            return _from(err)
+
+
+cdef class _Time(_Node):
+    """time(x) and age(x): the hot built-ins, with the C time parser."""
+    cdef _Node arg
+    cdef bint age
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.arg.ev(ctx)
+        cdef object now
+        if type(value) is _Err:
+            return value
+        if self.age:
+            now = ctx.now_or_err()
+            if type(now) is _Err:
+                return now
+        try:
+            value = _time_of(value)
+        except EvalError as err:
+            return _from(err)
+        return now - value if self.age else value
+
+
+cdef class _Defined(_Node):
+    cdef _Node operand
+
+    cdef object ev(self, _Context ctx):
+        return type(self.operand.ev(ctx)) is not _Err
+
+
+cdef class _Cached(_Node):
+    cdef int slot
+    cdef _Node inner
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = ctx.cache.get(self.slot, _UNSET)
+        if value is _UNSET:
+            value = self.inner.ev(ctx)
+            ctx.cache[self.slot] = value
+        return value
+
+
+cdef _Node _link(tuple node, dict memo):
+    cdef object key = id(node)
+    cdef _Node linked = memo.get(key)
+    if linked is not None:
+        return linked
+    linked = _link_new(node, memo)
+    memo[key] = linked
+    return linked
+
+
+cdef _Node _link_new(tuple node, dict memo):
+    cdef int op = node[0]
+    cdef _Const c
+    cdef _Error e
+    cdef _Path p
+    cdef _Attr a
+    cdef _Index x
+    cdef _List l
+    cdef _Not n
+    cdef _Logic g
+    cdef _Compare m
+    cdef _EqStr q
+    cdef _InStrs s
+    cdef _MatchGlob mg
+    cdef _Call f
+    cdef _Time t
+    cdef _Defined d
+    cdef _Cached k
+    if op == ir.CONST:
+        c = _Const.__new__(_Const)
+        c.value = node[1]
+        return c
+    if op == ir.CIDR:
+        c = _Const.__new__(_Const)
+        c.value = cidr_set(node[1])
+        return c
+    if op == ir.ERROR:
+        e = _Error.__new__(_Error)
+        e.err = _Err(node[1])
+        return e
+    if op == ir.PATH:
+        p = _Path.__new__(_Path)
+        p.root = ir.ROOTS.index(node[1])
+        p.keys = tuple(node[2])
+        p.texts = tuple(node[3])
+        p.n = len(p.keys)
+        return p
+    if op == ir.NOW:
+        return _Now.__new__(_Now)
+    if op == ir.ATTR:
+        a = _Attr.__new__(_Attr)
+        a.obj, a.name, a.obj_text, a.text = _link(node[1], memo), node[2], node[3], node[4]
+        return a
+    if op == ir.INDEX:
+        x = _Index.__new__(_Index)
+        x.obj, x.key, x.obj_text = _link(node[1], memo), _link(node[2], memo), node[3]
+        return x
+    if op == ir.LIST:
+        l = _List.__new__(_List)
+        l.items = tuple(_link(i, memo) for i in node[1])
+        return l
+    if op == ir.NOT:
+        n = _Not.__new__(_Not)
+        n.operand = _link(node[1], memo)
+        return n
+    if op == ir.AND or op == ir.OR:
+        g = _Logic.__new__(_Logic)
+        g.items = tuple(_link(i, memo) for i in node[1])
+        g.settles = op == ir.OR
+        g.name = "or" if op == ir.OR else "and"
+        return g
+    if op == ir.COMPARE:
+        m = _Compare.__new__(_Compare)
+        m.op, m.left, m.right = node[1], _link(node[2], memo), _link(node[3], memo)
+        m.fn = _OPERATORS[node[1]]
+        return m
+    if op == ir.EQ_STR:
+        q = _EqStr.__new__(_EqStr)
+        q.operand, q.text, q.negate = _link(node[1], memo), node[2], node[3]
+        return q
+    if op == ir.IN_STRS:
+        s = _InStrs.__new__(_InStrs)
+        s.operand, s.texts, s.negate = _link(node[1], memo), frozenset(node[2]), node[3]
+        return s
+    if op == ir.MATCH_GLOB:
+        mg = _MatchGlob.__new__(_MatchGlob)
+        mg.operand, mg.match, mg.pattern = _link(node[1], memo), compile_glob(node[2]).match, node[2]
+        return mg
+    if op == ir.CALL and (node[1] == "time" or node[1] == "age"):
+        t = _Time.__new__(_Time)
+        t.arg, t.age = _link(node[2][0], memo), node[1] == "age"
+        return t
+    if op == ir.CALL:
+        f = _Call.__new__(_Call)
+        f.impl = BUILTINS[node[1]].impl
+        f.args = tuple(_link(a, memo) for a in node[2])
+        return f
+    if op == ir.DEFINED:
+        d = _Defined.__new__(_Defined)
+        d.operand = _link(node[1], memo)
+        return d
+    if op == ir.CACHED:
+        k = _Cached.__new__(_Cached)
+        k.slot, k.inner = node[1], _link(node[2], memo)
+        return k
+    raise ValueError(f"unknown opcode {op}")
+
+
+# ---- rules and trees ---------------------------------------------------------------------
+
+cdef class _Rule:
+    cdef str id
+    cdef bint forbid
+    cdef int policy
+    cdef _Node target  # its policy's (None when the policy has none)
+    cdef _Node when, unless
+    cdef list reason  # parts (str or _Node); None when the message is static
+    cdef object annotations
+    cdef object static_reason
+
+
+cdef class _Leaf:
+    cdef tuple rules
+
+
+cdef class _Switch:
+    cdef _Node path
+    cdef dict branches
+    cdef object default
+    cdef object error
+
+
+cdef object _condition(object value, str clause):
+    if value is True or value is False or type(value) is _Err:
+        return value
+    return _Err(clause + " expects a boolean, got " + type_name(value))
+
+
+# ---- request validation ------------------------------------------------------------------
+
+cdef bint _plain_value(object value, int depth):
+    """True when ``value`` is already a normalized JSON value (no copy needed)."""
+    cdef type t = type(value)
+    if t is str or t is bool:
+        return True
+    if t is int:
+        return _INT_MIN <= value <= _INT_MAX
+    if t is float:
+        return isfinite(<double>value)
+    if depth >= MAX_DEPTH:
+        return False
+    if t is dict:
+        for k, v in (<dict>value).items():
+            if type(k) is not str or v is None or not _plain_value(v, depth + 1):
+                return False
+        return True
+    if t is list:
+        for v in <list>value:
+            if v is None or not _plain_value(v, depth + 1):
+                return False
+        return True
+    return False
+
+
+cdef inline bint _named(object root, str field):
+    cdef object v = (<dict>root).get(field)
+    return type(v) is str and len(<str>v) > 0
+
+
+cdef class Evaluator:
+    """Decides requests with one compiled Program."""
+
+    cdef readonly object program
+    cdef readonly str revision
+    cdef list rules
+    cdef object forbid_tree, permit_tree
+
+    backend = "compiled"
+
+    def __init__(self, program):
+        cdef dict memo = {}
+        self.program = program
+        self.revision = program.revision
+        targets = [None if t is None else _link(t, memo) for _, t in program.policies]
+        self.rules = []
+        cdef _Rule r
+        for code in program.rules:
+            r = _Rule.__new__(_Rule)
+            r.id, r.forbid, r.policy = code.id, code.effect == "forbid", code.policy
+            r.target = targets[code.policy]
+            r.when = None if code.when is None else _link(code.when, memo)
+            r.unless = None if code.unless is None else _link(code.unless, memo)
+            r.annotations = dict(code.annotations)
+            r.reason = None
+            message = ""
+            if code.reason is not None:
+                if all(isinstance(p, str) for p in code.reason):
+                    message = "".join(code.reason)
+                else:
+                    r.reason = [p if isinstance(p, str) else _link(p, memo) for p in code.reason]
+            r.static_reason = Reason(code.id, code.effect, message, r.annotations)
+            self.rules.append(r)
+        self.forbid_tree = self._tree(program.forbid_tree, memo)
+        self.permit_tree = self._tree(program.permit_tree, memo)
+
+    cdef object _tree(self, tuple tree, dict memo):
+        cdef _Leaf leaf
+        cdef _Switch s
+        if tree[0] == "leaf":
+            leaf = _Leaf.__new__(_Leaf)
+            leaf.rules = tuple(self.rules[i] for i in tree[1])
+            return leaf
+        _, path, branches, default, error = tree
+        s = _Switch.__new__(_Switch)
+        s.path = _link(path, memo)
+        s.branches = {k: self._tree(v, memo) for k, v in branches.items()}
+        s.default = self._tree(default, memo)
+        s.error = None if error is None else self._tree(error, memo)
+        return s
+
+    cpdef object decide(self, object raw):
+        """Decide one request dict; raises RequestError when it is malformed."""
+        cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
+        cdef object identity, action, resource, context
+        if type(raw) is dict and len(<dict>raw) <= 4:
+            identity = (<dict>raw).get("identity")
+            action = (<dict>raw).get("action")
+            resource = (<dict>raw).get("resource")
+            context = (<dict>raw).get("context")
+            if type(action) is str and len(<str>action) > 0:
+                action = {"name": action}
+            if (type(identity) is dict and type(action) is dict and type(resource) is dict
+                    and (context is None and len(<dict>raw) <= 3 or type(context) is dict)
+                    and _named(identity, "type") and _named(identity, "id") and _named(action, "name")
+                    and _named(resource, "type")
+                    and _plain_value(identity, 0) and _plain_value(action, 0)
+                    and _plain_value(resource, 0) and (context is None or _plain_value(context, 0))):
+                return self.run(identity, action, resource, {} if context is None else context, arrival)
+        # Anything unusual (nulls, tuples, errors): the reference validation, which normalizes
+        # or raises RequestError with the path.
+        request = parse_request(raw, arrival)
+        attrs = request.attrs
+        return self.run(attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], arrival)
+
+    def decide_parsed(self, dict attrs, double arrival):
+        return self.run(attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], arrival)
+
+    cdef object run(self, object identity, object action, object resource, object context, double arrival):
+        cdef long long started = _nanos(CLOCK_MONOTONIC)
+        cdef _Context ctx = _Context.__new__(_Context)
+        ctx.identity, ctx.action, ctx.resource, ctx.context = identity, action, resource, context
+        ctx.arrival = arrival
+        ctx.cache = {}
+        ctx.targets = {}
+        ctx.now_value = _UNSET
+        cdef list errors = []
+        cdef list forbids = self._phase(self.forbid_tree, ctx, errors)
+        cdef list permits
+        cdef str decision
+        cdef tuple reasons
+        if forbids:
+            decision, reasons = _DENY, tuple(forbids)
+        else:
+            permits = self._phase(self.permit_tree, ctx, errors)
+            if permits:
+                decision, reasons = _ALLOW, tuple(permits)
+            else:
+                decision, reasons = _DENY, _DEFAULT_REASONS
+        return Decision(decision, reasons, tuple(errors) if errors else _EMPTY, self.revision,
+                        _nanos(CLOCK_MONOTONIC) - started)
+
+    cdef list _phase(self, object tree, _Context ctx, list errors):
+        cdef _Switch s
+        cdef object value
+        while type(tree) is _Switch:
+            s = <_Switch>tree
+            value = s.path.ev(ctx)
+            if type(value) is str:
+                tree = s.branches.get(value, s.default)
+            elif type(value) is _Err:
+                tree = s.error
+            else:
+                tree = s.default
+        cdef list reasons = []
+        cdef _Rule rule
+        cdef object applies
+        for rule in (<_Leaf>tree).rules:
+            applies = self._applies(rule, ctx)
+            if applies is True:
+                reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
+            elif applies is not False:
+                message = (<_Err>applies).message
+                errors.append(RuleError(rule.id, message))
+                if rule.forbid:
+                    reasons.append(Reason(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
+        return reasons
+
+    cdef object _applies(self, _Rule rule, _Context ctx):
+        """True, False, or the _Err that stopped it."""
+        cdef object value
+        if rule.target is not None:
+            value = ctx.targets.get(rule.policy, _UNSET)
+            if value is _UNSET:
+                value = _condition(rule.target.ev(ctx), "target")
+                ctx.targets[rule.policy] = value
+            if value is not True:
+                return value
+        if rule.when is not None:
+            value = _condition(rule.when.ev(ctx), "when")
+            if value is not True:
+                return value
+        if rule.unless is not None:
+            value = _condition(rule.unless.ev(ctx), "unless")
+            if value is True:
+                return False
+            if value is not False:
+                return value
+        return True
+
+    cdef object _reason(self, _Rule rule, _Context ctx):
+        cdef list out = []
+        cdef object value
+        for part in rule.reason:
+            if type(part) is str:
+                out.append(part)
+                continue
+            value = (<_Node>part).ev(ctx)
+            if type(value) is _Err:
+                out.append("{?}")
+            else:
+                try:
+                    out.append(render(value))
+                except EvalError:
+                    out.append("{?}")
+        return Reason(rule.id, "forbid" if rule.forbid else "permit", "".join(out), rule.annotations)
