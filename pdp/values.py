@@ -374,6 +374,8 @@ def render(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     try:
-        return json.dumps(_jsonable(v), separators=(",", ":"), ensure_ascii=False)
+        # Keys sorted: a map's order is not kept by every layer (protobuf maps), so the same
+        # request must render the same text whichever way it arrived.
+        return json.dumps(_jsonable(v), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     except RecursionError:
         raise EvalError("value is too deeply nested to render") from None
