@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -146,7 +147,10 @@ def _diagnose(exc: UnexpectedInput, source: SourceFile, line_offset: int, column
         line, column = _place(token.end_line, token.end_column, line_offset, column_offset)
     if isinstance(exc, UnexpectedCharacters):
         char = exc.char
-        message = f"unexpected character {char!r}"
+        shown = repr(char) if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
+        if shown.startswith("U+") and unicodedata.name(char, ""):  # invisible: name it (a pasted no-break space)
+            shown += f" ({unicodedata.name(char).lower()})"
+        message = f"unexpected character {shown}"
         if char in _CHARACTER_HINTS:
             message += f"; {_CHARACTER_HINTS[char]}"
     elif isinstance(exc, UnexpectedToken):
