@@ -69,6 +69,10 @@ def parse_duration(raw: str) -> int | float:
     >>> parse_duration("1h30m"), parse_duration("500ms"), parse_duration("2d12h")
     (5400, 0.5, 216000)
     """
+    if not re.fullmatch(f"(?:{_DURATION_PART.pattern})+", raw):
+        raise ValueError(
+            f"malformed duration {raw!r}: write whole amounts with the units d h m s ms, as in 1h30m"
+        )
     last = -1
     millis = 0
     for amount, unit in _DURATION_PART.findall(raw):
