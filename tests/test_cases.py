@@ -21,8 +21,9 @@ fail to load; the first line of the rendered PolicyError is compared exactly), o
 this text; ``policies`` may then be omitted).
 
 Policies are written to a fresh folder that is also the working directory, and loaded as
-``pdp.load(".")``, so messages name files as ``p0.pdl``. Each decision is also checked
-against ``Engine.explain`` (one decision procedure, two walks: they must agree).
+``pdp.load(".")``, so messages name files as ``p0.pdl``. Every case runs on every evaluator
+(the reference evaluator, which defines the semantics, and each runtime backend that is
+available); each decision is also checked against ``Engine.explain``.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ import pytest
 import yaml
 
 import pdp
+from pdp import runtime
 
 CASES = Path(__file__).parent / "cases"
 CASE_KEYS = {"note", "policies", "data", "request", "want", "want_error", "want_request_error"}
 WANT_KEYS = {"decision", "reasons", "messages", "effects", "annotations", "errors"}
 DEFAULT_POLICIES = "policy any { permit everything }"
+BACKENDS = ["reference", *sorted(runtime.EVALUATORS)]
 
 
 class CaseFileError(Exception):
@@ -123,29 +126,14 @@ def _collect() -> list:
     return params
 
 
-def _load(case: dict, folder: Path) -> pdp.Engine:
+def _write(case: dict, folder: Path) -> None:
     for i, source in enumerate(case["policies"]):
         (folder / f"p{i}.pdl").write_text(source, encoding="utf-8")
     for name, value in case["data"].items():
         (folder / f"{name}.data.json").write_text(json.dumps(value), encoding="utf-8")
-    return pdp.load(".")
 
 
-@pytest.mark.parametrize("case", _collect())
-def test_case(case: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    if "want_error" in case:
-        with pytest.raises(pdp.PolicyError) as caught:
-            _load(case, tmp_path)
-        assert str(caught.value).splitlines()[0] == case["want_error"]
-        return
-    engine = _load(case, tmp_path)
-    if "want_request_error" in case:
-        with pytest.raises(pdp.RequestError) as caught:
-            engine.decide(case["request"])
-        assert str(caught.value) == case["want_request_error"]
-        return
-
+def _check_decision(engine: pdp.Engine, case: dict) -> pdp.Decision:
     decision = engine.decide(case["request"])
     want = case["want"]
     got = decision.to_dict()
@@ -156,4 +144,29 @@ def test_case(case: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         if key in want:
             assert [r[field] for r in reasons] == want[key], got
     assert got["errors"] == want.get("errors", []), got
-    assert engine.explain(case["request"]).decision == decision
+    return decision
+
+
+@pytest.mark.parametrize("case", _collect())
+def test_case(case: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _write(case, tmp_path)
+    if "want_error" in case:
+        with pytest.raises(pdp.PolicyError) as caught:
+            pdp.load(".")
+        assert str(caught.value).splitlines()[0] == case["want_error"]
+        return
+    for backend in BACKENDS:
+        engine = pdp.load(".", backend=backend)
+        assert engine.backend == backend
+        if "want_request_error" in case:
+            with pytest.raises(pdp.RequestError) as caught:
+                engine.decide(case["request"])
+            assert str(caught.value) == case["want_request_error"], backend
+            continue
+        try:
+            decision = _check_decision(engine, case)
+        except AssertionError as failure:
+            raise AssertionError(f"backend {backend}: {failure}") from None
+        if backend == "reference":
+            assert engine.explain(case["request"]).decision == decision
