@@ -15,10 +15,14 @@ def summary(run: RunResult) -> str:
     return f"{run.passed} passed, {run.failed} failed"
 
 
-def failure(result: TestResult) -> str:
-    """One failed test: where, what was expected, what came, and the trace of the deciding rules."""
+def failure(result: TestResult, header: bool = True) -> str:
+    """One failed test: where, what was expected, what came, and the trace of the deciding rules.
+
+    The first line is ``FAIL suite::name: first problem`` (without ``header``: the problem alone,
+    for a runner that names the test itself)."""
     case = result.case
-    lines = [f"FAIL {case.id}", f"  at {case.where}"]
+    problem = result.problems[0] if result.problems else "failed"
+    lines = [f"FAIL {case.id}: {problem}" if header else problem, f"  at {case.where}"]
     expected = case.expect
     if case.reasons:
         expected += f" with {', '.join(case.reasons)} among the reasons"
