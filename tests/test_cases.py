@@ -154,7 +154,10 @@ def test_case(case: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     if "want_error" in case:
         with pytest.raises(pdp.PolicyError) as caught:
             pdp.load(".")
-        assert str(caught.value).splitlines()[0] == case["want_error"]
+        error = caught.value
+        assert str(error).splitlines()[0] == case["want_error"]
+        # The fields name the first error's position, as the rendered text does.
+        assert case["want_error"].startswith(f"{error.file}:{error.line}:{error.column}: ")
         return
     for backend in BACKENDS:
         engine = pdp.load(".", backend=backend)
