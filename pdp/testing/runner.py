@@ -27,7 +27,7 @@ from ..decision import Decision
 from ..engine import Engine, load
 from ..errors import Diagnostic, PolicyError, RequestError
 from ..explain import APPLIED, FAILED, NOT_APPLIED, NOT_EVALUATED, Explanation, RuleTrace
-from ..loader import DATA, POLICY, SUITE, SourceEntry, discover
+from ..loader import DATA, DATA_SUFFIXES, POLICY, SUITE, discover
 from .suite import Suite, TestCase, load_suite
 
 _DATA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
@@ -140,7 +140,7 @@ class Tester:
 
     __test__ = False
 
-    def __init__(self, engine: Engine, entries: Sequence[SourceEntry]):
+    def __init__(self, engine: Engine, entries: Sequence):  # entries: what loader.discover found
         self.engine = engine
         self.entries = list(entries)
         self._engines: dict[str, Engine] = {}
@@ -158,7 +158,7 @@ class Tester:
         return cls(load(paths), entries)
 
     @property
-    def suite_files(self) -> list[SourceEntry]:
+    def suite_files(self) -> list:
         return [e for e in self.entries if e.kind == SUITE]
 
     def load_suites(self) -> list[Suite]:
@@ -214,7 +214,7 @@ class Tester:
             # the public loader does the work, so every backend sees the data it would see.
             with tempfile.TemporaryDirectory(prefix="pdp-test-data-") as tmp:
                 paths: list[Path] = [e.path for e in self.entries
-                                     if e.kind == POLICY or (e.kind == DATA and e.data_name not in suite.data)]
+                                     if e.kind == POLICY or (e.kind == DATA and _data_name(e.path.name) not in suite.data)]
                 for name, value in suite.data.items():
                     path = Path(tmp) / f"{name}.data.json"
                     path.write_text(json.dumps(value), encoding="utf-8")
@@ -287,6 +287,10 @@ def select(cases: Iterable[TestCase], patterns: Sequence[str]) -> list[TestCase]
         return list(cases)
     lowered = [p.lower() for p in patterns]
     return [c for c in cases if any(p in c.id.lower() for p in lowered)]
+
+
+def _data_name(file_name: str) -> str:
+    return next(file_name[: -len(s)] for s in DATA_SUFFIXES if file_name.endswith(s))
 
 
 def _nearest(name: str, known: Iterable[str]) -> str | None:

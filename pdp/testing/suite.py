@@ -135,7 +135,7 @@ class _SuiteReader:
         suite = Suite(suite_name_of(self.path), self.display, self.path, self.source)
         if not isinstance(document, MarkedMap):
             mark = (getattr(document, "line", 1) or 1, getattr(document, "column", 1) or 1)
-            what = "an empty file" if document is None else f"a {_kind(document)}"
+            what = "an empty file" if document is None else _kind(document)
             self.problem(mark, f"a test suite is a mapping with 'tests' or 'matrix', got {what}")
             raise PolicyError(self.problems)
         self.keys(document, SUITE_KEYS, "the suite")
