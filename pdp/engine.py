@@ -14,8 +14,9 @@ from .compile import compile_program
 from .decision import Decision
 from .errors import Diagnostic, PolicyError, RequestError
 from .explain import Explanation, explain
-from .loader import DATA, POLICY, SourceEntry, discover, read_bytes, revision
-from .request import normalize_value, parse_request
+from .compile.program import Program
+from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
+from .request import indexed_request, normalize_value, parse_request
 from .source import SourceFile
 from .syntax import ast
 from .syntax.parser import SyntaxProblem
@@ -25,21 +26,35 @@ from .yamlio import decode_text, load_json, load_yaml
 
 # PUBLIC: exported from pdp.
 class Engine:
-    """A loaded policy set, ready to decide. Immutable: reloading makes a new Engine."""
+    """A loaded policy set, ready to decide. Immutable: reloading makes a new Engine.
 
-    def __init__(self, policy_set: CheckedPolicySet, revision: str, files: Sequence[SourceEntry] = (),
+    Built from source files (``pdp.load``) or from a compiled bundle (``pdp.load_bundle``); a
+    bundle's engine parses its embedded sources only if ``explain`` is asked for.
+    """
+
+    def __init__(self, program: Program, sources: Sequence[Source], policy_set: CheckedPolicySet | None = None,
                  backend: str | None = None):
-        self.policy_set = policy_set
-        self.revision = revision
-        self.files = tuple(files)
-        self.program = compile_program(policy_set, revision)
+        self.program = program
+        self.revision = program.revision
+        self.sources = tuple(sources)
+        self._policy_set = policy_set
         self.backend = backend or runtime.BACKEND
         if self.backend == "reference":
             self._evaluator = None
             self.decide = self._decide_reference  # type: ignore[method-assign]
         else:
-            self._evaluator = runtime.EVALUATORS[self.backend](self.program)
+            if self.backend not in runtime.EVALUATORS:
+                raise ValueError(f"backend {self.backend!r} is not available; "
+                                 f"available: {', '.join(sorted(runtime.EVALUATORS))}, reference")
+            self._evaluator = runtime.EVALUATORS[self.backend](program)
             self.decide = self._evaluator.decide  # type: ignore[method-assign]
+
+    @property
+    def policy_set(self) -> CheckedPolicySet:
+        """The checked AST (parsed from the embedded sources on first use for a bundle)."""
+        if self._policy_set is None:
+            self._policy_set = _check_sources(self.sources)
+        return self._policy_set
 
     def decide(self, request: dict) -> Decision:  # replaced per instance by the backend's decide
         """Decide one request (SPEC §3 dict); raises ``RequestError`` when it is malformed."""
@@ -51,16 +66,10 @@ class Engine:
     def decide_many(self, requests: Iterable[dict]) -> list[Decision]:
         """Decide many requests, in order. Every request is validated before any is decided;
         ``RequestError`` names the index of the first malformed one (``[3].identity.type``)."""
-        parsed = []
-        for i, request in enumerate(requests):
-            try:
-                parsed.append(parse_request(request))
-            except RequestError as err:
-                raise RequestError(f"[{i}]{'.' if err.path else ''}{err.path}", err.message) from None
-        if self._evaluator is None:
-            return [reference.decide(self.policy_set, r, self.revision) for r in parsed]
-        decide = self._evaluator.decide_parsed
-        return [decide(r.attrs, r.arrival) for r in parsed]
+        if self._evaluator is not None:
+            return self._evaluator.decide_many(requests)
+        parsed = [indexed_request(i, r) for i, r in enumerate(requests)]
+        return [reference.decide(self.policy_set, r, self.revision) for r in parsed]
 
     def explain(self, request: dict) -> Explanation:
         """Decide one request and say, for every rule, why it did or did not apply."""
@@ -68,10 +77,10 @@ class Engine:
 
     @property
     def rule_ids(self) -> list[str]:
-        return [rule.id for _, rule in self.policy_set.all_rules()]
+        return [rule.id for rule in self.program.rules]
 
     def __repr__(self) -> str:
-        return f"<pdp.Engine revision={self.revision} rules={len(self.rule_ids)} backend={self.backend}>"
+        return f"<pdp.Engine revision={self.revision} rules={len(self.program.rules)} backend={self.backend}>"
 
 
 def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str | None = None) -> Engine:
@@ -89,30 +98,42 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str |
         else:
             flat.append(p)
     entries = discover(flat)
+    sources: list[Source] = []
+    problems: list[Diagnostic] = []
+    for entry in entries:
+        if entry.kind in (POLICY, DATA):
+            try:
+                sources.append(Source(entry.display, entry.relative, entry.kind, read_bytes(entry)))
+            except PolicyError as err:
+                problems.extend(err.diagnostics)
+    if problems:
+        raise PolicyError(problems)
+    policy_set = _check_sources(sources)
+    rev = revision([(s.relative, s.content) for s in sources])
+    return Engine(compile_program(policy_set, rev), sources, policy_set, backend)
+
+
+def _check_sources(sources: Sequence[Source]) -> CheckedPolicySet:
+    """Source files (in load order) ⇒ checked policy set, or PolicyError with every problem."""
     diagnostics: list[Diagnostic] = []
     modules: list[ast.Module] = []
     data: dict[str, object] = {}
     data_origin: dict[str, str] = {}
-    hashed: list[tuple[str, bytes]] = []
-    for entry in entries:
-        if entry.kind not in (POLICY, DATA):
-            continue
+    for src in sources:
         try:
-            raw = read_bytes(entry)
-            hashed.append((entry.relative, raw))
-            text = decode_text(raw, entry.display)
-            source = SourceFile(entry.display, text)
-            if entry.kind == POLICY:
+            text = decode_text(src.content, src.display)
+            source = SourceFile(src.display, text)
+            if src.kind == POLICY:
                 modules.append(parse_module(text, source))
             else:
-                name = entry.data_name
+                name = data_name(src.relative)
                 if name in data_origin:
-                    diagnostics.append(Diagnostic(entry.display, 0, 0,
+                    diagnostics.append(Diagnostic(src.display, 0, 0,
                                                   f"data name {name!r} is also defined by {data_origin[name]}",
                                                   "data_duplicate"))
                     continue
-                data_origin[name] = entry.display
-                data[name] = _load_data(entry, text, source)
+                data_origin[name] = src.display
+                data[name] = _load_data(src, name, text, source)
         except PolicyError as err:
             diagnostics.extend(err.diagnostics)
         except SyntaxProblem as problem:
@@ -120,15 +141,15 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str |
     policy_set, check_diagnostics = check(modules, data)
     diagnostics.extend(check_diagnostics)
     if diagnostics:
-        order = {e.display: i for i, e in enumerate(entries)}
+        order = {s.display: i for i, s in enumerate(sources)}
         diagnostics.sort(key=lambda d: (order.get(d.file, -1), d.line, d.column))
         raise PolicyError(diagnostics)
-    return Engine(policy_set, revision(hashed), entries, backend)
+    return policy_set
 
 
-def _load_data(entry: SourceEntry, text: str, source: SourceFile) -> object:
-    value = load_json(text, source) if entry.path.name.endswith(".json") else load_yaml(text, source)
+def _load_data(src: Source, name: str, text: str, source: SourceFile) -> object:
+    value = load_json(text, source) if src.relative.endswith(".json") else load_yaml(text, source)
     try:
-        return normalize_value(value, f"data.{entry.data_name}") if value is not None else {}
+        return normalize_value(value, f"data.{name}") if value is not None else {}
     except RequestError as err:
-        raise PolicyError(Diagnostic(entry.display, 0, 0, str(err), "data_value")) from None
+        raise PolicyError(Diagnostic(src.display, 0, 0, str(err), "data_value")) from None

@@ -34,8 +34,24 @@ class SourceEntry:
 
     @property
     def data_name(self) -> str:
-        name = self.path.name
-        return next(name[: -len(s)] for s in DATA_SUFFIXES if name.endswith(s))
+        return data_name(self.path.name)
+
+
+
+@dataclass(frozen=True)
+class Source:
+    """A policy or data file's content as loaded: what the revision hashes and bundles embed."""
+
+    display: str
+    relative: str
+    kind: str  # POLICY | DATA
+    content: bytes
+
+
+def data_name(path: str) -> str:
+    """``identities.data.yaml`` ⇒ ``identities``."""
+    name = path.rsplit("/", 1)[-1]
+    return next(name[: -len(s)] for s in DATA_SUFFIXES if name.endswith(s))
 
 
 def kind_of(name: str) -> str | None:

@@ -117,6 +117,14 @@ def parse_request(raw: object, arrival: float | None = None) -> Request:
     return Request(attrs, time.time() if arrival is None else arrival)
 
 
+def indexed_request(index: int, raw: object, arrival: float | None = None) -> Request:
+    """``parse_request`` for item ``index`` of a batch: the error path starts ``[index]``."""
+    try:
+        return parse_request(raw, arrival)
+    except RequestError as err:
+        raise RequestError(f"[{index}]{'.' if err.path else ''}{err.path}", err.message) from None
+
+
 def _kind(value: object) -> str:
     if value is None:
         return "null"

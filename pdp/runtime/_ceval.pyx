@@ -17,7 +17,7 @@ from ..compile import ir
 from ..decision import FAILED_CLOSED, Decision, Reason, RuleError, DEFAULT_REASON
 from ..errors import EvalError
 from ..glob import compile_glob
-from ..request import parse_request, INT_MIN, INT_MAX, MAX_DEPTH, ROOT_KEYS
+from ..request import indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, ROOT_KEYS
 from ..values import parse_time, render, type_name, equal
 from .shared import index_value, missing, not_a_map, not_boolean
 
@@ -575,10 +575,27 @@ cdef object _condition(object value, str clause):
 
 # ---- request validation ------------------------------------------------------------------
 
+cdef extern from "Python.h":
+    Py_UCS4 PyUnicode_MAX_CHAR_VALUE(object o)
+
+
+cdef bint _clean_str(str s):
+    """No lone surrogates (request.py rejects them: no layer could encode them)."""
+    if PyUnicode_MAX_CHAR_VALUE(s) < 0xD800:
+        return True
+    cdef Py_UCS4 ch
+    for ch in s:
+        if 0xD800 <= ch <= 0xDFFF:
+            return False
+    return True
+
+
 cdef bint _plain_value(object value, int depth):
     """True when ``value`` is already a normalized JSON value (no copy needed)."""
     cdef type t = type(value)
-    if t is str or t is bool:
+    if t is str:
+        return _clean_str(<str>value)
+    if t is bool:
         return True
     if t is int:
         return _INT_MIN <= value <= _INT_MAX
@@ -588,7 +605,7 @@ cdef bint _plain_value(object value, int depth):
         return False
     if t is dict:
         for k, v in (<dict>value).items():
-            if type(k) is not str or v is None or not _plain_value(v, depth + 1):
+            if type(k) is not str or not _clean_str(<str>k) or v is None or not _plain_value(v, depth + 1):
                 return False
         return True
     if t is list:
@@ -602,6 +619,32 @@ cdef bint _plain_value(object value, int depth):
 cdef inline bint _named(object root, str field):
     cdef object v = (<dict>root).get(field)
     return type(v) is str and len(<str>v) > 0
+
+
+cdef tuple _plain_request(object raw):
+    """The four roots of a request that is already valid and normal (no copy), else None."""
+    cdef object identity, action, resource, context
+    if type(raw) is not dict or len(<dict>raw) > 4:
+        return None
+    identity = (<dict>raw).get("identity")
+    action = (<dict>raw).get("action")
+    resource = (<dict>raw).get("resource")
+    context = (<dict>raw).get("context")
+    if type(action) is str and len(<str>action) > 0 and _clean_str(<str>action):
+        action = {"name": action}
+    if (type(identity) is dict and type(action) is dict and type(resource) is dict
+            and (context is None and len(<dict>raw) <= 3 or type(context) is dict)
+            and _named(identity, "type") and _named(identity, "id") and _named(action, "name")
+            and _named(resource, "type")
+            and _plain_value(identity, 0) and _plain_value(action, 0)
+            and _plain_value(resource, 0) and (context is None or _plain_value(context, 0))):
+        return (identity, action, resource, {} if context is None else context)
+    return None
+
+
+cdef tuple _roots(object request):
+    attrs = request.attrs
+    return (attrs["identity"], attrs["action"], attrs["resource"], attrs["context"])
 
 
 cdef class Evaluator:
@@ -658,26 +701,26 @@ cdef class Evaluator:
     cpdef object decide(self, object raw):
         """Decide one request dict; raises RequestError when it is malformed."""
         cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
-        cdef object identity, action, resource, context
-        if type(raw) is dict and len(<dict>raw) <= 4:
-            identity = (<dict>raw).get("identity")
-            action = (<dict>raw).get("action")
-            resource = (<dict>raw).get("resource")
-            context = (<dict>raw).get("context")
-            if type(action) is str and len(<str>action) > 0:
-                action = {"name": action}
-            if (type(identity) is dict and type(action) is dict and type(resource) is dict
-                    and (context is None and len(<dict>raw) <= 3 or type(context) is dict)
-                    and _named(identity, "type") and _named(identity, "id") and _named(action, "name")
-                    and _named(resource, "type")
-                    and _plain_value(identity, 0) and _plain_value(action, 0)
-                    and _plain_value(resource, 0) and (context is None or _plain_value(context, 0))):
-                return self.run(identity, action, resource, {} if context is None else context, arrival)
-        # Anything unusual (nulls, tuples, errors): the reference validation, which normalizes
-        # or raises RequestError with the path.
-        request = parse_request(raw, arrival)
-        attrs = request.attrs
-        return self.run(attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], arrival)
+        cdef tuple roots = _plain_request(raw)
+        if roots is None:
+            # Anything unusual (nulls, tuples, errors): the reference validation, which
+            # normalizes or raises RequestError with the path.
+            roots = _roots(parse_request(raw, arrival))
+        return self.run(roots[0], roots[1], roots[2], roots[3], arrival)
+
+    cpdef list decide_many(self, object requests):
+        """Validate every request first (RequestError names the index), then decide each."""
+        cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
+        cdef list batch = []
+        cdef tuple roots
+        cdef Py_ssize_t i = 0
+        for raw in requests:
+            roots = _plain_request(raw)
+            if roots is None:
+                roots = _roots(indexed_request(i, raw, arrival))
+            batch.append(roots)
+            i += 1
+        return [self.run(roots[0], roots[1], roots[2], roots[3], arrival) for roots in batch]
 
     def decide_parsed(self, dict attrs, double arrival):
         return self.run(attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], arrival)

@@ -17,7 +17,7 @@ from ..compile.program import Program
 from ..decision import FAILED_CLOSED, Reason, RuleError, combine
 from ..errors import EvalError
 from ..glob import compile_glob
-from ..request import parse_request
+from ..request import indexed_request, parse_request
 from ..values import parse_time, render, type_name
 from .shared import index_value, missing, not_a_map, not_boolean
 
@@ -243,6 +243,11 @@ class Evaluator:
     def decide(self, raw: dict):
         request = parse_request(raw)
         return self.decide_parsed(request.attrs, request.arrival)
+
+    def decide_many(self, requests) -> list:
+        """Validate every request first (RequestError names the index), then decide each."""
+        parsed = [indexed_request(i, raw) for i, raw in enumerate(requests)]
+        return [self.decide_parsed(r.attrs, r.arrival) for r in parsed]
 
     def decide_parsed(self, attrs: dict, arrival: float):
         started = time.perf_counter_ns()
