@@ -81,6 +81,8 @@ def _render_node(node: TraceNode, lines: list[str], depth: int, prefix: str = ""
 
 
 def _shown(value: object) -> object:
+    if isinstance(value, list):  # a list literal may hold cidr(...) sets
+        return [_shown(item) for item in value]
     strings = getattr(value, "strings", None)
     return {"cidr": strings()} if callable(strings) else value
 

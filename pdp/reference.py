@@ -48,6 +48,8 @@ class TraceNode:
 
 
 def _plain(value: object) -> object:
+    if isinstance(value, list):  # a list literal may hold cidr(...) sets
+        return [_plain(item) for item in value]
     strings = getattr(value, "strings", None)
     return strings() if callable(strings) else value
 
