@@ -11,9 +11,9 @@ import os
 import sys
 
 from .. import __version__
-from . import check, evaluate, report, run_tests
+from . import build, check, evaluate, report, run_tests
 
-COMMANDS = (check, evaluate, run_tests, report)
+COMMANDS = (check, evaluate, run_tests, report, build)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -43,6 +43,8 @@ def replace_children(node: tuple, new: list[tuple]) -> tuple:
         return (op, node[1], new[0], new[1])
     if op == CALL:
         return (op, node[1], tuple(new))
+    if op == CACHED:
+        return (op, node[1], new[0])
     return node
 
 

@@ -73,7 +73,8 @@ def _encode_tree(tree: tuple, table: _NodeTable) -> list:
             _encode_tree(default, table), None if error is None else _encode_tree(error, table)]
 
 
-def encode(program: Program) -> bytes:
+def encode(program: Program, sources: tuple = ()) -> bytes:
+    """Program (and the sources it came from, for ``explain``) ⇒ bundle bytes."""
     table = _NodeTable()
     policies = [[name, table.ref(target)] for name, target in program.policies]
     rules = [[r.id, r.effect, r.policy, table.ref(r.when), table.ref(r.unless),
@@ -84,13 +85,14 @@ def encode(program: Program) -> bytes:
         "forbid_tree": _encode_tree(program.forbid_tree, table),
         "permit_tree": _encode_tree(program.permit_tree, table),
         "slots": program.slots, "nodes": table.rows,
+        "sources": [[s.display, s.relative, s.kind, s.content] for s in sources],
     }
     header = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "pdp": __version__, "revision": program.revision}
     return msgpack.packb([header, body], use_bin_type=True)
 
 
-def decode(data: bytes, name: str = "<bundle>") -> Program:
-    """Bundle bytes ⇒ Program; a corrupt or version-mismatched bundle is a PolicyError."""
+def decode(data: bytes, name: str = "<bundle>") -> tuple[Program, list]:
+    """Bundle bytes ⇒ (Program, sources); a corrupt or version-mismatched bundle is a PolicyError."""
     def fail(message: str) -> PolicyError:
         return PolicyError(Diagnostic(name, 0, 0, message, "bundle_error"))
 
@@ -104,7 +106,10 @@ def decode(data: bytes, name: str = "<bundle>") -> Program:
         raise fail(f"bundle format version {header.get('version')} is not supported "
                    f"(this pdp reads version {BUNDLE_VERSION}); rebuild it with 'pdp build'")
     try:
-        return _decode_body(header, body)
+        from ..loader import Source
+
+        sources = [Source(str(d), str(r), str(k), bytes(c)) for d, r, k, c in body["sources"]]
+        return _decode_body(header, body), sources
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise fail(f"corrupt bundle ({type(exc).__name__}: {exc})") from None
 
