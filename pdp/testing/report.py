@@ -75,7 +75,7 @@ def _render_traces(explanation: Explanation, traces: list[RuleTrace]) -> list[st
     text = Explanation(explanation.decision, traces).render()
     lines = text.split("\n")
     first_rule = next((i for i, line in enumerate(lines) if i > 0 and line == ""), len(lines))
-    return [line for line in lines[first_rule + 1:]]
+    return [line for line in lines[first_rule + 1:] if line]  # no blank lines inside a failure
 
 
 def passed_line(result: TestResult) -> str:
