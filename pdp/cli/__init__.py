@@ -11,9 +11,9 @@ import os
 import sys
 
 from .. import __version__
-from . import build, check, evaluate, report, run_tests
+from . import build, check, evaluate, report, run_tests, serve
 
-COMMANDS = (check, evaluate, run_tests, report, build)
+COMMANDS = (check, evaluate, run_tests, report, build, serve)
 
 
 class _Parser(argparse.ArgumentParser):

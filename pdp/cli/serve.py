@@ -1,0 +1,152 @@
+"""``pdp serve PATH...``: serve decisions over gRPC until SIGTERM/SIGINT, then drain.
+
+One port serves ``pdp.v1.DecisionService`` (Check, CheckBatch, CheckStream), Envoy's
+``envoy.service.auth.v3.Authorization/Check``, ``grpc.health.v1.Health`` and server
+reflection. Exit 0 after a clean drain, 1 when the policies do not load (or fail their own
+suites) or the address cannot be bound, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXAMPLE = """example:
+  $ pdp serve policies/ --addr 127.0.0.1:50051 --watch
+  2026-11-27 10:00:00 pdp[4242] INFO serving revision 14723ea29afcadc2 (12 rules, compiled evaluator) on 127.0.0.1:50051 (plaintext, pid 4242)
+  $ grpcurl -plaintext -d @ 127.0.0.1:50051 pdp.v1.DecisionService/Check <<'EOF'
+  {"identity": {"type": {"string_value": "workload"}, "id": {"string_value": "billing"}},
+   "action": {"name": {"string_value": "charge"}}, "resource": {"type": {"string_value": "payment"}}}
+  EOF
+  $ kill -HUP $(pgrep -f 'pdp serve')      # reload now (--watch reloads on file changes)
+
+A reload builds the new policy set in the background and runs its *_test.yaml suites; a set
+that fails to load or fails a test is rejected and the running revision keeps serving.
+With --client-ca (mTLS) the client certificate's SPIFFE ID is context.peer.spiffe_id.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="serve decisions over gRPC (pdp.v1, Envoy ext_authz, health, reflection)",
+                       description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # NOTE: issue 3 adds `--bundle FILE` as another policy source; it plugs in policy_source()
+    # below, which is why PATH is optional at the parser level and checked there.
+    p.add_argument("paths", nargs="*", metavar="PATH", help="policy and data files or folders")
+    p.add_argument("--addr", default="127.0.0.1:50051", metavar="HOST:PORT",
+                   help="where to listen (default 127.0.0.1:50051; port 0 picks a free port)")
+    p.add_argument("--watch", action="store_true",
+                   help="reload when a policy, data or suite file changes (SIGHUP always reloads)")
+    p.add_argument("--skip-tests", action="store_true",
+                   help="serve a policy set without running its *_test.yaml suites first (also on reload)")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="processes sharing the port (SO_REUSEPORT); default 1, see bench/GRPC.md")
+    p.add_argument("--threads", type=_positive, default=32, metavar="N",
+                   help="RPC threads per process (each open CheckStream holds one; default 32)")
+    p.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, how long calls in flight may take to finish (default 10)")
+    p.add_argument("--shutdown-delay", type=_seconds, default=0.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, keep answering this long after health turns NOT_SERVING (default 0)")
+    p.add_argument("--decision-log", metavar="FILE", help="append one JSON line per decision to FILE ('-': stdout)")
+    p.add_argument("--decision-log-queue", type=_positive, default=10_000, metavar="N",
+                   help="decisions waiting to be logged beyond which new ones are dropped and counted")
+    p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key): serve TLS only")
+    p.add_argument("--tls-key", metavar="PEM", help="server private key")
+    p.add_argument("--client-ca", metavar="PEM",
+                   help="require client certificates signed by this CA (mTLS); needs --tls-cert")
+    p.add_argument("--max-message-bytes", type=_positive, default=4 * 1024 * 1024, metavar="N",
+                   help="largest request message (default 4 MiB)")
+    p.add_argument("--max-attributes", type=_positive, default=10_000, metavar="N",
+                   help="most values in one request, at any depth (default 10000)")
+    p.add_argument("--max-batch", type=_positive, default=10_000, metavar="N",
+                   help="most requests in one CheckBatch (default 10000)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="server log level (logs go to stderr)")
+    p.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
+    return value
+
+
+class UsageError(Exception):
+    pass
+
+
+def policy_source(args):
+    """The ``PolicySource`` that ``args`` name (pdp.server.reload).
+
+    EXTENSION POINT: ``pdp serve --bundle FILE`` (issue 3) returns its bundle source here,
+    alongside PATH...; everything after this function is source-agnostic.
+    """
+    from ..server.reload import PathSource
+
+    if not args.paths:
+        raise UsageError("give at least one PATH (policy and data files or folders)")
+    return PathSource(tuple(str(p) for p in args.paths), run_suites=not args.skip_tests)
+
+
+def server_options(args):
+    from ..server.options import ServerOptions, TLSConfig
+
+    tls = None
+    if args.tls_cert or args.tls_key or args.client_ca:
+        if not (args.tls_cert and args.tls_key):
+            raise UsageError("--tls-cert and --tls-key go together (and --client-ca needs them)")
+        for name in ("tls_cert", "tls_key", "client_ca"):
+            value = getattr(args, name)
+            if value and not Path(value).is_file():
+                raise UsageError(f"--{name.replace('_', '-')}: no such file: {value}")
+        tls = TLSConfig(Path(args.tls_cert), Path(args.tls_key), Path(args.client_ca) if args.client_ca else None)
+    return ServerOptions(max_message_bytes=args.max_message_bytes, max_attributes=args.max_attributes,
+                         max_batch=args.max_batch, threads=args.threads, tls=tls)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s pdp[%(process)d] %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+
+
+def run(args) -> int:
+    from ..server.lifecycle import ServeConfig, serve
+    from ..server.metrics import split_address
+
+    try:
+        source = policy_source(args)
+        options = server_options(args)
+        for flag, value in (("--addr", args.addr), ("--metrics-addr", args.metrics_addr)):
+            if value is not None:
+                try:
+                    split_address(value)
+                except ValueError as err:
+                    raise UsageError(f"{flag}: {err}") from None
+    except UsageError as err:
+        print(f"pdp serve: error: {err}", file=sys.stderr)
+        return 2
+    import os
+
+    os.environ["PDP_LOG_LEVEL"] = args.log_level  # workers set up their logging from it
+    setup_logging(args.log_level)
+    config = ServeConfig(source=source, address=args.addr, options=options, watch=args.watch,
+                         decision_log=args.decision_log, decision_log_queue=args.decision_log_queue,
+                         metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
+                         workers=args.workers)
+    return serve(config)

@@ -1,0 +1,214 @@
+"""The decision log (``--decision-log FILE``): one JSON line per decision, written off the hot path.
+
+A handler only appends a tuple to a bounded queue (no formatting, no I/O, no lock); a
+background thread turns tuples into lines and writes them. When the queue is full the
+record is dropped and counted, never waited for: logging never slows or fails a decision.
+Drops are reported as a ``{"event": "dropped", ...}`` line in the log itself, on stderr and
+in the ``pdp_decision_log_dropped`` metric.
+
+What a line holds (and nothing else): ``time``, ``request_id``, ``api`` (``pdp`` or
+``envoy``), ``identity`` (type and id), ``action``, ``resource`` (type and id), ``decision``,
+``reasons`` (rule ids), ``revision``, ``latency_us``, and ``error`` for a request that got no
+decision. Credentials, tokens, claims and headers are never among these fields; an id that
+looks like a secret (a JWT, a bearer token, a long opaque token) is replaced by
+``"[REDACTED]"``, and so is any logged value under a secret-sounding key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+log = logging.getLogger("pdp.server")
+
+REDACTED = "[REDACTED]"
+#: Keys whose values never reach the log, whatever they hold (compared lower-case).
+SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api_key",
+                         "apikey", "token", "access_token", "id_token", "refresh_token", "secret", "password",
+                         "credential", "credentials", "client_secret", "private_key"})
+_SECRET_SHAPES = re.compile(
+    r"(?:bearer|basic)\s+\S+"                          # an Authorization header value
+    r"|eyJ[\w-]*\.[\w-]*\.[\w-]*"                       # a JWT (base64url JSON header)
+    r"|[A-Za-z0-9+/_=-]{40,}",                          # a long opaque token or key
+    re.IGNORECASE)
+
+_STOP = object()
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """``value`` with secrets replaced by ``"[REDACTED]"``: values under a secret key, strings
+    shaped like a token, recursively through lists and maps.
+
+    >>> redact({"id": "billing", "authorization": "Bearer abc", "note": "eyJhbGciOi.eyJzdWIi.sig"})
+    {'id': 'billing', 'authorization': '[REDACTED]', 'note': '[REDACTED]'}
+    """
+    if key and key.lower() in SECRET_KEYS:
+        return REDACTED
+    if isinstance(value, str):
+        return REDACTED if _SECRET_SHAPES.search(value) else value
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _field(obj: Any, name: str) -> Any:
+    if type(obj) is dict:
+        v = obj.get(name)
+        if v is None or type(v) in (str, int, float, bool):
+            return v
+        return str(v)[:200]
+    return None
+
+
+class DecisionLog:
+    """A JSON Lines writer with a bounded queue and a background thread.
+
+    Args:
+        path: the file, appended to (``-`` for stdout).
+        max_queue: records waiting to be written beyond which new ones are dropped.
+        on_drop: called with the number of records dropped since the last call (metrics).
+    """
+
+    def __init__(self, path: str, max_queue: int = 10_000, on_drop: Callable[[int], None] | None = None):
+        self.path = path
+        self._file = sys.stdout.buffer if path == "-" else open(path, "ab", buffering=1 << 16)
+        self._queue: queue.Queue = queue.Queue(max_queue)
+        self._put = self._queue.put_nowait
+        self._drops = 0
+        self._drops_reported = 0
+        self._drop_lock = threading.Lock()
+        self.on_drop = on_drop
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="pdp-decision-log", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        return self._drops
+
+    def record(self, api: str, request_id: str, request: Any, decision: Any, latency_ns: int) -> None:
+        """Queue one decision (hot path: one tuple, one non-blocking put)."""
+        try:
+            self._put((time.time(), api, request_id, request, decision, latency_ns, None))
+        except queue.Full:
+            self._dropped()
+
+    def record_error(self, api: str, request_id: str, request: Any, error: str) -> None:
+        """Queue a request that got no decision."""
+        try:
+            self._put((time.time(), api, request_id, request, None, 0, error))
+        except queue.Full:
+            self._dropped()
+
+    def _dropped(self) -> None:
+        with self._drop_lock:
+            self._drops += 1
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (within ``timeout``), then stop."""
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        if self._file is not sys.stdout.buffer:
+            self._file.close()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout``) until everything queued so far is written."""
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    # ---- the writer thread
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            lines = []
+            stop = False
+            events = []
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    events.append(item)
+                else:
+                    try:
+                        lines.append(self.format(item))
+                    except Exception:  # never let one odd record stop the log
+                        log.exception("decision log: cannot format a record")
+                if len(lines) >= 512:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            drop_line = self._drop_report()
+            if drop_line:
+                lines.append(drop_line)
+            if lines:
+                try:
+                    self._file.write(b"".join(lines))
+                    self._file.flush()
+                    self.written += len(lines)
+                except OSError as exc:
+                    log.error("decision log: cannot write %s: %s", self.path, exc)
+            for event in events:
+                event.set()
+            if stop:
+                return
+
+    def _drop_report(self) -> bytes:
+        drops = self._drops
+        new = drops - self._drops_reported
+        if not new:
+            return b""
+        self._drops_reported = drops
+        log.warning("decision log: %d records dropped (%d in all): the writer cannot keep up", new, drops)
+        if self.on_drop is not None:
+            self.on_drop(new)
+        return (json.dumps({"time": _rfc3339(time.time()), "event": "dropped", "count": new, "total": drops})
+                + "\n").encode()
+
+    @staticmethod
+    def format(item: tuple) -> bytes:
+        """One queued tuple ⇒ one JSON line."""
+        when, api, request_id, request, decision, latency_ns, error = item
+        identity = request.get("identity") if type(request) is dict else None
+        action = request.get("action") if type(request) is dict else None
+        resource = request.get("resource") if type(request) is dict else None
+        record: dict[str, Any] = {
+            "time": _rfc3339(when),
+            "request_id": request_id,
+            "api": api,
+            "identity": {"type": _field(identity, "type"), "id": _field(identity, "id")},
+            "action": action if type(action) is str else _field(action, "name"),
+            "resource": {"type": _field(resource, "type"), "id": _field(resource, "id")},
+        }
+        if decision is not None:
+            record["decision"] = decision.decision
+            record["reasons"] = [r.rule for r in decision.reasons]
+            record["revision"] = decision.revision
+            record["latency_us"] = round(latency_ns / 1000, 1)
+        else:
+            record["decision"] = None
+            record["error"] = error
+        return (json.dumps(redact(record), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,159 @@
+"""``pdp.v1.DecisionService``: CheckRequest ⇒ request dict ⇒ engine ⇒ CheckResponse.
+
+Check fails a malformed request with INVALID_ARGUMENT (the message names the path, which
+also travels in the ``pdp-error-path`` trailing metadata); CheckBatch and CheckStream answer
+such an item with ``error`` set and decide the others. Each call reads the serving engine
+once, so one answer (a whole batch included) comes from one revision.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterator
+
+import grpc
+
+from ..errors import RequestError
+from ..v1 import decision_pb2 as pb
+from ..wire import error_to_pb, pb_to_request
+from .convert import Decoded, check_attribute_count, decision_to_pb, deserializer, peer_attributes, with_peer
+from .holder import EngineHolder
+from .options import ServerOptions
+
+log = logging.getLogger("pdp.server")
+
+SERVICE = "pdp.v1.DecisionService"
+ERROR_PATH_KEY = "pdp-error-path"
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+_perf_ns = time.perf_counter_ns
+#: A batch checks its deadline every this many items.
+_DEADLINE_EVERY = 64
+
+
+class DecisionService:
+    """The servicer. Its methods take a ``Decoded`` (see ``handler``), not a bare message."""
+
+    def __init__(self, holder: EngineHolder, options: ServerOptions):
+        self.holder = holder
+        self.max_attributes = options.max_attributes
+        self.max_batch = options.max_batch
+        self.mutual_tls = options.tls is not None and options.tls.mutual
+        self.log = options.decision_log
+        self.metrics = options.metrics
+
+    # ---- one request
+
+    def _request(self, msg: pb.CheckRequest, size: int, peer: dict | None) -> dict:
+        """Decode and bound one request; the engine validates the rest. Raises RequestError."""
+        request = pb_to_request(msg, check=False)
+        check_attribute_count(request, size, self.max_attributes)
+        return with_peer(request, peer)
+
+    def _peer(self, context) -> dict | None:
+        return peer_attributes(context.auth_context()) if self.mutual_tls else None
+
+    def _reject(self, context, err: RequestError | str, code=_INVALID, request=None, request_id=""):
+        if self.metrics is not None:
+            self.metrics.error("pdp", code.name)
+        if self.log is not None:
+            self.log.record_error("pdp", request_id, request, str(err))
+        if isinstance(err, RequestError):
+            context.set_trailing_metadata(((ERROR_PATH_KEY, err.path),))
+        context.abort(code, str(err))
+
+    def Check(self, decoded: Decoded, context) -> pb.CheckResponse:
+        started = _perf_ns()
+        msg = decoded.msg
+        if msg is None:
+            self._reject(context, decoded.error)
+        engine = self.holder.engine
+        request = None
+        try:
+            request = self._request(msg, decoded.size, self._peer(context))
+            decision = engine.decide(request)
+        except RequestError as err:
+            self._reject(context, err, request=request, request_id=msg.request_id)
+        response = decision_to_pb(decision, msg.request_id)
+        elapsed = _perf_ns() - started
+        if self.metrics is not None:
+            self.metrics.decided("pdp", decision.decision, decision.reasons, elapsed / 1e9)
+        if self.log is not None:
+            self.log.record("pdp", msg.request_id, request, decision, elapsed)
+        return response
+
+    # ---- many requests
+
+    def _decide_item(self, engine, msg: pb.CheckRequest, size: int, peer) -> pb.CheckResponse:
+        started = _perf_ns()
+        request = None
+        try:
+            request = self._request(msg, size, peer)
+            decision = engine.decide(request)
+        except RequestError as err:
+            if self.metrics is not None:
+                self.metrics.error("pdp", _INVALID.name)
+            if self.log is not None:
+                self.log.record_error("pdp", msg.request_id, request, str(err))
+            return error_to_pb(err, msg.request_id)
+        response = decision_to_pb(decision, msg.request_id)
+        elapsed = _perf_ns() - started
+        if self.metrics is not None:
+            self.metrics.decided("pdp", decision.decision, decision.reasons, elapsed / 1e9)
+        if self.log is not None:
+            self.log.record("pdp", msg.request_id, request, decision, elapsed)
+        return response
+
+    def CheckBatch(self, decoded: Decoded, context) -> pb.CheckBatchResponse:
+        msg = decoded.msg
+        if msg is None:
+            self._reject(context, decoded.error)
+        items = msg.requests
+        if len(items) > self.max_batch:
+            self._reject(context, RequestError("requests", f"{len(items)} requests in one batch; the server's "
+                                                           f"limit is {self.max_batch}"))
+        engine = self.holder.engine
+        peer = self._peer(context)
+        # Each item is bounded by the same limit as a lone request; its size on the wire is
+        # not known separately, so the whole message's size stands in (it only decides
+        # whether the item is counted at all).
+        size = decoded.size
+        out = pb.CheckBatchResponse()
+        append = out.responses.append
+        decide = self._decide_item
+        for i, item in enumerate(items):
+            if i % _DEADLINE_EVERY == 0 and i and not context.is_active():
+                # The deadline passed or the caller went away: stop deciding for nobody.
+                remaining = context.time_remaining()
+                expired = remaining is not None and remaining <= 0
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED,
+                              f"stopped after {i} of {len(items)} requests")
+            append(decide(engine, item, size, peer))
+        return out
+
+    def CheckStream(self, requests: Iterator[Decoded], context) -> Iterator[pb.CheckResponse]:
+        peer = self._peer(context)
+        for decoded in requests:
+            msg = decoded.msg
+            if msg is None:
+                if self.metrics is not None:
+                    self.metrics.error("pdp", _INVALID.name)
+                yield error_to_pb(decoded.error)
+                continue
+            # A stream may outlive a reload: each message is decided by the engine serving
+            # when it arrives.
+            yield self._decide_item(self.holder.engine, msg, decoded.size, peer)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The method handlers, with the never-raising deserializer of ``convert``."""
+        ser = pb.CheckResponse.SerializeToString
+        handlers = {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                self.Check, request_deserializer=deserializer(pb.CheckRequest), response_serializer=ser),
+            "CheckBatch": grpc.unary_unary_rpc_method_handler(
+                self.CheckBatch, request_deserializer=deserializer(pb.CheckBatchRequest),
+                response_serializer=pb.CheckBatchResponse.SerializeToString),
+            "CheckStream": grpc.stream_stream_rpc_method_handler(
+                self.CheckStream, request_deserializer=deserializer(pb.CheckRequest), response_serializer=ser),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)

@@ -1,0 +1,219 @@
+"""Envoy external authorization (``envoy.service.auth.v3.Authorization/Check``), SPEC §7.1.
+
+Envoy's ``CheckRequest`` ⇒ pdp request dict (``envoy_to_request``) ⇒ engine ⇒ Envoy's
+``CheckResponse`` (``decision_to_envoy``). The servicer always answers with a CheckResponse:
+a request that cannot be mapped or decided is a DENY (403) with a reason, never an RPC error,
+because Envoy may be configured to let requests through when the authorization call fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2 as ext
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_grpc
+from envoy.type.v3 import http_status_pb2
+from google.rpc import status_pb2
+
+from ..decision import Decision
+from ..errors import RequestError
+from .convert import check_attribute_count
+from .holder import EngineHolder
+from .options import ServerOptions
+
+log = logging.getLogger("pdp.server")
+
+SERVICE = "envoy.service.auth.v3.Authorization"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+REVISION_HEADER = "x-pdp-revision"
+#: The rule id in the reasons of a DENY for a request that could not be decided.
+INVALID_RULE = "pdp.invalid_request"
+INTERNAL_RULE = "pdp.internal_error"
+#: Resource attributes that come from the HTTP request and that a context extension cannot replace.
+RESERVED_RESOURCE_KEYS = frozenset({"type", "id", "path", "host"})
+_OK, _PERMISSION_DENIED = 0, 7
+_perf_ns = time.perf_counter_ns
+
+
+# --------------------------------------------------------------------------------------------
+# Envoy CheckRequest ⇒ pdp request
+
+
+def envoy_to_request(check_request: ext.CheckRequest) -> dict[str, Any]:
+    """Map Envoy's ``AttributeContext`` to a SPEC §3 request, exactly as SPEC §7.1 says.
+
+    >>> req = ext.CheckRequest()
+    >>> req.attributes.request.http.method = "GET"
+    >>> req.attributes.request.http.path = "/v1/payments?limit=5"
+    >>> envoy_to_request(req)["resource"]
+    {'type': 'http', 'id': '/v1/payments', 'path': '/v1/payments', 'host': ''}
+    """
+    attrs = check_request.attributes
+    source = attrs.source
+    http = attrs.request.http
+
+    principal = source.principal
+    if principal:
+        identity: dict[str, Any] = {"type": "workload", "id": principal, "spiffe_id": principal}
+    else:
+        identity = {"type": "anonymous", "id": "anonymous"}
+    claims = _jwt_claims(attrs.metadata_context)
+    if claims is not None:
+        identity["claims"] = claims
+
+    path = http.path.split("?", 1)[0].split("#", 1)[0]
+    extensions = attrs.context_extensions
+    resource: dict[str, Any] = {"type": extensions.get("resource_type") or "http", "id": path, "path": path,
+                                "host": http.host}
+    for key in sorted(extensions):
+        if key != "resource_type" and key not in RESERVED_RESOURCE_KEYS:
+            resource[key] = extensions[key]
+
+    context: dict[str, Any] = {"headers": _headers(http)}
+    ip = _source_ip(source)
+    if ip:
+        context["source_ip"] = ip
+    if attrs.request.HasField("time"):
+        context["time"] = attrs.request.time.ToJsonString()
+    return {"identity": identity, "action": {"name": http.method}, "resource": resource, "context": context}
+
+
+def _headers(http) -> dict[str, str]:
+    """Lower-case names, pseudo-headers left out; ``header_map`` when ``headers`` is empty.
+    Repeated headers in ``header_map`` are joined with "," as Envoy joins them in ``headers``."""
+    out: dict[str, str] = {}
+    if http.headers:
+        for name, value in http.headers.items():
+            if not name.startswith(":"):
+                out[name.lower()] = value
+        return out
+    for hv in http.header_map.headers:
+        name = hv.key.lower()
+        if name.startswith(":"):
+            continue
+        value = hv.value or hv.raw_value.decode("utf-8", "replace")
+        out[name] = f"{out[name]},{value}" if name in out else value
+    return out
+
+
+def _source_ip(source) -> str:
+    address = source.address
+    if address.HasField("socket_address"):
+        return address.socket_address.address
+    return ""
+
+
+def _jwt_claims(metadata_context) -> dict | None:
+    """The first entry of the jwt_authn filter's metadata: the verified JWT payload.
+
+    The filter stores each provider's payload under the provider's ``payload_in_metadata``
+    name; there is normally one. Protobuf maps have no order, so "first" is the first name in
+    sorted order. Struct carries every number as a double; integral ones (``exp``, ``iat``)
+    become integers.
+    """
+    metadata = metadata_context.filter_metadata
+    if JWT_FILTER not in metadata:
+        return None
+    fields = metadata[JWT_FILTER].fields
+    if not fields:
+        return None
+    first = fields[sorted(fields)[0]]
+    value = _struct_value(first)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _struct_value(v) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: x for k, x in ((k, _struct_value(x)) for k, x in v.struct_value.fields.items()) if x is not None}
+    if kind == "list_value":
+        return [x for x in (_struct_value(i) for i in v.list_value.values) if x is not None]
+    if kind == "number_value":
+        n = v.number_value
+        return int(n) if n.is_integer() and abs(n) < 2**63 else n
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    return None  # null_value or unset: absent
+
+
+# --------------------------------------------------------------------------------------------
+# Decision ⇒ Envoy CheckResponse
+
+
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value))
+
+
+def decision_to_envoy(decision: Decision) -> ext.CheckResponse:
+    """ALLOW ⇒ OK with ``x-pdp-revision``; DENY ⇒ PERMISSION_DENIED, HTTP 403, a JSON body of
+    the reasons, and ``x-pdp-revision``."""
+    revision = _header(REVISION_HEADER, decision.revision)
+    if decision.decision == "ALLOW":
+        return ext.CheckResponse(status=status_pb2.Status(code=_OK),
+                                 ok_response=ext.OkHttpResponse(headers=[revision]))
+    reasons = [{"rule": r.rule, "message": r.message} for r in decision.reasons]
+    return deny(reasons, decision.revision)
+
+
+def deny(reasons: list[dict], revision: str) -> ext.CheckResponse:
+    """A 403 answer whose JSON body lists ``reasons`` (each ``{"rule", "message"}``)."""
+    body = json.dumps({"decision": "DENY", "reasons": reasons, "revision": revision}, ensure_ascii=False,
+                      separators=(",", ":"))
+    return ext.CheckResponse(
+        status=status_pb2.Status(code=_PERMISSION_DENIED, message="denied by pdp"),
+        denied_response=ext.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=http_status_pb2.Forbidden),
+            headers=[_header(REVISION_HEADER, revision), _header("content-type", "application/json")],
+            body=body,
+        ),
+    )
+
+
+class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
+    """The Authorization servicer: never an RPC error, a DENY instead."""
+
+    def __init__(self, holder: EngineHolder, options: ServerOptions):
+        self.holder = holder
+        self.max_attributes = options.max_attributes
+        self.log = options.decision_log
+        self.metrics = options.metrics
+
+    def Check(self, check_request: ext.CheckRequest, context) -> ext.CheckResponse:
+        started = _perf_ns()
+        engine = self.holder.engine
+        request = None
+        try:
+            request = envoy_to_request(check_request)
+            check_attribute_count(request, check_request.ByteSize(), self.max_attributes)
+            decision = engine.decide(request)
+        except RequestError as err:
+            return self._refuse(INVALID_RULE, f"the request cannot be decided: {err}", engine.revision, request,
+                                "INVALID_ARGUMENT")
+        except Exception:  # fail closed, and keep answering
+            log.exception("envoy check: unexpected error")
+            return self._refuse(INTERNAL_RULE, "internal error in pdp; denied (fail closed)", engine.revision,
+                                request, "INTERNAL")
+        response = decision_to_envoy(decision)
+        elapsed = _perf_ns() - started
+        if self.metrics is not None:
+            self.metrics.decided("envoy", decision.decision, decision.reasons, elapsed / 1e9)
+        if self.log is not None:
+            self.log.record("envoy", check_request.attributes.request.http.id, request, decision, elapsed)
+        return response
+
+    def _refuse(self, rule: str, message: str, revision: str, request, code: str) -> ext.CheckResponse:
+        if self.metrics is not None:
+            self.metrics.error("envoy", code)
+        if self.log is not None:
+            self.log.record_error("envoy", "", request, message)
+        return deny([{"rule": rule, "message": message}], revision)
+
+    def register(self, server: grpc.Server) -> None:
+        ext_grpc.add_AuthorizationServicer_to_server(self, server)

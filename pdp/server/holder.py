@@ -1,0 +1,43 @@
+"""The serving engine: one reference that a reload replaces in a single store.
+
+A request handler reads ``holder.engine`` once and uses that engine for the whole call, so a
+reload that lands in the middle of a CheckBatch never mixes two revisions in one answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from ..engine import Engine
+
+
+class EngineHolder:
+    """Holds the engine that decides; ``swap`` replaces it atomically.
+
+    INVARIANT: ``engine`` is always a fully built Engine. A new one is built off to the side
+    (reload.py) and published by one attribute store, which CPython makes atomic: a reader
+    sees the old engine or the new one, never a half-built one.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._lock = threading.Lock()  # serializes swaps and listener calls, never readers
+        self._listeners: list[Callable[[Engine, Engine], None]] = []
+
+    @property
+    def revision(self) -> str:
+        return self.engine.revision
+
+    def on_swap(self, listener: Callable[[Engine, Engine], None]) -> None:
+        """Call ``listener(old, new)`` after every swap (metrics, logs)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def swap(self, engine: Engine) -> Engine:
+        """Publish ``engine``; returns the engine it replaced."""
+        with self._lock:
+            old, self.engine = self.engine, engine
+            for listener in self._listeners:
+                listener(old, engine)
+        return old

@@ -1,0 +1,322 @@
+"""``serve(config)``: load, build, start, then run until SIGTERM/SIGINT and drain.
+
+One process (``--workers 1``) serves itself. With ``--workers N`` a parent process starts N
+workers that each bind the same port (SO_REUSEPORT: the kernel spreads connections over
+them), forwards SIGTERM/SIGINT/SIGHUP to them, watches files for them, and serves their
+summed metrics.
+
+Shutdown: health turns NOT_SERVING for every service, new calls are still answered for
+``shutdown_delay`` seconds (so load balancers that poll health stop sending), then the
+server stops accepting and calls in flight get ``grace`` seconds to finish; exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from grpc_health.v1 import health
+
+from .app import BindError, build_server
+from .decision_log import DecisionLog
+from .holder import EngineHolder
+from .metrics import MULTIPROC_ENV, Metrics, mark_dead, serve_multiprocess, split_address
+from .options import ServerOptions
+from .reload import PolicySource, Reloader, ReloadResult, is_watched, watch_roots
+
+log = logging.getLogger("pdp.server")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything a serving process needs; picklable (it is sent to each worker)."""
+
+    source: PolicySource
+    address: str = "127.0.0.1:50051"
+    options: ServerOptions = ServerOptions()
+    watch: bool = False
+    decision_log: str | None = None
+    decision_log_queue: int = 10_000
+    metrics_addr: str | None = None
+    grace: float = 10.0
+    shutdown_delay: float = 0.0
+    workers: int = 1
+
+
+class Running:
+    """A started server and what goes with it; ``stop()`` drains and releases everything."""
+
+    def __init__(self, config: ServeConfig, on_reload: Callable[[ReloadResult], None] | None = None,
+                 serve_metrics: bool = True):
+        self.config = config
+        engine = config.source.build()  # PolicyError / Rejected: nothing was started yet
+        self.holder = EngineHolder(engine)
+        self.metrics = Metrics() if (config.metrics_addr or os.environ.get(MULTIPROC_ENV)) else None
+        self.decision_log = None
+        if config.decision_log:
+            self.decision_log = DecisionLog(config.decision_log, config.decision_log_queue,
+                                            on_drop=self.metrics.dropped if self.metrics else None)
+        options = replace(config.options, decision_log=self.decision_log, metrics=self.metrics)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.server, self.port = build_server(self.holder, config.address, options, health_servicer=self.health)
+        self._on_reload = on_reload
+        self.reloader = Reloader(self.holder, config.source, on_result=self._reloaded)
+        self.metrics_http = None
+        self.metrics_port = None
+        self.server.start()
+        self.reloader.start()
+        if config.watch:
+            self.reloader.watch()
+        if self.metrics is not None:
+            self.metrics.serving(engine.revision)
+            if serve_metrics and config.metrics_addr:
+                self.metrics_http, self.metrics_port = self.metrics.serve_http(config.metrics_addr)
+
+    def _reloaded(self, result: ReloadResult) -> None:
+        if self.metrics is not None:
+            self.metrics.reloaded(result.result)
+            if result.result == "ok":
+                self.metrics.serving(result.revision, result.previous)
+        if self._on_reload is not None:
+            self._on_reload(result)
+
+    def describe(self) -> str:
+        engine = self.holder.engine
+        tls = self.config.options.tls
+        mode = "plaintext" if tls is None else ("mTLS" if tls.mutual else "TLS")
+        host, _ = split_address(self.config.address)
+        return (f"serving revision {engine.revision} ({len(engine.rule_ids)} rules, {engine.backend} evaluator) "
+                f"on {_join(host, self.port)} ({mode}, pid {os.getpid()})")
+
+    def stop(self, grace: float | None = None, shutdown_delay: float | None = None) -> None:
+        grace = self.config.grace if grace is None else grace
+        delay = self.config.shutdown_delay if shutdown_delay is None else shutdown_delay
+        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and stays so
+        if delay > 0:
+            log.info("draining: health is NOT_SERVING; still answering for %.1fs", delay)
+            time.sleep(delay)
+        log.info("draining: no new calls; %.1fs for calls in flight", grace)
+        self.server.stop(grace).wait(grace + 5)
+        self.reloader.stop()
+        if self.decision_log is not None:
+            self.decision_log.close()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _install(signals: dict[int, Callable[[], None]]) -> None:
+    for signum, action in signals.items():
+        signal.signal(signum, lambda _n, _f, action=action: action())
+
+
+def serve(config: ServeConfig, *, ready: Callable[[Running], None] | None = None,
+          stop: threading.Event | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code.
+
+    Must run on the main thread when ``stop`` is None (it installs signal handlers).
+    """
+    if config.workers > 1:
+        return serve_workers(config)
+    stop = stop or threading.Event()
+    running = _start(config)
+    if running is None:
+        return 1
+    if threading.current_thread() is threading.main_thread():
+        _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.reloader.request})
+    log.info("%s", running.describe())
+    if running.metrics_port is not None:
+        log.info("metrics on http://%s/metrics", _join(split_address(config.metrics_addr)[0], running.metrics_port))
+    if ready is not None:
+        ready(running)
+    while not stop.wait(1.0):
+        pass
+    log.info("stopping (revision %s)", running.holder.revision)
+    running.stop()
+    log.info("stopped")
+    return 0
+
+
+def _start(config: ServeConfig, **kwargs) -> Running | None:
+    from ..errors import PolicyError
+    from .reload import Rejected
+
+    try:
+        return Running(config, **kwargs)
+    except PolicyError as err:
+        log.error("cannot load the policies:\n%s", err)
+    except Rejected as err:
+        log.error("the policies fail their own tests, so they are not served:\n%s", err)
+    except (BindError, OSError, ValueError) as err:
+        log.error("%s", err)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# --workers N
+
+
+def _worker_main(config: ServeConfig, events) -> None:
+    """A worker process: serve ``config`` and report readiness on ``events``."""
+    from ..cli.serve import setup_logging
+
+    setup_logging(os.environ.get("PDP_LOG_LEVEL", "INFO"))
+    stop = threading.Event()
+    _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set})
+    running = _start(config, serve_metrics=False)
+    if running is None:
+        events.put(("failed", os.getpid(), ""))
+        raise SystemExit(1)
+    _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.reloader.request})
+    events.put(("ready", os.getpid(), running.describe()))
+    while not stop.wait(1.0):
+        pass
+    running.stop()
+    raise SystemExit(0)
+
+
+def _reserve(address: str) -> tuple[socket.socket, int]:
+    """Bind (without listening) a SO_REUSEPORT socket: picks the port when it is 0, and fails
+    early when another program holds it."""
+    host, port = split_address(address)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {address}: {exc.strerror}") from None
+    return sock, sock.getsockname()[1]
+
+
+def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = None,
+                  stop: threading.Event | None = None, start_timeout: float = 600.0) -> int:
+    """The parent of ``config.workers`` worker processes on one port."""
+    stop = stop or threading.Event()
+    hup = threading.Event()
+    try:
+        reservation, port = _reserve(config.address)
+    except (BindError, ValueError) as err:
+        log.error("%s", err)
+        return 1
+    host, _ = split_address(config.address)
+    metrics_dir = None
+    if config.metrics_addr:
+        metrics_dir = tempfile.mkdtemp(prefix="pdp-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir  # read by each worker's prometheus_client at import
+    worker_config = replace(config, address=_join(host, port), watch=False, workers=1,
+                            options=replace(config.options, reuse_port=True))
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(worker_config, events), name=f"pdp-worker-{i}")
+             for i in range(config.workers)]
+    if threading.current_thread() is threading.main_thread():
+        _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: hup.set})
+    for p in procs:
+        p.start()
+    code = 0
+    metrics_http = None
+    watcher = None
+    try:
+        ready_count = 0
+        deadline = time.monotonic() + start_timeout
+        while ready_count < len(procs):
+            if stop.is_set() or time.monotonic() > deadline:
+                code = 1
+                break
+            try:
+                kind, pid, text = events.get(timeout=0.5)
+            except Exception:  # queue.Empty
+                if any(p.exitcode is not None for p in procs):
+                    log.error("a worker exited while starting")
+                    code = 1
+                    break
+                continue
+            if kind != "ready":
+                code = 1
+                break
+            ready_count += 1
+            log.info("worker %d: %s", pid, text)
+        reservation.close()
+        if code == 0:
+            if metrics_dir is not None:
+                metrics_http, mport = serve_multiprocess(config.metrics_addr, metrics_dir)
+                log.info("metrics of %d workers on http://%s/metrics", len(procs),
+                         _join(split_address(config.metrics_addr)[0], mport))
+            if config.watch:
+                watcher = _ParentWatcher(config.source, hup).start()
+            log.info("serving on %s with %d workers (pid %d)", _join(host, port), len(procs), os.getpid())
+            if ready is not None:
+                ready(port)
+            while not stop.wait(0.5):
+                if hup.is_set():
+                    hup.clear()
+                    for p in procs:
+                        if p.exitcode is None:
+                            os.kill(p.pid, signal.SIGHUP)
+                dead = [p for p in procs if p.exitcode is not None]
+                if dead:
+                    log.error("worker %d exited with %s; stopping the others", dead[0].pid, dead[0].exitcode)
+                    code = 1
+                    break
+    finally:
+        for p in procs:
+            if p.exitcode is None and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+        limit = time.monotonic() + config.shutdown_delay + config.grace + 15
+        for p in procs:
+            p.join(max(0.1, limit - time.monotonic()))
+            if p.exitcode is None:
+                log.error("worker %d did not stop; killing it", p.pid)
+                p.kill()
+                p.join(5)
+            if p.exitcode not in (0, None) and code == 0:
+                code = 1
+            if metrics_dir is not None and p.pid is not None:
+                mark_dead(p.pid, metrics_dir)
+        if watcher is not None:
+            watcher.stop()
+        if metrics_http is not None:
+            metrics_http.shutdown()
+    log.info("stopped")
+    return code
+
+
+class _ParentWatcher:
+    """``--watch`` with workers: the parent watches and tells each worker (SIGHUP)."""
+
+    def __init__(self, source: PolicySource, hup: threading.Event):
+        self.source = source
+        self.hup = hup
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pdp-watch", daemon=True)
+
+    def start(self) -> "_ParentWatcher":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import watchfiles
+        from pathlib import Path
+
+        roots, folders, files = watch_roots(self.source.watch_paths())
+        for _ in watchfiles.watch(*roots, watch_filter=lambda _c, p: is_watched(Path(p), folders, files),
+                                  stop_event=self._stop, debounce=300, step=50, raise_interrupt=False):
+            self.hup.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)

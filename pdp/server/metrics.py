@@ -1,0 +1,120 @@
+"""Prometheus metrics (``--metrics-addr``): decisions by result and by rule, latency, request
+errors, reloads and the serving revision, decision-log drops.
+
+Each ``Metrics`` has its own registry, so several servers in one process (tests) never share
+counters. With ``--workers N`` the workers write to a shared multiprocess directory and the
+parent process serves the sum (``serve_multiprocess``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+#: Latency buckets in seconds: 50 µs to 1 s, dense where a decision's answer time lives.
+BUCKETS = (50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 750e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25,
+           1.0)
+
+
+class Metrics:
+    """The counters the server records into. Hot-path methods use pre-bound label children."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter("pdp_decisions", "Decisions made, by API (pdp, envoy) and result (ALLOW, DENY)",
+                                 ["api", "decision"], registry=r)
+        self.rules = Counter("pdp_rule_reasons", "Decisions in which the rule was among the reasons",
+                             ["rule"], registry=r)
+        self.latency = Histogram("pdp_request_seconds",
+                                 "Time to answer one request in the server (decode, decide, encode), by API",
+                                 ["api"], buckets=BUCKETS, registry=r)
+        self.errors = Counter("pdp_request_errors",
+                              "Requests that got no decision, by API and gRPC status code name",
+                              ["api", "code"], registry=r)
+        self.reloads = Counter("pdp_reloads", "Policy reloads, by result (ok, rejected, unchanged)",
+                               ["result"], registry=r)
+        self.revision = Gauge("pdp_policy_revision", "1 for the revision being served", ["revision"],
+                              registry=r, multiprocess_mode="livemax")
+        self.log_drops = Counter("pdp_decision_log_dropped",
+                                 "Decision log records dropped because the writer fell behind", registry=r)
+        self._decided = {}
+        self._rule = {}
+        self._latency = {}
+
+    def decided(self, api: str, decision: str, reasons: Iterable, seconds: float) -> None:
+        """Count one decision and its reasons' rules, and observe its latency."""
+        key = (api, decision)
+        child = self._decided.get(key)
+        if child is None:
+            child = self._decided[key] = self.decisions.labels(api, decision)
+        child.inc()
+        rule = self._rule
+        for reason in reasons:
+            c = rule.get(reason.rule)
+            if c is None:
+                c = rule[reason.rule] = self.rules.labels(reason.rule)
+            c.inc()
+        self.observe(api, seconds)
+
+    def observe(self, api: str, seconds: float) -> None:
+        h = self._latency.get(api)
+        if h is None:
+            h = self._latency[api] = self.latency.labels(api)
+        h.observe(seconds)
+
+    def error(self, api: str, code: str) -> None:
+        self.errors.labels(api, code).inc()
+
+    def reloaded(self, result: str) -> None:
+        self.reloads.labels(result).inc()
+
+    def serving(self, revision: str, previous: str | None = None) -> None:
+        if previous and previous != revision:
+            self.revision.labels(previous).set(0)
+        self.revision.labels(revision).set(1)
+
+    def dropped(self, n: int = 1) -> None:
+        self.log_drops.inc(n)
+
+    def serve_http(self, address: str):
+        """Serve ``/metrics`` on ``host:port``; returns (http server, port)."""
+        host, port = split_address(address)
+        server, _thread = start_http_server(port, host, registry=self.registry)
+        return server, server.server_address[1]
+
+
+def serve_multiprocess(address: str, directory: str):
+    """Serve the sum of the workers' metrics written under ``directory``; returns (server, port)."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    host, port = split_address(address)
+    server, _thread = start_http_server(port, host, registry=registry)
+    return server, server.server_address[1]
+
+
+def mark_dead(pid: int, directory: str) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, directory)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``) ⇒ (host, port); raises ValueError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV)

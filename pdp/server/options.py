@@ -1,0 +1,82 @@
+"""Server settings: limits, TLS and the optional decision log and metrics, as frozen records."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily: each pulls in a dependency only some servers need
+    from .decision_log import DecisionLog
+    from .metrics import Metrics
+
+#: gRPC's own default, kept: a request larger than this is refused with RESOURCE_EXHAUSTED.
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Values (scalars, lists and maps, at every depth) one request may carry.
+DEFAULT_MAX_ATTRIBUTES = 10_000
+#: Requests one CheckBatch may carry.
+DEFAULT_MAX_BATCH = 10_000
+#: RPC threads. Each open CheckStream holds one for its lifetime (sync gRPC server).
+DEFAULT_THREADS = 32
+#: RPCs in progress beyond which new ones get RESOURCE_EXHAUSTED instead of queueing.
+DEFAULT_MAX_CONCURRENT_RPCS = 1024
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """PEM files. With ``client_ca`` every client must present a certificate it signed (mTLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self):
+        import grpc
+
+        key = Path(self.key).read_bytes()
+        cert = Path(self.cert).read_bytes()
+        root = Path(self.client_ca).read_bytes() if self.client_ca else None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=root,
+                                           require_client_auth=root is not None)
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything ``build_server`` needs besides the engine and the address.
+
+    Attributes:
+        max_message_bytes: the largest request message accepted (and answer sent).
+        max_attributes: the most values one request may carry, counting every scalar, list
+            and map at any depth (a CheckBatch item counts on its own).
+        max_batch: the most requests one CheckBatch may carry.
+        threads: RPC worker threads.
+        max_concurrent_rpcs: beyond this, new RPCs are refused with RESOURCE_EXHAUSTED.
+        reuse_port: let other processes bind the same port (``--workers``); off otherwise, so
+            that a port already in use is an error instead of a silent second listener.
+        tls: serve TLS (and mTLS with ``client_ca``) instead of plaintext.
+        decision_log: where decisions are logged, if anywhere.
+        metrics: Prometheus metrics to record into, if any.
+    """
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES
+    max_batch: int = DEFAULT_MAX_BATCH
+    threads: int = DEFAULT_THREADS
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+    reuse_port: bool = False
+    tls: TLSConfig | None = None
+    decision_log: "DecisionLog | None" = field(default=None, compare=False)
+    metrics: "Metrics | None" = field(default=None, compare=False)
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,215 @@
+"""Hot reload: build a new engine in the background, gate it, and swap it in atomically.
+
+A ``PolicySource`` says where policies come from and how to build an engine from them;
+``Reloader`` runs builds on its own thread, one at a time, when asked (``--watch`` file
+changes, SIGHUP, or ``request()``). A set that fails to load, or fails its own
+``*_test.yaml`` suites, is rejected: the previous revision keeps serving and the error is
+logged. Requests in flight finish on the engine they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+from ..engine import Engine, load
+from ..errors import PolicyError
+from .holder import EngineHolder
+
+log = logging.getLogger("pdp.server")
+
+#: File kinds whose changes trigger a reload (policies, data, suites).
+WATCHED_SUFFIXES = (".pdl", ".yaml", ".yml", ".json")
+
+
+class Rejected(Exception):
+    """A policy set that loaded but may not serve (its own suites fail)."""
+
+
+class PolicySource(Protocol):
+    """Where a server's policies come from. ``pdp serve PATH...`` uses ``PathSource``; other
+    sources (a signed bundle, issue 3) implement the same two members and plug into
+    ``pdp.cli.serve.policy_source``. Must be picklable: ``--workers`` sends it to each worker."""
+
+    def build(self) -> Engine:
+        """A new engine from the current content; raises PolicyError or Rejected."""
+
+    def watch_paths(self) -> Sequence[Path]:
+        """Files or folders whose changes should trigger a reload."""
+
+
+@dataclass(frozen=True)
+class PathSource:
+    """Policy and data files or folders, as ``pdp.load`` reads them.
+
+    With ``run_suites`` (the default) the ``*_test.yaml`` suites found under the same paths
+    must all pass (``pdp.testing``, as ``pdp test`` runs them) for the set to be accepted.
+    """
+
+    paths: tuple[str, ...]
+    run_suites: bool = True
+
+    def build(self) -> Engine:
+        if not self.run_suites:
+            return load(list(self.paths))
+        from ..testing import Tester  # the runner of `pdp test`
+
+        tester = Tester.load(self.paths)
+        suites = tester.load_suites()  # a broken suite is a PolicyError: rejected too
+        if suites:
+            result = tester.run(suites)
+            if result.failed:
+                first = result.failures[0]
+                raise Rejected(f"{result.failed} of {len(result.results)} policy tests failed; first: "
+                               f"{first.case.id}: {'; '.join(first.problems)}")
+        return tester.engine
+
+    def watch_paths(self) -> Sequence[Path]:
+        return [Path(p) for p in self.paths]
+
+    def describe(self) -> str:
+        return " ".join(self.paths)
+
+
+@dataclass
+class ReloadResult:
+    """What one reload did: ``result`` is ``ok``, ``unchanged`` or ``rejected``."""
+
+    result: str
+    revision: str
+    previous: str
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Reloader:
+    """Runs reloads of ``source`` into ``holder`` on a background thread.
+
+    ``request()`` is cheap and safe from a signal handler: requests made while a build runs
+    coalesce into one more build after it, so the newest content always gets built.
+    """
+
+    holder: EngineHolder
+    source: PolicySource
+    on_result: Callable[[ReloadResult], None] | None = None
+    _wanted: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> "Reloader":
+        t = threading.Thread(target=self._loop, name="pdp-reload", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def request(self) -> None:
+        """Ask for a reload (coalesced)."""
+        self._wanted.set()
+
+    def reload_now(self) -> ReloadResult:
+        """Build, gate and swap now, on the calling thread (one reload at a time)."""
+        with self._lock:
+            started = time.monotonic()
+            previous = self.holder.revision
+            try:
+                engine = self.source.build()
+            except (PolicyError, Rejected) as err:
+                result = ReloadResult("rejected", previous, previous, str(err))
+            except Exception as err:  # a bug must not take the server down: keep serving
+                log.exception("reload: unexpected error")
+                result = ReloadResult("rejected", previous, previous, f"internal error: {err!r}")
+            else:
+                if engine.revision == previous:
+                    result = ReloadResult("unchanged", previous, previous)
+                else:
+                    self.holder.swap(engine)
+                    result = ReloadResult("ok", engine.revision, previous)
+            result.seconds = time.monotonic() - started
+        if result.result == "rejected":
+            log.error("reload rejected; still serving revision %s:\n%s", previous, result.error)
+        elif result.result == "ok":
+            log.info("reloaded: serving revision %s (was %s) after %.2fs", result.revision, previous,
+                     result.seconds)
+        else:
+            log.info("reload: no change (revision %s)", previous)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._wanted.wait(0.5):
+                continue
+            if self._stop.is_set():
+                return
+            self._wanted.clear()
+            self.reload_now()
+
+    def watch(self, debounce_ms: int = 300) -> "Reloader":
+        """Also reload when a watched file changes (watchfiles, on its own thread)."""
+        t = threading.Thread(target=self._watch, args=(debounce_ms,), name="pdp-watch", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def _watch(self, debounce_ms: int) -> None:
+        import watchfiles
+
+        roots, folders, files = watch_roots(self.source.watch_paths())
+
+        def wanted(_change, path: str) -> bool:
+            return is_watched(Path(path), folders, files)
+
+        try:
+            for _changes in watchfiles.watch(*roots, watch_filter=wanted, stop_event=self._stop,
+                                             debounce=debounce_ms, step=50, raise_interrupt=False):
+                self.request()
+        except Exception:
+            log.exception("watch: stopped watching for changes")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wanted.set()
+        for t in self._threads:
+            t.join(timeout)
+
+
+def watch_roots(paths: Sequence[Path]) -> tuple[list[Path], list[Path], set[Path]]:
+    """(folders to hand watchfiles, folders given, files given). A file given on its own is
+    watched through its folder, so that an editor's write-to-temp-and-rename is seen."""
+    folders: list[Path] = []
+    files: set[Path] = set()
+    for p in paths:
+        p = Path(p).resolve()
+        if p.is_dir():
+            folders.append(p)
+        else:
+            files.add(p)
+    roots = list(folders)
+    for f in files:
+        if f.parent not in roots:
+            roots.append(f.parent)
+    return roots, folders, files
+
+
+def is_watched(path: Path, folders: Sequence[Path], files: set[Path]) -> bool:
+    """A change that should trigger a reload: a file given by name, or a policy, data or suite
+    file under a folder given, outside hidden folders (the loader skips those too)."""
+    if path in files:
+        return True
+    if path.suffix not in WATCHED_SUFFIXES or path.name.startswith("."):
+        return False
+    for folder in folders:
+        try:
+            relative = path.relative_to(folder)
+        except ValueError:
+            continue
+        if not any(part.startswith(".") for part in relative.parts):
+            return True
+    return False
