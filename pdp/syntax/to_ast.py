@@ -234,10 +234,54 @@ class _ToAst(Transformer):
             self._error(where, "empty '{}' in reason; write '{{}}' for literal braces")
             return ast.Literal("", "", where)
         try:
-            return parse_expression(text, self.source, line - 1, column - 1)
+            return parse_expression(text, _DecodedSource(self.source, text, line, _file_columns(raw, column)))
         except SyntaxProblem as problem:
             self.diagnostics.extend(problem.diagnostics)
             return ast.Literal("", "", where)
+
+
+class _DecodedSource:
+    """A reason's ``{…}`` after its escapes are decoded: positions in that text map back to the file.
+
+    ``{data.roles[\\"admin\\"] == nope}`` is parsed as ``data.roles["admin"] == nope``; each escape
+    is one character shorter there than in the file, so a fixed column offset would drift.
+    """
+
+    def __init__(self, source: SourceFile, text: str, line: int, columns: list[int]):
+        self.name = source.name
+        self.text = text
+        self._source = source
+        self._line = line
+        self._columns = columns  # file column of each decoded character, and of the end
+        self._decoded = SourceFile(source.name, text)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        return self._decoded.position(offset)
+
+    def diagnostic(self, line: int, column: int, message: str, code: str = "pdl_error") -> Diagnostic:
+        start = 0
+        for _ in range(line - 1):  # decoded text has several lines only when written with \\n
+            start = self.text.find("\n", start) + 1
+        text_offset = min(max(start + column - 1, 0), len(self._columns) - 1)
+        return self._source.diagnostic(self._line, self._columns[text_offset], message, code)
+
+
+def _file_columns(raw: str, column: int) -> list[int]:
+    """The file column of each character that ``raw`` (escaped, starting at ``column``) decodes to."""
+    columns = []
+    i = 0
+    while i < len(raw):
+        columns.append(column + i)
+        if raw[i] != "\\":
+            i += 1
+        elif raw[i + 1] != "u":
+            i += 2
+        elif 0xD800 <= int(raw[i + 2 : i + 6], 16) < 0xDC00:
+            i += 12  # a surrogate pair decodes to one character
+        else:
+            i += 6
+    columns.append(column + len(raw))
+    return columns
 
 
 def _closing_brace(raw: str, start: int) -> int | None:
