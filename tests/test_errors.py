@@ -44,6 +44,7 @@ EXPECTED = {
     "let_shadows_root": (2, 3, 1, "pdl_shadow"),
     "let_uses_later_let": (2, 17, 1, "pdl_unknown_name"),
     "reason_empty_braces": (3, 25, 1, "pdl_syntax"),
+    "reason_position_after_escapes": (2, 36, 4, "pdl_unknown_name"),
     "reason_static_error": (3, 25, 2, "pdl_unknown_name"),
     "reason_syntax_error": (3, 39, 1, "pdl_syntax"),
     "reason_type_error": (3, 20, 1, "pdl_type"),
@@ -166,6 +167,21 @@ def test_several_errors_are_all_reported_in_position_order(monkeypatch):
         (2, 13), (4, 3), (4, 13), (5, 17), (7, 10), (7, 36), (8, 10), (9, 36), (10, 14), (11, 10),
         (14, 8), (15, 49)]
     assert str(err).count("several_errors.pdl:") == 12 + 2  # two messages name the first definition
+
+
+def test_positions_inside_a_reason_count_escapes_as_written(monkeypatch):
+    err = load_fixture("reason_position_after_escapes", monkeypatch)
+    for d in err.diagnostics:
+        assert d.source_line[d.column - 1 : d.column + 3] == "nope"
+
+
+def test_syntax_errors_inside_a_reason_after_escapes_point_at_the_token(tmp_path):
+    (tmp_path / "r.pdl").write_text('policy p {\n  permit e reason "x {identity[\\"a\\"] \\"b\\"}"\n}\n')
+    with pytest.raises(PolicyError) as info:
+        pdp.load(tmp_path / "r.pdl")
+    d = info.value.diagnostics[0]
+    assert d.message.startswith('unexpected string "b"; expected one of')
+    assert d.source_line[d.column - 1 :] == '\\"b\\"}"'
 
 
 def test_syntax_errors_of_several_policies_are_all_reported(monkeypatch):
