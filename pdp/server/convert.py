@@ -95,7 +95,7 @@ def check_attribute_count(request: dict, size: int, limit: int) -> None:
     """
     if size <= limit:
         return
-    n = count_values(request, limit) - 1  # the request object itself is not an attribute
+    n = count_values(request, limit + 1) - 1  # the request object itself is not an attribute
     if n > limit:
         raise RequestError("", f"more than {limit} attribute values in one request (the server's limit)")
 
