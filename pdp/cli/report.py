@@ -17,11 +17,11 @@ from ..testing.runner import Tester
 
 EXAMPLE = """example:
   $ pdp report policies/
-  Control report — revision 4f1c0d9a2b7e5c13: 38 rules, 120 tests (120 passed, 0 failed), rule coverage 100.0%
+  Control report — revision 4f1c0d9a2b7e5c13: 36 rules, 112 tests (112 passed, 0 failed), rule coverage 100.0%
 
   OWASP Non-Human Identities Top 10 (2025)  (annotation @owasp)
     NHI1  Improper Offboarding  [covered]
-      forbid identity_inventory.unknown_identity  (policies/controls/identity_inventory.pdl:14)
+      forbid identity_inventory.unknown_identity  (policies/controls/identity_inventory.pdl:10)
         tested by identity_inventory::an identity missing from the inventory is refused
     ...
   $ pdp report policies/ --format markdown > controls.md
