@@ -30,7 +30,7 @@ from .decision_log import DecisionLog
 from .holder import EngineHolder
 from .metrics import MULTIPROC_ENV, Metrics, mark_dead, serve_multiprocess, split_address
 from .options import ServerOptions
-from .reload import PolicySource, Reloader, ReloadResult, is_watched, watch_roots
+from .reload import PolicySource, Reloader, ReloadResult, watch_changes
 
 log = logging.getLogger("pdp.server")
 
@@ -302,20 +302,19 @@ class _ParentWatcher:
         self.source = source
         self.hup = hup
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pdp-watch", daemon=True)
+        self._ready = threading.Event()
+
+        def on_ready() -> None:
+            self._ready.set()
+            hup.set()  # catch up with changes made while the workers started
+
+        self._thread = threading.Thread(target=watch_changes, args=(source, self._stop, hup.set, on_ready),
+                                        name="pdp-watch", daemon=True)
 
     def start(self) -> "_ParentWatcher":
         self._thread.start()
+        self._ready.wait(10)
         return self
-
-    def _run(self) -> None:
-        import watchfiles
-        from pathlib import Path
-
-        roots, folders, files = watch_roots(self.source.watch_paths())
-        for _ in watchfiles.watch(*roots, watch_filter=lambda _c, p: is_watched(Path(p), folders, files),
-                                  stop_event=self._stop, debounce=300, step=50, raise_interrupt=False):
-            self.hup.set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -101,6 +101,7 @@ class Reloader:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _catch_up: bool = False  # the next reload is the watcher's start-up check: no "no change" log
 
     def start(self) -> "Reloader":
         t = threading.Thread(target=self._loop, name="pdp-reload", daemon=True)
@@ -136,8 +137,9 @@ class Reloader:
         elif result.result == "ok":
             log.info("reloaded: serving revision %s (was %s) after %.2fs", result.revision, previous,
                      result.seconds)
-        else:
+        elif not self._catch_up:
             log.info("reload: no change (revision %s)", previous)
+        self._catch_up = False
         if self.on_result is not None:
             self.on_result(result)
         return result
@@ -151,33 +153,55 @@ class Reloader:
             self._wanted.clear()
             self.reload_now()
 
-    def watch(self, debounce_ms: int = 300) -> "Reloader":
-        """Also reload when a watched file changes (watchfiles, on its own thread)."""
-        t = threading.Thread(target=self._watch, args=(debounce_ms,), name="pdp-watch", daemon=True)
+    def watch(self, debounce_ms: int = 300, ready_timeout: float = 10.0) -> "Reloader":
+        """Also reload when a watched file changes (watchfiles, on its own thread).
+
+        Returns once the watcher runs (or after ``ready_timeout``), and then asks for one
+        reload, so that a change made before the watcher was up is not missed (it is
+        ``unchanged`` when there was none).
+        """
+        ready = threading.Event()
+
+        def on_ready() -> None:
+            ready.set()
+            self._catch_up = True
+            self.request()
+
+        t = threading.Thread(target=watch_changes, name="pdp-watch",
+                             args=(self.source, self._stop, self.request, on_ready, debounce_ms), daemon=True)
         t.start()
         self._threads.append(t)
+        ready.wait(ready_timeout)
         return self
-
-    def _watch(self, debounce_ms: int) -> None:
-        import watchfiles
-
-        roots, folders, files = watch_roots(self.source.watch_paths())
-
-        def wanted(_change, path: str) -> bool:
-            return is_watched(Path(path), folders, files)
-
-        try:
-            for _changes in watchfiles.watch(*roots, watch_filter=wanted, stop_event=self._stop,
-                                             debounce=debounce_ms, step=50, raise_interrupt=False):
-                self.request()
-        except Exception:
-            log.exception("watch: stopped watching for changes")
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wanted.set()
         for t in self._threads:
             t.join(timeout)
+
+
+def watch_changes(source: PolicySource, stop: threading.Event, on_change: Callable[[], None],
+                  on_ready: Callable[[], None], debounce_ms: int = 300) -> None:
+    """Call ``on_change()`` after each batch of changes to ``source``'s files until ``stop``;
+    ``on_ready()`` once the watcher is running."""
+    import watchfiles
+
+    roots, folders, files = watch_roots(source.watch_paths())
+    ready = False
+    try:
+        # With yield_on_timeout the first yield comes within rust_timeout of the watcher
+        # starting, changes or not: that is how we know it runs.
+        for changes in watchfiles.watch(*roots, watch_filter=lambda _c, p: is_watched(Path(p), folders, files),
+                                        stop_event=stop, debounce=debounce_ms, step=50, rust_timeout=200,
+                                        yield_on_timeout=True, raise_interrupt=False):
+            if not ready:
+                ready = True
+                on_ready()
+            elif changes:
+                on_change()
+    except Exception:
+        log.exception("watch: stopped watching for changes")
 
 
 def watch_roots(paths: Sequence[Path]) -> tuple[list[Path], list[Path], set[Path]]:

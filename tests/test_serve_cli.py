@@ -1,0 +1,135 @@
+"""``pdp serve`` as a real process on loopback port 0: ready line, SIGHUP reload (good and
+broken), --watch, SIGTERM drain with a call in flight (exit 0), --workers with SO_REUSEPORT
+and summed metrics, and the exit codes of bad starts."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import threading
+import urllib.request
+
+import grpc
+import pytest
+
+from pdp.client import Client
+from pdp.cli import main
+from pdp.v1 import decision_pb2_grpc as pb_grpc
+from pdp.wire import request_to_pb
+from serverkit import ALLOWED, WAIT, ServeProcess, write_policies
+
+V2 = "policy payments {\n  permit all when true reason \"v2\"\n}\n"
+
+
+@pytest.fixture
+def policies(tmp_path):
+    return write_policies(tmp_path / "policies")
+
+
+def test_serve_reloads_on_sighup_and_keeps_the_last_good_revision(policies):
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0") as server:
+        port = server.wait_ready()
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            first = client.check(ALLOWED).revision
+            (policies / "policy.pdl").write_text("policy broken {\n", encoding="utf-8")
+            server.signal(signal.SIGHUP)
+            server.wait_for(r"reload rejected; still serving revision " + first)
+            assert client.check(ALLOWED).revision == first
+            (policies / "policy.pdl").write_text(V2, encoding="utf-8")
+            server.signal(signal.SIGHUP)
+            new = server.wait_for(r"reloaded: serving revision (\w+) \(was " + first).group(1)
+            decision = client.check(ALLOWED)
+            assert decision.revision == new and decision.reasons[0].message == "v2"
+        assert server.stop() == 0
+
+
+def test_serve_watch_reloads_on_file_changes(policies):
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--watch") as server:
+        port = server.wait_ready()
+        (policies / "policy.pdl").write_text(V2, encoding="utf-8")
+        revision = server.wait_for(r"reloaded: serving revision (\w+)").group(1)
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            assert client.check(ALLOWED).revision == revision
+        assert server.stop() == 0
+
+
+def test_sigterm_drains_a_call_in_flight_and_exits_0(policies):
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--grace", "20") as server:
+        port = server.wait_ready()
+        release = threading.Event()
+
+        def requests():
+            yield request_to_pb(ALLOWED, "before")
+            assert release.wait(WAIT)
+            yield request_to_pb(ALLOWED, "after")
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stream = pb_grpc.DecisionServiceStub(channel).CheckStream(requests(), timeout=WAIT)
+            assert next(stream).request_id == "before"
+            server.signal(signal.SIGTERM)
+            server.wait_for(r"draining: no new calls")
+            release.set()  # the open stream is still answered while draining
+            assert [r.request_id for r in stream] == ["after"]
+        assert server.proc.wait(WAIT) == 0
+        server.wait_for(r"stopped")
+
+
+def test_workers_share_the_port_and_sum_their_metrics(policies):
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2", "--metrics-addr",
+                      "127.0.0.1:0") as server:
+        metrics_port = int(server.wait_for(r"metrics of 2 workers on http://127.0.0.1:(\d+)/metrics").group(1))
+        port = int(server.wait_for(r"serving on 127.0.0.1:(\d+) with 2 workers").group(1))
+        pids = set(re.findall(r"worker (\d+): serving", "\n".join(server.lines)))
+        assert len(pids) == 2
+        for _ in range(8):  # separate connections, spread over the workers by the kernel
+            with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+                assert client.check(ALLOWED).allowed
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=WAIT).read().decode()
+        assert re.search(r'pdp_decisions_total\{api="pdp",decision="ALLOW"\} 8\.0', text), text
+        assert server.stop() == 0
+
+
+def test_a_policy_set_that_does_not_load_or_fails_its_suites_is_not_served(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "p.pdl").write_text("policy p {\n", encoding="utf-8")
+    with ServeProcess(str(broken), "--addr", "127.0.0.1:0") as server:
+        assert server.proc.wait(WAIT) == 1
+        server.wait_for(r"cannot load the policies")
+    failing = write_policies(tmp_path / "failing", V2.replace("when true", "when false"))
+    with ServeProcess(str(failing), "--addr", "127.0.0.1:0") as server:
+        assert server.proc.wait(WAIT) == 1
+        server.wait_for(r"fail their own tests")
+    with ServeProcess(str(failing), "--addr", "127.0.0.1:0", "--skip-tests") as server:
+        server.wait_ready()
+        assert server.stop() == 0
+
+
+def test_an_address_in_use_is_an_error(policies):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with ServeProcess(str(policies), "--addr", f"127.0.0.1:{port}") as server:
+            assert server.proc.wait(WAIT) == 1
+            server.wait_for(r"cannot listen on")
+
+
+def test_usage_errors_exit_2(capsys, policies):
+    assert main(["serve", "--addr", "127.0.0.1:0"]) == 2
+    assert "give at least one PATH" in capsys.readouterr().err
+    assert main(["serve", str(policies), "--client-ca", "ca.pem"]) == 2
+    assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
+    assert main(["serve", str(policies), "--addr", "nope"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(policies), "--workers", "0"])
+    assert info.value.code == 2
+
+
+def test_help_has_an_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "example:" in out and "pdp serve policies/" in out and "--watch" in out
