@@ -120,8 +120,7 @@ cdef inline _Err _from(object err):
 cdef class _Context:
     cdef object identity, action, resource, context
     cdef double arrival
-    cdef dict cache
-    cdef dict targets
+    cdef dict cache  # CACHED slots by slot number, policy targets by -(policy + 1)
     cdef object now_value
 
     cdef object root(self, int index):
@@ -325,10 +324,27 @@ cdef class _Compare(_Node):
             return (a in <list>b) if op == "in" else (a not in <list>b)
         elif ta is list and type(b) is str and op == "contains":
             return b in <list>a
+        elif ta is list and type(b) is list and (op == "contains_any" or op == "contains_all"):
+            found = _strings_in(<list>b, <list>a, op == "contains_any")
+            if found is not None:
+                return found
         try:
             return self.fn(a, b)
         except EvalError as err:
             return _from(err)
+
+
+cdef object _strings_in(list needles, list haystack, bint any_of):
+    """contains_any / contains_all when every needle is a string (a string equals only
+    strings, so Python's `in` is pdp equality); None to let the shared operator decide."""
+    cdef object needle
+    for needle in needles:
+        if type(needle) is not str:
+            return None
+    for needle in needles:
+        if (needle in haystack) == any_of:
+            return any_of
+    return not any_of
 
 
 cdef class _EqStr(_Node):
@@ -424,7 +440,7 @@ cdef class _Defined(_Node):
 
 
 cdef class _Cached(_Node):
-    cdef int slot
+    cdef object slot  # a Python int, boxed once
     cdef _Node inner
 
     cdef object ev(self, _Context ctx):
@@ -548,7 +564,7 @@ cdef _Node _link_new(tuple node, dict memo):
 cdef class _Rule:
     cdef str id
     cdef bint forbid
-    cdef int policy
+    cdef object target_key  # -(policy + 1): where the target's result is cached
     cdef _Node target  # its policy's (None when the policy has none)
     cdef _Node when, unless
     cdef list reason  # parts (str or _Node); None when the message is static
@@ -666,7 +682,7 @@ cdef class Evaluator:
         cdef _Rule r
         for code in program.rules:
             r = _Rule.__new__(_Rule)
-            r.id, r.forbid, r.policy = code.id, code.effect == "forbid", code.policy
+            r.id, r.forbid, r.target_key = code.id, code.effect == "forbid", -(code.policy + 1)
             r.target = targets[code.policy]
             r.when = None if code.when is None else _link(code.when, memo)
             r.unless = None if code.unless is None else _link(code.unless, memo)
@@ -731,7 +747,6 @@ cdef class Evaluator:
         ctx.identity, ctx.action, ctx.resource, ctx.context = identity, action, resource, context
         ctx.arrival = arrival
         ctx.cache = {}
-        ctx.targets = {}
         ctx.now_value = _UNSET
         cdef list errors = []
         cdef list forbids = self._phase(self.forbid_tree, ctx, errors)
@@ -746,8 +761,8 @@ cdef class Evaluator:
                 decision, reasons = _ALLOW, tuple(permits)
             else:
                 decision, reasons = _DENY, _DEFAULT_REASONS
-        return Decision(decision, reasons, tuple(errors) if errors else _EMPTY, self.revision,
-                        _nanos(CLOCK_MONOTONIC) - started)
+        return tuple.__new__(Decision, (decision, reasons, tuple(errors) if errors else _EMPTY, self.revision,
+                                        _nanos(CLOCK_MONOTONIC) - started))
 
     cdef list _phase(self, object tree, _Context ctx, list errors):
         cdef _Switch s
@@ -779,10 +794,10 @@ cdef class Evaluator:
         """True, False, or the _Err that stopped it."""
         cdef object value
         if rule.target is not None:
-            value = ctx.targets.get(rule.policy, _UNSET)
+            value = ctx.cache.get(rule.target_key, _UNSET)
             if value is _UNSET:
                 value = _condition(rule.target.ev(ctx), "target")
-                ctx.targets[rule.policy] = value
+                ctx.cache[rule.target_key] = value
             if value is not True:
                 return value
         if rule.when is not None:
