@@ -28,7 +28,7 @@ def policies(tmp_path):
 
 
 def test_serve_reloads_on_sighup_and_keeps_the_last_good_revision(policies):
-    with ServeProcess(str(policies), "--addr", "127.0.0.1:0") as server:
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1") as server:
         port = server.wait_ready()
         with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
             first = client.check(ALLOWED).revision
@@ -45,7 +45,7 @@ def test_serve_reloads_on_sighup_and_keeps_the_last_good_revision(policies):
 
 
 def test_serve_watch_reloads_on_file_changes(policies):
-    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--watch") as server:
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--watch") as server:
         port = server.wait_ready()
         (policies / "policy.pdl").write_text(V2, encoding="utf-8")
         revision = server.wait_for(r"reloaded: serving revision (\w+)").group(1)
@@ -55,7 +55,7 @@ def test_serve_watch_reloads_on_file_changes(policies):
 
 
 def test_sigterm_drains_a_call_in_flight_and_exits_0(policies):
-    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--grace", "20") as server:
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--grace", "20") as server:
         port = server.wait_ready()
         release = threading.Event()
 
@@ -75,8 +75,8 @@ def test_sigterm_drains_a_call_in_flight_and_exits_0(policies):
         server.wait_for(r"stopped")
 
 
-def test_workers_share_the_port_and_sum_their_metrics(policies):
-    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2", "--metrics-addr",
+def test_workers_share_the_port_sum_their_metrics_and_reload_together(policies):
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2", "--watch", "--metrics-addr",
                       "127.0.0.1:0") as server:
         metrics_port = int(server.wait_for(r"metrics of 2 workers on http://127.0.0.1:(\d+)/metrics").group(1))
         port = int(server.wait_for(r"serving on 127.0.0.1:(\d+) with 2 workers").group(1))
@@ -87,21 +87,37 @@ def test_workers_share_the_port_and_sum_their_metrics(policies):
                 assert client.check(ALLOWED).allowed
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=WAIT).read().decode()
         assert re.search(r'pdp_decisions_total\{api="pdp",decision="ALLOW"\} 8\.0', text), text
+        # --watch: the parent sees the change and each worker reloads.
+        (policies / "policy.pdl").write_text(V2, encoding="utf-8")
+        revision = server.wait_for(r"reloaded: serving revision (\w+)").group(1)
+        server.wait_for(r"reloaded: serving revision " + revision)
+        for _ in range(4):
+            with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+                assert client.check(ALLOWED).revision == revision
         assert server.stop() == 0
+
+
+def test_workers_that_cannot_load_make_the_parent_exit_1(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "p.pdl").write_text("policy p {\n", encoding="utf-8")
+    with ServeProcess(str(broken), "--addr", "127.0.0.1:0", "--workers", "2") as server:
+        assert server.proc.wait(WAIT) == 1
+        server.wait_for(r"cannot load the policies")
 
 
 def test_a_policy_set_that_does_not_load_or_fails_its_suites_is_not_served(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "p.pdl").write_text("policy p {\n", encoding="utf-8")
-    with ServeProcess(str(broken), "--addr", "127.0.0.1:0") as server:
+    with ServeProcess(str(broken), "--addr", "127.0.0.1:0", "--workers", "1") as server:
         assert server.proc.wait(WAIT) == 1
         server.wait_for(r"cannot load the policies")
     failing = write_policies(tmp_path / "failing", V2.replace("when true", "when false"))
-    with ServeProcess(str(failing), "--addr", "127.0.0.1:0") as server:
+    with ServeProcess(str(failing), "--addr", "127.0.0.1:0", "--workers", "1") as server:
         assert server.proc.wait(WAIT) == 1
         server.wait_for(r"fail their own tests")
-    with ServeProcess(str(failing), "--addr", "127.0.0.1:0", "--skip-tests") as server:
+    with ServeProcess(str(failing), "--addr", "127.0.0.1:0", "--workers", "1", "--skip-tests") as server:
         server.wait_ready()
         assert server.stop() == 0
 
@@ -111,7 +127,7 @@ def test_an_address_in_use_is_an_error(policies):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with ServeProcess(str(policies), "--addr", f"127.0.0.1:{port}") as server:
+        with ServeProcess(str(policies), "--addr", f"127.0.0.1:{port}", "--workers", "1") as server:
             assert server.proc.wait(WAIT) == 1
             server.wait_for(r"cannot listen on")
 

@@ -40,10 +40,12 @@ def register(sub) -> None:
                    help="reload when a policy, data or suite file changes (SIGHUP always reloads)")
     p.add_argument("--skip-tests", action="store_true",
                    help="serve a policy set without running its *_test.yaml suites first (also on reload)")
-    p.add_argument("--workers", type=_positive, default=1, metavar="N",
-                   help="processes sharing the port (SO_REUSEPORT); default 1, see bench/GRPC.md")
-    p.add_argument("--threads", type=_positive, default=32, metavar="N",
-                   help="RPC threads per process (each open CheckStream holds one; default 32)")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="processes sharing the port (SO_REUSEPORT); default: the number of cores this process "
+                        "may use. 1 serves in this process")
+    p.add_argument("--threads", type=_positive, default=16, metavar="N",
+                   help="RPC threads per process (default 16); each open CheckStream holds one, so give more "
+                        "than the streams you expect")
     p.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS",
                    help="on SIGTERM/SIGINT, how long calls in flight may take to finish (default 10)")
     p.add_argument("--shutdown-delay", type=_seconds, default=0.0, metavar="SECONDS",
@@ -128,6 +130,7 @@ def setup_logging(level: str = "INFO") -> None:
 def run(args) -> int:
     from ..server.lifecycle import ServeConfig, serve
     from ..server.metrics import split_address
+    from ..server.options import cpu_count
 
     try:
         source = policy_source(args)
@@ -148,5 +151,5 @@ def run(args) -> int:
     config = ServeConfig(source=source, address=args.addr, options=options, watch=args.watch,
                          decision_log=args.decision_log, decision_log_queue=args.decision_log_queue,
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
-                         workers=args.workers)
+                         workers=args.workers or cpu_count())
     return serve(config)

@@ -17,8 +17,10 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_ATTRIBUTES = 10_000
 #: Requests one CheckBatch may carry.
 DEFAULT_MAX_BATCH = 10_000
-#: RPC threads. Each open CheckStream holds one for its lifetime (sync gRPC server).
-DEFAULT_THREADS = 32
+#: RPC threads. Each open CheckStream holds one for its lifetime (sync gRPC server). More
+#: threads than cores cost throughput to GIL contention (bench/GRPC.md: 32 threads served a
+#: third fewer calls per second than 8 or 16).
+DEFAULT_THREADS = 16
 #: RPCs in progress beyond which new ones get RESOURCE_EXHAUSTED instead of queueing.
 DEFAULT_MAX_CONCURRENT_RPCS = 1024
 

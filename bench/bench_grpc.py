@@ -1,0 +1,444 @@
+"""End-to-end gRPC benchmark over loopback: ``pdp serve`` against Cerbos, same Python client.
+
+    python bench/bench_grpc.py --cerbos /path/to/cerbos      # or CERBOS_BIN=...; --npm-cerbos installs it
+    python bench/bench_grpc.py --modes                       # pdp only: sync vs asyncio server, 1 vs 2 workers
+
+Both servers run as separate processes on 127.0.0.1 with an equivalent policy (below) and are
+measured in interleaved rounds by one client written with Python grpcio:
+
+* ``check_p50_us``: sequential unary calls (one in flight), median and p99 latency;
+* ``inflight64_per_s``: calls per second with 64 in flight (grpc.aio client, one channel);
+* ``batch100_decisions_per_s``: decisions per second with sequential batches of 100
+  (pdp ``CheckBatch`` of 100 requests; Cerbos ``CheckResources`` of 100 resources, one
+  principal — Cerbos has no batch of independent principals).
+
+Request messages are built once before timing, so the figures are server plus transport
+plus the client library's own call overhead, alike for both. Results go to stdout as a
+table and, with ``--out FILE``, as JSON. bench/GRPC.md records a run and the method.
+Only loopback addresses are used; every loop is bounded in count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pdp.client import encode  # noqa: E402
+from pdp.v1 import decision_pb2 as pb  # noqa: E402
+from pdp.v1 import decision_pb2_grpc as pb_grpc  # noqa: E402
+
+PDP_POLICY = """\
+policy payments {
+  target resource.type == "payment"
+
+  forbid cross_environment
+    when identity.env != resource.env
+    reason "a {identity.env} identity may not act on {resource.env} resources"
+
+  permit billing_may_charge
+    when identity.spiffe_id startswith "spiffe://acme.prod/ns/billing/sa/"
+     and action.name in ["charge", "refund"]
+     and identity.scopes contains "payments:write"
+    reason "billing workload charges with a scoped credential"
+}
+"""
+
+CERBOS_POLICY = """\
+apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  version: default
+  resource: payment
+  rules:
+    - name: cross_environment
+      actions: ["*"]
+      effect: EFFECT_DENY
+      roles: ["*"]
+      condition:
+        match:
+          expr: request.principal.attr.env != request.resource.attr.env
+    - name: billing_may_charge
+      actions: ["charge", "refund"]
+      effect: EFFECT_ALLOW
+      roles: ["*"]
+      condition:
+        match:
+          all:
+            of:
+              - expr: request.principal.attr.spiffe_id.startsWith("spiffe://acme.prod/ns/billing/sa/")
+              - expr: '"payments:write" in request.principal.attr.scopes'
+"""
+
+CERBOS_CONFIG = """\
+server:
+  httpListenAddr: "127.0.0.1:{http}"
+  grpcListenAddr: "127.0.0.1:{grpc}"
+  requestLimits:
+    maxActionsPerResource: 50
+    maxResourcesPerRequest: 100
+storage:
+  driver: disk
+  disk:
+    directory: {policies}
+    watchForChanges: false
+audit:
+  enabled: false
+telemetry:
+  disabled: true
+"""
+
+REQUEST = {
+    "identity": {"type": "workload", "id": "billing", "spiffe_id": "spiffe://acme.prod/ns/billing/sa/api",
+                 "env": "prod", "scopes": ["payments:write"]},
+    "action": {"name": "charge"},
+    "resource": {"type": "payment", "id": "pay-42", "env": "prod"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+# --------------------------------------------------------------------------------------------
+# servers
+
+
+class Server:
+    name: str
+    proc: subprocess.Popen
+    port: int
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class PdpServer(Server):
+    def __init__(self, workdir: Path, workers: int = 1, extra: tuple[str, ...] = ()):
+        self.name = f"pdp (workers={workers})"
+        policies = workdir / "pdp"
+        policies.mkdir(exist_ok=True)
+        (policies / "payments.pdl").write_text(PDP_POLICY)
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "pdp", "serve", str(policies), "--addr",
+                                      f"127.0.0.1:{self.port}", "--workers", str(workers), "--log-level", "WARNING",
+                                      *extra], env=env, stdin=subprocess.DEVNULL)
+        wait_port(self.port)
+        time.sleep(0.5 * workers)  # let every worker bind
+
+
+class AioPdpServer(Server):
+    """pdp's DecisionService logic under grpc.aio, for the sync-vs-asyncio measurement only."""
+
+    SCRIPT = r"""
+import asyncio, sys
+import grpc, pdp
+from pdp.server.decision_service import DecisionService, SERVICE
+from pdp.server.convert import deserializer
+from pdp.server import EngineHolder, ServerOptions
+from pdp.v1 import decision_pb2 as pb
+svc = DecisionService(EngineHolder(pdp.load(sys.argv[1])), ServerOptions())
+async def check(raw, ctx): return svc.Check(raw, ctx)
+class Ctx:  # the sync context API the servicer uses for batches (valid requests only here)
+    def __init__(self, ctx): self.ctx = ctx
+    def is_active(self): return not self.ctx.cancelled()
+    def __getattr__(self, name): return getattr(self.ctx, name)
+async def batch(raw, ctx): return svc.CheckBatch(raw, Ctx(ctx))
+handlers = {"Check": grpc.unary_unary_rpc_method_handler(check, deserializer(pb.CheckRequest),
+                                                         pb.CheckResponse.SerializeToString),
+            "CheckBatch": grpc.unary_unary_rpc_method_handler(batch, deserializer(pb.CheckBatchRequest),
+                                                              pb.CheckBatchResponse.SerializeToString)}
+async def main():
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_insecure_port(sys.argv[2])
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+    def __init__(self, workdir: Path, workers: int = 1):
+        self.name = f"pdp asyncio (workers={workers})"
+        policies = workdir / "pdp"
+        policies.mkdir(exist_ok=True)
+        (policies / "payments.pdl").write_text(PDP_POLICY)
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.procs = [subprocess.Popen([sys.executable, "-c", self.SCRIPT, str(policies), f"127.0.0.1:{self.port}"],
+                                       env=env, stdin=subprocess.DEVNULL) for _ in range(workers)]
+        self.proc = self.procs[0]
+        wait_port(self.port)
+        time.sleep(0.5 * workers)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait(10)
+
+
+class CerbosServer(Server):
+    def __init__(self, workdir: Path, binary: str):
+        self.name = "cerbos"
+        policies = workdir / "cerbos"
+        policies.mkdir(exist_ok=True)
+        (policies / "payment.yaml").write_text(CERBOS_POLICY)
+        self.port = free_port()
+        config = workdir / "cerbos.yaml"
+        config.write_text(CERBOS_CONFIG.format(http=free_port(), grpc=self.port, policies=policies))
+        self.proc = subprocess.Popen([binary, "server", f"--config={config}"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    @staticmethod
+    def version(binary: str) -> str:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return out.split()[0] if out else "?"
+
+
+# --------------------------------------------------------------------------------------------
+# the one client
+
+
+class Calls:
+    """The unary methods and pre-built messages for one server: ``check`` (one decision) and
+    ``batch`` (100 decisions)."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.target = f"127.0.0.1:{server.port}"
+        if isinstance(server, CerbosServer):
+            self._cerbos_messages()
+        else:
+            self.check_path = "/pdp.v1.DecisionService/Check"
+            self.batch_path = "/pdp.v1.DecisionService/CheckBatch"
+            self.check_msg = encode(REQUEST)
+            self.batch_msg = pb.CheckBatchRequest(requests=[encode(REQUEST)] * 100)
+            self.check_resp = pb.CheckResponse
+            self.batch_resp = pb.CheckBatchResponse
+
+    def _cerbos_messages(self) -> None:
+        from google.protobuf import message_factory
+        from google.protobuf.descriptor_pool import DescriptorPool
+        from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+        with grpc.insecure_channel(self.target) as channel:
+            pool = DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+            method = pool.FindServiceByName("cerbos.svc.v1.CerbosService").FindMethodByName("CheckResources")
+            request_cls = message_factory.GetMessageClass(method.input_type)
+            response_cls = message_factory.GetMessageClass(method.output_type)
+
+        def message(n: int):
+            msg = request_cls(request_id="1")
+            p = msg.principal
+            p.id = "billing"
+            p.roles.append("workload")
+            p.attr["spiffe_id"].string_value = REQUEST["identity"]["spiffe_id"]
+            p.attr["env"].string_value = "prod"
+            p.attr["scopes"].list_value.values.add(string_value="payments:write")
+            for i in range(n):
+                entry = msg.resources.add()
+                entry.actions.append("charge")
+                entry.resource.kind = "payment"
+                entry.resource.id = f"pay-{i}"
+                entry.resource.attr["env"].string_value = "prod"
+            return msg
+
+        self.check_path = self.batch_path = "/cerbos.svc.v1.CerbosService/CheckResources"
+        self.check_msg, self.batch_msg = message(1), message(100)
+        self.check_resp = self.batch_resp = response_cls
+
+    def verify(self) -> None:
+        """Both servers must allow the benchmark request (same decision, or the run is void)."""
+        with grpc.insecure_channel(self.target) as channel:
+            out = channel.unary_unary(self.check_path, request_serializer=type(self.check_msg).SerializeToString,
+                                      response_deserializer=self.check_resp.FromString)(self.check_msg, timeout=10)
+        if isinstance(self.server, CerbosServer):
+            allowed = out.results[0].actions["charge"] == 1  # EFFECT_ALLOW
+        else:
+            allowed = out.decision == pb.DECISION_ALLOW
+        if not allowed:
+            raise RuntimeError(f"{self.server.name} did not allow the benchmark request: {out}")
+
+    def sequential(self, n: int) -> list[float]:
+        with grpc.insecure_channel(self.target) as channel:
+            call = channel.unary_unary(self.check_path, request_serializer=type(self.check_msg).SerializeToString,
+                                       response_deserializer=self.check_resp.FromString)
+            msg = self.check_msg
+            for _ in range(min(200, n)):
+                call(msg)
+            out = []
+            clock = time.perf_counter
+            for _ in range(n):
+                t = clock()
+                call(msg)
+                out.append(clock() - t)
+        return out
+
+    def inflight(self, n: int, concurrency: int = 64) -> float:
+        async def run() -> float:
+            async with grpc.aio.insecure_channel(self.target) as channel:
+                call = channel.unary_unary(self.check_path,
+                                           request_serializer=type(self.check_msg).SerializeToString,
+                                           response_deserializer=self.check_resp.FromString)
+                msg = self.check_msg
+                for _ in range(100):
+                    await call(msg)
+                left = n
+
+                async def worker():
+                    nonlocal left
+                    while left > 0:
+                        left -= 1
+                        await call(msg)
+
+                t = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                return n / (time.perf_counter() - t)
+
+        return asyncio.run(run())
+
+    def batches(self, n: int) -> float:
+        with grpc.insecure_channel(self.target, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
+            call = channel.unary_unary(self.batch_path, request_serializer=type(self.batch_msg).SerializeToString,
+                                       response_deserializer=self.batch_resp.FromString)
+            msg = self.batch_msg
+            for _ in range(5):
+                call(msg)
+            t = time.perf_counter()
+            for _ in range(n):
+                call(msg)
+            return n * 100 / (time.perf_counter() - t)
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def measure(servers: list[Server], rounds: int, seq: int, inflight: int, batches: int) -> dict:
+    calls = [Calls(s) for s in servers]
+    for c in calls:
+        c.verify()
+    raw: dict[str, dict[str, list[float]]] = {s.name: {"p50": [], "p99": [], "inflight": [], "batch": []}
+                                              for s in servers}
+    for r in range(rounds):
+        for c in calls:  # interleaved: each round measures every server in turn
+            lat = c.sequential(seq)
+            raw[c.server.name]["p50"].append(statistics.median(lat) * 1e6)
+            raw[c.server.name]["p99"].append(percentile(lat, 0.99) * 1e6)
+            raw[c.server.name]["inflight"].append(c.inflight(inflight))
+            raw[c.server.name]["batch"].append(c.batches(batches))
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+    return {name: {"check_p50_us": round(statistics.median(v["p50"]), 1),
+                   "check_p99_us": round(statistics.median(v["p99"]), 1),
+                   "inflight64_per_s": round(statistics.median(v["inflight"])),
+                   "batch100_decisions_per_s": round(statistics.median(v["batch"])),
+                   "rounds": {k: [round(x, 1) for x in xs] for k, xs in v.items()}}
+            for name, v in raw.items()}
+
+
+def table(results: dict) -> str:
+    lines = ["| server | Check p50 µs | Check p99 µs | 64 in flight, calls/s | batch of 100, decisions/s |",
+             "|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['check_p50_us']} | {r['check_p99_us']} | {r['inflight64_per_s']} | "
+                     f"{r['batch100_decisions_per_s']} |")
+    return "\n".join(lines)
+
+
+def npm_cerbos(cache: Path) -> str:
+    """``npm install cerbos`` into ``cache`` (once); the path of the binary it brings."""
+    found = list(cache.glob("node_modules/@cerbos/cerbos-*/cerbos-*"))
+    if not found:
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--silent", "--prefix", str(cache), "cerbos"], check=True, timeout=600)
+        found = list(cache.glob("node_modules/@cerbos/cerbos-*/cerbos-*"))
+    if not found:
+        raise RuntimeError("npm install cerbos brought no binary for this platform")
+    return str(found[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cerbos", default=os.environ.get("CERBOS_BIN"), help="the cerbos binary")
+    ap.add_argument("--npm-cerbos", action="store_true", help="npm install cerbos into ~/.cache/pdp-bench")
+    ap.add_argument("--modes", action="store_true", help="pdp only: sync vs asyncio, 1 vs 2 workers")
+    ap.add_argument("--workers", default="1", help="pdp serve --workers; a comma list runs each (default 1)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seq", type=int, default=2000, help="sequential calls per round")
+    ap.add_argument("--inflight", type=int, default=6000, help="calls per round at 64 in flight")
+    ap.add_argument("--batches", type=int, default=100, help="batches of 100 per round")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 1 round, few calls")
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seq, args.inflight, args.batches = 1, 200, 500, 10
+    binary = args.cerbos
+    if args.npm_cerbos and not binary:
+        binary = npm_cerbos(Path.home() / ".cache" / "pdp-bench" / "cerbos")
+    workdir = Path(tempfile.mkdtemp(prefix="pdp-bench-grpc-"))
+    servers: list[Server] = []
+    try:
+        if args.modes:
+            servers = [PdpServer(workdir, 1), AioPdpServer(workdir, 1), PdpServer(workdir, 2), AioPdpServer(workdir, 2)]
+        else:
+            for n in args.workers.split(","):
+                servers.append(PdpServer(workdir, int(n)))
+            if binary:
+                servers.append(CerbosServer(workdir, binary))
+            else:
+                print("no cerbos binary (--cerbos, CERBOS_BIN or --npm-cerbos): pdp only", file=sys.stderr)
+        results = measure(servers, args.rounds, args.seq, args.inflight, args.batches)
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    import google.protobuf
+
+    meta = {"python": platform.python_version(), "grpcio": grpc.__version__,
+            "protobuf": google.protobuf.__version__, "cores": len(os.sched_getaffinity(0)),
+            "cerbos": CerbosServer.version(binary) if binary and not args.modes else None,
+            "rounds": args.rounds, "seq": args.seq, "inflight_calls": args.inflight, "batches": args.batches}
+    print(table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
