@@ -364,6 +364,39 @@ def test_decision_log_drops_and_counts_when_the_writer_is_stuck(tmp_path):
     assert drops == [8]
 
 
+def test_an_internal_error_is_internal_without_details_and_the_server_goes_on(tmp_path):
+    class Broken:
+        revision = "r"
+
+        def decide(self, request):
+            raise KeyError("secret internals")
+
+    from pdp.server import EngineHolder
+
+    holder = EngineHolder(engine(tmp_path))
+    good = holder.engine
+    with running(holder) as (_, port), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.DecisionServiceStub(channel)
+        holder.engine = Broken()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Check(request_to_pb(ALLOWED), timeout=WAIT)
+        assert info.value.code() == grpc.StatusCode.INTERNAL and "secret" not in info.value.details()
+        item = stub.CheckBatch(pb.CheckBatchRequest(requests=[request_to_pb(ALLOWED)]), timeout=WAIT).responses[0]
+        assert item.error.code == 13 and "secret" not in item.error.message
+        holder.engine = good
+        assert stub.Check(request_to_pb(ALLOWED), timeout=WAIT).decision == pb.DECISION_ALLOW
+
+
+def test_doctests_of_the_server_modules():
+    import doctest
+
+    from pdp.server import convert, decision_log, envoy_authz
+
+    for module in (convert, decision_log, envoy_authz):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
 def test_redact():
     assert redact({"authorization": "x", "Cookie": "y", "id": "billing"}) == {
         "authorization": "[REDACTED]", "Cookie": "[REDACTED]", "id": "billing"}

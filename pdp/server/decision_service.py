@@ -74,6 +74,10 @@ class DecisionService:
             decision = engine.decide(request)
         except RequestError as err:
             self._reject(context, err, request=request, request_id=msg.request_id)
+        except Exception:  # a bug: say INTERNAL without internals, log the traceback, keep serving
+            log.exception("Check %r: unexpected error", msg.request_id)
+            self._reject(context, "internal error in pdp (logged on the server)", grpc.StatusCode.INTERNAL,
+                         request, msg.request_id)
         response = decision_to_pb(decision, msg.request_id)
         elapsed = _perf_ns() - started
         if self.metrics is not None:
@@ -96,6 +100,11 @@ class DecisionService:
             if self.log is not None:
                 self.log.record_error("pdp", msg.request_id, request, str(err))
             return error_to_pb(err, msg.request_id)
+        except Exception:  # a bug: this item gets INTERNAL, the others are still decided
+            log.exception("batch item %r: unexpected error", msg.request_id)
+            if self.metrics is not None:
+                self.metrics.error("pdp", "INTERNAL")
+            return error_to_pb("internal error in pdp (logged on the server)", msg.request_id, code=13)
         response = decision_to_pb(decision, msg.request_id)
         elapsed = _perf_ns() - started
         if self.metrics is not None:
