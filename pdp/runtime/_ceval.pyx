@@ -8,6 +8,10 @@ anything rarer (mixed types, errors, built-ins) calls the shared Python helpers,
 wording and the semantics are those of the reference evaluator by construction.
 """
 
+from sys import intern
+
+cimport cython
+
 from libc.math cimport isfinite
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
@@ -30,6 +34,7 @@ cdef object _EQUAL = equal
 cdef dict _OPERATORS = operators.OPERATORS
 cdef object _INT_MIN = INT_MIN
 cdef object _INT_MAX = INT_MAX
+cdef object _tuple_new = tuple.__new__  # builds a Decision (a tuple subclass) in one C call
 
 
 cdef inline long long _nanos(int clock):
@@ -103,6 +108,7 @@ cdef object _time_of(object x):
     return parse_time(x)
 
 
+@cython.no_gc  # holds only a string: no cycles, so no GC tracking
 cdef class _Err:
     """An evaluation error, returned (not raised) through the node tree."""
     cdef readonly str message
@@ -117,11 +123,13 @@ cdef inline _Err _from(object err):
 
 # ---- the per-request context -------------------------------------------------------------
 
+@cython.no_gc  # made per request; references request data only, never itself: no cycles
 cdef class _Context:
     cdef object identity, action, resource, context
     cdef double arrival
     cdef dict cache  # CACHED slots by slot number, policy targets by -(policy + 1)
     cdef object now_value
+    cdef list errors  # RuleErrors met so far (None until the first)
 
     cdef object root(self, int index):
         if index == 0:
@@ -285,10 +293,24 @@ cdef class _Logic(_Node):
         return not self.settles
 
 
+# Operator codes for _Compare's fast paths (string compares of the operator name cost more
+# than the operation itself).
+cdef enum:
+    OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN, OP_NOT_IN, OP_CONTAINS, OP_CONTAINS_ANY
+    OP_CONTAINS_ALL, OP_MATCHES, OP_STARTSWITH, OP_ENDSWITH
+
+cdef dict _OP_CODES = {
+    "==": OP_EQ, "!=": OP_NE, "<": OP_LT, "<=": OP_LE, ">": OP_GT, ">=": OP_GE, "in": OP_IN,
+    "not in": OP_NOT_IN, "contains": OP_CONTAINS, "contains_any": OP_CONTAINS_ANY,
+    "contains_all": OP_CONTAINS_ALL, "matches": OP_MATCHES, "startswith": OP_STARTSWITH,
+    "endswith": OP_ENDSWITH,
+}
+
+
 cdef class _Compare(_Node):
-    cdef str op
+    cdef int op
     cdef _Node left, right
-    cdef object fn
+    cdef object fn  # the shared operator: the slow path, and the one that words errors
 
     cdef object ev(self, _Context ctx):
         cdef object a = self.left.ev(ctx)
@@ -297,37 +319,42 @@ cdef class _Compare(_Node):
         cdef object b = self.right.ev(ctx)
         if type(b) is _Err:
             return b
-        cdef str op = self.op
+        cdef int op = self.op
         cdef type ta = type(a)
-        if ta is type(b) and (ta is str or ta is int or ta is float):
-            # Fast paths for same-typed scalars; everything else goes to the shared operators.
-            if op == "==":
+        cdef type tb = type(b)
+        cdef object found
+        if ta is tb and (ta is str or ta is int or ta is float):
+            # Same-typed scalars; everything else goes to the shared operators.
+            if op == OP_EQ:
                 return a == b
-            if op == "!=":
+            if op == OP_NE:
                 return a != b
-            if op == "<":
+            if op == OP_LT:
                 return a < b
-            if op == "<=":
+            if op == OP_LE:
                 return a <= b
-            if op == ">":
+            if op == OP_GT:
                 return a > b
-            if op == ">=":
+            if op == OP_GE:
                 return a >= b
             if ta is str:
-                if op == "startswith":
+                if op == OP_STARTSWITH:
                     return (<str>a).startswith(b)
-                if op == "endswith":
+                if op == OP_ENDSWITH:
                     return (<str>a).endswith(b)
-                if op == "contains":
+                if op == OP_CONTAINS:
                     return b in <str>a
-        elif type(b) is list and ta is str and (op == "in" or op == "not in"):
-            return (a in <list>b) if op == "in" else (a not in <list>b)
-        elif ta is list and type(b) is str and op == "contains":
+        elif tb is list:
+            if ta is str and op == OP_IN:
+                return a in <list>b
+            if ta is str and op == OP_NOT_IN:
+                return a not in <list>b
+            if ta is list and (op == OP_CONTAINS_ANY or op == OP_CONTAINS_ALL):
+                found = _strings_in(<list>b, <list>a, op == OP_CONTAINS_ANY)
+                if found is not None:
+                    return found
+        elif ta is list and tb is str and op == OP_CONTAINS:
             return b in <list>a
-        elif ta is list and type(b) is list and (op == "contains_any" or op == "contains_all"):
-            found = _strings_in(<list>b, <list>a, op == "contains_any")
-            if found is not None:
-                return found
         try:
             return self.fn(a, b)
         except EvalError as err:
@@ -494,7 +521,7 @@ cdef _Node _link_new(tuple node, dict memo):
     if op == ir.PATH:
         p = _Path.__new__(_Path)
         p.root = ir.ROOTS.index(node[1])
-        p.keys = tuple(node[2])
+        p.keys = tuple(intern(k) for k in node[2])  # identity hits in dict look-ups
         p.texts = tuple(node[3])
         p.n = len(p.keys)
         return p
@@ -502,7 +529,7 @@ cdef _Node _link_new(tuple node, dict memo):
         return _Now.__new__(_Now)
     if op == ir.ATTR:
         a = _Attr.__new__(_Attr)
-        a.obj, a.name, a.obj_text, a.text = _link(node[1], memo), node[2], node[3], node[4]
+        a.obj, a.name, a.obj_text, a.text = _link(node[1], memo), intern(node[2]), node[3], node[4]
         return a
     if op == ir.INDEX:
         x = _Index.__new__(_Index)
@@ -524,16 +551,16 @@ cdef _Node _link_new(tuple node, dict memo):
         return g
     if op == ir.COMPARE:
         m = _Compare.__new__(_Compare)
-        m.op, m.left, m.right = node[1], _link(node[2], memo), _link(node[3], memo)
+        m.op, m.left, m.right = _OP_CODES[node[1]], _link(node[2], memo), _link(node[3], memo)
         m.fn = _OPERATORS[node[1]]
         return m
     if op == ir.EQ_STR:
         q = _EqStr.__new__(_EqStr)
-        q.operand, q.text, q.negate = _link(node[1], memo), node[2], node[3]
+        q.operand, q.text, q.negate = _link(node[1], memo), intern(node[2]), node[3]
         return q
     if op == ir.IN_STRS:
         s = _InStrs.__new__(_InStrs)
-        s.operand, s.texts, s.negate = _link(node[1], memo), frozenset(node[2]), node[3]
+        s.operand, s.texts, s.negate = _link(node[1], memo), frozenset(intern(t) for t in node[2]), node[3]
         return s
     if op == ir.MATCH_GLOB:
         mg = _MatchGlob.__new__(_MatchGlob)
@@ -748,23 +775,24 @@ cdef class Evaluator:
         ctx.arrival = arrival
         ctx.cache = {}
         ctx.now_value = _UNSET
-        cdef list errors = []
-        cdef list forbids = self._phase(self.forbid_tree, ctx, errors)
+        ctx.errors = None
+        cdef list forbids = self._phase(self.forbid_tree, ctx)
         cdef list permits
         cdef str decision
         cdef tuple reasons
-        if forbids:
+        if forbids is not None:
             decision, reasons = _DENY, tuple(forbids)
         else:
-            permits = self._phase(self.permit_tree, ctx, errors)
-            if permits:
+            permits = self._phase(self.permit_tree, ctx)
+            if permits is not None:
                 decision, reasons = _ALLOW, tuple(permits)
             else:
                 decision, reasons = _DENY, _DEFAULT_REASONS
-        return tuple.__new__(Decision, (decision, reasons, tuple(errors) if errors else _EMPTY, self.revision,
-                                        _nanos(CLOCK_MONOTONIC) - started))
+        return _tuple_new(Decision, (decision, reasons, _EMPTY if ctx.errors is None else tuple(ctx.errors),
+                                     self.revision, _nanos(CLOCK_MONOTONIC) - started))
 
-    cdef list _phase(self, object tree, _Context ctx, list errors):
+    cdef list _phase(self, object tree, _Context ctx):
+        """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
         cdef _Switch s
         cdef object value
         while type(tree) is _Switch:
@@ -776,17 +804,23 @@ cdef class Evaluator:
                 tree = s.error
             else:
                 tree = s.default
-        cdef list reasons = []
+        cdef list reasons = None
         cdef _Rule rule
         cdef object applies
         for rule in (<_Leaf>tree).rules:
             applies = self._applies(rule, ctx)
             if applies is True:
+                if reasons is None:
+                    reasons = []
                 reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
             elif applies is not False:
                 message = (<_Err>applies).message
-                errors.append(RuleError(rule.id, message))
+                if ctx.errors is None:
+                    ctx.errors = []
+                ctx.errors.append(RuleError(rule.id, message))
                 if rule.forbid:
+                    if reasons is None:
+                        reasons = []
                     reasons.append(Reason(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
         return reasons
 

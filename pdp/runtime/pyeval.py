@@ -8,6 +8,7 @@ shared ones (pdp/operators.py, pdp/builtins.py, pdp/values.py).
 
 from __future__ import annotations
 
+import sys
 import time
 
 from .. import operators
@@ -164,6 +165,7 @@ def link(node: tuple):
 
 def _link_path(node: tuple):
     _, root, keys, texts = node
+    keys = tuple(sys.intern(k) for k in keys)  # identity hits in dict look-ups
     index = _ROOT_INDEX[root]
 
     def path(ctx):
