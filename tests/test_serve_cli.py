@@ -130,6 +130,11 @@ def test_an_address_in_use_is_an_error(policies):
         with ServeProcess(str(policies), "--addr", f"127.0.0.1:{port}", "--workers", "1") as server:
             assert server.proc.wait(WAIT) == 1
             server.wait_for(r"cannot listen on")
+        # The metrics port too: nothing is left running (the process exits).
+        with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--metrics-addr",
+                          f"127.0.0.1:{port}") as server:
+            assert server.proc.wait(WAIT) == 1
+            server.wait_for(r"Address already in use")
 
 
 def test_usage_errors_exit_2(capsys, policies):

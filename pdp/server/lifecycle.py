@@ -66,19 +66,35 @@ class Running:
                                             on_drop=self.metrics.dropped if self.metrics else None)
         options = replace(config.options, decision_log=self.decision_log, metrics=self.metrics)
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        self.server, self.port = build_server(self.holder, config.address, options, health_servicer=self.health)
         self._on_reload = on_reload
         self.reloader = Reloader(self.holder, config.source, on_result=self._reloaded)
         self.metrics_http = None
         self.metrics_port = None
+        self.server = None
+        try:
+            # Everything that can fail (binding either port) happens before anything starts,
+            # and what was made is released when it does.
+            self.server, self.port = build_server(self.holder, config.address, options,
+                                                  health_servicer=self.health)
+            if self.metrics is not None and serve_metrics and config.metrics_addr:
+                self.metrics_http, self.metrics_port = self.metrics.serve_http(config.metrics_addr)
+        except BaseException:
+            self._release()
+            raise
         self.server.start()
         self.reloader.start()
         if config.watch:
             self.reloader.watch()
         if self.metrics is not None:
             self.metrics.serving(engine.revision)
-            if serve_metrics and config.metrics_addr:
-                self.metrics_http, self.metrics_port = self.metrics.serve_http(config.metrics_addr)
+
+    def _release(self) -> None:
+        if self.server is not None:
+            self.server.stop(None)
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+        if self.decision_log is not None:
+            self.decision_log.close()
 
     def _reloaded(self, result: ReloadResult) -> None:
         if self.metrics is not None:
