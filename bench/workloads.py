@@ -33,8 +33,9 @@ def _shape(k: int, t: str) -> tuple[str, str, str, str]:
          'resource.owner == principal.id && context.action != "admin"'),
         ("permit", "admin_role", f'identity.roles contains_any ["admin", "{t}-admin"]',
          f'principal.roles.containsAny(["admin", "{t}-admin"])'),
-        ("forbid", "foreign_workload", f'action.name == "admin" and not (identity.spiffe_id matches "spiffe://acme/ns/{t}/*")',
-         f'context.action == "admin" && !(principal.spiffe_id like "spiffe://acme/ns/{t}/*")'),
+        # The glob's `*` covers no `/`, so Cedar's `like` (whose `*` does) means the same here.
+        ("forbid", "foreign_workload", f'action.name == "admin" and not (identity.spiffe_id matches "spiffe://acme/ns/{t}/sa/*")',
+         f'context.action == "admin" && !(principal.spiffe_id like "spiffe://acme/ns/{t}/sa/*")'),
         ("permit", "public_tags", 'resource.tags contains_all ["public", "reviewed"] and action.name == "read"',
          'resource.tags.containsAll(["public", "reviewed"]) && context.action == "read"'),
         ("forbid", "blocked", 'identity.id in ["svc-blocked-1", "svc-blocked-2"]',

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .compile.program import decode, encode
-from .engine import Engine
+from .engine import Engine, collector_paused
 from .errors import Diagnostic, PolicyError
 
 #: A bundle larger than this is refused before it is read.
@@ -39,5 +39,6 @@ def load_bundle(path: str | os.PathLike, backend: str | None = None) -> Engine:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise PolicyError(Diagnostic(name, 0, 0, f"cannot read the bundle: {exc.strerror}", "bundle_error")) from None
-    program, sources = decode(data, name)
-    return Engine(program, sources, None, backend)
+    with collector_paused():
+        program, sources = decode(data, name)
+        return Engine(program, sources, None, backend)

@@ -5,6 +5,8 @@ Pipeline: loader (files, revision) → syntax (parse, AST) → check → evaluat
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from typing import Iterable, Sequence
 
@@ -108,9 +110,27 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str |
                 problems.extend(err.diagnostics)
     if problems:
         raise PolicyError(problems)
-    policy_set = _check_sources(sources)
-    rev = revision([(s.relative, s.content) for s in sources])
-    return Engine(compile_program(policy_set, rev), sources, policy_set, backend)
+    with collector_paused():
+        policy_set = _check_sources(sources)
+        rev = revision([(s.relative, s.content) for s in sources])
+        return Engine(compile_program(policy_set, rev), sources, policy_set, backend)
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Pause the cyclic garbage collector while a policy set is built.
+
+    Parsing makes hundreds of thousands of objects that all stay alive; each collection would
+    walk them again, which made loading 10,000 rules take twice as long (measured). Nothing
+    built here forms reference cycles that need collecting before the load ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _check_sources(sources: Sequence[Source]) -> CheckedPolicySet:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import Diagnostic
 
@@ -43,15 +43,20 @@ class SourceFile:
         return f"SourceFile({self.name!r})"
 
 
-@dataclass(frozen=True)
-class Span:
-    """Where a node stands in its file; 1-based lines and columns, end exclusive."""
+class Span(NamedTuple):
+    """Where a node stands in its file; 1-based lines and columns, end exclusive.
 
-    file: SourceFile = field(repr=False)
+    A named tuple: the parser makes one per node, and a tuple is the cheapest immutable record.
+    """
+
+    file: SourceFile
     line: int
     column: int
     end_line: int
     end_column: int
+
+    def __repr__(self) -> str:
+        return f"Span({self.file.name}:{self.line}:{self.column}-{self.end_line}:{self.end_column})"
 
     def diagnostic(self, message: str, code: str = "pdl_error") -> Diagnostic:
         return self.file.diagnostic(self.line, self.column, message, code)

@@ -163,11 +163,15 @@ cdef class _Context:
 
 # ---- nodes -------------------------------------------------------------------------------
 
+# The linked program is a DAG of these objects, never a cycle: no_gc keeps the garbage
+# collector from traversing thousands of them on every full collection.
+@cython.no_gc
 cdef class _Node:
     cdef object ev(self, _Context ctx):
         raise NotImplementedError
 
 
+@cython.no_gc
 cdef class _Const(_Node):
     cdef object value
 
@@ -175,6 +179,7 @@ cdef class _Const(_Node):
         return self.value
 
 
+@cython.no_gc
 cdef class _Error(_Node):
     cdef _Err err
 
@@ -182,6 +187,7 @@ cdef class _Error(_Node):
         return self.err
 
 
+@cython.no_gc
 cdef class _Path(_Node):
     cdef int root
     cdef tuple keys
@@ -202,11 +208,13 @@ cdef class _Path(_Node):
         return value
 
 
+@cython.no_gc
 cdef class _Now(_Node):
     cdef object ev(self, _Context ctx):
         return ctx.now_or_err()
 
 
+@cython.no_gc
 cdef class _Attr(_Node):
     cdef _Node obj
     cdef str name, obj_text, text
@@ -224,6 +232,7 @@ cdef class _Attr(_Node):
         return found
 
 
+@cython.no_gc
 cdef class _Index(_Node):
     cdef _Node obj, key
     cdef str obj_text
@@ -245,6 +254,7 @@ cdef class _Index(_Node):
             return _from(err)
 
 
+@cython.no_gc
 cdef class _List(_Node):
     cdef tuple items
 
@@ -260,6 +270,7 @@ cdef class _List(_Node):
         return out
 
 
+@cython.no_gc
 cdef class _Not(_Node):
     cdef _Node operand
 
@@ -274,6 +285,7 @@ cdef class _Not(_Node):
         return _Err(not_boolean("not", value))
 
 
+@cython.no_gc
 cdef class _Logic(_Node):
     cdef tuple items
     cdef object settles  # False for and, True for or
@@ -307,6 +319,7 @@ cdef dict _OP_CODES = {
 }
 
 
+@cython.no_gc
 cdef class _Compare(_Node):
     cdef int op
     cdef _Node left, right
@@ -374,6 +387,7 @@ cdef object _strings_in(list needles, list haystack, bint any_of):
     return not any_of
 
 
+@cython.no_gc
 cdef class _EqStr(_Node):
     cdef _Node operand
     cdef str text
@@ -388,6 +402,7 @@ cdef class _EqStr(_Node):
         return self.negate  # a non-string never equals a string
 
 
+@cython.no_gc
 cdef class _InStrs(_Node):
     cdef _Node operand
     cdef frozenset texts
@@ -402,6 +417,7 @@ cdef class _InStrs(_Node):
         return self.negate
 
 
+@cython.no_gc
 cdef class _MatchGlob(_Node):
     cdef _Node operand
     cdef object match
@@ -419,6 +435,7 @@ cdef class _MatchGlob(_Node):
             return _from(err)
 
 
+@cython.no_gc
 cdef class _Call(_Node):
     cdef object impl
     cdef tuple args
@@ -438,6 +455,7 @@ cdef class _Call(_Node):
             return _from(err)
 
 
+@cython.no_gc
 cdef class _Time(_Node):
     """time(x) and age(x): the hot built-ins, with the C time parser."""
     cdef _Node arg
@@ -459,6 +477,7 @@ cdef class _Time(_Node):
         return now - value if self.age else value
 
 
+@cython.no_gc
 cdef class _Defined(_Node):
     cdef _Node operand
 
@@ -466,6 +485,7 @@ cdef class _Defined(_Node):
         return type(self.operand.ev(ctx)) is not _Err
 
 
+@cython.no_gc
 cdef class _Cached(_Node):
     cdef object slot  # a Python int, boxed once
     cdef _Node inner
@@ -588,6 +608,7 @@ cdef _Node _link_new(tuple node, dict memo):
 
 # ---- rules and trees ---------------------------------------------------------------------
 
+@cython.no_gc
 cdef class _Rule:
     cdef str id
     cdef bint forbid
@@ -599,10 +620,12 @@ cdef class _Rule:
     cdef object static_reason
 
 
+@cython.no_gc
 cdef class _Leaf:
     cdef tuple rules
 
 
+@cython.no_gc
 cdef class _Switch:
     cdef _Node path
     cdef dict branches

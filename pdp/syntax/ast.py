@@ -18,11 +18,15 @@ ROOTS = ("identity", "action", "resource", "context", "data", "now")
 def _span() -> Span:
     return field(default=None, compare=False, repr=False)  # type: ignore[return-value]
 
+# NOTE: nodes are plain (unfrozen) slotted dataclasses because the parser builds hundreds of
+# thousands of them for a large policy set and frozen dataclasses cost ~3× as much to build.
+# INVARIANT: no stage mutates a node after to_ast.py built it.
+
 
 # ---- expressions ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Literal:
     """A string, number, boolean or duration (a number of seconds) written in the policy."""
 
@@ -31,13 +35,13 @@ class Literal:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ListExpr:
     items: tuple[Expr, ...]
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Name:
     """A root (``identity``, ``now``, …) or a ``let`` name; the checker tells which."""
 
@@ -45,34 +49,34 @@ class Name:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Attribute:
     obj: Expr
     name: str
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Index:
     obj: Expr
     key: Expr
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     func: str
     args: tuple[Expr, ...]
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Not:
     operand: Expr
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class And:
     """``a and b and …``: short-circuit, left to right."""
 
@@ -80,7 +84,7 @@ class And:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Or:
     """``a or b or …``: short-circuit, left to right."""
 
@@ -88,7 +92,7 @@ class Or:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Compare:
     """A level-4 operator: ``==`` … ``>=``, ``in``, ``not in``, ``contains``, ``matches`` …"""
 
@@ -104,14 +108,14 @@ Expr = Union[Literal, ListExpr, Name, Attribute, Index, Call, Not, And, Or, Comp
 # ---- declarations --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Annotation:
     key: str
     value: str
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reason:
     """A reason template: literal text and ``{expr}`` parts, in order."""
 
@@ -119,20 +123,20 @@ class Reason:
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Target:
     expr: Expr
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Let:
     name: str
     expr: Expr
     span: Span = _span()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Rule:
     effect: str  # "permit" | "forbid"
     name: str
@@ -147,7 +151,7 @@ class Rule:
 PolicyItem = Union[Target, Let, Rule]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Policy:
     name: str
     annotations: tuple[Annotation, ...]
@@ -168,7 +172,7 @@ class Policy:
         return tuple(i for i in self.items if isinstance(i, Rule))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Module:
     """One parsed ``.pdl`` file."""
 
