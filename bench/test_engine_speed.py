@@ -1,0 +1,114 @@
+"""Issue 3's speed figures: decide / decide_many per decision, side by side with Cedar, scaling
+with policy-set size, load and bundle start. Run (medians are what counts):
+
+    pytest bench/test_engine_speed.py --benchmark-only --benchmark-json=bench/results/engine.json
+    python bench/engine_report.py bench/results/engine.json > bench/ENGINE.md
+
+Every group checks, before timing, that the engines compared give the same decisions.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import pdp
+from pdp import runtime
+
+sys.path.insert(0, str(Path(__file__).parent))
+import workloads  # noqa: E402
+
+BATCH = 200
+
+
+@pytest.fixture(scope="module")
+def set200(tmp_path_factory):
+    pdl, cedar = workloads.targeted(20, 10)
+    root = workloads.write_pdl(tmp_path_factory.mktemp("s200"), pdl)
+    reqs = workloads.requests(20, BATCH)
+    return root, cedar, reqs
+
+
+def _per_decision(benchmark, n):
+    benchmark.extra_info["decisions_per_round"] = n
+
+
+@pytest.mark.parametrize("backend", sorted(runtime.EVALUATORS))
+def test_decide_200_rules(benchmark, set200, backend):
+    root, _, reqs = set200
+    engine = pdp.load(root, backend=backend)
+    reference = pdp.load(root, backend="reference")
+    assert [engine.decide(r) for r in reqs] == [reference.decide(r) for r in reqs]
+    benchmark.group = "200 rules: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    decide = engine.decide
+    benchmark(lambda: [decide(r) for r in reqs])
+
+
+@pytest.mark.parametrize("backend", sorted(runtime.EVALUATORS))
+def test_decide_many_200_rules(benchmark, set200, backend):
+    root, _, reqs = set200
+    engine = pdp.load(root, backend=backend)
+    benchmark.group = "200 rules: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    benchmark(engine.decide_many, reqs)
+
+
+def test_cedarpy_batch_200_rules(benchmark, set200):
+    cedarpy = pytest.importorskip("cedarpy")
+    root, cedar, reqs = set200
+    engine = pdp.load(root)
+    cedar_reqs, entities = workloads.cedar_batch(reqs)
+    results = cedarpy.is_authorized_batch(cedar_reqs, cedar, entities)
+    rule_ids = engine.rule_ids  # Cedar names policies policy0, policy1, … in source order
+    for r, c in zip(reqs, results):
+        d = engine.decide(r)
+        assert not c.diagnostics.errors, c.diagnostics.errors
+        assert d.decision == ("ALLOW" if c.allowed else "DENY")
+        mine = sorted(x.rule for x in d.reasons if x.rule != "default")
+        assert mine == sorted(rule_ids[int(p.removeprefix("policy"))] for p in c.diagnostics.reasons)
+    benchmark.group = "200 rules: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    benchmark(cedarpy.is_authorized_batch, cedar_reqs, cedar, entities)
+
+
+@pytest.fixture(scope="module")
+def scaling(tmp_path_factory):
+    small = workloads.write_pdl(tmp_path_factory.mktemp("s10"), workloads.targeted(1, 10)[0])
+    big = workloads.write_pdl(tmp_path_factory.mktemp("s10k"), workloads.targeted(1000, 10)[0])
+    return small, big
+
+
+@pytest.mark.parametrize("size", ["10 rules", "10,000 rules in 1,000 policies"])
+def test_scaling_per_decision(benchmark, scaling, size):
+    small, big = scaling
+    root = small if size == "10 rules" else big
+    types = 1 if size == "10 rules" else 1000
+    engine = pdp.load(root)
+    # The same request shapes; each targets one of the set's resource types.
+    reqs = workloads.requests(types, BATCH, seed=11)
+    reference = pdp.load(root, backend="reference")
+    assert [engine.decide(r) for r in reqs[:50]] == [reference.decide(r) for r in reqs[:50]]
+    benchmark.group = "scaling: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    decide = engine.decide
+    benchmark(lambda: [decide(r) for r in reqs])
+
+
+def test_load_and_compile_10k_rules(benchmark, scaling):
+    _, big = scaling
+    benchmark.group = "start"
+    engine = benchmark.pedantic(pdp.load, args=(big,), rounds=3, iterations=1)
+    assert len(engine.rule_ids) == 10_000
+
+
+def test_start_from_bundle_10k_rules(benchmark, scaling, tmp_path):
+    _, big = scaling
+    bundle = tmp_path / "big.bundle"
+    pdp.write_bundle(pdp.load(big), bundle)
+    benchmark.group = "start"
+    engine = benchmark.pedantic(pdp.load_bundle, args=(bundle,), rounds=5, iterations=1)
+    assert len(engine.rule_ids) == 10_000
