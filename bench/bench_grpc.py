@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -41,9 +40,8 @@ import grpc
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pdp.client import encode  # noqa: E402
-from pdp.v1 import decision_pb2 as pb  # noqa: E402
-from pdp.v1 import decision_pb2_grpc as pb_grpc  # noqa: E402
+from pdp.client import encode
+from pdp.v1 import decision_pb2 as pb
 
 PDP_POLICY = """\
 policy payments {

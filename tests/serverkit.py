@@ -246,7 +246,7 @@ class ServeProcess:
             self.proc.wait(WAIT)
             raise
 
-    def __enter__(self) -> "ServeProcess":
+    def __enter__(self) -> ServeProcess:
         return self
 
     def __exit__(self, *exc) -> None:

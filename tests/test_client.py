@@ -8,12 +8,12 @@ import asyncio
 import grpc
 import msgpack
 import pytest
+from serverkit import ALLOWED, DENIED, WAIT, engine, running
 
 from pdp.client import AsyncClient, Client, decode, encode
 from pdp.decision import Decision
 from pdp.errors import RequestError
 from pdp.v1 import decision_pb2 as pb
-from serverkit import ALLOWED, DENIED, WAIT, engine, running
 
 MALFORMED = {"identity": {"type": "workload"}, "action": "charge", "resource": {"type": "payment"}}
 
@@ -87,9 +87,8 @@ def test_check_stream(server):
 
 def test_transport_errors_are_rpc_errors():
     # Port 9 (discard) on loopback has no pdp server: the call fails as an RpcError.
-    with Client("127.0.0.1:9", timeout=2) as client:
-        with pytest.raises(grpc.RpcError) as info:
-            client.check(ALLOWED)
+    with Client("127.0.0.1:9", timeout=2) as client, pytest.raises(grpc.RpcError) as info:
+        client.check(ALLOWED)
     assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 

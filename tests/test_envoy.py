@@ -11,12 +11,12 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as ext
 from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_grpc
 from google.protobuf import struct_pb2, timestamp_pb2
+from serverkit import WAIT, engine, running
 
 from pdp.decision import Decision, Reason
 from pdp.server import ServerOptions
 from pdp.server.envoy_authz import decision_to_envoy, envoy_to_request
 from pdp.server.metrics import Metrics
-from serverkit import WAIT, engine, running
 
 SPIFFE = "spiffe://acme.prod/ns/billing/sa/api"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from serverkit import ALLOWED, WAIT, running
 
 from pdp.errors import PolicyError
 from pdp.server import EngineHolder, ServerOptions
@@ -17,7 +18,6 @@ from pdp.server.reload import PathSource, Rejected, Reloader, is_watched, watch_
 from pdp.v1 import decision_pb2 as pb
 from pdp.v1 import decision_pb2_grpc as pb_grpc
 from pdp.wire import request_to_pb
-from serverkit import ALLOWED, WAIT, running
 
 VERSION = """\
 policy payments {{

@@ -12,12 +12,12 @@ import urllib.request
 
 import grpc
 import pytest
+from serverkit import ALLOWED, WAIT, ServeProcess, write_policies
 
-from pdp.client import Client
 from pdp.cli import main
+from pdp.client import Client
 from pdp.v1 import decision_pb2_grpc as pb_grpc
 from pdp.wire import request_to_pb
-from serverkit import ALLOWED, WAIT, ServeProcess, write_policies
 
 V2 = "policy payments {\n  permit all when true reason \"v2\"\n}\n"
 

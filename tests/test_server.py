@@ -12,6 +12,7 @@ import msgpack
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from serverkit import ALLOWED, DENIED, WAIT, engine, make_certs, running, write_policies
 
 from pdp.client import Client
 from pdp.errors import RequestError
@@ -23,14 +24,12 @@ from pdp.server.reload import PathSource
 from pdp.v1 import decision_pb2 as pb
 from pdp.v1 import decision_pb2_grpc as pb_grpc
 from pdp.wire import request_to_pb
-from serverkit import ALLOWED, DENIED, WAIT, engine, make_certs, running, write_policies
 
 
 @pytest.fixture
 def served(tmp_path):
-    with running(engine(tmp_path)) as (holder, port):
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield holder, port, pb_grpc.DecisionServiceStub(channel), channel
+    with running(engine(tmp_path)) as (holder, port), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield holder, port, pb_grpc.DecisionServiceStub(channel), channel
 
 
 def _invalid(call, *args, **kwargs) -> grpc.RpcError:
@@ -55,11 +54,11 @@ def test_check_allows_and_denies_in_both_forms(served, form):
 
 
 def test_check_answers_what_the_engine_decides(served):
-    holder, _, stub, _ = served
+    holder, port, _, _ = served
     request = {"identity": {"type": "workload", "id": "x"}, "action": "GET",
                "resource": {"type": "http", "path": "/public/a"}, "context": {"source_ip": "203.0.113.9"}}
     want = holder.engine.decide(request)
-    got = Client(channel=grpc.insecure_channel(f"127.0.0.1:{served[1]}")).check(request)
+    got = Client(channel=grpc.insecure_channel(f"127.0.0.1:{port}")).check(request)
     assert got == want and got.reasons[0].message == "203.0.113.9 is blocked"
 
 
@@ -264,7 +263,7 @@ def test_reflection_lists_and_describes_the_services(served):
 
 def test_metrics_count_decisions_rules_errors_and_serve_over_http(tmp_path):
     metrics = Metrics()
-    with running(engine(tmp_path), ServerOptions(metrics=metrics)) as (holder, port):
+    with running(engine(tmp_path), ServerOptions(metrics=metrics)) as (_, port):
         client = Client(f"127.0.0.1:{port}")
         client.check(ALLOWED)
         client.check(ALLOWED)

@@ -40,7 +40,7 @@ class Decoded:
     """What the request deserializer hands the servicer: the message, or why there is none,
     and the size on the wire (the attribute-count check needs it)."""
 
-    __slots__ = ("msg", "size", "error")
+    __slots__ = ("error", "msg", "size")
 
     def __init__(self, msg: Any, size: int, error: str = ""):
         self.msg = msg

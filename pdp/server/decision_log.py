@@ -23,8 +23,9 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("pdp.server")
 

@@ -7,7 +7,7 @@ reload that lands in the middle of a CheckBatch never mixes two revisions in one
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ..engine import Engine
 

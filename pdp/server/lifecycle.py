@@ -20,8 +20,8 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from grpc_health.v1 import health
 
@@ -327,7 +327,7 @@ class _ParentWatcher:
         self._thread = threading.Thread(target=watch_changes, args=(source, self._stop, hup.set, on_ready),
                                         name="pdp-watch", daemon=True)
 
-    def start(self) -> "_ParentWatcher":
+    def start(self) -> _ParentWatcher:
         self._thread.start()
         self._ready.wait(10)
         return self

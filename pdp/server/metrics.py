@@ -9,7 +9,7 @@ parent process serves the sum (``serve_multiprocess``).
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 

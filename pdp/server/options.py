@@ -72,8 +72,8 @@ class ServerOptions:
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     reuse_port: bool = False
     tls: TLSConfig | None = None
-    decision_log: "DecisionLog | None" = field(default=None, compare=False)
-    metrics: "Metrics | None" = field(default=None, compare=False)
+    decision_log: DecisionLog | None = field(default=None, compare=False)
+    metrics: Metrics | None = field(default=None, compare=False)
 
 
 def cpu_count() -> int:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from ..engine import Engine, load
 from ..errors import PolicyError
@@ -103,7 +104,7 @@ class Reloader:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _catch_up: bool = False  # the next reload is the watcher's start-up check: no "no change" log
 
-    def start(self) -> "Reloader":
+    def start(self) -> Reloader:
         t = threading.Thread(target=self._loop, name="pdp-reload", daemon=True)
         t.start()
         self._threads.append(t)
@@ -153,7 +154,7 @@ class Reloader:
             self._wanted.clear()
             self.reload_now()
 
-    def watch(self, debounce_ms: int = 300, ready_timeout: float = 10.0) -> "Reloader":
+    def watch(self, debounce_ms: int = 300, ready_timeout: float = 10.0) -> Reloader:
         """Also reload when a watched file changes (watchfiles, on its own thread).
 
         Returns once the watcher runs (or after ``ready_timeout``), and then asks for one
