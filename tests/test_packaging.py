@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import pdp
 from pdp.syntax.parser import grammar_text
 
@@ -46,3 +48,29 @@ def test_shipped_policies_load_and_decide_the_example():
     decision = engine.decide(request)
     assert decision.decision == "ALLOW"
     assert [r.rule for r in decision.reasons] == ["payments.billing_may_charge"]
+
+
+def test_spec_example_decides_as_the_spec_says():
+    import json
+
+    engine = pdp.load(REPO / "examples" / "payments")
+    request = json.loads((REPO / "examples" / "charge.json").read_text())
+    decision = engine.decide(request)
+    assert decision.decision == "ALLOW"
+    assert [(r.rule, r.message, dict(r.annotations)) for r in decision.reasons] == [
+        ("payments.billing_may_charge", "billing workload charges with a fresh, scoped credential",
+         {"owner": "payments-security"})]
+    stale = dict(request, identity={**request["identity"], "credential": {"issued_at": "2026-11-27T08:00:00Z"}})
+    denied = engine.decide(stale)
+    assert denied.decision == "DENY"
+    assert [r.message for r in denied.reasons] == ["credential issued 7500s ago; the limit is 1h"]
+
+
+def test_ci_has_the_compiled_evaluator():
+    """CI sets PDP_REQUIRE_EXTENSION=1: there the Cython evaluator must be the one in use."""
+    if os.environ.get("PDP_REQUIRE_EXTENSION") != "1":
+        pytest.skip("only where PDP_REQUIRE_EXTENSION=1 (CI) promises the extension is built")
+    from pdp import runtime
+
+    assert runtime.BACKEND == "compiled"
+    assert pdp.load(REPO / "examples" / "payments").backend == "compiled"
