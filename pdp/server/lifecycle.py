@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -250,7 +251,10 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
         ready_count = 0
         deadline = time.monotonic() + start_timeout
         while ready_count < len(procs):
-            if stop.is_set() or time.monotonic() > deadline:
+            if stop.is_set():  # asked to stop while starting: not a failure
+                break
+            if time.monotonic() > deadline:
+                log.error("the workers did not start within %.0fs", start_timeout)
                 code = 1
                 break
             try:
@@ -267,7 +271,7 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             ready_count += 1
             log.info("worker %d: %s", pid, text)
         reservation.close()
-        if code == 0:
+        if code == 0 and not stop.is_set():
             if metrics_dir is not None:
                 metrics_http, mport = serve_multiprocess(config.metrics_addr, metrics_dir)
                 log.info("metrics of %d workers on http://%s/metrics", len(procs),
@@ -307,6 +311,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             watcher.stop()
         if metrics_http is not None:
             metrics_http.shutdown()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     log.info("stopped")
     return code
 
