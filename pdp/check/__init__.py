@@ -74,12 +74,25 @@ def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[Checke
                     "pdl_duplicate"))
             else:
                 seen_policies[policy.name] = policy
+            _keyword_name("policy", policy.name, policy.name_span, report)
             checked_policy = _check_policy(policy, report, position)
             position += len(checked_policy.rules)
             checked.append(checked_policy)
     rank = {m.path: i for i, m in enumerate(modules)}
     diagnostics.sort(key=lambda d: (rank.get(d.file, -1), d.line, d.column))
     return CheckedPolicySet(tuple(checked), MappingProxyType(dict(data))), diagnostics
+
+
+#: Words of the language: they may follow `.` as attribute names, but may not name a policy,
+#: a rule or a let, where they would read as the keyword (`permit when when …`).
+KEYWORDS = frozenset({"policy", "target", "let", "permit", "forbid", "when", "unless", "reason", "and", "or",
+                      "not", "in", "contains", "contains_any", "contains_all", "matches", "startswith",
+                      "endswith", "true", "false"})
+
+
+def _keyword_name(kind: str, name: str, span, report) -> None:
+    if name in KEYWORDS:
+        report(span.diagnostic(f"{name!r} is a keyword and cannot name a {kind}", "pdl_keyword"))
 
 
 def _where(span) -> str:
@@ -115,6 +128,7 @@ def _check_policy(policy: ast.Policy, report, position: int) -> CheckedPolicy:
             checker.condition(item.expr, "target")
         elif isinstance(item, ast.Let):
             kind = checker.check(item.expr)
+            _keyword_name("let", item.name, item.span, report)
             if item.name in ROOT_TYPES or item.name in BUILTINS:
                 what = "root" if item.name in ROOT_TYPES else "function"
                 report(item.span.diagnostic(f"let {item.name!r} shadows the {what} {item.name!r}", "pdl_shadow"))
@@ -126,6 +140,7 @@ def _check_policy(policy: ast.Policy, report, position: int) -> CheckedPolicy:
                 let_types[item.name] = kind
         else:
             rule = item
+            _keyword_name("rule", rule.name, rule.name_span, report)
             first = rule_names.get(rule.name)
             if first is not None:
                 report(rule.name_span.diagnostic(

@@ -106,7 +106,8 @@ class ExpressionChecker:
     def _boolean(self, operand: ast.Expr, op: str) -> None:
         kind = self.check(operand)
         if kind not in (BOOL, ANY):
-            self.error(operand, f"{op} expects booleans, got {kind}", "pdl_type")
+            wanted = "a boolean" if op == "not" else "booleans"  # the evaluators' wording
+            self.error(operand, f"{op} expects {wanted}, got {kind}", "pdl_type")
 
     def _call(self, e: ast.Call) -> str:
         builtin = BUILTINS.get(e.func)
