@@ -197,3 +197,26 @@ def test_envoy_header_value_option_is_envoys_own_type():
     # The response uses Envoy's core HeaderValueOption, so Envoy reads it as it reads its own.
     response = decision_to_envoy(Decision("ALLOW", (), (), "r"))
     assert isinstance(response.ok_response.headers[0], base_pb2.HeaderValueOption)
+
+
+def test_envoy_decisions_are_logged_without_headers_or_claims(tmp_path):
+    from pdp.server.decision_log import DecisionLog
+
+    path = tmp_path / "envoy.jsonl"
+    log = DecisionLog(str(path))
+    try:
+        with running(engine(tmp_path), ServerOptions(decision_log=log)) as (holder, port):
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                request = envoy_request(path="/public/a?token=abc", headers={"authorization": "Bearer zzz"},
+                                        jwt={"sub": "user-9", "secret": "s3cr3t"})
+                request.attributes.request.http.id = "envoy-req-1"
+                ext_grpc.AuthorizationStub(channel).Check(request, timeout=WAIT)
+        assert log.flush(WAIT)
+    finally:
+        log.close()
+    text = path.read_text()
+    assert "zzz" not in text and "s3cr3t" not in text and "token=abc" not in text
+    line = json.loads(text)
+    assert line["api"] == "envoy" and line["request_id"] == "envoy-req-1" and line["decision"] == "ALLOW"
+    assert line["identity"] == {"type": "anonymous", "id": "anonymous"} and line["action"] == "GET"
+    assert line["resource"] == {"type": "http", "id": "/public/a"} and line["revision"] == holder.revision

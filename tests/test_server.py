@@ -121,6 +121,19 @@ def _varint(n: int) -> bytes:
     return out + bytes([n])
 
 
+def test_peer_attributes_from_an_auth_context():
+    from pdp.server.convert import peer_attributes
+
+    assert peer_attributes({}) is None  # no verified client certificate
+    base = {"x509_pem_cert": [b"PEM"], "x509_common_name": [b"billing"]}
+    assert peer_attributes({**base, "peer_spiffe_id": [b"spiffe://a/b"], "x509_uri": [b"spiffe://a/b"]}) == {
+        "authenticated": True, "spiffe_id": "spiffe://a/b", "uri_sans": ["spiffe://a/b"], "common_name": "billing"}
+    # Found among the URI SANs when gRPC does not name it; two SPIFFE IDs make none.
+    assert peer_attributes({**base, "x509_uri": [b"https://x", b"spiffe://a/c"]})["spiffe_id"] == "spiffe://a/c"
+    two = peer_attributes({**base, "x509_uri": [b"spiffe://a/c", b"spiffe://a/d"], "x509_dns": [b"h.local"]})
+    assert "spiffe_id" not in two and two["dns_sans"] == ["h.local"]
+
+
 def test_a_request_may_not_set_context_peer(served):
     _, _, stub, _ = served
     request = {**ALLOWED, "context": {"peer": {"spiffe_id": "spiffe://acme.prod/ns/billing/sa/api"}}}
