@@ -74,3 +74,11 @@ def test_ci_has_the_compiled_evaluator():
 
     assert runtime.BACKEND == "compiled"
     assert pdp.load(REPO / "examples" / "payments").backend == "compiled"
+
+
+def test_spec_suite_example_passes(capsys):
+    """SPEC §6's suite, shipped beside SPEC §1's policy, passes under `pdp test`."""
+    from pdp.cli import main
+
+    assert main(["test", str(REPO / "examples" / "payments")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "1 passed, 0 failed"
