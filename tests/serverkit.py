@@ -19,7 +19,9 @@ from pathlib import Path
 import pdp
 from pdp.server import EngineHolder, ServerOptions, build_server
 
-REPO = Path(__file__).resolve().parent.parent
+#: Where the ``pdp`` under test was imported from: the checkout in development, site-packages
+#: when the installed package is tested (CI). Child processes import the same one.
+PDP_HOME = Path(pdp.__file__).resolve().parent.parent
 #: Upper bound for any one wait in these tests; reached only when something is broken.
 WAIT = 30.0
 
@@ -195,11 +197,11 @@ class ServeProcess:
     READY = re.compile(r"serving (?:revision \S+ .* )?on (\S+?):(\d+)")
 
     def __init__(self, *args: str, cwd: Path | None = None):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PDP_HOME), os.environ.get("PYTHONPATH", "")]),
                "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "pdp", "serve", *args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                     cwd=cwd or REPO)
+                                     cwd=cwd or PDP_HOME)  # `-m` puts the cwd first on sys.path
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
