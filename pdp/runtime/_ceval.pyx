@@ -18,8 +18,8 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
-from ..decision import FAILED_CLOSED, Decision, Reason, RuleError, DEFAULT_REASON
-from ..errors import EvalError
+from ..decision import FAILED_CLOSED, Decision, Reason, RuleError, DEFAULT_REASON, failed_closed
+from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, ROOT_KEYS
 from ..values import parse_time, render, type_name, equal
@@ -656,19 +656,27 @@ cdef bint _clean_str(str s):
     return True
 
 
+cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+
+
 cdef bint _plain_value(object value, int depth):
     """True when ``value`` is already a normalized JSON value (no copy needed)."""
     cdef type t = type(value)
+    cdef int overflow
     if t is str:
-        return _clean_str(<str>value)
+        return PyUnicode_MAX_CHAR_VALUE(value) < 0xD800 or _clean_str(<str>value)
     if t is bool:
         return True
     if t is int:
-        return _INT_MIN <= value <= _INT_MAX
+        PyLong_AsLongLongAndOverflow(value, &overflow)
+        # Within int64 in C; above it (up to 2**64-1 is allowed) the rare Python compare.
+        return overflow == 0 or (overflow > 0 and value <= _INT_MAX)
     if t is float:
         return isfinite(<double>value)
     if depth >= MAX_DEPTH:
         return False
+    cdef object k, v
     if t is dict:
         for k, v in (<dict>value).items():
             if type(k) is not str or not _clean_str(<str>k) or v is None or not _plain_value(v, depth + 1):
@@ -765,28 +773,49 @@ cdef class Evaluator:
         return s
 
     cpdef object decide(self, object raw):
-        """Decide one request dict; raises RequestError when it is malformed."""
+        """Decide one request dict; raises RequestError when it is malformed. Any other
+        exception (a bug) fails closed: DENY with the reason ``internal_error``."""
         cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
-        cdef tuple roots = _plain_request(raw)
-        if roots is None:
-            # Anything unusual (nulls, tuples, errors): the reference validation, which
-            # normalizes or raises RequestError with the path.
-            roots = _roots(parse_request(raw, arrival))
-        return self.run(roots[0], roots[1], roots[2], roots[3], arrival)
-
-    cpdef list decide_many(self, object requests):
-        """Validate every request first (RequestError names the index), then decide each."""
-        cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
-        cdef list batch = []
         cdef tuple roots
-        cdef Py_ssize_t i = 0
-        for raw in requests:
+        try:
             roots = _plain_request(raw)
             if roots is None:
-                roots = _roots(indexed_request(i, raw, arrival))
+                # Anything unusual (nulls, tuples, errors): the reference validation, which
+                # normalizes or raises RequestError with the path.
+                roots = _roots(parse_request(raw, arrival))
+            return self.run(roots[0], roots[1], roots[2], roots[3], arrival)
+        except RequestError:
+            raise
+        except Exception as exc:
+            return failed_closed(exc, self.revision)
+
+    cpdef list decide_many(self, object requests):
+        """Validate every request first (RequestError names the index), then decide each; an
+        internal error fails that request closed."""
+        cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
+        cdef list batch = []
+        cdef list out = []
+        cdef object roots
+        cdef Py_ssize_t i = 0
+        for raw in requests:
+            try:
+                roots = _plain_request(raw)
+                if roots is None:
+                    roots = _roots(indexed_request(i, raw, arrival))
+            except RequestError:
+                raise
+            except Exception as exc:
+                roots = exc
             batch.append(roots)
             i += 1
-        return [self.run(roots[0], roots[1], roots[2], roots[3], arrival) for roots in batch]
+        for roots in batch:
+            try:
+                if type(roots) is not tuple:
+                    raise roots
+                out.append(self.run(roots[0], roots[1], roots[2], roots[3], arrival))
+            except Exception as exc:
+                out.append(failed_closed(exc, self.revision))
+        return out
 
     def decide_parsed(self, dict attrs, double arrival):
         return self.run(attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], arrival)
