@@ -6,13 +6,18 @@ The combining rule of SPEC §2 is :func:`combine`; everything a user reads about
 
 from __future__ import annotations
 
+import logging
 import operator
+import threading
+import time
 from typing import Mapping
 
 ALLOW, DENY = "ALLOW", "DENY"
 
 #: Message prefix of a forbid rule that applies because it could not be evaluated.
 FAILED_CLOSED = "failed closed: "
+#: The rule id of the reason (and error) of a decision that met an internal error.
+INTERNAL_ERROR = "internal_error"
 
 
 class _Record:
@@ -137,3 +142,40 @@ def combine(forbids: list[Reason], permits: list[Reason], errors: list[RuleError
         return Decision(ALLOW, tuple(permits), tuple(errors), revision, eval_ns)
     # Nothing permits: deny by default.
     return Decision(DENY, (DEFAULT_REASON,), tuple(errors), revision, eval_ns)
+
+
+_log = logging.getLogger("pdp.engine")
+#: A traceback is logged at most once per this many seconds per exception type; the other
+#: occurrences are counted and the count is logged with the next traceback.
+_TRACEBACK_EVERY = 60.0
+_last_traceback: dict[str, float] = {}
+_suppressed: dict[str, int] = {}
+_log_lock = threading.Lock()
+
+
+def failed_closed(exc: BaseException, revision: str) -> Decision:
+    """The decision for a request whose evaluation raised an unexpected exception (a bug, or an
+    exhausted resource): DENY, whatever the policies say, with the reason ``internal_error``.
+
+    The caller sees only the exception's type; the log (logger ``pdp.engine``) gets the
+    traceback, at most once a minute per exception type so that a request that triggers a
+    bug cannot flood it.
+    """
+    kind = type(exc).__name__
+    message = f"internal error: {kind}"
+    now = time.monotonic()
+    with _log_lock:
+        last = _last_traceback.get(kind)
+        loud = last is None or now - last >= _TRACEBACK_EVERY
+        if loud:
+            _last_traceback[kind] = now
+            suppressed = _suppressed.pop(kind, 0)
+        else:
+            _suppressed[kind] = _suppressed.get(kind, 0) + 1
+    if loud:
+        _log.error("internal error while deciding (revision %s); failed closed with DENY%s", revision,
+                   f" ({suppressed} more since the last traceback)" if suppressed else "", exc_info=exc)
+    else:
+        _log.error("internal error while deciding (revision %s): %s; failed closed with DENY", revision, kind)
+    return Decision(DENY, (Reason(INTERNAL_ERROR, "forbid", FAILED_CLOSED + message, {}),),
+                    (RuleError(INTERNAL_ERROR, message),), revision, 0)

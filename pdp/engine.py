@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 from . import reference, runtime
 from .check import CheckedPolicySet, check
 from .compile import compile_program
-from .decision import Decision
+from .decision import Decision, failed_closed
 from .errors import Diagnostic, PolicyError, RequestError
 from .explain import Explanation, explain
 from .compile.program import Program
@@ -59,19 +59,46 @@ class Engine:
         return self._policy_set
 
     def decide(self, request: dict) -> Decision:  # replaced per instance by the backend's decide
-        """Decide one request (SPEC §3 dict); raises ``RequestError`` when it is malformed."""
+        """Decide one request (SPEC §3 dict); raises ``RequestError`` when it is malformed.
+
+        Fails closed: any other exception met while deciding (a bug, an exhausted resource)
+        gives DENY with the reason ``internal_error`` and is logged (logger ``pdp.engine``);
+        every backend guards its own ``decide`` and ``decide_many``, so that the compiled one
+        pays no extra call for it.
+        """
         raise NotImplementedError  # pragma: no cover - __init__ always binds a backend
 
     def _decide_reference(self, request: dict) -> Decision:
-        return reference.decide(self.policy_set, parse_request(request), self.revision)
+        try:
+            return reference.decide(self.policy_set, parse_request(request), self.revision)
+        except RequestError:
+            raise
+        except Exception as exc:  # a bug: fail closed (each backend guards its own entry points)
+            return failed_closed(exc, self.revision)
 
     def decide_many(self, requests: Iterable[dict]) -> list[Decision]:
         """Decide many requests, in order. Every request is validated before any is decided;
         ``RequestError`` names the index of the first malformed one (``[3].identity.type``)."""
         if self._evaluator is not None:
             return self._evaluator.decide_many(requests)
-        parsed = [indexed_request(i, r) for i, r in enumerate(requests)]
-        return [reference.decide(self.policy_set, r, self.revision) for r in parsed]
+        parsed: list = []
+        for i, r in enumerate(requests):
+            try:
+                parsed.append(indexed_request(i, r))
+            except RequestError:
+                raise
+            except Exception as exc:
+                parsed.append(exc)
+        out = []
+        for r in parsed:
+            if isinstance(r, Exception):
+                out.append(failed_closed(r, self.revision))
+                continue
+            try:
+                out.append(reference.decide(self.policy_set, r, self.revision))
+            except Exception as exc:
+                out.append(failed_closed(exc, self.revision))
+        return out
 
     def explain(self, request: dict) -> Explanation:
         """Decide one request and say, for every rule, why it did or did not apply."""

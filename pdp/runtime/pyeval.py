@@ -15,8 +15,8 @@ from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.program import Program
-from ..decision import FAILED_CLOSED, Reason, RuleError, combine
-from ..errors import EvalError
+from ..decision import FAILED_CLOSED, Reason, RuleError, combine, failed_closed
+from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import indexed_request, parse_request
 from ..values import parse_time, render, type_name
@@ -243,13 +243,37 @@ class Evaluator:
                 self._link_tree(default, linked), None if error is None else self._link_tree(error, linked))
 
     def decide(self, raw: dict):
-        request = parse_request(raw)
-        return self.decide_parsed(request.attrs, request.arrival)
+        """Decide one request; raises RequestError when it is malformed. Any other exception
+        (a bug) fails closed: DENY with the reason ``internal_error``."""
+        try:
+            request = parse_request(raw)
+            return self.decide_parsed(request.attrs, request.arrival)
+        except RequestError:
+            raise
+        except Exception as exc:
+            return failed_closed(exc, self.program.revision)
 
     def decide_many(self, requests) -> list:
-        """Validate every request first (RequestError names the index), then decide each."""
-        parsed = [indexed_request(i, raw) for i, raw in enumerate(requests)]
-        return [self.decide_parsed(r.attrs, r.arrival) for r in parsed]
+        """Validate every request first (RequestError names the index), then decide each; an
+        internal error fails that request closed."""
+        parsed = []
+        for i, raw in enumerate(requests):
+            try:
+                parsed.append(indexed_request(i, raw))
+            except RequestError:
+                raise
+            except Exception as exc:
+                parsed.append(exc)
+        out = []
+        for r in parsed:
+            if isinstance(r, Exception):
+                out.append(failed_closed(r, self.program.revision))
+                continue
+            try:
+                out.append(self.decide_parsed(r.attrs, r.arrival))
+            except Exception as exc:
+                out.append(failed_closed(exc, self.program.revision))
+        return out
 
     def decide_parsed(self, attrs: dict, arrival: float):
         started = time.perf_counter_ns()
