@@ -137,9 +137,36 @@ def test_an_address_in_use_is_an_error(policies):
             server.wait_for(r"Address already in use")
 
 
+def test_serve_a_bundle_and_reload_it_on_sighup(policies, tmp_path):
+    """`pdp serve --bundle FILE` starts from `pdp build`'s output; SIGHUP reads it again, and a
+    corrupt bundle is rejected while the last good revision keeps serving."""
+    import pdp
+
+    bundle = tmp_path / "p.bundle"
+    pdp.write_bundle(pdp.load(policies), bundle)
+    with ServeProcess("--bundle", str(bundle), "--addr", "127.0.0.1:0", "--workers", "1") as server:
+        port = server.wait_ready()
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            first = client.check(ALLOWED)
+            assert first.revision == pdp.load(policies).revision and first.allowed
+            bundle.write_bytes(b"not a bundle")
+            server.signal(signal.SIGHUP)
+            server.wait_for(r"reload rejected; still serving revision " + first.revision)
+            assert client.check(ALLOWED).revision == first.revision
+            (policies / "policy.pdl").write_text(V2, encoding="utf-8")
+            pdp.write_bundle(pdp.load(policies), bundle)
+            server.signal(signal.SIGHUP)
+            new = server.wait_for(r"reloaded: serving revision (\w+) \(was " + first.revision).group(1)
+            decision = client.check(ALLOWED)
+            assert decision.revision == new and decision.reasons[0].message == "v2"
+        assert server.stop() == 0
+
+
 def test_usage_errors_exit_2(capsys, policies):
     assert main(["serve", "--addr", "127.0.0.1:0"]) == 2
     assert "give at least one PATH" in capsys.readouterr().err
+    assert main(["serve", str(policies), "--bundle", "x.bundle"]) == 2
+    assert "PATHs or --bundle FILE, not both" in capsys.readouterr().err
     assert main(["serve", str(policies), "--client-ca", "ca.pem"]) == 2
     assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
     assert main(["serve", str(policies), "--addr", "nope"]) == 2

@@ -31,9 +31,10 @@ With --client-ca (mTLS) the client certificate's SPIFFE ID is context.peer.spiff
 def register(sub) -> None:
     p = sub.add_parser("serve", help="serve decisions over gRPC (pdp.v1, Envoy ext_authz, health, reflection)",
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # NOTE: issue 3 adds `--bundle FILE` as another policy source; it plugs in policy_source()
-    # below, which is why PATH is optional at the parser level and checked there.
+    # PATH... or --bundle FILE: policy_source() below checks that exactly one is given.
     p.add_argument("paths", nargs="*", metavar="PATH", help="policy and data files or folders")
+    p.add_argument("--bundle", metavar="FILE",
+                   help="serve a compiled bundle (pdp build) instead of PATHs: starts without parsing")
     p.add_argument("--addr", default="127.0.0.1:50051", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:50051; port 0 picks a free port)")
     p.add_argument("--watch", action="store_true",
@@ -96,13 +97,17 @@ class UsageError(Exception):
 def policy_source(args):
     """The ``PolicySource`` that ``args`` name (pdp.server.reload).
 
-    EXTENSION POINT: ``pdp serve --bundle FILE`` (issue 3) returns its bundle source here,
-    alongside PATH...; everything after this function is source-agnostic.
+    PATH... (with their suites as a gate) or ``--bundle FILE``; everything after this function
+    is source-agnostic.
     """
-    from ..server.reload import PathSource
+    from ..server.reload import BundleSource, PathSource
 
+    if args.bundle:
+        if args.paths:
+            raise UsageError("give PATHs or --bundle FILE, not both")
+        return BundleSource(str(args.bundle))
     if not args.paths:
-        raise UsageError("give at least one PATH (policy and data files or folders)")
+        raise UsageError("give at least one PATH (policy and data files or folders), or --bundle FILE")
     return PathSource(tuple(str(p) for p in args.paths), run_suites=not args.skip_tests)
 
 

@@ -76,6 +76,28 @@ class PathSource:
         return " ".join(self.paths)
 
 
+@dataclass(frozen=True)
+class BundleSource:
+    """A compiled bundle (``pdp build``): starts without parsing; a reload reads the file again.
+
+    A bundle carries no test suites of its own to gate on: it was built from a checked set
+    (``pdp build`` runs after ``pdp test`` in a pipeline), so it is accepted when it decodes.
+    """
+
+    path: str
+
+    def build(self) -> Engine:
+        from ..bundle import load_bundle
+
+        return load_bundle(self.path)
+
+    def watch_paths(self) -> Sequence[Path]:
+        return [Path(self.path)]
+
+    def describe(self) -> str:
+        return f"--bundle {self.path}"
+
+
 @dataclass
 class ReloadResult:
     """What one reload did: ``result`` is ``ok``, ``unchanged`` or ``rejected``."""
