@@ -20,6 +20,12 @@ REQUIRED = (("identity", "type"), ("identity", "id"), ("action", "name"), ("reso
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 #: Maps and lists nested deeper than this are refused (each level is one step of recursion).
 MAX_DEPTH = 32
+#: Values one request may carry: the items of every map and list in it, at any depth (the
+#: four root objects are not counted; a null in a map is). Bounds the work of validating,
+#: and of evaluating, one request.
+MAX_VALUES = 100_000
+#: Items one list in a request may hold.
+MAX_LIST_ITEMS = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,18 @@ class Request:
 def normalize_value(value: object, path: str, depth: int = 0) -> object:
     """Check that ``value`` is a JSON value and normalize it (nulls in maps dropped).
 
+    Only the depth is bounded here (data files may be large); a request's value count and
+    list lengths are bounded by ``parse_request``.
+
     >>> normalize_value({"a": None, "b": (1, 2.5)}, "context")
     {'b': [1, 2.5]}
     """
+    return _normalize(value, path, depth, None)
+
+
+def _normalize(value: object, path: str, depth: int, budget: list | None) -> object:
+    """``normalize_value``; with ``budget`` (``[values left]``, shared by a request's roots)
+    also the request limits MAX_VALUES and MAX_LIST_ITEMS."""
     if isinstance(value, str):
         if not value.isascii():
             _check_unicode(value, path)
@@ -57,6 +72,10 @@ def normalize_value(value: object, path: str, depth: int = 0) -> object:
     if depth >= MAX_DEPTH:
         raise RequestError(path, f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
+        if budget is not None:
+            budget[0] -= len(value)
+            if budget[0] < 0:
+                _too_many(path)
         result = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -64,18 +83,29 @@ def normalize_value(value: object, path: str, depth: int = 0) -> object:
             if not key.isascii():
                 _check_unicode(key, path)
             if item is not None:
-                result[key] = normalize_value(item, f"{path}.{key}" if path else key, depth + 1)
+                result[key] = _normalize(item, f"{path}.{key}" if path else key, depth + 1, budget)
         return result
     if isinstance(value, (list, tuple)):
+        if budget is not None:
+            if len(value) > MAX_LIST_ITEMS:
+                raise RequestError(path, f"a list of {len(value)} items; the limit is {MAX_LIST_ITEMS} per list")
+            budget[0] -= len(value)
+            if budget[0] < 0:
+                _too_many(path)
         items = []
         for i, item in enumerate(value):
             if item is None:
                 raise RequestError(f"{path}[{i}]", "null is not allowed inside a list")
-            items.append(normalize_value(item, f"{path}[{i}]", depth + 1))
+            items.append(_normalize(item, f"{path}[{i}]", depth + 1, budget))
         return items
     if value is None:
         raise RequestError(path, "null is only allowed as a map value (where it means absent)")
     raise RequestError(path, f"{type(value).__name__} is not a JSON value")
+
+
+def _too_many(path: str) -> None:
+    raise RequestError(path, f"the request carries more than {MAX_VALUES} values (items of maps and "
+                                 "lists, at any depth)")
 
 
 def _check_unicode(text: str, path: str) -> None:
@@ -97,6 +127,7 @@ def parse_request(raw: object, arrival: float | None = None) -> Request:
             shown = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # printable even with a lone surrogate
             raise RequestError(shown, f"unknown top-level key; a request has {hint}")
     attrs: dict = {}
+    budget = [MAX_VALUES]
     for key in ROOT_KEYS:
         value = raw.get(key)
         if value is None:
@@ -108,7 +139,7 @@ def parse_request(raw: object, arrival: float | None = None) -> Request:
             value = {"name": value}
         if not isinstance(value, dict):
             raise RequestError(key, f"must be an object, got {_kind(value)}")
-        attrs[key] = normalize_value(value, key)
+        attrs[key] = _normalize(value, key, 0, budget)
     for root, field in REQUIRED:
         value = attrs[root].get(field)
         if not isinstance(value, str) or not value:

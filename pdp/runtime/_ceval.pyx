@@ -21,7 +21,8 @@ from ..compile import ir
 from ..decision import FAILED_CLOSED, Decision, Reason, RuleError, DEFAULT_REASON, failed_closed
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
-from ..request import indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, ROOT_KEYS
+from ..request import (indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES,
+                       ROOT_KEYS)
 from ..values import parse_time, render, type_name, equal
 from .shared import index_value, missing, not_a_map, not_boolean
 
@@ -660,8 +661,13 @@ cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
 
 
-cdef bint _plain_value(object value, int depth):
-    """True when ``value`` is already a normalized JSON value (no copy needed)."""
+cdef Py_ssize_t _MAX_VALUES = MAX_VALUES
+cdef Py_ssize_t _MAX_LIST_ITEMS = MAX_LIST_ITEMS
+
+
+cdef bint _plain_value(object value, int depth, Py_ssize_t* left):
+    """True when ``value`` is already a normalized JSON value (no copy needed) within the
+    request limits; ``left``: values the request may still carry (request.MAX_VALUES)."""
     cdef type t = type(value)
     cdef int overflow
     if t is str:
@@ -678,13 +684,21 @@ cdef bint _plain_value(object value, int depth):
         return False
     cdef object k, v
     if t is dict:
+        left[0] -= len(<dict>value)
+        if left[0] < 0:
+            return False
         for k, v in (<dict>value).items():
-            if type(k) is not str or not _clean_str(<str>k) or v is None or not _plain_value(v, depth + 1):
+            if type(k) is not str or not _clean_str(<str>k) or v is None or not _plain_value(v, depth + 1, left):
                 return False
         return True
     if t is list:
+        if len(<list>value) > _MAX_LIST_ITEMS:
+            return False
+        left[0] -= len(<list>value)
+        if left[0] < 0:
+            return False
         for v in <list>value:
-            if v is None or not _plain_value(v, depth + 1):
+            if v is None or not _plain_value(v, depth + 1, left):
                 return False
         return True
     return False
@@ -698,6 +712,7 @@ cdef inline bint _named(object root, str field):
 cdef tuple _plain_request(object raw):
     """The four roots of a request that is already valid and normal (no copy), else None."""
     cdef object identity, action, resource, context
+    cdef Py_ssize_t left = _MAX_VALUES
     if type(raw) is not dict or len(<dict>raw) > 4:
         return None
     identity = (<dict>raw).get("identity")
@@ -710,8 +725,8 @@ cdef tuple _plain_request(object raw):
             and (context is None and len(<dict>raw) <= 3 or type(context) is dict)
             and _named(identity, "type") and _named(identity, "id") and _named(action, "name")
             and _named(resource, "type")
-            and _plain_value(identity, 0) and _plain_value(action, 0)
-            and _plain_value(resource, 0) and (context is None or _plain_value(context, 0))):
+            and _plain_value(identity, 0, &left) and _plain_value(action, 0, &left)
+            and _plain_value(resource, 0, &left) and (context is None or _plain_value(context, 0, &left))):
         return (identity, action, resource, {} if context is None else context)
     return None
 
