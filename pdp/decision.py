@@ -18,6 +18,9 @@ ALLOW, DENY = "ALLOW", "DENY"
 FAILED_CLOSED = "failed closed: "
 #: The rule id of the reason (and error) of a decision that met an internal error.
 INTERNAL_ERROR = "internal_error"
+#: Every reason message is cut to this many characters (``REASON_CUT`` ends a cut one).
+MAX_REASON_CHARS = 4096
+REASON_CUT = "...[truncated]"
 
 
 class _Record:
@@ -142,6 +145,18 @@ def combine(forbids: list[Reason], permits: list[Reason], errors: list[RuleError
         return Decision(ALLOW, tuple(permits), tuple(errors), revision, eval_ns)
     # Nothing permits: deny by default.
     return Decision(DENY, (DEFAULT_REASON,), tuple(errors), revision, eval_ns)
+
+
+def cap_reason(message: str) -> str:
+    """A reason message cut to ``MAX_REASON_CHARS`` characters, ending ``REASON_CUT`` when cut
+    (interpolating a large request value must not make a large answer). Every evaluator calls it.
+
+    >>> len(cap_reason("x" * 10_000)) == MAX_REASON_CHARS
+    True
+    """
+    if len(message) <= MAX_REASON_CHARS:
+        return message
+    return message[:MAX_REASON_CHARS - len(REASON_CUT)] + REASON_CUT
 
 
 _log = logging.getLogger("pdp.engine")

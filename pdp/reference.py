@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import operators
 from .builtins import BUILTINS
 from .check import CheckedPolicy, CheckedPolicySet, CheckedRule
-from .decision import FAILED_CLOSED, Decision, Reason, RuleError, combine
+from .decision import FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, cap_reason, combine
 from .errors import EvalError
 from .request import Request
 from .syntax import ast
@@ -126,19 +126,25 @@ class Evaluation:
         return value
 
     def reason_message(self, rule: CheckedRule, policy: CheckedPolicy) -> str:
-        """The rule's reason with ``{expr}`` parts rendered; a failing part renders as ``{?}``."""
+        """The rule's reason with ``{expr}`` parts rendered; a failing part renders as ``{?}``.
+
+        Cut to ``MAX_REASON_CHARS`` (``cap_reason``); parts past the cut are not rendered.
+        """
         if rule.rule.reason is None:
             return ""
         out = []
+        size = 0
         for part in rule.rule.reason.parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            try:
-                out.append(render(self.eval(part, policy)))
-            except EvalError:
-                out.append("{?}")
-        return "".join(out)
+            if size > MAX_REASON_CHARS:
+                break  # it will be cut here whatever comes next
+            if not isinstance(part, str):
+                try:
+                    part = render(self.eval(part, policy))
+                except EvalError:
+                    part = "{?}"
+            out.append(part)
+            size += len(part)
+        return cap_reason("".join(out))
 
     # -- values --
 

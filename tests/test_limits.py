@@ -7,6 +7,7 @@ server's message size, attribute count and batch size (tests/test_server.py::tes
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 
 import pdp
 from conftest import request
-from pdp import loader, runtime
+from pdp import loader, runtime, values
+from pdp.decision import MAX_REASON_CHARS, REASON_CUT
 from pdp.request import MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES
 from pdp.syntax.parser import MAX_NESTING
 
@@ -65,6 +67,7 @@ def test_a_data_file_over_its_size_limit_is_refused(tmp_path, monkeypatch):
 def test_the_file_limits_are_the_documented_ones():
     assert loader.MAX_POLICY_BYTES == 4 * 1024 * 1024 and loader.MAX_DATA_BYTES == 64 * 1024 * 1024
     assert MAX_NESTING == 100 and MAX_DEPTH == 32 and MAX_VALUES == 100_000 and MAX_LIST_ITEMS == 10_000
+    assert MAX_REASON_CHARS == 4096
 
 
 NESTINGS = {
@@ -224,3 +227,60 @@ def test_every_backend_draws_the_same_line(engines, shape, many):
     outcomes = {b: outcome(e, raw, many) for b, e in engines.items()}
     event(outcomes["reference"][2].split(";")[0] if isinstance(outcomes["reference"], tuple) else "decided")
     assert len(set(map(repr, outcomes.values()))) == 1, outcomes
+
+
+# ---- reasons ---------------------------------------------------------------------------------
+
+
+def reason_engines(tmp_path, reason: str) -> dict:
+    (tmp_path / "p.pdl").write_text(f'policy p {{\n  permit r reason "{reason}"\n}}\n', encoding="utf-8")
+    return {b: pdp.load(tmp_path, backend=b) for b in BACKENDS}
+
+
+def messages(engines: dict, raw: dict) -> str:
+    """The reason message, the same from every backend, ``decide_many`` and ``explain``."""
+    got = {b: (e.decide(raw).reasons[0].message, e.decide_many([raw])[0].reasons[0].message)
+           for b, e in engines.items()}
+    assert len(set(got.values())) == 1, {b: [len(m) for m in ms] for b, ms in got.items()}
+    message = got["reference"][0]
+    assert engines["reference"].explain(raw).to_dict()["rules"][0]["message"] == message
+    return message
+
+
+def cut(text: str) -> str:
+    return text[:MAX_REASON_CHARS - len(REASON_CUT)] + REASON_CUT
+
+
+def test_a_reason_is_cut_at_the_limit_on_every_backend(tmp_path):
+    engines = reason_engines(tmp_path, "id={identity.blob}")
+    fits = "a" * (MAX_REASON_CHARS - 3)
+    assert messages(engines, request(identity={"blob": fits})) == "id=" + fits
+    over = "a" * (MAX_REASON_CHARS - 2)
+    assert messages(engines, request(identity={"blob": over})) == cut("id=" + over)
+    huge = "b" * 1_000_000
+    message = messages(engines, request(identity={"blob": huge}))
+    assert len(message) == MAX_REASON_CHARS and message == cut("id=" + huge)
+
+
+def test_a_rendered_list_or_map_is_cut_too(tmp_path):
+    engines = reason_engines(tmp_path, "{context.items} and {context.map}")
+    items = [f"item-{i}" for i in range(MAX_LIST_ITEMS)]
+    raw = request(context={"items": items, "map": {"k": 1}})
+    assert messages(engines, raw) == cut(json.dumps(items, separators=(",", ":")))  # cut inside the list
+
+
+def test_a_long_static_reason_is_cut_alike(tmp_path):
+    engines = reason_engines(tmp_path, "s" * (MAX_REASON_CHARS + 10))
+    assert messages(engines, request()) == cut("s" * (MAX_REASON_CHARS + 10))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parts_past_the_cut_are_not_rendered(tmp_path, monkeypatch, backend):
+    """A thousand interpolations of a large value render only until the message is full."""
+    module = {"compiled": "pdp.runtime._ceval", "python": "pdp.runtime.pyeval", "reference": "pdp.reference"}[backend]
+    engine = reason_engines(tmp_path, "{context.items}" * 1000)[backend]
+    calls = []
+    real = values.render
+    monkeypatch.setattr(f"{module}.render", lambda v: calls.append(1) or real(v))
+    message = engine.decide(request(context={"items": ["x" * 100] * 100})).reasons[0].message
+    assert len(message) == MAX_REASON_CHARS and len(calls) == 1

@@ -18,7 +18,8 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
-from ..decision import FAILED_CLOSED, Decision, Reason, RuleError, DEFAULT_REASON, failed_closed
+from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, DEFAULT_REASON, cap_reason,
+                        failed_closed)
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import (indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES,
@@ -35,6 +36,7 @@ cdef object _EQUAL = equal
 cdef dict _OPERATORS = operators.OPERATORS
 cdef object _INT_MIN = INT_MIN
 cdef object _INT_MAX = INT_MAX
+cdef Py_ssize_t _MAX_REASON_CHARS = MAX_REASON_CHARS
 cdef object _tuple_new = tuple.__new__  # builds a Decision (a tuple subclass) in one C call
 
 
@@ -764,7 +766,7 @@ cdef class Evaluator:
             message = ""
             if code.reason is not None:
                 if all(isinstance(p, str) for p in code.reason):
-                    message = "".join(code.reason)
+                    message = cap_reason("".join(code.reason))
                 else:
                     r.reason = [p if isinstance(p, str) else _link(p, memo) for p in code.reason]
             r.static_reason = Reason(code.id, code.effect, message, r.annotations)
@@ -916,16 +918,19 @@ cdef class Evaluator:
     cdef object _reason(self, _Rule rule, _Context ctx):
         cdef list out = []
         cdef object value
+        cdef Py_ssize_t size = 0
         for part in rule.reason:
-            if type(part) is str:
-                out.append(part)
-                continue
-            value = (<_Node>part).ev(ctx)
-            if type(value) is _Err:
-                out.append("{?}")
-            else:
-                try:
-                    out.append(render(value))
-                except EvalError:
-                    out.append("{?}")
-        return Reason(rule.id, "forbid" if rule.forbid else "permit", "".join(out), rule.annotations)
+            if size > _MAX_REASON_CHARS:
+                break  # cut here whatever comes next (as the reference does)
+            if type(part) is not str:
+                value = (<_Node>part).ev(ctx)
+                if type(value) is _Err:
+                    part = "{?}"
+                else:
+                    try:
+                        part = render(value)
+                    except EvalError:
+                        part = "{?}"
+            out.append(part)
+            size += len(<str>part)
+        return Reason(rule.id, "forbid" if rule.forbid else "permit", cap_reason("".join(out)), rule.annotations)

@@ -15,7 +15,7 @@ from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.program import Program
-from ..decision import FAILED_CLOSED, Reason, RuleError, combine, failed_closed
+from ..decision import FAILED_CLOSED, MAX_REASON_CHARS, Reason, RuleError, cap_reason, combine, failed_closed
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import indexed_request, parse_request
@@ -208,7 +208,7 @@ class _LinkedRule:
         message = ""
         if code.reason is not None:
             if all(isinstance(p, str) for p in code.reason):
-                message = "".join(code.reason)
+                message = cap_reason("".join(code.reason))
             else:
                 self.reason = [p if isinstance(p, str) else linked_nodes(p) for p in code.reason]
         self.static_reason = Reason(self.id, self.effect, message, self.annotations)
@@ -329,15 +329,18 @@ class Evaluator:
 
     def _reason(self, rule: _LinkedRule, ctx: _Context) -> Reason:
         out = []
+        size = 0
         for part in rule.reason:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            try:
-                out.append(render(part(ctx)))
-            except EvalError:
-                out.append("{?}")
-        return Reason(rule.id, rule.effect, "".join(out), rule.annotations)
+            if size > MAX_REASON_CHARS:
+                break  # cut here whatever comes next (as the reference does)
+            if not isinstance(part, str):
+                try:
+                    part = render(part(ctx))
+                except EvalError:
+                    part = "{?}"
+            out.append(part)
+            size += len(part)
+        return Reason(rule.id, rule.effect, cap_reason("".join(out)), rule.annotations)
 
 
 def _condition(value: object, clause: str) -> bool:
