@@ -27,8 +27,8 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -121,9 +121,22 @@ def measure(args) -> dict:
 def _versions() -> dict:
     import grpc
 
-    v = {"pdp": pdp.__version__, "backend": pdp.load(_tiny_policy()).backend, "grpcio": grpc.__version__}
+    v = {"pdp": pdp.__version__, "backend": pdp.load(_tiny_policy()).backend, "grpcio": grpc.__version__,
+         "commit": _commit()}
     v.update(harness.versions())
     return v
+
+
+def _commit() -> str:
+    """The checkout measured: short commit, and whether pdp/ had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pdp"], cwd=REPO, capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (head or "?") + (" with uncommitted changes in pdp/" if dirty else "")
 
 
 def _tiny_policy() -> Path:
@@ -277,7 +290,7 @@ def render(data: dict, plots: dict[str, str], out_dir: Path) -> str:
             ["OS", m["os"]],
             ["Python", m["python"]],
             ["load average (1 min) at start / end", f"{m['load_average_at_start']} / {m.get('load_average_at_end', '?')}"],
-            ["pdp", f"{v['pdp']} ({v['backend']} evaluator)"],
+            ["pdp", f"{v['pdp']} ({v['backend']} evaluator), commit {v.get('commit', '?')}"],
             *[[name, v[name]] for name in ("cedar", "rego", "casbin") if name in v],
             ["grpcio", v["grpcio"]],
         ]),
@@ -359,9 +372,10 @@ def render(data: dict, plots: dict[str, str], out_dir: Path) -> str:
             table_rows.append(cells)
         lines += [f"{layout}: p50 / p99 per decision (build)", "",
                   _table(["rules"] + names, table_rows), ""]
-    lines += ["— : not run at that size (Rego's build takes ~26 s at 10,000 rules and grows faster than "
+    lines += ["— : not run at that size (Rego's build takes ~20–26 s at 10,000 rules and grows faster than "
               "linearly; Casbin's ABAC model re-parses every rule on every request, ~50 ms a decision at 1,000 "
-              "rules).", ""]
+              "rules). Casbin stops at the first deny that applies, so where denies come early (flat) its p50 "
+              "stays low while its p99 grows with the rules.", ""]
     if "policy_size" in plots:
         lines += [f"![latency vs policy-set size]({plots['policy_size']})", ""]
 
@@ -503,7 +517,9 @@ def _headline(data: dict) -> list[str]:
     others = [f"{name} {us(e['single']['p50_ns'])} ({e['single']['p50_ns'] / p['p50_ns']:,.0f}×)"
               for name, e in ip.items() if name != "pdp"]
     if others:
-        out.append("- Same policies and requests, same decisions, p50 per call from Python: " + ", ".join(others) + ".")
+        core = data["inprocess"].get("cedar_core")
+        out.append("- Same policies and requests, same decisions, p50 per call from Python: " + ", ".join(others)
+                   + (f" (Cedar's own evaluation inside that call: {core['p50_us']} µs)" if core else "") + ".")
     ps = data["policy_size"]
     big = max((r for r in ps if r["engine"] == "pdp" and r["layout"] == "targeted"), key=lambda r: r["rules"])
     flat = max((r for r in ps if r["engine"] == "pdp" and r["layout"] == "flat"), key=lambda r: r["rules"])
@@ -519,12 +535,18 @@ def _headline(data: dict) -> list[str]:
     wire = data.get("wire")
     if wire and "check c=1" in wire["checks"]:
         c = wire["checks"]["check c=1"]
-        out.append(f"- Over gRPC on loopback (Python client): Check p50 {us(c['latency_ns']['p50'])}, "
-                   f"p99 {us(c['latency_ns']['p99'])}; the network stack and the Python client dominate.")
+        out.append(f"- Over gRPC on loopback with the Python client: Check p50 {us(c['latency_ns']['p50'])}, "
+                   f"p99 {us(c['latency_ns']['p99'])} — gRPC and Python at both ends, not the decision "
+                   f"({us(p['p50_ns'])}), make the latency of a remote call.")
     g = data.get("grpc")
     if g and "results" in g:
-        parts = [f"{name} {r['check_p50_us']} µs" for name, r in g["results"].items()]
-        out.append("- pdp serve vs Cerbos, Check p50 on loopback: " + ", ".join(parts) + ".")
+        r = g["results"]
+        names = list(r)
+        out.append("- pdp serve against Cerbos (one small policy, same client): Check p50 "
+                   + " vs ".join(f"{r[n]['check_p50_us']:.0f} µs" for n in names) + "; 64 in flight "
+                   + " vs ".join(f"{r[n]['inflight64_per_s']:,}" for n in names) + " calls/s; batches of 100 "
+                   + " vs ".join(f"{r[n]['batch100_decisions_per_s']:,}" for n in names)
+                   + " decisions/s (" + " vs ".join(names) + ").")
     return out
 
 
@@ -608,9 +630,12 @@ def plot(data: dict, out_dir: Path) -> dict[str, str]:
     n = [r["rules"] for r in st]
     ax.plot(n, [r["load_s"] for r in st], "-o", label="pdp.load (source)", color="C0")
     ax.plot(n, [r["bundle_load_s"] for r in st], "-s", label="pdp.load_bundle", color="C4")
-    if st and "cold_bundle_s" in st[0]:
-        ax.plot(n, [r["cold_source_s"] for r in st], ":o", label="new process, source", color="C0")
-        ax.plot(n, [r["cold_bundle_s"] for r in st], ":s", label="new process, bundle", color="C4")
+    cold = [r for r in st if "cold_bundle_s" in r]
+    if cold:
+        ax.plot([r["rules"] for r in cold], [r["cold_source_s"] for r in cold], ":o", label="new process, source",
+                color="C0")
+        ax.plot([r["rules"] for r in cold], [r["cold_bundle_s"] for r in cold], ":s", label="new process, bundle",
+                color="C4")
     for name in ("cedar", "rego", "casbin"):
         rows = sorted((r for r in data["policy_size"] if r["engine"] == name and r["layout"] == "targeted"),
                       key=lambda r: r["rules"])
@@ -666,9 +691,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-wire", action="store_true", help="skip the over-the-wire section")
     ap.add_argument("--no-pytest-benchmark", action="store_true", help="skip running bench/test_compare.py")
     ap.add_argument("--cerbos", default=os.environ.get("CERBOS_BIN"), help="a Cerbos binary for bench_grpc.py")
-    ap.add_argument("--npm-cerbos", action="store_true", help="let bench_grpc.py npm install cerbos (cached)")
+    ap.add_argument("--npm-cerbos", action="store_true",
+                    help="let bench_grpc.py npm install cerbos (cached); the default when npm is on PATH")
+    ap.add_argument("--no-cerbos", action="store_true", help="over the wire, measure pdp serve only")
     args = ap.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.no_cerbos:
+        args.cerbos, args.npm_cerbos = None, False
+    elif not args.cerbos and shutil.which("npm"):
+        args.npm_cerbos = True
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     data_path = out_dir / "RESULTS.json"

@@ -134,10 +134,16 @@ def policy_size(sizes: list[int], engines: list[str], layout: str = "targeted", 
 # start time: load from source, bundles, a new process
 
 
+#: New-process start is measured up to this many rules (4 runs each; from source at 100,000
+#: rules one run takes minutes on a small machine, and load_s already shows it).
+COLD_MAX_RULES = 10_000
+
+
 def start_time(sizes: list[int], progress=print, cold: bool = True) -> list[dict]:
     """pdp's start: ``pdp.load`` from source (parse, check, compile), ``write_bundle``,
     ``load_bundle``, bundle size; with ``cold``, the wall time of a new Python process that
-    imports pdp, loads (source or bundle) and makes its first decision."""
+    imports pdp, loads (source or bundle) and makes its first decision (up to
+    :data:`COLD_MAX_RULES`)."""
     rows = []
     for n in sizes:
         workload = harness.targeted(max(n // 10, 1), min(n, 10), requests=1)
@@ -160,7 +166,7 @@ def start_time(sizes: list[int], progress=print, cold: bool = True) -> list[dict
             del engine
             row = {"rules": workload.rules, "load_s": load_s, "bundle_write_s": write_s, "bundle_load_s": bundle_s,
                    "bundle_bytes": size}
-            if cold:
+            if cold and workload.rules <= COLD_MAX_RULES:
                 row["cold_source_s"] = _cold(f"pdp.load({str(root)!r})", workload.requests[0])
                 row["cold_bundle_s"] = _cold(f"pdp.load_bundle({str(bundle)!r})", workload.requests[0])
             rows.append(row)
@@ -209,6 +215,8 @@ MEMORY_SCRIPT = textwrap.dedent("""
     base = rss()
     if engine == "pdp":
         import pdp; keep = pdp.load(path)
+        if len(sys.argv) > 4:  # the bundle for the pdp-bundle measurement, written after measuring
+            bundle_to = sys.argv[4]
     elif engine == "pdp-bundle":
         import pdp; keep = pdp.load_bundle(path)
     elif engine == "cedar":
@@ -219,7 +227,10 @@ MEMORY_SCRIPT = textwrap.dedent("""
         from casbin import model as m
         model = m.Model(); model.load_model_from_text(harness.CASBIN_MODEL)
         keep = casbin.Enforcer(model); keep.add_policies([tuple(r) for r in rules]); del rules
-    print(json.dumps({"bytes": rss() - base}))
+    used = rss() - base
+    if engine == "pdp" and len(sys.argv) > 4:
+        pdp.write_bundle(keep, bundle_to)
+    print(json.dumps({"bytes": used}))
 """)
 
 
@@ -238,15 +249,17 @@ def memory(sizes: list[int], engines: list[str], progress=print) -> list[dict]:
             paths["cedar"].write_text(workload.cedar)
             paths["rego"].write_text(workload.rego)
             paths["casbin"].write_text(json.dumps(workload.casbin))
-            if "pdp-bundle" in engines:
+            if "pdp-bundle" in engines and "pdp" not in engines:
                 write_bundle(harness.pdp.load(paths["pdp"]), paths["pdp-bundle"])
-            for name in engines:
+            # pdp before pdp-bundle: the pdp measurement writes the bundle (no second parse)
+            for name in sorted(engines, key=lambda e: (e != "pdp", e != "pdp-bundle")):
                 cap = MAX_RULES.get(name.split("-")[0], 0)
                 if n > cap:
                     continue
                 env = {**os.environ, "PYTHONPATH": str(harness.HERE.parent)}
+                extra = [str(paths["pdp-bundle"])] if name == "pdp" and "pdp-bundle" in engines else []
                 out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(harness.HERE / "harness.py"), name,
-                                      str(paths[name])], capture_output=True, text=True, env=env, timeout=3600)
+                                      str(paths[name]), *extra], capture_output=True, text=True, env=env, timeout=3600)
                 if out.returncode != 0:
                     raise RuntimeError(f"memory of {name} at {n} rules failed:\n{out.stderr}")
                 rows.append({"rules": workload.rules, "engine": name, "bytes": json.loads(out.stdout)["bytes"]})
