@@ -14,7 +14,9 @@ import msgpack
 
 from .. import __version__
 from ..errors import Diagnostic, PolicyError
+from ..loader import Source
 from .cse import children, replace_children
+from .ir import AND, CALL, CIDR, IN_STRS, LIST, OR, PATH
 
 BUNDLE_FORMAT = "pdp-bundle"
 BUNDLE_VERSION = 1
@@ -73,7 +75,7 @@ def _encode_tree(tree: tuple, table: _NodeTable) -> list:
             _encode_tree(default, table), None if error is None else _encode_tree(error, table)]
 
 
-def encode(program: Program, sources: tuple = ()) -> bytes:
+def encode(program: Program, sources: tuple[Source, ...] = ()) -> bytes:
     """Program (and the sources it came from, for ``explain``) ⇒ bundle bytes."""
     table = _NodeTable()
     policies = [[name, table.ref(target)] for name, target in program.policies]
@@ -91,7 +93,7 @@ def encode(program: Program, sources: tuple = ()) -> bytes:
     return msgpack.packb([header, body], use_bin_type=True)
 
 
-def decode(data: bytes, name: str = "<bundle>") -> tuple[Program, list]:
+def decode(data: bytes, name: str = "<bundle>") -> tuple[Program, list[Source]]:
     """Bundle bytes ⇒ (Program, sources); a corrupt or version-mismatched bundle is a PolicyError."""
     def fail(message: str) -> PolicyError:
         return PolicyError(Diagnostic(name, 0, 0, message, "bundle_error"))
@@ -106,8 +108,6 @@ def decode(data: bytes, name: str = "<bundle>") -> tuple[Program, list]:
         raise fail(f"bundle format version {header.get('version')} is not supported "
                    f"(this pdp reads version {BUNDLE_VERSION}); rebuild it with 'pdp build'")
     try:
-        from ..loader import Source
-
         sources = [Source(str(d), str(r), str(k), bytes(c)) for d, r, k, c in body["sources"]]
         return _decode_body(header, body), sources
     except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -117,7 +117,6 @@ def decode(data: bytes, name: str = "<bundle>") -> tuple[Program, list]:
 def _decode_body(header: dict, body: dict) -> Program:
     nodes: list[tuple] = []
     for row in body["nodes"]:
-        op = row[0]
         shell = _tupled(row)
         kid_refs = children(shell)
         node = replace_children(shell, [nodes[i] for i in kid_refs]) if kid_refs else shell
@@ -149,12 +148,10 @@ def _decode_body(header: dict, body: dict) -> Program:
 
 def _tupled(row: list) -> tuple:
     """A decoded row back to the node's tuple shape (msgpack gives lists)."""
-    from .ir import CALL, CIDR, IN_STRS, PATH, AND, OR, LIST
-
     op = row[0]
     if op == PATH:
         return (op, row[1], tuple(row[2]), tuple(row[3]))
-    if op in (IN_STRS,):
+    if op == IN_STRS:
         return (op, row[1], tuple(row[2]), row[3])
     if op == CIDR:
         return (op, tuple(row[1]))
