@@ -5,7 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable
 
-__all__ = ["Glob", "compile_glob", "glob_error"]
+__all__ = ["MAX_GLOB_CHARS", "Glob", "compile_glob", "glob_error"]
+
+#: Longer patterns are malformed. The NFA costs O(len(text) * len(pattern) / 64) steps, so a
+#: bounded pattern keeps matching linear in the text, also when the pattern is request data.
+MAX_GLOB_CHARS = 1024
+#: Only patterns up to this long are cached: a compiled pattern may take ~250 bytes per
+#: character, and patterns from requests must not be able to fill memory through the cache.
+_CACHED_GLOB_CHARS = 128
 
 # Tokens of a pattern: a literal is its one-character string; the wildcards are these objects.
 _QMARK = object()  # ?  one character except '/'
@@ -15,15 +22,27 @@ _DSTAR = object()  # ** any run of characters, '/' included
 
 def glob_error(pattern: str) -> str | None:
     """Return why ``pattern`` is malformed, or None when it is a valid glob."""
+    if len(pattern) > MAX_GLOB_CHARS:
+        return f"a glob may be at most {MAX_GLOB_CHARS} characters, got {len(pattern)}"
     if "***" in pattern:
         return "'***' is not allowed in a glob; use '*' or '**'"
     return None
 
 
-@lru_cache(maxsize=4096)
 def compile_glob(pattern: str) -> Glob:
-    """Compile ``pattern`` (cached); raise ValueError when it is malformed."""
+    """Compile ``pattern`` (cached when short); raise ValueError when it is malformed."""
+    if len(pattern) > _CACHED_GLOB_CHARS:
+        return Glob(pattern)
+    return _compile_cached(pattern)
+
+
+@lru_cache(maxsize=4096)
+def _compile_cached(pattern: str) -> Glob:
     return Glob(pattern)
+
+
+compile_glob.cache_info = _compile_cached.cache_info  # type: ignore[attr-defined]
+compile_glob.cache_clear = _compile_cached.cache_clear  # type: ignore[attr-defined]
 
 
 class Glob:

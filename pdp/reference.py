@@ -8,7 +8,6 @@ for ``explain``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ from .decision import FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleErr
 from .errors import EvalError
 from .request import Request
 from .syntax import ast
-from .values import parse_time, render, type_name
+from .values import parse_time, quote_key, render, type_name
 
 _UNSET = object()
 
@@ -252,7 +251,7 @@ class Evaluation:
             if not isinstance(key, str):
                 raise EvalError(f"a map index must be a string, got {type_name(key)}")
             if key not in obj:
-                raise EvalError(f"{ast.to_text(e.obj)}[{json.dumps(key, ensure_ascii=False)}] is missing")
+                raise EvalError(f"{ast.to_text(e.obj)}[{quote_key(key)}] is missing")
             return obj[key]
         if isinstance(obj, list):
             if not isinstance(key, int) or isinstance(key, bool):

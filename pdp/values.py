@@ -38,6 +38,14 @@ def _quote(text: str) -> str:
     return repr(text)
 
 
+def quote_key(key: str) -> str:
+    """A (possibly long, request-supplied) map key as JSON for an error message, cut like
+    ``_quote``: ``data.users["bot-7"] is missing``."""
+    if len(key) > _QUOTE_LIMIT:
+        key = key[: _QUOTE_LIMIT - 3] + "..."
+    return json.dumps(key, ensure_ascii=False)
+
+
 def is_number(v: Any) -> bool:
     """True for int and float values; bool is never a number."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -170,12 +178,17 @@ def parse_time(x: Any) -> int | float:
     ``EvalError`` for anything else (``'yesterday' is not an RFC 3339 time``).
     """
     if isinstance(x, str):
-        return _parse_rfc3339(x)
+        # Only short strings go through the cache: a valid time may carry any number of
+        # fraction digits, and request data must not be able to fill memory through it.
+        return _parse_rfc3339(x) if len(x) <= _CACHED_TIME_CHARS else _parse_rfc3339.__wrapped__(x)
     if is_number(x):
         if isinstance(x, float) and not math.isfinite(x):
             raise EvalError(f"time expects a finite number, got {render(x)}")
         return x
     raise EvalError(f"time expects a string or number, got {type_name(x)}")
+
+
+_CACHED_TIME_CHARS = 64
 
 
 @functools.lru_cache(maxsize=16384)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import pdp
 from conftest import request
-from pdp import loader, runtime, values
+from pdp import glob, loader, runtime, values
+from pdp.glob import MAX_GLOB_CHARS
 from pdp.decision import MAX_REASON_CHARS, REASON_CUT
 from pdp.request import MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES
 from pdp.syntax.parser import MAX_NESTING
@@ -67,7 +68,7 @@ def test_a_data_file_over_its_size_limit_is_refused(tmp_path, monkeypatch):
 def test_the_file_limits_are_the_documented_ones():
     assert loader.MAX_POLICY_BYTES == 4 * 1024 * 1024 and loader.MAX_DATA_BYTES == 64 * 1024 * 1024
     assert MAX_NESTING == 100 and MAX_DEPTH == 32 and MAX_VALUES == 100_000 and MAX_LIST_ITEMS == 10_000
-    assert MAX_REASON_CHARS == 4096
+    assert MAX_REASON_CHARS == 4096 and MAX_GLOB_CHARS == 1024
 
 
 NESTINGS = {
@@ -119,7 +120,10 @@ def test_expressions_nested_to_the_limit_load_and_decide_on_every_backend(tmp_pa
 @pytest.mark.parametrize("place", ["call", "list", "reason", "let", "index"])
 def test_deep_parentheses_anywhere_are_no_nesting(tmp_path, place):
     deep = 5_000
-    wrap = lambda e: "(" * deep + e + ")" * deep  # noqa: E731
+
+    def wrap(e: str) -> str:
+        return "(" * deep + e + ")" * deep
+
     text = {
         "call": f"policy p {{\n  permit r when lower({wrap('identity.id')}) == \"svc\"\n}}\n",
         "list": f"policy p {{\n  permit r when identity.id in [{wrap(chr(34) + 'svc' + chr(34))}]\n}}\n",
@@ -284,3 +288,33 @@ def test_parts_past_the_cut_are_not_rendered(tmp_path, monkeypatch, backend):
     monkeypatch.setattr(f"{module}.render", lambda v: calls.append(1) or real(v))
     message = engine.decide(request(context={"items": ["x" * 100] * 100})).reasons[0].message
     assert len(message) == MAX_REASON_CHARS and len(calls) == 1
+
+
+# ---- globs, and what request data may leave in memory ---------------------------------------
+
+
+def test_a_literal_glob_over_the_limit_is_a_load_error(tmp_path):
+    long = "a/" + "?" * (MAX_GLOB_CHARS - 2)
+    (tmp_path / "p.pdl").write_text(f'policy p {{\n  permit r when resource.path matches "{long}"\n}}\n')
+    assert pdp.load(tmp_path).decide(request(resource={"path": "a/" + "x" * (MAX_GLOB_CHARS - 2)})).allowed
+    (tmp_path / "p.pdl").write_text(f'policy p {{\n  permit r when resource.path matches "{long}?"\n}}\n')
+    with pytest.raises(pdp.PolicyError) as info:
+        pdp.load(tmp_path)
+    assert (info.value.line, info.value.column) == (2, len("  permit r when resource.path matches ") + 1)
+    assert info.value.message == f"a glob may be at most {MAX_GLOB_CHARS} characters, got {MAX_GLOB_CHARS + 1}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_request_data_does_not_fill_the_caches(tmp_path, backend):
+    """Globs and times from requests are cached only when short, so a stream of large
+    distinct ones cannot grow memory (a cached compiled glob takes ~250 bytes a character)."""
+    (tmp_path / "p.pdl").write_text("policy p {\n  permit r when resource.path matches identity.glob"
+                                    " and time(context.t) > 0\n}\n", encoding="utf-8")
+    engine = pdp.load(tmp_path, backend=backend)
+    globs, times = glob.compile_glob.cache_info().currsize, values._parse_rfc3339.cache_info().currsize
+    for i in range(50):
+        raw = request(identity={"glob": f"*{i}?" + "x" * 500}, resource={"path": f"a{i}b" + "x" * 500},
+                      context={"t": f"2026-01-01T00:00:00.{i:04d}" + "0" * 1000 + "Z"})
+        assert engine.decide(raw).allowed
+    assert glob.compile_glob.cache_info().currsize == globs
+    assert values._parse_rfc3339.cache_info().currsize == times

@@ -37,6 +37,7 @@ cdef dict _OPERATORS = operators.OPERATORS
 cdef object _INT_MIN = INT_MIN
 cdef object _INT_MAX = INT_MAX
 cdef Py_ssize_t _MAX_REASON_CHARS = MAX_REASON_CHARS
+cdef Py_ssize_t _SCAN_PAIRS = 16 * operators.SCAN_PAIRS  # a scan in C is ~16x cheaper than in Python
 cdef object _tuple_new = tuple.__new__  # builds a Decision (a tuple subclass) in one C call
 
 
@@ -381,6 +382,8 @@ cdef object _strings_in(list needles, list haystack, bint any_of):
     """contains_any / contains_all when every needle is a string (a string equals only
     strings, so Python's `in` is pdp equality); None to let the shared operator decide."""
     cdef object needle
+    if len(needles) * len(haystack) > _SCAN_PAIRS:
+        return None  # many pairs: the shared operator hashes (linear, not quadratic)
     for needle in needles:
         if type(needle) is not str:
             return None

@@ -3,10 +3,9 @@ disagree with each other; each mirrors the reference evaluator's wording exactly
 
 from __future__ import annotations
 
-import json
 
 from ..errors import EvalError
-from ..values import type_name
+from ..values import quote_key, type_name
 
 
 def index_value(obj: object, key: object, obj_text: str) -> object:
@@ -15,7 +14,7 @@ def index_value(obj: object, key: object, obj_text: str) -> object:
         if not isinstance(key, str):
             raise EvalError(f"a map index must be a string, got {type_name(key)}")
         if key not in obj:
-            raise EvalError(f"{obj_text}[{json.dumps(key, ensure_ascii=False)}] is missing")
+            raise EvalError(f"{obj_text}[{quote_key(key)}] is missing")
         return obj[key]
     if isinstance(obj, list):
         if not isinstance(key, int) or isinstance(key, bool):
