@@ -447,6 +447,7 @@ def _atheris_main() -> None:  # pragma: no cover - a manual long run
             check_wire(channel, data)
     else:
         raise SystemExit(f"unknown target {target!r}: policy, data, suite, request or wire")
+    atheris.instrument_all()  # coverage feedback from every loaded module (pdp's included)
     atheris.Setup(sys.argv, one)
     atheris.Fuzz()
 
