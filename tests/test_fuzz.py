@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest and serverkit, also under atheris
 
-import pdp  # noqa: E402
-from pdp import runtime  # noqa: E402
+import pdp
+from pdp import runtime
 
 REPO = Path(__file__).resolve().parent.parent
 POLICIES = REPO / "policies"
