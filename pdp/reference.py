@@ -12,13 +12,14 @@ import time
 from dataclasses import dataclass, field
 
 from . import operators
+from .access import index_value, missing, not_a_map
 from .builtins import BUILTINS
 from .check import CheckedPolicy, CheckedPolicySet, CheckedRule
 from .decision import FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, cap_reason, combine
 from .errors import EvalError
 from .request import Request
 from .syntax import ast
-from .values import parse_time, quote_key, render, type_name
+from .values import parse_time, render, type_name
 
 _UNSET = object()
 
@@ -202,9 +203,9 @@ class Evaluation:
         if isinstance(e, ast.Attribute):
             obj = self.eval(e.obj, policy)
             if not isinstance(obj, dict):
-                raise EvalError(f"{ast.to_text(e.obj)} is a {type_name(obj)}, not a map")
+                raise EvalError(not_a_map(ast.to_text(e.obj), obj))
             if e.name not in obj:
-                raise EvalError(f"{ast.to_text(e)} is missing")
+                raise EvalError(missing(ast.to_text(e)))
             return obj[e.name]
         if isinstance(e, ast.Index):
             return self._index(e, policy)
@@ -247,19 +248,7 @@ class Evaluation:
     def _index(self, e: ast.Index, policy: CheckedPolicy) -> object:
         obj = self.eval(e.obj, policy)
         key = self.eval(e.key, policy)
-        if isinstance(obj, dict):
-            if not isinstance(key, str):
-                raise EvalError(f"a map index must be a string, got {type_name(key)}")
-            if key not in obj:
-                raise EvalError(f"{ast.to_text(e.obj)}[{quote_key(key)}] is missing")
-            return obj[key]
-        if isinstance(obj, list):
-            if not isinstance(key, int) or isinstance(key, bool):
-                raise EvalError(f"a list index must be an integer, got {type_name(key)}")
-            if not 0 <= key < len(obj):
-                raise EvalError(f"{ast.to_text(e.obj)}[{key}] is out of range (length {len(obj)})")
-            return obj[key]
-        raise EvalError(f"{ast.to_text(e.obj)} is a {type_name(obj)}, not a map or list")
+        return index_value(obj, key, ast.to_text(e.obj))
 
 
 def _self_evident(e: ast.Expr) -> bool:

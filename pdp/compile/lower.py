@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 
+from ..access import index_value, missing, not_a_map
 from ..builtins import cidr_set
 from ..check import CheckedPolicy
 from ..errors import EvalError
 from ..glob import glob_error
 from ..syntax import ast
-from ..values import type_name
 from .ir import (AND, ATTR, CALL, CIDR, COMPARE, CONST, DEFINED, EQ_STR, ERROR, IN_STRS, INDEX, LIST,
                  MATCH_GLOB, NOT, NOW, OR, PATH, ROOTS)
 
@@ -100,9 +100,9 @@ class Lowerer:
         if obj[0] == CONST:
             value = obj[1]
             if not isinstance(value, dict):
-                return self.error(f"{ast.to_text(e.obj)} is a {type_name(value)}, not a map")
+                return self.error(not_a_map(ast.to_text(e.obj), value))
             if e.name not in value:
-                return self.error(f"{ast.to_text(e)} is missing")
+                return self.error(missing(ast.to_text(e)))
             return self.const(value[e.name])
         return self._node(ATTR, obj, e.name, ast.to_text(e.obj), ast.to_text(e))
 
@@ -114,8 +114,6 @@ class Lowerer:
         if obj[0] == CONST and key[0] == ERROR:
             return key
         if obj[0] == CONST and key[0] == CONST:
-            from ..runtime.shared import index_value  # the one implementation of x[k]
-
             try:
                 return self.const(index_value(obj[1], key[1], ast.to_text(e.obj)))
             except EvalError as err:

@@ -25,7 +25,7 @@ from ..glob import compile_glob
 from ..request import (indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES,
                        ROOT_KEYS)
 from ..values import parse_time, render, type_name, equal
-from .shared import index_value, missing, not_a_map, not_boolean
+from ..access import index_value, missing, not_a_map, not_boolean
 
 cdef object _UNSET = object()
 cdef str _ALLOW = "ALLOW"

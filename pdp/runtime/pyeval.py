@@ -20,7 +20,7 @@ from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import indexed_request, parse_request
 from ..values import parse_time, render, type_name
-from .shared import index_value, missing, not_a_map, not_boolean
+from ..access import index_value, missing, not_a_map, not_boolean
 
 _UNSET = object()
 _ROOT_INDEX = {name: i for i, name in enumerate(ir.ROOTS)}

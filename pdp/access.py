@@ -1,11 +1,11 @@
-"""Helpers both compiled evaluators call for the rare or intricate steps, so they can never
-disagree with each other; each mirrors the reference evaluator's wording exactly."""
+"""Access to values — ``x.name`` and ``x[key]`` — and the wording of their errors and of the
+boolean checks: one implementation that every evaluator (reference, pure-Python, compiled) and
+the compiler's constant folding call, so none can word an error differently."""
 
 from __future__ import annotations
 
-
-from ..errors import EvalError
-from ..values import quote_key, type_name
+from .errors import EvalError
+from .values import quote_key, type_name
 
 
 def index_value(obj: object, key: object, obj_text: str) -> object:
