@@ -10,7 +10,6 @@ Every group checks, before timing, that the engines compared give the same decis
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import ipaddress
 import json
 import functools
