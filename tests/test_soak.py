@@ -122,7 +122,7 @@ def test_soak_with_hot_reloads(tmp_path):
                                 batches_mixed.append({d.revision for d in ds})
                             for d, r in zip(ds, rids):
                                 verify(d.revision, r, d.decision)
-                    except BaseException as exc:  # noqa: BLE001 - any failure counts
+                    except BaseException as exc:  # any failure counts
                         failures.append(exc)
 
         threads = [threading.Thread(target=load, args=(i,), daemon=True) for i in range(CLIENTS)]
