@@ -301,6 +301,14 @@ def test_the_server_answers_deny_and_logs_the_request_id(tmp_path, monkeypatch):
             assert batch[1].allowed
             assert next(client.check_stream([OK])).decision == "DENY"
             assert client.check(request(identity={"id": "x", "score": 1})).allowed  # still serving
+            # Envoy: a 403 with the reason, not an RPC error (Envoy may let a request through on one).
+            from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_grpc
+            from test_envoy import envoy_request
+
+            answer = ext_grpc.AuthorizationStub(client.channel).Check(envoy_request(principal="svc"), timeout=WAIT)
+            assert answer.status.code == 7 and answer.denied_response.status.code == 403
+            assert json.loads(answer.denied_response.body)["reasons"] == [
+                {"rule": INTERNAL_ERROR, "message": "failed closed: internal error: Injected"}]
         assert log.flush(WAIT)
     finally:
         log.close()
