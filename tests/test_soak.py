@@ -166,3 +166,28 @@ def test_soak_with_hot_reloads(tmp_path):
     print(f"soak: {counts['answers']} answers from {len(seen)} revisions, pushes {pushes}, "
           f"RSS {samples[0][1] // 1024} -> {warm[0] // 1024} -> {warm[-1] // 1024} MiB")
     assert growth_mib <= RSS_GROWTH_MIB, f"RSS grew {growth_mib:.1f} MiB once warm: {samples}"
+
+
+# ---- crash safety (issue 7: for the server's owner) -----------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="pdp serve --workers does not restart a worker that dies: the parent "
+                                       "stops the others and exits 1 (SECURITY.md, known gaps)")
+def test_a_worker_that_dies_is_restarted_and_the_port_keeps_answering(tmp_path):
+    import re
+
+    from serverkit import ALLOWED, write_policies
+
+    policies = write_policies(tmp_path / "policies")
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2") as server:
+        port = int(server.wait_for(r"serving on 127.0.0.1:(\d+) with 2 workers").group(1))
+        pids = set(map(int, re.findall(r"worker (\d+): serving", "\n".join(server.lines))))
+        assert len(pids) == 2
+        os.kill(min(pids), signal.SIGKILL)
+        # A new worker takes its place, and the parent goes on serving.
+        new = int(server.wait_for(r"worker (\d+): serving").group(1))
+        assert new not in pids and server.proc.poll() is None
+        for _ in range(10):  # fresh connections, spread over the workers by the kernel
+            with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+                assert client.check(ALLOWED).allowed
+        assert server.stop() == 0
