@@ -145,7 +145,7 @@ def _tiny_policy() -> Path:
     return root
 
 
-def _thin(samples: list[int], keep: int = 20_000) -> list[int]:
+def _thin(samples: list[int], keep: int = 2_000) -> list[int]:
     """Every k-th of the sorted samples, for the distribution plot (keeps RESULTS.json small)."""
     s = sorted(samples)
     step = max(1, len(s) // keep)
@@ -215,7 +215,7 @@ def _wire(cfg: dict, workload: harness.Workload) -> dict:
                                                        seconds=cfg["wire_seconds"])
                 s = summarize(samples, wall, concurrency=c, errors=failed)
                 out["checks"][f"check c={c}"] = s.to_dict()
-                out["samples"][f"check c={c}"] = _thin(samples, 5_000)
+                out["samples"][f"check c={c}"] = _thin(samples)
                 log(f"  wire check c={c}: p50 {format_ns(s.p50)}  {s.throughput:,.0f}/s")
             batches = [workload.requests[i:i + 100] for i in range(0, len(workload.requests), 100)]
             samples, wall, failed, _ = time_remote(client.check_batch, batches, seconds=cfg["wire_seconds"])
@@ -708,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(data_path.read_text())
     else:
         data = measure(args)
-        data_path.write_text(json.dumps(data, indent=1) + "\n")
+        data_path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
     plots = plot(data, out_dir)
     (out_dir / "RESULTS.md").write_text(render(data, plots, out_dir))
     log(f"wrote {out_dir / 'RESULTS.md'}, {data_path.name} and {len(plots)} plots")
