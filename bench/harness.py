@@ -11,7 +11,7 @@ the engines' semantics coincide (no fail-closed case, Cedar's ``like`` and Casbi
 Engines (:data:`ENGINES`) are adapters with one timed entry point ``call(native_request)``;
 requests are converted to each engine's native form before timing:
 
-* ``pdp`` / ``pdp-many``: ``engine.decide(dict)``, ``engine.decide_many(list)`` (compiled).
+* ``pdp``: ``engine.decide(dict)``, ``engine.decide_many(list)`` (the fastest backend built).
 * ``cedar``: cedarpy ``is_authorized`` with a pre-parsed ``PolicySet`` and the request's
   principal and resource entities as a JSON string (Cedar reads attributes from entities).
   The resource type is the Cedar entity type (``resource is type3`` in the policy scope,
@@ -39,11 +39,16 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+try:  # the pdp under test: the installed one (CI), else this checkout's (development)
+    import pdp
+except ImportError:
+    sys.path.insert(0, str(HERE.parent))
+    import pdp
 
 import workloads  # noqa: E402
 
-import pdp  # noqa: E402
+#: Where pdp was imported from: child processes get it on PYTHONPATH, to run the same pdp.
+PDP_PATH = str(Path(pdp.__file__).resolve().parent.parent)
 
 # --------------------------------------------------------------------------------------------
 # the workload in four languages
@@ -280,7 +285,7 @@ class Pdp(Adapter):
     package = "pdp"
     batched = True
 
-    def __init__(self, workload: Workload, workdir: Path | None = None, backend: str | None = "compiled"):
+    def __init__(self, workload: Workload, workdir: Path | None = None, backend: str | None = None):
         super().__init__(workload, workdir)
         self.engine = _load(workload, workdir, backend)
         self.call = self.engine.decide  # type: ignore[method-assign]

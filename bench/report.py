@@ -40,9 +40,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))
 
-import harness  # noqa: E402
+import harness  # noqa: E402  (finds the pdp under test: installed, else this checkout)
 import scaling  # noqa: E402
 
 import pdp  # noqa: E402
@@ -198,7 +197,7 @@ def _wire(cfg: dict, workload: harness.Workload) -> dict:
     with tempfile.TemporaryDirectory(prefix="pdp-wire-") as tmp:
         root = workload.write_pdl(Path(tmp) / "policies")
         port = _free_port()
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": harness.PDP_PATH}
         proc = subprocess.Popen([sys.executable, "-m", "pdp", "serve", str(root), "--addr", f"127.0.0.1:{port}",
                                  "--workers", "1", "--log-level", "WARNING", "--skip-tests"], env=env,
                                 stdin=subprocess.DEVNULL)

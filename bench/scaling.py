@@ -181,7 +181,7 @@ def _cold(load_expr: str, request: dict, runs: int = 3) -> float:
     script = f"import pdp, json; e = {load_expr}; e.decide(json.loads({json.dumps(json.dumps(request))}))"
     with tempfile.TemporaryDirectory(prefix="pdp-pyc-") as pyc:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env.update(PYTHONPATH=str(harness.HERE.parent), PYTHONPYCACHEPREFIX=pyc)
+        env.update(PYTHONPATH=harness.PDP_PATH, PYTHONPYCACHEPREFIX=pyc)
         best = float("inf")
         for i in range(runs + 1):
             t = time.perf_counter()
@@ -197,7 +197,7 @@ def _cold(load_expr: str, request: dict, runs: int = 3) -> float:
 
 MEMORY_SCRIPT = textwrap.dedent("""
     import gc, json, os, sys
-    sys.path.insert(0, sys.argv[1]); sys.path.insert(0, os.path.dirname(sys.argv[1]))
+    sys.path.insert(0, sys.argv[1])
     def rss():
         gc.collect()
         with open("/proc/self/statm") as f:
@@ -256,9 +256,9 @@ def memory(sizes: list[int], engines: list[str], progress=print) -> list[dict]:
                 cap = MAX_RULES.get(name.split("-")[0], 0)
                 if n > cap:
                     continue
-                env = {**os.environ, "PYTHONPATH": str(harness.HERE.parent)}
+                env = {**os.environ, "PYTHONPATH": harness.PDP_PATH}
                 extra = [str(paths["pdp-bundle"])] if name == "pdp" and "pdp-bundle" in engines else []
-                out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(harness.HERE / "harness.py"), name,
+                out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(harness.HERE), name,
                                       str(paths[name]), *extra], capture_output=True, text=True, env=env, timeout=3600)
                 if out.returncode != 0:
                     raise RuntimeError(f"memory of {name} at {n} rules failed:\n{out.stderr}")
