@@ -7,6 +7,7 @@ argument itself, so it has no implementation here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -67,11 +68,28 @@ def _cidr(now, *args):
     return cidr_set(tuple(texts))
 
 
+#: Sets of at most this many networks are kept once parsed: `cidr(data.networks[...])` sees
+#: the same few lists on every request (parsing one network costs ~10 µs); a bound keeps
+#: request data from filling the cache with large entries.
+CACHED_CIDR_NETWORKS = 256
+
+
 def cidr_set(texts: tuple[str, ...]) -> CidrSet:
+    if len(texts) <= CACHED_CIDR_NETWORKS:
+        return _cached_cidr_set(texts)
+    return _parse_cidr_set(texts)
+
+
+def _parse_cidr_set(texts: tuple[str, ...]) -> CidrSet:
     try:
         return CidrSet.from_strings(texts)
     except ValueError as exc:
         raise EvalError(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_cidr_set(texts: tuple[str, ...]) -> CidrSet:
+    return _parse_cidr_set(texts)  # an EvalError is raised, not cached
 
 
 BUILTINS: dict[str, Builtin] = {

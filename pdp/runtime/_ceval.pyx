@@ -153,7 +153,9 @@ cdef class _Context:
                 except EvalError as err:
                     now = _Err("context.time: " + err.message)
             else:
-                now = self.arrival
+                # The server clock, read when first needed: the same instant as the request's
+                # arrival to within the evaluation's microseconds, and most requests never ask.
+                now = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
             self.now_value = now
         return now
 
@@ -666,6 +668,11 @@ cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
 
 
+cdef extern from "Python.h":
+    Py_ssize_t PyDict_GET_SIZE(object o)  # macros: no call, no error check (the type is known)
+    Py_ssize_t PyList_GET_SIZE(object o)
+
+
 cdef Py_ssize_t _MAX_VALUES = MAX_VALUES
 cdef Py_ssize_t _MAX_LIST_ITEMS = MAX_LIST_ITEMS
 
@@ -689,7 +696,7 @@ cdef bint _plain_value(object value, int depth, Py_ssize_t* left):
         return False
     cdef object k, v
     if t is dict:
-        left[0] -= len(<dict>value)
+        left[0] -= PyDict_GET_SIZE(value)
         if left[0] < 0:
             return False
         for k, v in (<dict>value).items():
@@ -697,9 +704,9 @@ cdef bint _plain_value(object value, int depth, Py_ssize_t* left):
                 return False
         return True
     if t is list:
-        if len(<list>value) > _MAX_LIST_ITEMS:
+        if PyList_GET_SIZE(value) > _MAX_LIST_ITEMS:
             return False
-        left[0] -= len(<list>value)
+        left[0] -= PyList_GET_SIZE(value)
         if left[0] < 0:
             return False
         for v in <list>value:
@@ -795,15 +802,14 @@ cdef class Evaluator:
     cpdef object decide(self, object raw):
         """Decide one request dict; raises RequestError when it is malformed. Any other
         exception (a bug) fails closed: DENY with the reason ``internal_error``."""
-        cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
         cdef tuple roots
         try:
             roots = _plain_request(raw)
             if roots is None:
                 # Anything unusual (nulls, tuples, errors): the reference validation, which
                 # normalizes or raises RequestError with the path.
-                roots = _roots(parse_request(raw, arrival))
-            return self.run(roots[0], roots[1], roots[2], roots[3], arrival)
+                roots = _roots(parse_request(raw, -1.0))
+            return self.run(roots[0], roots[1], roots[2], roots[3], -1.0)  # arrival: read if needed
         except RequestError:
             raise
         except Exception as exc:
@@ -936,4 +942,7 @@ cdef class Evaluator:
                         part = "{?}"
             out.append(part)
             size += len(<str>part)
-        return Reason(rule.id, "forbid" if rule.forbid else "permit", cap_reason("".join(out)), rule.annotations)
+        message = "".join(out)
+        if size > _MAX_REASON_CHARS:  # size: the message's length, or past the limit when cut short
+            message = cap_reason(message)
+        return Reason(rule.id, "forbid" if rule.forbid else "permit", message, rule.annotations)
