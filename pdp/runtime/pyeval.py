@@ -340,7 +340,9 @@ class Evaluator:
                     part = "{?}"
             out.append(part)
             size += len(part)
-        return Reason(rule.id, rule.effect, cap_reason("".join(out)), rule.annotations)
+        message = "".join(out)
+        return Reason(rule.id, rule.effect, cap_reason(message) if size > MAX_REASON_CHARS else message,
+                      rule.annotations)
 
 
 def _condition(value: object, clause: str) -> bool:
