@@ -171,8 +171,6 @@ def test_soak_with_hot_reloads(tmp_path):
 # ---- crash safety (issue 7: for the server's owner) -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="pdp serve --workers does not restart a worker that dies: the parent "
-                                       "stops the others and exits 1 (SECURITY.md, known gaps)")
 def test_a_worker_that_dies_is_restarted_and_the_port_keeps_answering(tmp_path):
     import re
 

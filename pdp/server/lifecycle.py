@@ -219,6 +219,25 @@ def _reserve(address: str) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+#: A worker that dies is replaced; more than MAX_RESTARTS replacements within RESTART_WINDOW
+#: seconds means something is wrong that restarting will not fix, and the parent exits 1.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60
+
+
+def _log_worker_events(events) -> None:
+    """Log what replacement workers report (ready, or why they could not start)."""
+    while True:
+        try:
+            kind, pid, text = events.get_nowait()
+        except Exception:  # queue.Empty: nothing more for now
+            return
+        if kind == "ready":
+            log.info("worker %d: %s", pid, text)
+        else:
+            log.error("worker %d could not start%s", pid, f": {text}" if text else "")
+
+
 def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = None,
                   stop: threading.Event | None = None, start_timeout: float = 600.0) -> int:
     """The parent of ``config.workers`` worker processes on one port."""
@@ -281,16 +300,33 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             log.info("serving on %s with %d workers (pid %d)", _join(host, port), len(procs), os.getpid())
             if ready is not None:
                 ready(port)
+            restarts: list[float] = []  # when replacements were started, for the give-up rule
             while not stop.wait(0.5):
                 if hup.is_set():
                     hup.clear()
                     for p in procs:
                         if p.exitcode is None:
                             os.kill(p.pid, signal.SIGHUP)
-                dead = [p for p in procs if p.exitcode is not None]
-                if dead:
-                    log.error("worker %d exited with %s; stopping the others", dead[0].pid, dead[0].exitcode)
-                    code = 1
+                _log_worker_events(events)
+                for i, p in enumerate(procs):
+                    if p.exitcode is None:
+                        continue
+                    now = time.monotonic()
+                    restarts = [t for t in restarts if now - t < RESTART_WINDOW]
+                    if len(restarts) >= MAX_RESTARTS:
+                        log.error("worker %d exited with %s; %d workers were restarted in the last %ds: "
+                                  "giving up", p.pid, p.exitcode, len(restarts), RESTART_WINDOW)
+                        code = 1
+                        break
+                    # The port keeps answering on the other workers meanwhile (SO_REUSEPORT).
+                    log.error("worker %d exited with %s; starting a replacement", p.pid, p.exitcode)
+                    if metrics_dir is not None:
+                        mark_dead(p.pid, metrics_dir)
+                    restarts.append(now)
+                    procs[i] = ctx.Process(target=_worker_main, args=(worker_config, events),
+                                           name=f"pdp-worker-{i}")
+                    procs[i].start()
+                if code:
                     break
     finally:
         for p in procs:
