@@ -394,15 +394,15 @@ def test_any_envoy_check_request_gets_a_check_response(served, data):
     check_envoy(served, data.draw(mutated(_envoy_samples()))[1])
 
 
-@pytest.mark.xfail(strict=True, reason="server: bytes that are not an Envoy CheckRequest get INTERNAL "
-                                       "('Exception deserializing request!'); INVALID_ARGUMENT, as the pdp "
-                                       "service answers, is expected (reported)")
-def test_bytes_that_are_not_an_envoy_check_request_are_invalid_argument(served):
-    import grpc
+def test_bytes_that_are_not_an_envoy_check_request_are_a_deny(served):
+    """SPEC §7.1: the Envoy service always answers with a CheckResponse, never an RPC error."""
+    from envoy.service.auth.v3 import external_auth_pb2 as ext
 
-    with pytest.raises(grpc.RpcError) as info:
-        served.unary_unary("/envoy.service.auth.v3.Authorization/Check")(b"\x00", timeout=30)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    raw = served.unary_unary("/envoy.service.auth.v3.Authorization/Check")(b"\x00", timeout=30)
+    response = ext.CheckResponse.FromString(raw)
+    assert response.status.code == 7  # PERMISSION_DENIED
+    assert response.denied_response.status.code == 403
+    assert "not an Envoy CheckRequest" in response.denied_response.body
 
 
 # ---- atheris (coverage-guided, for long runs) -----------------------------------------------

@@ -215,5 +215,19 @@ class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
             self.log.record_error("envoy", "", request, message)
         return deny([{"rule": rule, "message": message}], revision)
 
+    def check_bytes(self, data: bytes, context) -> ext.CheckResponse:
+        """Check from the raw message: bytes that are not a CheckRequest are a DENY too (SPEC
+        §7.1: always a CheckResponse), not the INTERNAL that grpcio's own decoding would give."""
+        try:
+            check_request = ext.CheckRequest.FromString(data)
+        except Exception:  # DecodeError and anything the decoder raises on hostile bytes
+            engine = self.holder.engine
+            return self._refuse(INVALID_RULE, "the request cannot be decided: not an Envoy CheckRequest",
+                                engine.revision, None, "INVALID_ARGUMENT")
+        return self.Check(check_request, context)
+
     def register(self, server: grpc.Server) -> None:
-        ext_grpc.add_AuthorizationServicer_to_server(self, server)
+        # Registered by hand (not add_AuthorizationServicer_to_server) to decode in check_bytes.
+        handler = grpc.unary_unary_rpc_method_handler(
+            self.check_bytes, request_deserializer=None, response_serializer=ext.CheckResponse.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Check": handler}),))
