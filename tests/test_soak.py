@@ -183,9 +183,40 @@ def test_a_worker_that_dies_is_restarted_and_the_port_keeps_answering(tmp_path):
         assert len(pids) == 2
         os.kill(min(pids), signal.SIGKILL)
         # A new worker takes its place, and the parent goes on serving.
-        new = int(server.wait_for(r"worker (\d+): serving").group(1))
+        new = int(server.wait_for(r"worker (\d+): serving", timeout=120).group(1))
         assert new not in pids and server.proc.poll() is None
         for _ in range(10):  # fresh connections, spread over the workers by the kernel
             with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
                 assert client.check(ALLOWED).allowed
+        assert server.stop() == 0
+
+
+def test_health_is_not_serving_while_no_worker_can_answer(tmp_path):
+    """All workers die at once: until a replacement is ready the parent answers health on the
+    port with NOT_SERVING, then the workers answer SERVING again."""
+    import re
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from serverkit import write_policies
+
+    policies = write_policies(tmp_path / "policies")
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2") as server:
+        port = int(server.wait_for(r"serving on 127.0.0.1:(\d+) with 2 workers").group(1))
+        for pid in set(map(int, re.findall(r"worker (\d+): serving", "\n".join(server.lines)))):
+            os.kill(pid, signal.SIGKILL)
+        server.wait_for(r"no worker can answer")
+        seen = set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not {"NOT_SERVING", "SERVING"} <= seen:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                try:
+                    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                    seen.add(health_pb2.HealthCheckResponse.ServingStatus.Name(status.status))
+                except grpc.RpcError:
+                    pass  # between the placeholder and the replacement
+            if "NOT_SERVING" in seen:
+                time.sleep(0.2)
+        assert seen >= {"NOT_SERVING", "SERVING"}, seen
+        server.wait_for(r"a worker answers again", timeout=120)
         assert server.stop() == 0

@@ -22,11 +22,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass, replace
 
-from grpc_health.v1 import health
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from .app import BindError, build_server
+from .app import SERVICES, BindError, build_server
 from .decision_log import DecisionLog
 from .holder import EngineHolder
 from .metrics import MULTIPROC_ENV, Metrics, mark_dead, serve_multiprocess, split_address
@@ -225,17 +227,39 @@ MAX_RESTARTS = 5
 RESTART_WINDOW = 60
 
 
-def _log_worker_events(events) -> None:
-    """Log what replacement workers report (ready, or why they could not start)."""
+def _log_worker_events(events) -> list[int]:
+    """Log what replacement workers report; returns the pids that became ready."""
+    ready = []
     while True:
         try:
             kind, pid, text = events.get_nowait()
         except Exception:  # queue.Empty: nothing more for now
-            return
+            return ready
         if kind == "ready":
             log.info("worker %d: %s", pid, text)
+            ready.append(pid)
         else:
             log.error("worker %d could not start%s", pid, f": {text}" if text else "")
+
+
+def _not_serving_placeholder(address: str, options: ServerOptions) -> grpc.Server | None:
+    """While no worker can answer, the parent answers health on the port with NOT_SERVING
+    (SO_REUSEPORT, like the workers); other calls get UNIMPLEMENTED. None if it cannot bind."""
+    server = grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="pdp-placeholder"),
+                         options=[("grpc.so_reuseport", 1)])
+    servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ("", *SERVICES):
+        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    try:
+        port = (server.add_secure_port(address, options.tls.credentials()) if options.tls is not None
+                else server.add_insecure_port(address))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        return None
+    server.start()
+    return server
 
 
 def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = None,
@@ -266,6 +290,7 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
     code = 0
     metrics_http = None
     watcher = None
+    placeholder = None  # the parent's NOT_SERVING health while no worker answers
     try:
         ready_count = 0
         deadline = time.monotonic() + start_timeout
@@ -301,13 +326,22 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             if ready is not None:
                 ready(port)
             restarts: list[float] = []  # when replacements were started, for the give-up rule
+            answering = {p.pid for p in procs}  # workers that are ready and alive
             while not stop.wait(0.5):
                 if hup.is_set():
                     hup.clear()
                     for p in procs:
                         if p.exitcode is None:
                             os.kill(p.pid, signal.SIGHUP)
-                _log_worker_events(events)
+                answering.update(_log_worker_events(events))
+                answering.intersection_update(p.pid for p in procs if p.exitcode is None)
+                if answering and placeholder is not None:
+                    placeholder.stop(None)
+                    placeholder = None
+                    log.info("a worker answers again: health is back with the workers")
+                elif not answering and placeholder is None:
+                    placeholder = _not_serving_placeholder(worker_config.address, worker_config.options)
+                    log.error("no worker can answer: health is NOT_SERVING on the port until one is back")
                 for i, p in enumerate(procs):
                     if p.exitcode is None:
                         continue
@@ -329,6 +363,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                 if code:
                     break
     finally:
+        if placeholder is not None:
+            placeholder.stop(None)
         for p in procs:
             if p.exitcode is None and p.pid is not None:
                 os.kill(p.pid, signal.SIGTERM)
