@@ -22,9 +22,20 @@ import argparse
 import json
 import sys
 
-from ..benchmark import (Progress, RequestsFileError, format_ns, machine_info, parse_duration, read_requests,
-                         summarize, time_calls, time_remote, timer_overhead_ns)
+from ..benchmark import (
+    Progress,
+    RequestsFileError,
+    format_ns,
+    machine_info,
+    parse_duration,
+    read_requests,
+    summarize,
+    time_calls,
+    time_remote,
+    timer_overhead_ns,
+)
 from ..errors import PolicyError, RequestError
+from .args import positive
 
 EXAMPLE = """examples:
   $ pdp bench policies/ --requests traffic.jsonl
@@ -47,18 +58,18 @@ def register(sub) -> None:
                    help="JSON Lines, one request per line ('-': standard input)")
     p.add_argument("--duration", type=_duration_s, default=None, metavar="S",
                    help="how long each timed loop runs (seconds, or 500ms, 2s, ...; default 3s)")
-    p.add_argument("--iterations", "-n", type=_positive, default=None, metavar="N",
+    p.add_argument("--iterations", "-n", type=positive, default=None, metavar="N",
                    help="time N single-request calls and N/batch-size batches instead of a duration")
     p.add_argument("--warmup", type=_duration_s, default=1.0, metavar="S",
                    help="warm-up before timing (seconds, or 200ms, ...; default 1s; 0 for none)", )
-    p.add_argument("--batch-size", type=_positive, default=100, metavar="N",
+    p.add_argument("--batch-size", type=positive, default=100, metavar="N",
                    help="requests per decide_many / CheckBatch call (default 100)")
     p.add_argument("--mode", action="append", choices=LOCAL_MODES + REMOTE_MODES, metavar="MODE",
                    help="time only this loop (repeatable): decide, decide_many; with --addr: check, check_batch")
     p.add_argument("--backend", choices=("compiled", "python", "reference"), default=None,
                    help="the evaluator (default: the fastest available)")
     p.add_argument("--addr", metavar="HOST:PORT", help="measure a running pdp serve over gRPC instead")
-    p.add_argument("--concurrency", "-c", type=_positive, default=None, metavar="N",
+    p.add_argument("--concurrency", "-c", type=positive, default=None, metavar="N",
                    help="with --addr: calls in flight at once (default 1)")
     p.add_argument("--timeout", type=_duration_s, default=10.0, metavar="S",
                    help="with --addr: deadline per call (default 10s)")
@@ -66,16 +77,6 @@ def register(sub) -> None:
                    help="exit 1 when the single-request p99 is over DURATION (2us, 500us, 1ms)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(run=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _duration_s(text: str) -> float:

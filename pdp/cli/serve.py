@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .args import positive
+
 EXAMPLE = """example:
   $ pdp serve policies/ --addr 127.0.0.1:50051 --watch
   2026-11-27 10:00:00 pdp[4242] INFO serving revision 14723ea29afcadc2 (12 rules, compiled evaluator) on 127.0.0.1:50051 (plaintext, pid 4242)
@@ -41,10 +43,10 @@ def register(sub) -> None:
                    help="reload when a policy, data or suite file changes (SIGHUP always reloads)")
     p.add_argument("--skip-tests", action="store_true",
                    help="serve a policy set without running its *_test.yaml suites first (also on reload)")
-    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+    p.add_argument("--workers", type=positive, default=None, metavar="N",
                    help="processes sharing the port (SO_REUSEPORT); default: the number of cores this process "
                         "may use. 1 serves in this process")
-    p.add_argument("--threads", type=_positive, default=16, metavar="N",
+    p.add_argument("--threads", type=positive, default=16, metavar="N",
                    help="RPC threads per process (default 16); each open CheckStream holds one, so give more "
                         "than the streams you expect")
     p.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS",
@@ -52,32 +54,22 @@ def register(sub) -> None:
     p.add_argument("--shutdown-delay", type=_seconds, default=0.0, metavar="SECONDS",
                    help="on SIGTERM/SIGINT, keep answering this long after health turns NOT_SERVING (default 0)")
     p.add_argument("--decision-log", metavar="FILE", help="append one JSON line per decision to FILE ('-': stdout)")
-    p.add_argument("--decision-log-queue", type=_positive, default=10_000, metavar="N",
+    p.add_argument("--decision-log-queue", type=positive, default=10_000, metavar="N",
                    help="decisions waiting to be logged beyond which new ones are dropped and counted")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key): serve TLS only")
     p.add_argument("--tls-key", metavar="PEM", help="server private key")
     p.add_argument("--client-ca", metavar="PEM",
                    help="require client certificates signed by this CA (mTLS); needs --tls-cert")
-    p.add_argument("--max-message-bytes", type=_positive, default=4 * 1024 * 1024, metavar="N",
+    p.add_argument("--max-message-bytes", type=positive, default=4 * 1024 * 1024, metavar="N",
                    help="largest request message (default 4 MiB)")
-    p.add_argument("--max-attributes", type=_positive, default=10_000, metavar="N",
+    p.add_argument("--max-attributes", type=positive, default=10_000, metavar="N",
                    help="most values in one request, at any depth (default 10000)")
-    p.add_argument("--max-batch", type=_positive, default=10_000, metavar="N",
+    p.add_argument("--max-batch", type=positive, default=10_000, metavar="N",
                    help="most requests in one CheckBatch (default 10000)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="server log level (logs go to stderr)")
     p.set_defaults(run=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _seconds(text: str) -> float:
