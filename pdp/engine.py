@@ -13,12 +13,12 @@ from typing import Iterable, Sequence
 from . import reference, runtime
 from .check import CheckedPolicySet, check
 from .compile import compile_program
-from .decision import Decision, failed_closed
+from .decision import Decision, decide_batch, failed_closed
 from .errors import Diagnostic, PolicyError, RequestError
 from .explain import Explanation, explain
 from .compile.program import Program
 from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
-from .request import indexed_request, normalize_value, parse_request
+from .request import normalize_value, parse_request
 from .source import SourceFile
 from .syntax import ast
 from .syntax.parser import SyntaxProblem
@@ -81,24 +81,7 @@ class Engine:
         ``RequestError`` names the index of the first malformed one (``[3].identity.type``)."""
         if self._evaluator is not None:
             return self._evaluator.decide_many(requests)
-        parsed: list = []
-        for i, r in enumerate(requests):
-            try:
-                parsed.append(indexed_request(i, r))
-            except RequestError:
-                raise
-            except Exception as exc:
-                parsed.append(exc)
-        out = []
-        for r in parsed:
-            if isinstance(r, Exception):
-                out.append(failed_closed(r, self.revision))
-                continue
-            try:
-                out.append(reference.decide(self.policy_set, r, self.revision))
-            except Exception as exc:
-                out.append(failed_closed(exc, self.revision))
-        return out
+        return decide_batch(requests, lambda r: reference.decide(self.policy_set, r, self.revision), self.revision)
 
     def explain(self, request: dict) -> Explanation:
         """Decide one request and say, for every rule, why it did or did not apply."""

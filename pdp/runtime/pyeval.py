@@ -15,10 +15,11 @@ from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.program import Program
-from ..decision import FAILED_CLOSED, MAX_REASON_CHARS, Reason, RuleError, cap_reason, combine, failed_closed
+from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Reason, RuleError, cap_reason, combine, decide_batch,
+                        failed_closed)
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
-from ..request import indexed_request, parse_request
+from ..request import parse_request
 from ..values import parse_time, render, type_name
 from ..access import index_value, missing, not_a_map, not_boolean
 
@@ -256,24 +257,7 @@ class Evaluator:
     def decide_many(self, requests) -> list:
         """Validate every request first (RequestError names the index), then decide each; an
         internal error fails that request closed."""
-        parsed = []
-        for i, raw in enumerate(requests):
-            try:
-                parsed.append(indexed_request(i, raw))
-            except RequestError:
-                raise
-            except Exception as exc:
-                parsed.append(exc)
-        out = []
-        for r in parsed:
-            if isinstance(r, Exception):
-                out.append(failed_closed(r, self.program.revision))
-                continue
-            try:
-                out.append(self.decide_parsed(r.attrs, r.arrival))
-            except Exception as exc:
-                out.append(failed_closed(exc, self.program.revision))
-        return out
+        return decide_batch(requests, lambda r: self.decide_parsed(r.attrs, r.arrival), self.program.revision)
 
     def decide_parsed(self, attrs: dict, arrival: float):
         started = time.perf_counter_ns()
