@@ -153,13 +153,7 @@ class Client:
         as ``engine.decide_many`` does, although the server decided the others; with
         ``return_errors=True`` its place in the list holds the ``RequestError`` instead.
         """
-        batch = pb.CheckBatchRequest()
-        items = batch.requests
-        for i, request in enumerate(requests):
-            try:
-                items.append(request_to_pb(request, form=self.form))
-            except RequestError as err:
-                raise RequestError(f"[{i}]{'.' if err.path else ''}{err.path}", err.message) from None
+        batch = _batch_request(requests, self.form)
         try:
             response = self._stub.CheckBatch(batch, timeout=self._timeout(timeout))
         except grpc.RpcError as err:
@@ -230,13 +224,7 @@ class AsyncClient:
 
     async def check_batch(self, requests: Iterable[Mapping[str, Any]], *, timeout: float | None = None,
                           return_errors: bool = False) -> list:
-        batch = pb.CheckBatchRequest()
-        items = batch.requests
-        for i, request in enumerate(requests):
-            try:
-                items.append(request_to_pb(request, form=self.form))
-            except RequestError as err:
-                raise RequestError(f"[{i}]{'.' if err.path else ''}{err.path}", err.message) from None
+        batch = _batch_request(requests, self.form)
         try:
             response = await self._stub.CheckBatch(batch, timeout=self._timeout(timeout))
         except grpc.RpcError as err:
@@ -264,3 +252,16 @@ class AsyncClient:
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+def _batch_request(requests: Iterable[Mapping[str, Any]], form: str) -> pb.CheckBatchRequest:
+    """The CheckBatchRequest for ``requests``; an item that cannot be encoded is a RequestError
+    naming its index, as ``engine.decide_many`` does."""
+    batch = pb.CheckBatchRequest()
+    items = batch.requests
+    for i, request in enumerate(requests):
+        try:
+            items.append(request_to_pb(request, form=form))
+        except RequestError as err:
+            raise RequestError(f"[{i}]{'.' if err.path else ''}{err.path}", err.message) from None
+    return batch
