@@ -5,25 +5,41 @@ The stages run in this order; each is a pure function of the previous one's outp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..check import CheckedPolicySet
 from . import index
-from .cse import CommonSubexpressions
+from .cse import CommonSubexpressions, count_uses
 from .lower import Lowerer
 from .program import Program, RuleCode
+from .specialize import Specializer
 
 STAGES = (
     "lower",  # AST ⇒ interned nodes: paths, folded data and constants, specialised operators
     "guards",  # the leading equality guards of each rule (must run on the lowered, un-cached nodes)
     "index",  # guards ⇒ decision trees for the forbid and the permit phase
-    "cse",  # shared nodes (and the index's paths) ⇒ CACHED slots; rebuilds every node
+    "specialize",  # each leaf's rule conditions with what its branches proved folded in
+    "cse",  # nodes one request can evaluate twice ⇒ CACHED slots; rebuilds every node
 )
+
+
+@dataclass(frozen=True)
+class _Lowered:
+    """A rule before the index: its clauses as lowered nodes."""
+    id: str
+    effect: str
+    policy: int
+    when: tuple | None
+    unless: tuple | None
+    reason: tuple | None
+    annotations: dict
 
 
 def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool = True) -> Program:
     """Compile a checked policy set. ``indexed=False`` gives flat trees (every rule in turn)."""
     lowerer = Lowerer(dict(policy_set.data))
     targets = [lowerer.expr(p.target, p) if p.target is not None else None for p in policy_set.policies]
-    rules = []
+    rules: list[_Lowered] = []
     candidates: dict[str, list[index.Candidate]] = {"forbid": [], "permit": []}
     for pi, policy in enumerate(policy_set.policies):
         for rule in policy.rules:
@@ -34,49 +50,66 @@ def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool =
             if r.reason is not None:
                 reason = tuple(p if isinstance(p, str) else lowerer.expr(p, policy) for p in r.reason.parts)
             position = len(rules)
-            rules.append(RuleCode(rule.id, rule.effect, pi, when, unless, reason, dict(rule.annotations)))
+            rules.append(_Lowered(rule.id, rule.effect, pi, when, unless, reason, dict(rule.annotations)))
             guards = index.guards_of([targets[pi], when])
             candidates[rule.effect].append(index.Candidate(position, guards))
 
     build = index.build if indexed else index.flat
-    trees = {effect: build(cands) for effect, cands in candidates.items()}
+    specializer = Specializer()
 
-    cse = CommonSubexpressions()
-    roots = [t for t in targets if t is not None]
-    for r in rules:
-        roots.extend(x for x in (r.when, r.unless) if x is not None)
-        roots.extend(p for p in (r.reason or ()) if not isinstance(p, str))
-    for root in roots:
-        cse.use(root)
-    for tree in trees.values():
-        for path in _tree_paths(tree):
-            cse.use(path)
+    def specialized(tree: tuple) -> tuple:
+        if tree[0] == "leaf":
+            return ("leaf", specializer.entries(tree[1], tree[2], rules, targets))
+        _, path, branches, default, error = tree
+        return ("switch", path, {k: specialized(v) for k, v in branches.items()}, specialized(default),
+                None if error is None else specialized(error))
+
+    trees = [specialized(build(candidates[effect])) for effect in ("forbid", "permit")]
+
+    # A request walks one forbid leaf and one permit leaf: a node is cached when the most uses
+    # one forbid leaf can make of it plus the most one permit leaf can make reach two.
+    uses: dict[int, int] = {}
+    for tree in trees:
+        most: dict[int, int] = {}
+        for route, entries in _leaves(tree, ()):
+            roots = list(route)
+            for rule, *clauses in entries:
+                roots.extend(c for c in clauses if c is not None)
+                roots.extend(p for p in (rules[rule].reason or ()) if not isinstance(p, str))
+            for key, n in count_uses(roots).items():
+                if n > most.get(key, 0):
+                    most[key] = n
+        for key, n in most.items():
+            uses[key] = uses.get(key, 0) + n
+    cse = CommonSubexpressions(uses)
 
     def rebuilt(node):
         return None if node is None else cse.rebuild(node)
 
+    def rebuilt_tree(tree: tuple) -> tuple:
+        if tree[0] == "leaf":
+            return ("leaf", tuple((rule, *(rebuilt(c) for c in clauses)) for rule, *clauses in tree[1]))
+        _, path, branches, default, error = tree
+        return ("switch", rebuilt(path), {k: rebuilt_tree(v) for k, v in branches.items()},
+                rebuilt_tree(default), None if error is None else rebuilt_tree(error))
+
+    forbid_tree, permit_tree = (rebuilt_tree(t) for t in trees)
     final_rules = tuple(
-        RuleCode(r.id, r.effect, r.policy, rebuilt(r.when), rebuilt(r.unless),
+        RuleCode(r.id, r.effect, r.policy,
                  None if r.reason is None else tuple(p if isinstance(p, str) else rebuilt(p) for p in r.reason),
                  r.annotations)
         for r in rules)
-    policies = tuple((p.name, rebuilt(t)) for p, t in zip(policy_set.policies, targets))
-    return Program(revision, policies, final_rules, _rebuild_tree(trees["forbid"], cse),
-                   _rebuild_tree(trees["permit"], cse), cse.slots)
+    return Program(revision, tuple(p.name for p in policy_set.policies), final_rules, forbid_tree, permit_tree,
+                   cse.slots)
 
 
-def _tree_paths(tree: tuple):
-    if tree[0] == "switch":
-        _, path, branches, default, error = tree
-        yield path
-        for sub in (*branches.values(), default, error):
-            if sub is not None:
-                yield from _tree_paths(sub)
-
-
-def _rebuild_tree(tree: tuple, cse: CommonSubexpressions) -> tuple:
+def _leaves(tree: tuple, route: tuple):
+    """(switch paths on the way, entries) of every leaf."""
     if tree[0] == "leaf":
-        return tree
+        yield route, tree[1]
+        return
     _, path, branches, default, error = tree
-    return ("switch", cse.rebuild(path), {k: _rebuild_tree(v, cse) for k, v in branches.items()},
-            _rebuild_tree(default, cse), None if error is None else _rebuild_tree(error, cse))
+    route = route + (path,)
+    for sub in (*branches.values(), default, error):
+        if sub is not None:
+            yield from _leaves(sub, route)

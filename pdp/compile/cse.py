@@ -1,7 +1,11 @@
-"""Common sub-expressions: interned nodes reached more than once ⇒ wrapped in a CACHED slot.
+"""Common sub-expressions: interned nodes one request can reach more than once ⇒ wrapped in a
+CACHED slot.
 
 After lowering, equal sub-expressions (and each ``let``) are one node object. A node used by
-two parents, two rules, or a rule and the index is evaluated once per request and kept.
+two parents, two rules, or a rule and the index on the way to one leaf is evaluated once per
+request and kept; a node shared by rules that never meet in one request (the same condition
+in policies on different resource types) is not cached: keeping it would cost more than it
+saves.
 """
 
 from __future__ import annotations
@@ -49,25 +53,29 @@ def replace_children(node: tuple, new: list[tuple]) -> tuple:
     return node
 
 
-class CommonSubexpressions:
-    """Count uses from the roots, then rebuild with shared nodes cached."""
+def count_uses(roots: list[tuple]) -> dict[int, int]:
+    """How many times each node (by id) would be evaluated from ``roots`` if every node used
+    more than once were cached: once per parent that uses it, a parent counted once."""
+    uses: dict[int, int] = {}
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        key = id(node)
+        seen = key in uses
+        uses[key] = uses.get(key, 0) + 1
+        if not seen:
+            stack.extend(children(node))
+    return uses
 
-    def __init__(self) -> None:
-        self.uses: dict[int, int] = {}
-        self._seen: set[int] = set()
+
+class CommonSubexpressions:
+    """Rebuild nodes with those evaluated more than once per request wrapped in CACHED slots;
+    ``uses``: the most times one request can evaluate each node (by id)."""
+
+    def __init__(self, uses: dict[int, int]) -> None:
+        self.uses = uses
         self._rebuilt: dict[int, tuple] = {}
         self.slots = 0
-
-    def use(self, root: tuple, times: int = 1) -> None:
-        stack = [(root, times)]
-        while stack:
-            node, n = stack.pop()
-            key = id(node)
-            self.uses[key] = self.uses.get(key, 0) + n
-            if key in self._seen:
-                continue
-            self._seen.add(key)
-            stack.extend((child, 1) for child in children(node))
 
     def rebuild(self, node: tuple) -> tuple:
         key = id(node)

@@ -10,7 +10,9 @@ which never fail. When a path fails to resolve, the ``error`` branch keeps every
 would have evaluated it, so the rule reports its error as the reference evaluator does.
 
 Tree nodes (plain data):
-- ``("leaf", rule_indices)`` — indices into the program's rules, in source order;
+- ``("leaf", rule_indices, facts)`` — indices into the program's rules, in source order, and
+  what the branches taken to reach the leaf proved: ``((path, value), ...)``, each path known
+  to hold that string (``specialize`` folds them into the rules' conditions);
 - ``("switch", path, branches, default, error)`` — ``branches`` maps a string value of
   ``path`` to a subtree; ``default`` is taken for any other value (or a non-string);
   ``error`` when ``path`` fails to resolve (``None`` for paths that cannot fail).
@@ -78,9 +80,9 @@ def usable(guards: tuple[Guard, ...]) -> tuple[Guard, ...]:
     return tuple(out)
 
 
-def build(candidates: list[Candidate], depth: int = 0) -> tuple:
+def build(candidates: list[Candidate], depth: int = 0, facts: tuple = ()) -> tuple:
     if depth >= MAX_DEPTH or len(candidates) < MIN_RULES_TO_SPLIT:
-        return _leaf(candidates)
+        return _leaf(candidates, facts)
     counts: dict[int, int] = {}
     first_seen: dict[int, tuple] = {}
     for c in candidates:
@@ -89,7 +91,7 @@ def build(candidates: list[Candidate], depth: int = 0) -> tuple:
         for g in usable(c.guards):
             first_seen.setdefault(id(g.path), g.path)
     if not counts or max(counts.values()) < 2:
-        return _leaf(candidates)
+        return _leaf(candidates, facts)
     best = max(first_seen, key=lambda pid: counts[pid])  # max keeps the first of equals
     path = first_seen[best]
 
@@ -111,9 +113,10 @@ def build(candidates: list[Candidate], depth: int = 0) -> tuple:
         # If the path fails, the rule fails at this guard: later guards are never reached.
         on_error.append(Candidate(c.rule, c.guards[:position]))
 
-    branches = {value: build(_merged(rules, unconstrained), depth + 1) for value, rules in sorted(by_value.items())}
-    default = build(unconstrained, depth + 1)
-    error = None if required else build(on_error, depth + 1)
+    branches = {value: build(_merged(rules, unconstrained), depth + 1, facts + ((path, value),))
+                for value, rules in sorted(by_value.items())}
+    default = build(unconstrained, depth + 1, facts)
+    error = None if required else build(on_error, depth + 1, facts)
     return ("switch", path, branches, default, error)
 
 
@@ -121,10 +124,10 @@ def _merged(a: list[Candidate], b: list[Candidate]) -> list[Candidate]:
     return sorted(a + b, key=lambda c: c.rule)
 
 
-def _leaf(candidates: list[Candidate]) -> tuple:
-    return ("leaf", tuple(sorted(c.rule for c in candidates)))
+def _leaf(candidates: list[Candidate], facts: tuple) -> tuple:
+    return ("leaf", tuple(sorted(c.rule for c in candidates)), facts)
 
 
 def flat(candidates: list[Candidate]) -> tuple:
     """The unindexed tree: every rule, in source order (the oracle for the index)."""
-    return _leaf(candidates)
+    return _leaf(candidates, ())

@@ -19,7 +19,7 @@ from .cse import children, replace_children
 from .ir import AND, CALL, CIDR, IN_STRS, LIST, OR, PATH
 
 BUNDLE_FORMAT = "pdp-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: leaves carry their specialized clauses; rules only reasons
 
 
 @dataclass(frozen=True)
@@ -27,18 +27,21 @@ class RuleCode:
     id: str
     effect: str  # "permit" | "forbid"
     policy: int  # index into Program.policies
-    when: tuple | None
-    unless: tuple | None
     reason: tuple | None  # parts: str or node
     annotations: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class Program:
-    """Everything an evaluator needs; immutable, plain data."""
+    """Everything an evaluator needs; immutable, plain data.
+
+    The trees (``compile.index``) end in leaves ``("leaf", entries)``; an entry is ``(rule,
+    target, when, unless)``: an index into ``rules`` and the nodes to evaluate for that rule
+    in that leaf (``compile.specialize``).
+    """
 
     revision: str
-    policies: tuple[tuple[str, tuple | None], ...]  # (name, target node)
+    policies: tuple[str, ...]  # names
     rules: tuple[RuleCode, ...]  # in source order
     forbid_tree: tuple
     permit_tree: tuple
@@ -69,7 +72,7 @@ class _NodeTable:
 
 def _encode_tree(tree: tuple, table: _NodeTable) -> list:
     if tree[0] == "leaf":
-        return ["leaf", list(tree[1])]
+        return ["leaf", [[rule, *(table.ref(c) for c in clauses)] for rule, *clauses in tree[1]]]
     _, path, branches, default, error = tree
     return ["switch", table.ref(path), {k: _encode_tree(v, table) for k, v in branches.items()},
             _encode_tree(default, table), None if error is None else _encode_tree(error, table)]
@@ -78,12 +81,10 @@ def _encode_tree(tree: tuple, table: _NodeTable) -> list:
 def encode(program: Program, sources: tuple[Source, ...] = ()) -> bytes:
     """Program (and the sources it came from, for ``explain``) ⇒ bundle bytes."""
     table = _NodeTable()
-    policies = [[name, table.ref(target)] for name, target in program.policies]
-    rules = [[r.id, r.effect, r.policy, table.ref(r.when), table.ref(r.unless),
-              None if r.reason is None else [p if isinstance(p, str) else {"node": table.ref(p)} for p in r.reason],
+    rules = [[r.id, r.effect, r.policy, None if r.reason is None else [p if isinstance(p, str) else {"node": table.ref(p)} for p in r.reason],
               dict(r.annotations)] for r in program.rules]
     body = {
-        "policies": policies, "rules": rules,
+        "policies": list(program.policies), "rules": rules,
         "forbid_tree": _encode_tree(program.forbid_tree, table),
         "permit_tree": _encode_tree(program.permit_tree, table),
         "slots": program.slots, "nodes": table.rows,
@@ -131,17 +132,24 @@ def _decode_body(header: dict, body: dict) -> Program:
 
     def tree(t: list) -> tuple:
         if t[0] == "leaf":
-            return ("leaf", tuple(int(i) for i in t[1]))
+            return ("leaf", tuple((rule_ref(rule), node(target), node(when), node(unless))
+                                  for rule, target, when, unless in t[1]))
         _, path, branches, default, error = t
         return ("switch", node(path), {k: tree(v) for k, v in branches.items()}, tree(default),
                 None if error is None else tree(error))
 
-    policies = tuple((name, node(target)) for name, target in body["policies"])
+    policies = tuple(str(name) for name in body["policies"])
     rules = tuple(
-        RuleCode(rid, effect, int(policy), node(when), node(unless),
+        RuleCode(rid, effect, int(policy),
                  None if reason is None else tuple(p if isinstance(p, str) else node(p["node"]) for p in reason),
                  dict(annotations))
-        for rid, effect, policy, when, unless, reason, annotations in body["rules"])
+        for rid, effect, policy, reason, annotations in body["rules"])
+
+    def rule_ref(ref: int) -> int:
+        if not 0 <= ref < len(rules):
+            raise IndexError(f"rule {ref} out of range")
+        return int(ref)
+
     return Program(header["revision"], policies, rules, tree(body["forbid_tree"]), tree(body["permit_tree"]),
                    int(body["slots"]))
 

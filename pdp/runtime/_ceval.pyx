@@ -131,7 +131,7 @@ cdef inline _Err _from(object err):
 cdef class _Context:
     cdef object identity, action, resource, context
     cdef double arrival
-    cdef dict cache  # CACHED slots by slot number, policy targets by -(policy + 1)
+    cdef dict cache  # CACHED slots by slot number (None until the first is filled)
     cdef object now_value
     cdef list errors  # RuleErrors met so far (None until the first)
 
@@ -499,10 +499,15 @@ cdef class _Cached(_Node):
     cdef _Node inner
 
     cdef object ev(self, _Context ctx):
-        cdef object value = ctx.cache.get(self.slot, _UNSET)
-        if value is _UNSET:
-            value = self.inner.ev(ctx)
-            ctx.cache[self.slot] = value
+        cdef object value
+        if ctx.cache is None:
+            ctx.cache = {}  # made on first use: most requests fill no slot
+        else:
+            value = ctx.cache.get(self.slot, _UNSET)
+            if value is not _UNSET:
+                return value
+        value = self.inner.ev(ctx)
+        ctx.cache[self.slot] = value
         return value
 
 
@@ -620,17 +625,21 @@ cdef _Node _link_new(tuple node, dict memo):
 cdef class _Rule:
     cdef str id
     cdef bint forbid
-    cdef object target_key  # -(policy + 1): where the target's result is cached
-    cdef _Node target  # its policy's (None when the policy has none)
-    cdef _Node when, unless
     cdef list reason  # parts (str or _Node); None when the message is static
     cdef object annotations
     cdef object static_reason
 
 
 @cython.no_gc
+cdef class _Entry:
+    """A rule in one leaf, with the clauses to check there (None: nothing to check)."""
+    cdef _Rule rule
+    cdef _Node target, when, unless
+
+
+@cython.no_gc
 cdef class _Leaf:
-    cdef tuple rules
+    cdef tuple entries
 
 
 @cython.no_gc
@@ -641,10 +650,30 @@ cdef class _Switch:
     cdef object error
 
 
-cdef object _condition(object value, str clause):
+cdef inline object _condition(object value, str clause):
     if value is True or value is False or type(value) is _Err:
         return value
     return _Err(clause + " expects a boolean, got " + type_name(value))
+
+
+cdef inline object _applies(_Entry entry, _Context ctx):
+    """True, False, or the _Err that stopped it."""
+    cdef object value
+    if entry.target is not None:
+        value = _condition(entry.target.ev(ctx), "target")
+        if value is not True:
+            return value
+    if entry.when is not None:
+        value = _condition(entry.when.ev(ctx), "when")
+        if value is not True:
+            return value
+    if entry.unless is not None:
+        value = _condition(entry.unless.ev(ctx), "unless")
+        if value is True:
+            return False
+        if value is not False:
+            return value
+    return True
 
 
 # ---- request validation ------------------------------------------------------------------
@@ -762,15 +791,11 @@ cdef class Evaluator:
         cdef dict memo = {}
         self.program = program
         self.revision = program.revision
-        targets = [None if t is None else _link(t, memo) for _, t in program.policies]
         self.rules = []
         cdef _Rule r
         for code in program.rules:
             r = _Rule.__new__(_Rule)
-            r.id, r.forbid, r.target_key = code.id, code.effect == "forbid", -(code.policy + 1)
-            r.target = targets[code.policy]
-            r.when = None if code.when is None else _link(code.when, memo)
-            r.unless = None if code.unless is None else _link(code.unless, memo)
+            r.id, r.forbid = code.id, code.effect == "forbid"
             r.annotations = dict(code.annotations)
             r.reason = None
             message = ""
@@ -786,10 +811,19 @@ cdef class Evaluator:
 
     cdef object _tree(self, tuple tree, dict memo):
         cdef _Leaf leaf
+        cdef _Entry entry
         cdef _Switch s
+        cdef list entries = []
         if tree[0] == "leaf":
+            for rule, target, when, unless in tree[1]:
+                entry = _Entry.__new__(_Entry)
+                entry.rule = self.rules[rule]
+                entry.target = None if target is None else _link(target, memo)
+                entry.when = None if when is None else _link(when, memo)
+                entry.unless = None if unless is None else _link(unless, memo)
+                entries.append(entry)
             leaf = _Leaf.__new__(_Leaf)
-            leaf.rules = tuple(self.rules[i] for i in tree[1])
+            leaf.entries = tuple(entries)
             return leaf
         _, path, branches, default, error = tree
         s = _Switch.__new__(_Switch)
@@ -851,7 +885,7 @@ cdef class Evaluator:
         cdef _Context ctx = _Context.__new__(_Context)
         ctx.identity, ctx.action, ctx.resource, ctx.context = identity, action, resource, context
         ctx.arrival = arrival
-        ctx.cache = {}
+        ctx.cache = None
         ctx.now_value = _UNSET
         ctx.errors = None
         cdef list forbids = self._phase(self.forbid_tree, ctx)
@@ -883,10 +917,12 @@ cdef class Evaluator:
             else:
                 tree = s.default
         cdef list reasons = None
+        cdef _Entry entry
         cdef _Rule rule
         cdef object applies
-        for rule in (<_Leaf>tree).rules:
-            applies = self._applies(rule, ctx)
+        for entry in (<_Leaf>tree).entries:
+            rule = entry.rule
+            applies = _applies(entry, ctx)
             if applies is True:
                 if reasons is None:
                     reasons = []
@@ -901,28 +937,6 @@ cdef class Evaluator:
                         reasons = []
                     reasons.append(Reason(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
         return reasons
-
-    cdef object _applies(self, _Rule rule, _Context ctx):
-        """True, False, or the _Err that stopped it."""
-        cdef object value
-        if rule.target is not None:
-            value = ctx.cache.get(rule.target_key, _UNSET)
-            if value is _UNSET:
-                value = _condition(rule.target.ev(ctx), "target")
-                ctx.cache[rule.target_key] = value
-            if value is not True:
-                return value
-        if rule.when is not None:
-            value = _condition(rule.when.ev(ctx), "when")
-            if value is not True:
-                return value
-        if rule.unless is not None:
-            value = _condition(rule.unless.ev(ctx), "unless")
-            if value is True:
-                return False
-            if value is not False:
-                return value
-        return True
 
     cdef object _reason(self, _Rule rule, _Context ctx):
         cdef list out = []

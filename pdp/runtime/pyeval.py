@@ -28,13 +28,12 @@ _ROOT_INDEX = {name: i for i, name in enumerate(ir.ROOTS)}
 
 
 class _Context:
-    __slots__ = ("roots", "arrival", "cache", "targets", "_now")
+    __slots__ = ("roots", "arrival", "cache", "_now")
 
     def __init__(self, roots: tuple, arrival: float):
         self.roots = roots
         self.arrival = arrival
         self.cache: dict = {}
-        self.targets: dict = {}
         self._now = _UNSET
 
     def now(self):
@@ -198,12 +197,10 @@ def _link_logic(op: int, items: list):
 
 
 class _LinkedRule:
-    __slots__ = ("id", "effect", "policy", "when", "unless", "reason", "annotations", "static_reason")
+    __slots__ = ("id", "effect", "reason", "annotations", "static_reason")
 
     def __init__(self, code, linked_nodes):
-        self.id, self.effect, self.policy = code.id, code.effect, code.policy
-        self.when = linked_nodes(code.when)
-        self.unless = linked_nodes(code.unless)
+        self.id, self.effect = code.id, code.effect
         self.annotations = dict(code.annotations)
         self.reason = None
         message = ""
@@ -232,13 +229,13 @@ class Evaluator:
                 memo[key] = link(node)
             return memo[key]
 
-        self._targets = [linked(target) for _, target in program.policies]
         self._rules = [_LinkedRule(code, linked) for code in program.rules]
         self._trees = (self._link_tree(program.forbid_tree, linked), self._link_tree(program.permit_tree, linked))
 
     def _link_tree(self, tree, linked):
         if tree[0] == "leaf":
-            return ("leaf", [self._rules[i] for i in tree[1]])
+            return ("leaf", [(self._rules[rule], linked(target), linked(when), linked(unless))
+                             for rule, target, when, unless in tree[1]])
         _, path, branches, default, error = tree
         return ("switch", linked(path), {k: self._link_tree(v, linked) for k, v in branches.items()},
                 self._link_tree(default, linked), None if error is None else self._link_tree(error, linked))
@@ -277,9 +274,11 @@ class Evaluator:
                 continue
             tree = branches.get(value, default) if type(value) is str else default
         reasons = []
-        for rule in tree[1]:
+        for rule, target, when, unless in tree[1]:
             try:
-                applies = self._applies(rule, ctx)
+                applies = ((target is None or _condition(target(ctx), "target"))
+                           and (when is None or _condition(when(ctx), "when"))
+                           and not (unless is not None and _condition(unless(ctx), "unless")))
             except EvalError as err:
                 errors.append(RuleError(rule.id, err.message))
                 if rule.effect == "forbid":
@@ -288,28 +287,6 @@ class Evaluator:
             if applies:
                 reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
         return reasons
-
-    def _target(self, policy: int, ctx: _Context) -> bool:
-        value = ctx.targets.get(policy, _UNSET)
-        if value is _UNSET:
-            target = self._targets[policy]
-            try:
-                value = _condition(target(ctx), "target")
-            except EvalError as err:
-                value = err
-            ctx.targets[policy] = value
-        if type(value) is EvalError:
-            raise value
-        return value
-
-    def _applies(self, rule: _LinkedRule, ctx: _Context) -> bool:
-        if self._targets[rule.policy] is not None and not self._target(rule.policy, ctx):
-            return False
-        if rule.when is not None and not _condition(rule.when(ctx), "when"):
-            return False
-        if rule.unless is not None and _condition(rule.unless(ctx), "unless"):
-            return False
-        return True
 
     def _reason(self, rule: _LinkedRule, ctx: _Context) -> Reason:
         out = []

@@ -1,0 +1,116 @@
+"""Specializing: each leaf of a decision tree gets its own copy of its rules' conditions, with
+what the branches above it proved folded in.
+
+A branch of a switch on ``action.name`` is only taken when that path holds that string, so in
+its leaf ``action.name == "list"`` is true, ``action.name in ["read", "list"]`` is true and
+``action.name != "admin"`` is true, without an error in any case. Folding them to constants
+and simplifying ``and``/``or``/``not`` around them is exact (same value, same error, same
+message); a rule whose target or first condition folds to false is dropped from the leaf, and
+a target that folds to true is not evaluated at all.
+
+A leaf entry is ``(rule, target, when, unless)``: the index of the rule in the program's rule
+table and the three clauses to evaluate in that order, each ``None`` when there is nothing to
+check (absent, or proved true; for ``unless``: absent or proved false).
+"""
+
+from __future__ import annotations
+
+from .cse import children, replace_children
+from .ir import AND, COMPARE, CONST, DEFINED, EQ_STR, IN_STRS, MATCH_GLOB, NOT, OR, PATH
+
+TRUE = (CONST, True)
+FALSE = (CONST, False)
+
+#: Opcodes whose value is always a boolean (or an error): ``and`` of one of them is the item.
+_BOOLEAN = (NOT, AND, OR, COMPARE, EQ_STR, IN_STRS, MATCH_GLOB, DEFINED)
+
+
+def _is(node: tuple, value: bool) -> bool:
+    return node[0] == CONST and node[1] is value
+
+
+class Specializer:
+    """Folds facts into nodes; rebuilt nodes are interned, so leaves that fold a node the same
+    way share one copy (and the bundle stores it once)."""
+
+    def __init__(self) -> None:
+        self._interned: dict[tuple, tuple] = {}
+
+    def entries(self, rule_indices: tuple, facts: tuple, rules: list, targets: list) -> tuple:
+        """The leaf's entries (see the module doc) for rules ``rule_indices`` under ``facts``."""
+        known = {id(path): value for path, value in facts}
+        memo: dict[int, tuple] = {}
+        out = []
+        for i in rule_indices:
+            rule = rules[i]
+            target = targets[rule.policy]
+            when, unless = rule.when, rule.unless
+            if known:
+                target, when, unless = (None if c is None else self.fold(c, known, memo) for c in (target, when, unless))
+            if target is not None:
+                if _is(target, False):
+                    continue  # the target is false without an error: the rule never applies here
+                if _is(target, True):
+                    target = None
+            if when is not None:
+                if _is(when, False) and target is None:
+                    continue
+                if _is(when, True):
+                    when = None
+            if unless is not None and _is(unless, False):
+                unless = None
+            out.append((i, target, when, unless))
+        return tuple(out)
+
+    def fold(self, node: tuple, known: dict[int, str], memo: dict[int, tuple]) -> tuple:
+        key = id(node)
+        done = memo.get(key)
+        if done is None:
+            done = memo[key] = self._fold(node, known, memo)
+        return done
+
+    def _fold(self, node: tuple, known: dict[int, str], memo: dict[int, tuple]) -> tuple:
+        op = node[0]
+        if op in (EQ_STR, IN_STRS) and node[1][0] == PATH and id(node[1]) in known:
+            value = known[id(node[1])]
+            holds = value == node[2] if op == EQ_STR else value in node[2]
+            return TRUE if holds != node[3] else FALSE
+        kids = children(node)
+        if not kids:
+            return node
+        folded = [self.fold(k, known, memo) for k in kids]
+        if op == NOT and folded[0][0] == CONST and isinstance(folded[0][1], bool):
+            return FALSE if folded[0][1] else TRUE
+        if op in (AND, OR):
+            return self._logic(node, folded)
+        if all(f is k for f, k in zip(folded, kids)):
+            return node
+        return self._intern(node, folded)
+
+    def _logic(self, node: tuple, folded: list[tuple]) -> tuple:
+        """``and``/``or`` with constant items: an item equal to the neutral value goes; the
+        first one equal to the settling value ends the list (nothing after it is evaluated)."""
+        settles = node[0] == OR  # the value that decides an `or` (True) or an `and` (False)
+        items: list[tuple] = []
+        for f in folded:
+            if _is(f, not settles):
+                continue
+            items.append(f)
+            if _is(f, settles):
+                break
+        if not items:
+            return FALSE if settles else TRUE
+        if _is(items[0], settles):
+            return items[0]
+        if len(items) == 1 and items[0][0] in _BOOLEAN:
+            return items[0]
+        if len(items) == len(folded) and all(f is k for f, k in zip(items, node[1])):
+            return node
+        return self._intern(node, items)
+
+    def _intern(self, node: tuple, new_children: list[tuple]) -> tuple:
+        key = (id(node), tuple(id(c) for c in new_children))
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = (replace_children(node, new_children), node, new_children)
+        return found[0]

@@ -1,0 +1,154 @@
+"""Leaf specialization (pdp/compile/specialize.py): what a branch of the decision tree proved is
+folded into the conditions of the rules in its leaves. Folding must never change a decision,
+a reason or an error, wherever the proved comparisons sit (nested in not/or/and, negated, in
+targets, in `unless`), and it must actually take the work away.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pdp
+from pdp.compile import ir
+
+from strategies import conditions, requests, write_policy_set
+from test_differential import _check_all
+
+NESTED = """
+policy a {
+  target resource.type == "doc" and action.name in ["read", "write", "delete"]
+  permit plain when action.name == "read"
+  permit negated when action.name != "write" and identity.env == "prod"
+  permit in_or when (action.name == "delete" or identity.env == "dev") and resource.owner == identity.id
+  forbid notted when not (action.name in ["read", "write"]) and identity.level < 2
+  permit unless_proved when identity.env == "prod" unless action.name == "write"
+  forbid first_false_after_error when identity.level > 1 and action.name == "nope"
+  permit error_then_true when identity.level >= 0 and action.name in ["read"] and identity.env != "x"
+}
+policy b {
+  target resource.type == "todo"
+  permit r when action.name == "read" and resource.tags contains "public"
+  permit w when action.name == "write" and identity.level
+  forbid d when action.name == "delete" or identity.env == "dev"
+  permit any when resource.type == "todo" and action.name in ["read", "write"]
+}
+"""
+
+
+def _grid():
+    for rtype in ("doc", "todo", "other"):
+        for action in ("read", "write", "delete", "nope"):
+            for env in ("prod", "dev", None, 3):
+                for level in (0, 2, "high", None):
+                    identity = {"type": "workload", "id": "bob"}
+                    if env is not None:
+                        identity["env"] = env
+                    if level is not None:
+                        identity["level"] = level
+                    yield {"identity": identity, "action": action,
+                           "resource": {"type": rtype, "id": "r1", "owner": "bob", "tags": ["public"]}}
+
+
+def test_folded_conditions_decide_as_the_reference(tmp_path):
+    engine = pdp.load(write_policy_set(tmp_path / "s", [NESTED], None), backend="reference")
+    _check_all(engine, list(_grid()))
+
+
+def _leaf(tree: tuple, *values: str) -> tuple:
+    for value in values:
+        assert tree[0] == "switch"
+        tree = tree[2][value]
+    assert tree[0] == "leaf"
+    return tree[1]
+
+
+def test_proved_targets_and_guards_are_not_evaluated_again(tmp_path):
+    engine = pdp.load(write_policy_set(tmp_path / "s", [NESTED], None))
+    program = engine.program
+    ids = [r.id for r in program.rules]
+    entries = {ids[rule]: (target, when, unless) for rule, target, when, unless in
+               _leaf(program.permit_tree, "doc", "read")}
+    # The target (resource.type and action.name) is proved by the branches taken.
+    assert all(target is None for target, _, _ in entries.values())
+    # `action.name == "read"` is the whole condition: nothing is left to check.
+    assert entries["a.plain"] == (None, None, None)
+    # `action.name != "write"` folds to true and leaves the other comparison alone (cached:
+    # `identity.env == "prod"` is also a condition of a.unless_proved in this leaf).
+    when = entries["a.negated"][1]
+    assert when[0] == ir.CACHED and when[2][0] == ir.EQ_STR and when[2][2] == "prod"
+    # `unless action.name == "write"` is false on the read branch: no unless to check.
+    assert entries["a.unless_proved"][2] is None
+    # On the write branch, the same unless is proved true: the rule can never apply there,
+    # but its `when` may still fail, so it stays (with a constant unless).
+    write = {ids[rule]: (target, when, unless) for rule, target, when, unless in
+             _leaf(program.permit_tree, "doc", "write")}
+    assert write["a.unless_proved"][2] == (ir.CONST, True)
+
+
+def test_rules_proved_false_leave_the_leaf(tmp_path):
+    engine = pdp.load(write_policy_set(tmp_path / "s", [NESTED], None))
+    program = engine.program
+    ids = [r.id for r in program.rules]
+    read = [ids[rule] for rule, *_ in _leaf(program.permit_tree, "todo", "read")]
+    # b.w needs action.name == "write": false on the read branch, before anything could fail.
+    assert "b.w" not in read and "b.r" in read and "b.any" in read
+
+
+def test_shared_conditions_of_rules_that_never_meet_are_not_cached(tmp_path):
+    """The same condition in policies on different resource types is never evaluated twice
+    for one request: caching it would only cost."""
+    text = "".join(f'policy p{i} {{\n  target resource.type == "t{i}"\n'
+                   f'  forbid x when identity.env != resource.env and identity.level < 2\n}}\n' for i in range(5))
+    engine = pdp.load(write_policy_set(tmp_path / "s", [text], None))
+    assert engine.program.slots == 0
+    # Within one leaf, a `let` used twice is still cached.
+    text = 'policy p {\n  let who = lower(identity.id)\n  permit x when who startswith "a" and who != "ab"\n}\n'
+    engine = pdp.load(write_policy_set(tmp_path / "t", [text], None))
+    assert engine.program.slots == 1
+    assert engine.decide({"identity": {"type": "w", "id": "Ax"}, "action": "r",
+                          "resource": {"type": "t"}}).decision == "ALLOW"
+
+
+_GUARDS = st.sampled_from([
+    'action.name == "read"', 'action.name != "write"', 'action.name in ["read", "delete"]',
+    'action.name not in ["charge"]', 'resource.type == "doc"', 'identity.env == "prod"',
+    'identity.env in ["dev", "staging"]', 'identity.type == "workload"',
+])
+
+
+@st.composite
+def _guarded_conditions(draw):
+    """Conditions that mix provable comparisons (at the head, nested, negated) with any other."""
+    def atom():
+        return draw(st.one_of(_GUARDS, conditions()))
+    shape = draw(st.integers(0, 4))
+    a, b, c = atom(), atom(), atom()
+    return [f"{a} and {b}", f"not ({a}) and {b}", f"({a} or {b}) and {c}", f"{a} and ({b} or not ({c}))",
+            f"{a}"][shape]
+
+
+@st.composite
+def _guarded_policy_sets(draw):
+    lines = []
+    for p in range(draw(st.integers(1, 4))):
+        target = draw(st.sampled_from(['resource.type == "doc"', 'resource.type in ["doc", "todo"]',
+                                       'action.name == "read" and resource.type == "payment"', None]))
+        lines.append(f"policy p{p} {{")
+        if target:
+            lines.append(f"  target {target}")
+        for r in range(draw(st.integers(1, 5))):
+            effect = draw(st.sampled_from(["permit", "forbid"]))
+            rule = f"  {effect} r{r} when {draw(_guarded_conditions())}"
+            if draw(st.booleans()):
+                rule += f" unless {draw(_GUARDS)}"
+            lines.append(rule)
+        lines.append("}")
+    return ["\n".join(lines) + "\n"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=_guarded_policy_sets(), reqs=st.lists(requests(), min_size=2, max_size=10))
+def test_generated_guarded_sets_agree_with_the_reference(texts, reqs):
+    from strategies import load_policy_set
+    _check_all(load_policy_set(texts), reqs)
