@@ -38,7 +38,30 @@ cdef object _INT_MIN = INT_MIN
 cdef object _INT_MAX = INT_MAX
 cdef Py_ssize_t _MAX_REASON_CHARS = MAX_REASON_CHARS
 cdef Py_ssize_t _SCAN_PAIRS = 16 * operators.SCAN_PAIRS  # a scan in C is ~16x cheaper than in Python
-cdef object _tuple_new = tuple.__new__  # builds a Decision (a tuple subclass) in one C call
+cdef type _DECISION = Decision
+
+
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(type t, Py_ssize_t items)
+    void PyTuple_SET_ITEM(object t, Py_ssize_t i, object o)  # steals a reference to o
+    void Py_INCREF(object o)
+
+
+cdef inline object _decision(str decision, tuple reasons, tuple errors, str revision, long long eval_ns):
+    """A Decision (a tuple subclass) filled in place: no argument tuple, no tuple.__new__ call."""
+    cdef object d = PyType_GenericAlloc(_DECISION, 5)
+    cdef object ns = eval_ns
+    Py_INCREF(decision)
+    PyTuple_SET_ITEM(d, 0, decision)
+    Py_INCREF(reasons)
+    PyTuple_SET_ITEM(d, 1, reasons)
+    Py_INCREF(errors)
+    PyTuple_SET_ITEM(d, 2, errors)
+    Py_INCREF(revision)
+    PyTuple_SET_ITEM(d, 3, revision)
+    Py_INCREF(ns)
+    PyTuple_SET_ITEM(d, 4, ns)
+    return d
 
 
 cdef inline long long _nanos(int clock):
@@ -127,6 +150,7 @@ cdef inline _Err _from(object err):
 
 # ---- the per-request context -------------------------------------------------------------
 
+@cython.final  # direct (inlinable) method calls
 @cython.no_gc  # made per request; references request data only, never itself: no cycles
 cdef class _Context:
     cdef object identity, action, resource, context
@@ -135,7 +159,7 @@ cdef class _Context:
     cdef object now_value
     cdef list errors  # RuleErrors met so far (None until the first)
 
-    cdef object root(self, int index):
+    cdef inline object root(self, int index):
         if index == 0:
             return self.identity
         if index == 1:
@@ -212,6 +236,19 @@ cdef class _Path(_Node):
                 return _Err(missing(self.texts[i + 1]))
             value = found
         return value
+
+
+@cython.no_gc
+cdef class _Path1(_Node):
+    """A path of one key (``identity.env``): most paths, so without the loop."""
+    cdef int root
+    cdef str key, text
+
+    cdef object ev(self, _Context ctx):
+        cdef object found = (<dict>ctx.root(self.root)).get(self.key, _UNSET)  # roots are dicts
+        if found is _UNSET:
+            return _Err(missing(self.text))
+        return found
 
 
 @cython.no_gc
@@ -526,6 +563,7 @@ cdef _Node _link_new(tuple node, dict memo):
     cdef _Const c
     cdef _Error e
     cdef _Path p
+    cdef _Path1 p1
     cdef _Attr a
     cdef _Index x
     cdef _List l
@@ -551,6 +589,10 @@ cdef _Node _link_new(tuple node, dict memo):
         e = _Error.__new__(_Error)
         e.err = _Err(node[1])
         return e
+    if op == ir.PATH and len(node[2]) == 1:
+        p1 = _Path1.__new__(_Path1)
+        p1.root, p1.key, p1.text = ir.ROOTS.index(node[1]), intern(node[2][0]), node[3][1]
+        return p1
     if op == ir.PATH:
         p = _Path.__new__(_Path)
         p.root = ir.ROOTS.index(node[1])
@@ -900,8 +942,8 @@ cdef class Evaluator:
                 decision, reasons = _ALLOW, tuple(permits)
             else:
                 decision, reasons = _DENY, _DEFAULT_REASONS
-        return _tuple_new(Decision, (decision, reasons, _EMPTY if ctx.errors is None else tuple(ctx.errors),
-                                     self.revision, _nanos(CLOCK_MONOTONIC) - started))
+        return _decision(decision, reasons, _EMPTY if ctx.errors is None else tuple(ctx.errors),
+                         self.revision, _nanos(CLOCK_MONOTONIC) - started)
 
     cdef list _phase(self, object tree, _Context ctx):
         """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
