@@ -8,6 +8,8 @@ measured in interleaved rounds by one client written with Python grpcio:
 
 * ``check_p50_us``: sequential unary calls (one in flight), median and p99 latency;
 * ``inflight64_per_s``: calls per second with 64 in flight (grpc.aio client, one channel);
+  with ``--connections 1,4`` also spread over 4 channels of one TCP connection each
+  (``inflight64_c4_per_s``), as a gateway with several worker threads connects;
 * ``batch100_decisions_per_s``: decisions per second with sequential batches of 100
   (pdp ``CheckBatch`` of 100 requests; Cerbos ``CheckResources`` of 100 resources, one
   principal — Cerbos has no batch of independent principals).
@@ -307,26 +309,33 @@ class Calls:
                 out.append(clock() - t)
         return out
 
-    def inflight(self, n: int, concurrency: int = 64) -> float:
+    def inflight(self, n: int, concurrency: int = 64, connections: int = 1) -> float:
+        """Calls per second with ``concurrency`` calls in flight, spread evenly over
+        ``connections`` channels (each its own TCP connection: a local subchannel pool)."""
         async def run() -> float:
-            async with grpc.aio.insecure_channel(self.target) as channel:
-                call = channel.unary_unary(self.check_path,
-                                           request_serializer=type(self.check_msg).SerializeToString,
-                                           response_deserializer=self.check_resp.FromString)
+            channels = [grpc.aio.insecure_channel(self.target, options=[("grpc.use_local_subchannel_pool", 1)])
+                        for _ in range(connections)]
+            try:
+                calls = [ch.unary_unary(self.check_path, request_serializer=type(self.check_msg).SerializeToString,
+                                        response_deserializer=self.check_resp.FromString) for ch in channels]
                 msg = self.check_msg
-                for _ in range(100):
-                    await call(msg)
+                for call in calls:
+                    for _ in range(100 // connections + 1):
+                        await call(msg)
                 left = n
 
-                async def worker():
+                async def worker(call):
                     nonlocal left
                     while left > 0:
                         left -= 1
                         await call(msg)
 
                 t = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                await asyncio.gather(*(worker(calls[i % connections]) for i in range(concurrency)))
                 return n / (time.perf_counter() - t)
+            finally:
+                for ch in channels:
+                    await ch.close()
 
         return asyncio.run(run())
 
@@ -348,34 +357,45 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def measure(servers: list[Server], rounds: int, seq: int, inflight: int, batches: int) -> dict:
+def measure(servers: list[Server], rounds: int, seq: int, inflight: int, batches: int,
+            connections: tuple[int, ...] = (1,)) -> dict:
     calls = [Calls(s) for s in servers]
     for c in calls:
         c.verify()
-    raw: dict[str, dict[str, list[float]]] = {s.name: {"p50": [], "p99": [], "inflight": [], "batch": []}
-                                              for s in servers}
+    extra = [k for k in connections if k != 1]
+    raw: dict[str, dict[str, list[float]]] = {
+        s.name: {"p50": [], "p99": [], "inflight": [], "batch": [], **{f"inflight_c{k}": [] for k in extra}}
+        for s in servers}
     for r in range(rounds):
         for c in calls:  # interleaved: each round measures every server in turn
             lat = c.sequential(seq)
             raw[c.server.name]["p50"].append(statistics.median(lat) * 1e6)
             raw[c.server.name]["p99"].append(percentile(lat, 0.99) * 1e6)
             raw[c.server.name]["inflight"].append(c.inflight(inflight))
+            for k in extra:
+                raw[c.server.name][f"inflight_c{k}"].append(c.inflight(inflight, connections=k))
             raw[c.server.name]["batch"].append(c.batches(batches))
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
     return {name: {"check_p50_us": round(statistics.median(v["p50"]), 1),
                    "check_p99_us": round(statistics.median(v["p99"]), 1),
                    "inflight64_per_s": round(statistics.median(v["inflight"])),
+                   **{f"inflight64_c{k}_per_s": round(statistics.median(v[f"inflight_c{k}"])) for k in extra},
                    "batch100_decisions_per_s": round(statistics.median(v["batch"])),
                    "rounds": {k: [round(x, 1) for x in xs] for k, xs in v.items()}}
             for name, v in raw.items()}
 
 
 def table(results: dict) -> str:
-    lines = ["| server | Check p50 µs | Check p99 µs | 64 in flight, calls/s | batch of 100, decisions/s |",
-             "|---|---|---|---|---|"]
+    spread = sorted({k for r in results.values() for k in r if k.startswith("inflight64_c")},
+                    key=lambda k: int(k.split("_c")[1].split("_")[0]))
+    head = ["Check p50 µs", "Check p99 µs", "64 in flight, calls/s",
+            *(f"64 in flight over {k.split('_c')[1].split('_')[0]} connections, calls/s" for k in spread),
+            "batch of 100, decisions/s"]
+    lines = ["| server | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['check_p50_us']} | {r['check_p99_us']} | {r['inflight64_per_s']} | "
-                     f"{r['batch100_decisions_per_s']} |")
+        cells = [r["check_p50_us"], r["check_p99_us"], r["inflight64_per_s"], *(r[k] for k in spread),
+                 r["batch100_decisions_per_s"]]
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -400,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seq", type=int, default=2000, help="sequential calls per round")
     ap.add_argument("--inflight", type=int, default=6000, help="calls per round at 64 in flight")
+    ap.add_argument("--connections", default="1",
+                    help="64 in flight over this many connections; a comma list measures each (default 1)")
     ap.add_argument("--batches", type=int, default=100, help="batches of 100 per round")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 round, few calls")
     ap.add_argument("--out", help="write the results as JSON here")
@@ -421,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append(CerbosServer(workdir, binary))
             else:
                 print("no cerbos binary (--cerbos, CERBOS_BIN or --npm-cerbos): pdp only", file=sys.stderr)
-        results = measure(servers, args.rounds, args.seq, args.inflight, args.batches)
+        connections = tuple(int(k) for k in args.connections.split(","))
+        results = measure(servers, args.rounds, args.seq, args.inflight, args.batches, connections)
     finally:
         for s in servers:
             s.stop()

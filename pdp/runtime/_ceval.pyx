@@ -45,6 +45,7 @@ cdef extern from "Python.h":
     object PyType_GenericAlloc(type t, Py_ssize_t items)
     void PyTuple_SET_ITEM(object t, Py_ssize_t i, object o)  # steals a reference to o
     void Py_INCREF(object o)
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
 
 
 cdef inline object _decision(str decision, tuple reasons, tuple errors, str revision, long long eval_ns):
@@ -303,10 +304,9 @@ cdef class _List(_Node):
 
     cdef object ev(self, _Context ctx):
         cdef list out = []
-        cdef _Node item
-        cdef object value
-        for item in self.items:
-            value = item.ev(ctx)
+        cdef object item, value
+        for item in self.items:  # untyped loop variable: no per-item type test (items are _Nodes)
+            value = (<_Node>item).ev(ctx)
             if type(value) is _Err:
                 return value
             out.append(value)
@@ -335,10 +335,9 @@ cdef class _Logic(_Node):
     cdef str name
 
     cdef object ev(self, _Context ctx):
-        cdef _Node item
-        cdef object value
-        for item in self.items:
-            value = item.ev(ctx)
+        cdef object item, value
+        for item in self.items:  # untyped loop variable: no per-item type test (items are _Nodes)
+            value = (<_Node>item).ev(ctx)
             if value is self.settles:
                 return value
             if value is not True and value is not False:
@@ -379,6 +378,24 @@ cdef class _Compare(_Node):
         cdef type ta = type(a)
         cdef type tb = type(b)
         cdef object found
+        cdef long long x, y
+        cdef int ox, oy
+        if ta is tb and ta is int and op <= OP_GE:
+            # Integers that fit in C: compare without Python's rich-comparison dispatch.
+            x = PyLong_AsLongLongAndOverflow(a, &ox)
+            y = PyLong_AsLongLongAndOverflow(b, &oy)
+            if ox == 0 and oy == 0:
+                if op == OP_EQ:
+                    return x == y
+                if op == OP_NE:
+                    return x != y
+                if op == OP_LT:
+                    return x < y
+                if op == OP_LE:
+                    return x <= y
+                if op == OP_GT:
+                    return x > y
+                return x >= y
         if ta is tb and (ta is str or ta is int or ta is float):
             # Same-typed scalars; everything else goes to the shared operators.
             if op == OP_EQ:
@@ -959,12 +976,12 @@ cdef class Evaluator:
             else:
                 tree = s.default
         cdef list reasons = None
-        cdef _Entry entry
+        cdef object entry
         cdef _Rule rule
         cdef object applies
-        for entry in (<_Leaf>tree).entries:
-            rule = entry.rule
-            applies = _applies(entry, ctx)
+        for entry in (<_Leaf>tree).entries:  # untyped: no per-item type test (entries are _Entrys)
+            rule = (<_Entry>entry).rule
+            applies = _applies(<_Entry>entry, ctx)
             if applies is True:
                 if reasons is None:
                     reasons = []
