@@ -99,3 +99,16 @@ def test_many_targeted_policies_agree(tmp_path):
             for who in ("bob", "eve") for env in ("prod", "dev", None) for action in ("read", "delete")
             for t in (0, 3, 9) for tags in (["public"], None, "oops") for ip in ("10.1.2.3", "nope")]
     _check_all(engine, reqs)
+
+
+def test_integer_comparisons_at_the_64_bit_edges(tmp_path):
+    """The compiled evaluator compares integers that fit in C directly, others in Python."""
+    from strategies import write_policy_set
+    import pdp
+
+    edges = [0, 1, -1, 2**62, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), -(2**63) + 1, 1.5, True]
+    rules = "\n".join(f"  permit {name} when identity.a {op} identity.b"
+                      for name, op in (("eq", "=="), ("ne", "!="), ("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">=")))
+    engine = pdp.load(write_policy_set(tmp_path / "s", [f"policy p {{\n{rules}\n}}\n"], None), backend="reference")
+    _check_all(engine, [{"identity": {"type": "w", "id": "x", "a": a, "b": b}, "action": "r", "resource": {"type": "t"}}
+                        for a in edges for b in edges])
