@@ -23,7 +23,7 @@ from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleE
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import (indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES,
-                       ROOT_KEYS)
+                       REQUIRED, ROOT_KEYS)
 from ..values import parse_time, render, type_name, equal
 from ..access import index_value, missing, not_a_map, not_boolean
 
@@ -736,99 +736,228 @@ cdef inline object _applies(_Entry entry, _Context ctx):
 
 
 # ---- request validation ------------------------------------------------------------------
+#
+# Every request passes here, so the check walks it in C on borrowed pointers: exact type
+# compares, no reference counting, no Python objects made but the result. It may only be
+# stricter than request.parse_request: "no" (False / None) means "not sure", and the reference
+# then normalizes the request or raises RequestError with the path. Only exact built-in types
+# are looked into, so no Python code runs during the walk and the borrowed pointers stay valid.
+
+from cpython.object cimport PyObject, PyTypeObject, Py_LE
+from libc.string cimport memcmp
 
 cdef extern from "Python.h":
-    Py_UCS4 PyUnicode_MAX_CHAR_VALUE(object o)
+    PyTypeObject PyUnicode_Type, PyBool_Type, PyLong_Type, PyFloat_Type, PyDict_Type, PyList_Type
+    # Declared on PyObject* so that Cython adds no reference counting; most are macros.
+    PyTypeObject* _type "Py_TYPE"(PyObject* o)
+    bint _next "PyDict_Next"(PyObject* d, Py_ssize_t* pos, PyObject** key, PyObject** value)
+    Py_ssize_t _dict_size "PyDict_GET_SIZE"(PyObject* d)
+    Py_ssize_t _list_size "PyList_GET_SIZE"(PyObject* l)
+    PyObject* _list_item "PyList_GET_ITEM"(PyObject* l, Py_ssize_t i)
+    Py_ssize_t _str_len "PyUnicode_GET_LENGTH"(PyObject* s)
+    int _str_kind "PyUnicode_KIND"(PyObject* s)
+    void* _str_data "PyUnicode_DATA"(PyObject* s)
+    Py_UCS4 _max_char "PyUnicode_MAX_CHAR_VALUE"(PyObject* s)
+    double _float_value "PyFloat_AS_DOUBLE"(PyObject* f)
+    long long _as_long_long "PyLong_AsLongLongAndOverflow"(PyObject* o, int* overflow)  # no error on an int
+    int _compare "PyObject_RichCompareBool"(PyObject* a, PyObject* b, int op)
 
+cdef extern from *:
+    """
+    /* 1 when the str s holds no lone surrogate (U+D800..U+DFFF); 0 also when unsure. */
+    static int pdp_no_surrogate(PyObject *s) {
+    #if PY_VERSION_HEX < 0x030C0000
+        if (!PyUnicode_IS_READY(s)) return 0;  /* a legacy string: the reference will tell */
+    #endif
+        int kind = PyUnicode_KIND(s);
+        const void *data = PyUnicode_DATA(s);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+        if (kind == PyUnicode_1BYTE_KIND) return 1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c >= 0xD800 && c <= 0xDFFF) return 0;
+        }
+        return 1;
+    }
 
-cdef bint _clean_str(str s):
-    """No lone surrogates (request.py rejects them: no layer could encode them)."""
-    if PyUnicode_MAX_CHAR_VALUE(s) < 0xD800:
-        return True
-    cdef Py_UCS4 ch
-    for ch in s:
-        if 0xD800 <= ch <= 0xDFFF:
-            return False
-    return True
-
-
-cdef extern from "Python.h":
-    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
-
-
-cdef extern from "Python.h":
-    Py_ssize_t PyDict_GET_SIZE(object o)  # macros: no call, no error check (the type is known)
-    Py_ssize_t PyList_GET_SIZE(object o)
+    /* An int of at most one digit (|v| < 2**30): within 64 bits, known without a call. */
+    #if PY_VERSION_HEX >= 0x030C0000
+    #define pdp_small_int(o) PyUnstable_Long_IsCompact((PyLongObject *)(o))
+    #else
+    #define pdp_small_int(o) (-1 <= Py_SIZE(o) && Py_SIZE(o) <= 1)
+    #endif
+    """
+    bint pdp_no_surrogate(PyObject* s) noexcept
+    bint pdp_small_int(PyObject* o) noexcept
 
 
 cdef Py_ssize_t _MAX_VALUES = MAX_VALUES
 cdef Py_ssize_t _MAX_LIST_ITEMS = MAX_LIST_ITEMS
+cdef int _MAX_DEPTH = MAX_DEPTH
+# The names of request.py as C pointers (its tuples keep them alive): ROOT_KEYS in order, and
+# each root's REQUIRED fields (NULL: none). Its literals are interned, as are the keys of
+# requests written in Python, so most keys are these very objects.
+cdef PyObject* _ROOT_NAMES[4]
+cdef PyObject* _REQUIRED_NAMES[4][2]
 
 
-cdef bint _plain_value(object value, int depth, Py_ssize_t* left):
-    """True when ``value`` is already a normalized JSON value (no copy needed) within the
-    request limits; ``left``: values the request may still carry (request.MAX_VALUES)."""
-    cdef type t = type(value)
+cdef int _name_roots() except -1:
+    cdef int i, j
+    assert len(ROOT_KEYS) == 4
+    for i in range(4):
+        _ROOT_NAMES[i] = <PyObject*>ROOT_KEYS[i]
+        _REQUIRED_NAMES[i][0] = _REQUIRED_NAMES[i][1] = NULL
+    for root, field in REQUIRED:
+        i = ROOT_KEYS.index(root)
+        j = 0 if _REQUIRED_NAMES[i][0] == NULL else 1
+        assert _REQUIRED_NAMES[i][j] == NULL, "at most two required fields a root"
+        _REQUIRED_NAMES[i][j] = <PyObject*>field
+    return 0
+
+
+_name_roots()
+
+
+cdef inline bint _clean(PyObject* s) noexcept:
+    """No lone surrogate (request.py rejects them: no layer could encode them). Strings all
+    below U+D800 (ASCII, Latin, most of the BMP) need no scan."""
+    return _max_char(s) < 0xD800 or pdp_no_surrogate(s)
+
+
+cdef bint _plain_number(PyObject* v, PyTypeObject* t) noexcept:
+    """An int within INT_MIN..INT_MAX, a bool or a finite float."""
     cdef int overflow
-    if t is str:
-        return PyUnicode_MAX_CHAR_VALUE(value) < 0xD800 or _clean_str(<str>value)
-    if t is bool:
+    if t == &PyLong_Type:
+        if pdp_small_int(v):
+            return True
+        _as_long_long(v, &overflow)
+        # Within int64 in C; above it (up to 2**64-1 is allowed) the rare compare of Python ints.
+        return overflow == 0 or (overflow > 0 and _compare(v, <PyObject*>_INT_MAX, Py_LE) == 1)
+    if t == &PyBool_Type:
         return True
-    if t is int:
-        PyLong_AsLongLongAndOverflow(value, &overflow)
-        # Within int64 in C; above it (up to 2**64-1 is allowed) the rare Python compare.
-        return overflow == 0 or (overflow > 0 and value <= _INT_MAX)
-    if t is float:
-        return isfinite(<double>value)
-    if depth >= MAX_DEPTH:
+    if t == &PyFloat_Type:
+        return isfinite(_float_value(v))
+    return False  # None, tuples (copied to lists), subclasses (copied or unsure), non-JSON values
+
+
+cdef inline bint _plain(PyObject* v, int depth, Py_ssize_t* left) noexcept:
+    """True when ``v`` (at ``depth``) is already a normalized JSON value, nothing to copy, within
+    the request limits; ``left``: values the request may still carry (request.MAX_VALUES).
+    Strings, the most common values, are checked here; containers by a call."""
+    cdef PyTypeObject* t = _type(v)
+    if t == &PyUnicode_Type:
+        return _clean(v)
+    if t == &PyDict_Type:
+        return _plain_map(v, depth, left)
+    if t == &PyList_Type:
+        return _plain_list(v, depth, left)
+    return _plain_number(v, t)
+
+
+cdef inline bint _plain_entry(PyObject* key, PyObject* value, int depth, Py_ssize_t* left) noexcept:
+    # A null value is not plain: request.py drops it (a change).
+    return _type(key) == &PyUnicode_Type and _clean(key) and _plain(value, depth, left)
+
+
+cdef bint _plain_map(PyObject* d, int depth, Py_ssize_t* left) noexcept:
+    cdef Py_ssize_t pos = 0, n = _dict_size(d)
+    cdef PyObject* key
+    cdef PyObject* value
+    left[0] -= n
+    if depth >= _MAX_DEPTH or left[0] < 0:
         return False
-    cdef object k, v
-    if t is dict:
-        left[0] -= PyDict_GET_SIZE(value)
-        if left[0] < 0:
+    while n:  # n items, no end call (nothing can change the map during the walk)
+        n -= 1
+        if not _next(d, &pos, &key, &value) or not _plain_entry(key, value, depth + 1, left):
             return False
-        for k, v in (<dict>value).items():
-            if type(k) is not str or not _clean_str(<str>k) or v is None or not _plain_value(v, depth + 1, left):
-                return False
-        return True
-    if t is list:
-        if PyList_GET_SIZE(value) > _MAX_LIST_ITEMS:
-            return False
-        left[0] -= PyList_GET_SIZE(value)
-        if left[0] < 0:
-            return False
-        for v in <list>value:
-            if v is None or not _plain_value(v, depth + 1, left):
-                return False
-        return True
-    return False
+    return True
 
 
-cdef inline bint _named(object root, str field):
-    cdef object v = (<dict>root).get(field)
-    return type(v) is str and len(<str>v) > 0
+cdef bint _plain_list(PyObject* l, int depth, Py_ssize_t* left) noexcept:
+    cdef Py_ssize_t i, n = _list_size(l)
+    left[0] -= n
+    if depth >= _MAX_DEPTH or n > _MAX_LIST_ITEMS or left[0] < 0:
+        return False
+    for i in range(n):
+        if not _plain(_list_item(l, i), depth + 1, left):  # a null item: refused by request.py
+            return False
+    return True
+
+
+cdef inline bint _same_text(PyObject* a, PyObject* b) noexcept:
+    """``a == b`` for two ready exact strs (dict keys and names: hashed, so ready)."""
+    cdef Py_ssize_t n = _str_len(a)
+    return (n == _str_len(b) and _str_kind(a) == _str_kind(b)
+            and memcmp(_str_data(a), _str_data(b), n * _str_kind(a)) == 0)
+
+
+cdef inline bint _is(PyObject* key, PyObject* name) noexcept:
+    """``key == name`` for a str key; ``name`` NULL: no name."""
+    return key == name or (name != NULL and _same_text(key, name))
+
+
+cdef inline int _root_slot(PyObject* key) noexcept:
+    """The index of the str ``key`` in ROOT_KEYS, or -1: the interned names first."""
+    cdef int i
+    for i in range(4):
+        if key == _ROOT_NAMES[i]:
+            return i
+    for i in range(4):
+        if _same_text(key, _ROOT_NAMES[i]):
+            return i
+    return -1
 
 
 cdef tuple _plain_request(object raw):
     """The four roots of a request that is already valid and normal (no copy), else None."""
-    cdef object identity, action, resource, context
-    cdef Py_ssize_t left = _MAX_VALUES
-    if type(raw) is not dict or len(<dict>raw) > 4:
+    cdef PyObject* roots[4]  # identity, action, resource, context (ROOT_KEYS); NULL: absent
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef PyObject* root
+    cdef PyObject** required
+    cdef Py_ssize_t raw_pos = 0, raw_n, pos, n, left = _MAX_VALUES
+    cdef int r, wanted
+    cdef object action
+    if _type(<PyObject*>raw) != &PyDict_Type:
         return None
-    identity = (<dict>raw).get("identity")
-    action = (<dict>raw).get("action")
-    resource = (<dict>raw).get("resource")
-    context = (<dict>raw).get("context")
-    if type(action) is str and len(<str>action) > 0 and _clean_str(<str>action):
-        action = {"name": action}
-    if (type(identity) is dict and type(action) is dict and type(resource) is dict
-            and (context is None and len(<dict>raw) <= 3 or type(context) is dict)
-            and _named(identity, "type") and _named(identity, "id") and _named(action, "name")
-            and _named(resource, "type")
-            and _plain_value(identity, 0, &left) and _plain_value(action, 0, &left)
-            and _plain_value(resource, 0, &left) and (context is None or _plain_value(context, 0, &left))):
-        return (identity, action, resource, {} if context is None else context)
-    return None
+    roots[0] = roots[1] = roots[2] = roots[3] = NULL
+    raw_n = _dict_size(<PyObject*>raw)
+    while raw_n:
+        raw_n -= 1
+        if not _next(<PyObject*>raw, &raw_pos, &key, &root) or _type(key) != &PyUnicode_Type:
+            return None
+        r = _root_slot(key)
+        if r < 0:
+            return None  # an unknown key
+        if r == 1 and _type(root) == &PyUnicode_Type:
+            # A bare action string: checked as the map {"name": action} it stands for.
+            action = {"name": <object>root}
+            root = <PyObject*>action
+        # A null root (absent for request.py, and context then {}) is left to it.
+        if _type(root) != &PyDict_Type:
+            return None
+        roots[r] = root
+        # The root map: plain at depth 0, holding non-empty strings at its required fields
+        # (found on the walk: no lookups).
+        n = _dict_size(root)
+        left -= n
+        if left < 0:
+            return None
+        required = _REQUIRED_NAMES[r]
+        wanted = (required[0] != NULL) + (required[1] != NULL)
+        pos = 0
+        while n:
+            n -= 1
+            if not _next(root, &pos, &key, &value) or not _plain_entry(key, value, 1, &left):
+                return None
+            if (wanted and _type(value) == &PyUnicode_Type and _str_len(value) > 0
+                    and (_is(key, required[0]) or _is(key, required[1]))):
+                wanted -= 1
+        if wanted:
+            return None
+    if roots[0] == NULL or roots[1] == NULL or roots[2] == NULL:
+        return None  # a missing root
+    return (<object>roots[0], <object>roots[1], <object>roots[2], {} if roots[3] == NULL else <object>roots[3])
 
 
 cdef tuple _roots(object request):
