@@ -112,3 +112,17 @@ def test_integer_comparisons_at_the_64_bit_edges(tmp_path):
     engine = pdp.load(write_policy_set(tmp_path / "s", [f"policy p {{\n{rules}\n}}\n"], None), backend="reference")
     _check_all(engine, [{"identity": {"type": "w", "id": "x", "a": a, "b": b}, "action": "r", "resource": {"type": "t"}}
                         for a in edges for b in edges])
+
+
+def test_one_star_globs_at_their_edges(tmp_path):
+    """The compiled evaluator matches "prefix*suffix" globs in C: prefix and suffix may not
+    overlap, and the run between them may not hold a '/'."""
+    from strategies import write_policy_set
+    import pdp
+
+    patterns = ["ab*ba", "*", "a*", "*a", "spiffe://acme/ns/*/sa/x", "a/*", "*/b", "é*ü"]
+    rules = "\n".join(f'  permit g{i} when identity.id matches "{p}"' for i, p in enumerate(patterns))
+    engine = pdp.load(write_policy_set(tmp_path / "s", [f"policy p {{\n{rules}\n}}\n"], None), backend="reference")
+    texts = ["aba", "abba", "ab/ba", "abxba", "a", "b", "a/", "/a", "x/b", "a/b", "a//b",
+             "spiffe://acme/ns/pay/sa/x", "spiffe://acme/ns/p/q/sa/x", "spiffe://acme/ns//sa/x", "éü", "é/ü", "éxü"]
+    _check_all(engine, [{"identity": {"type": "w", "id": t}, "action": "r", "resource": {"type": "t"}} for t in texts])

@@ -46,6 +46,7 @@ cdef extern from "Python.h":
     void PyTuple_SET_ITEM(object t, Py_ssize_t i, object o)  # steals a reference to o
     void Py_INCREF(object o)
     long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+    Py_ssize_t PyUnicode_FindChar(object s, Py_UCS4 ch, Py_ssize_t start, Py_ssize_t end, int direction) except -2
 
 
 cdef inline object _decision(str decision, tuple reasons, tuple errors, str revision, long long eval_ns):
@@ -484,10 +485,20 @@ cdef class _MatchGlob(_Node):
     cdef _Node operand
     cdef object match
     cdef str pattern
+    cdef bint one_star  # the pattern is "prefix*suffix": done here in C (as glob.py's one_star)
+    cdef str prefix, suffix
 
     cdef object ev(self, _Context ctx):
         cdef object value = self.operand.ev(ctx)
+        cdef Py_ssize_t lead, end
         if type(value) is str:
+            if self.one_star:
+                lead = len(self.prefix)
+                end = len(<str>value) - len(self.suffix)
+                # The text between prefix and suffix may not hold a '/'.
+                return (end >= lead and (<str>value).startswith(self.prefix)
+                        and (<str>value).endswith(self.suffix)
+                        and PyUnicode_FindChar(value, 0x2F, lead, end, 1) == -1)
             return self.match(value)
         if type(value) is _Err:
             return value
@@ -657,6 +668,9 @@ cdef _Node _link_new(tuple node, dict memo):
     if op == ir.MATCH_GLOB:
         mg = _MatchGlob.__new__(_MatchGlob)
         mg.operand, mg.match, mg.pattern = _link(node[1], memo), compile_glob(node[2]).match, node[2]
+        mg.one_star = node[2].count("*") == 1 and "?" not in node[2]
+        if mg.one_star:
+            mg.prefix, mg.suffix = node[2].split("*")
         return mg
     if op == ir.CALL and (node[1] == "time" or node[1] == "age"):
         t = _Time.__new__(_Time)
