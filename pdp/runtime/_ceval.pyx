@@ -397,6 +397,11 @@ cdef class _Compare(_Node):
                 if op == OP_GT:
                     return x > y
                 return x >= y
+        if ta is tb and ta is str and op <= OP_NE:
+            # Cython's own str equality: identity, length and memcmp, no rich-compare dispatch.
+            if op == OP_EQ:
+                return (<str>a) == (<str>b)
+            return (<str>a) != (<str>b)
         if ta is tb and (ta is str or ta is int or ta is float):
             # Same-typed scalars; everything else goes to the shared operators.
             if op == OP_EQ:
@@ -1045,7 +1050,7 @@ cdef class Evaluator:
                 # Anything unusual (nulls, tuples, errors): the reference validation, which
                 # normalizes or raises RequestError with the path.
                 roots = _roots(parse_request(raw, -1.0))
-            return self.run(roots[0], roots[1], roots[2], roots[3], -1.0)  # arrival: read if needed
+            return self.run(_Context.__new__(_Context), roots, -1.0)  # arrival: read if needed
         except RequestError:
             raise
         except Exception as exc:
@@ -1059,6 +1064,7 @@ cdef class Evaluator:
         cdef list out = []
         cdef object roots
         cdef Py_ssize_t i = 0
+        cdef _Context ctx = _Context.__new__(_Context)  # one for the batch: run() resets it
         for raw in requests:
             try:
                 roots = _plain_request(raw)
@@ -1074,18 +1080,20 @@ cdef class Evaluator:
             try:
                 if type(roots) is not tuple:
                     raise roots
-                out.append(self.run(roots[0], roots[1], roots[2], roots[3], arrival))
+                out.append(self.run(ctx, <tuple>roots, arrival))
             except Exception as exc:
                 out.append(failed_closed(exc, self.revision))
         return out
 
     def decide_parsed(self, dict attrs, double arrival):
-        return self.run(attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], arrival)
+        return self.run(_Context.__new__(_Context),
+                        (attrs["identity"], attrs["action"], attrs["resource"], attrs["context"]), arrival)
 
-    cdef object run(self, object identity, object action, object resource, object context, double arrival):
+    cdef object run(self, _Context ctx, tuple roots, double arrival):
+        """Decide the request whose four roots (ROOT_KEYS order) are ``roots``, in ``ctx``
+        (a fresh one, or one reused by a batch: every field is set here)."""
         cdef long long started = _nanos(CLOCK_MONOTONIC)
-        cdef _Context ctx = _Context.__new__(_Context)
-        ctx.identity, ctx.action, ctx.resource, ctx.context = identity, action, resource, context
+        ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
         ctx.arrival = arrival
         ctx.cache = None
         ctx.now_value = _UNSET
