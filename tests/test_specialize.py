@@ -152,3 +152,34 @@ def _guarded_policy_sets(draw):
 def test_generated_guarded_sets_agree_with_the_reference(texts, reqs):
     from strategies import load_policy_set
     _check_all(load_policy_set(texts), reqs)
+
+
+@st.composite
+def _dags(draw):
+    """Random expression DAGs (AND/OR/NOT over shared sub-nodes) and, per tree, leaves of roots."""
+    nodes: list[tuple] = [(ir.EQ_STR, (ir.PATH, "identity", ("k",), ("identity", "identity.k")), f"v{i}", False)
+                          for i in range(3)]
+    for _ in range(draw(st.integers(0, 12))):
+        kids = draw(st.lists(st.sampled_from(nodes), min_size=1, max_size=3))
+        op = draw(st.sampled_from([ir.AND, ir.OR, ir.NOT]))
+        nodes.append((ir.NOT, kids[0]) if op == ir.NOT else (op, tuple(kids)))
+    leaf = st.lists(st.sampled_from(nodes), min_size=0, max_size=5)
+    return [draw(st.lists(leaf, min_size=1, max_size=4)) for _ in range(2)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees=_dags())
+def test_per_request_uses_counts_as_walking_every_leaf(trees):
+    """The pruned count equals the plain one: for every tree, the most uses one leaf makes of
+    each node (a full walk of every leaf), summed over the two trees."""
+    from pdp.compile.cse import count_uses, per_request_uses
+
+    want: dict[int, int] = {}
+    for leaves in trees:
+        most: dict[int, int] = {}
+        for roots in leaves:
+            for key, n in count_uses(roots).items():
+                most[key] = max(most.get(key, 0), n)
+        for key, n in most.items():
+            want[key] = want.get(key, 0) + n
+    assert per_request_uses(trees) == want

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..check import CheckedPolicySet
 from . import index
-from .cse import CommonSubexpressions, count_uses
+from .cse import CommonSubexpressions, per_request_uses
 from .lower import Lowerer
 from .program import Program, RuleCode
 from .specialize import Specializer
@@ -66,29 +66,34 @@ def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool =
 
     trees = [specialized(build(candidates[effect])) for effect in ("forbid", "permit")]
 
-    # A request walks one forbid leaf and one permit leaf: a node is cached when the most uses
-    # one forbid leaf can make of it plus the most one permit leaf can make reach two.
-    uses: dict[int, int] = {}
-    for tree in trees:
-        most: dict[int, int] = {}
+    def leaf_roots(tree: tuple) -> list[list[tuple]]:
+        out = []
         for route, entries in _leaves(tree, ()):
             roots = list(route)
             for rule, *clauses in entries:
                 roots.extend(c for c in clauses if c is not None)
                 roots.extend(p for p in (rules[rule].reason or ()) if not isinstance(p, str))
-            for key, n in count_uses(roots).items():
-                if n > most.get(key, 0):
-                    most[key] = n
-        for key, n in most.items():
-            uses[key] = uses.get(key, 0) + n
+            out.append(roots)
+        return out
+
+    uses = per_request_uses([leaf_roots(tree) for tree in trees])
     cse = CommonSubexpressions(uses)
 
     def rebuilt(node):
         return None if node is None else cse.rebuild(node)
 
+    entries: dict[int, tuple] = {}  # an entry shared by leaves stays shared
+
+    def rebuilt_entry(entry: tuple) -> tuple:
+        done = entries.get(id(entry))
+        if done is None:
+            rule, *clauses = entry
+            done = entries[id(entry)] = (rule, *(rebuilt(c) for c in clauses))
+        return done
+
     def rebuilt_tree(tree: tuple) -> tuple:
         if tree[0] == "leaf":
-            return ("leaf", tuple((rule, *(rebuilt(c) for c in clauses)) for rule, *clauses in tree[1]))
+            return ("leaf", tuple(rebuilt_entry(e) for e in tree[1]))
         _, path, branches, default, error = tree
         return ("switch", rebuilt(path), {k: rebuilt_tree(v) for k, v in branches.items()},
                 rebuilt_tree(default), None if error is None else rebuilt_tree(error))

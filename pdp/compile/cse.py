@@ -53,18 +53,63 @@ def replace_children(node: tuple, new: list[tuple]) -> tuple:
     return node
 
 
-def count_uses(roots: list[tuple]) -> dict[int, int]:
+def count_uses(roots: list[tuple], follow=None) -> dict[int, int]:
     """How many times each node (by id) would be evaluated from ``roots`` if every node used
-    more than once were cached: once per parent that uses it, a parent counted once."""
+    more than once were cached: once per parent that uses it, a parent counted once.
+    Constants and paths, which are never cached, are left out; with ``follow``, so are the
+    nodes it refuses (and what is only under them)."""
     uses: dict[int, int] = {}
-    stack = list(roots)
+    stack = [r for r in roots if r[0] not in _NEVER_CACHED]
     while stack:
         node = stack.pop()
         key = id(node)
-        seen = key in uses
-        uses[key] = uses.get(key, 0) + 1
-        if not seen:
-            stack.extend(children(node))
+        if key in uses:
+            uses[key] += 1
+        else:
+            uses[key] = 1
+            # Constants and paths are never cached (and have no children): not counted.
+            stack.extend(k for k in children(node) if k[0] not in _NEVER_CACHED and (follow is None or follow(k)))
+    return uses
+
+
+def per_request_uses(trees: list[list[list[tuple]]]) -> dict[int, int]:
+    """The most times one request can evaluate each node (by id), given for each tree (the
+    forbid and the permit phase) the roots each of its leaves evaluates: a request walks one
+    leaf of each tree, so it is the most uses in one leaf of the first plus in one of the
+    second. Only what can reach two matters, so leaves are only walked where it can: below a
+    node that has two parents, or appears twice, somewhere in the tree (most nodes have one
+    parent, and many leaves repeat the same rules: counting every leaf in full cost seconds on
+    large sets)."""
+    uses: dict[int, int] = {}
+    for leaves in trees:
+        unique: dict[int, tuple] = {}
+        repeated: set[int] = set()
+        for roots in leaves:
+            seen: set[int] = set()
+            for r in roots:
+                if id(r) in seen:
+                    repeated.add(id(r))
+                seen.add(id(r))
+                unique[id(r)] = r
+        overall = count_uses(list(unique.values()))  # each distinct root once
+        shared = {k for k, n in overall.items() if n >= 2} | repeated
+        leads: dict[int, bool] = {}  # node id -> some node under it (itself included) is shared
+
+        def leads_to_shared(node: tuple) -> bool:
+            key = id(node)
+            found = leads.get(key)
+            if found is None:
+                found = key in shared or any(leads_to_shared(k) for k in children(node))
+                leads[key] = found
+            return found
+
+        most: dict[int, int] = {}
+        for roots in leaves:
+            for key, n in count_uses([r for r in roots if leads_to_shared(r)], leads_to_shared).items():
+                if key in shared and n > most.get(key, 0):
+                    most[key] = n
+        for key in overall:  # reached in this tree: at least once in some leaf
+            uses[key] = uses.get(key, 0) + most.get(key, 1)
     return uses
 
 

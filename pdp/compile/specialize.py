@@ -35,6 +35,9 @@ class Specializer:
 
     def __init__(self) -> None:
         self._interned: dict[tuple, tuple] = {}
+        self._compared: dict[int, frozenset] = {}
+        self._paths_of_rule: dict[int, frozenset] = {}
+        self._unfolded: dict[int, tuple | None] = {}
 
     def entries(self, rule_indices: tuple, facts: tuple, rules: list, targets: list) -> tuple:
         """The leaf's entries (see the module doc) for rules ``rule_indices`` under ``facts``."""
@@ -43,31 +46,46 @@ class Specializer:
         out = []
         for i in rule_indices:
             rule = rules[i]
-            target = targets[rule.policy]
-            when, unless = rule.when, rule.unless
-            if known:
-                target, when, unless = (None if c is None else self.fold(c, known, memo) for c in (target, when, unless))
-            if target is not None:
-                if _is(target, False):
-                    continue  # the target is false without an error: the rule never applies here
-                if _is(target, True):
-                    target = None
-            if when is not None:
-                if _is(when, False) and target is None:
-                    continue
-                if _is(when, True):
-                    when = None
-            if unless is not None and _is(unless, False):
-                unless = None
-            out.append((i, target, when, unless))
+            clauses = (targets[rule.policy], rule.when, rule.unless)
+            if not known or self._rule_paths(i, clauses).isdisjoint(known):
+                entry = self._unfolded.get(i, False)
+                if entry is False:  # made once per rule and shared by every leaf it is in
+                    entry = self._unfolded[i] = _entry(i, *clauses)
+            else:
+                entry = _entry(i, *(None if c is None else self.fold(c, known, memo) for c in clauses))
+            if entry is not None:
+                out.append(entry)
         return tuple(out)
+
+    def _rule_paths(self, i: int, clauses: tuple) -> frozenset:
+        found = self._paths_of_rule.get(i)
+        if found is None:
+            found = self._paths_of_rule[i] = frozenset().union(
+                *(self.compared_paths(c) for c in clauses if c is not None))
+        return found
 
     def fold(self, node: tuple, known: dict[int, str], memo: dict[int, tuple]) -> tuple:
         key = id(node)
         done = memo.get(key)
         if done is None:
-            done = memo[key] = self._fold(node, known, memo)
+            if self.compared_paths(node).isdisjoint(known):
+                done = node  # nothing here compares a proved path: most nodes of most leaves
+            else:
+                done = self._fold(node, known, memo)
+            memo[key] = done
         return done
+
+    def compared_paths(self, node: tuple) -> frozenset:
+        """The ids of the paths that ``==``/``in`` string comparisons under ``node`` test."""
+        key = id(node)
+        found = self._compared.get(key)
+        if found is None:
+            if node[0] in (EQ_STR, IN_STRS) and node[1][0] == PATH:
+                found = frozenset((id(node[1]),))
+            else:
+                found = frozenset().union(*(self.compared_paths(k) for k in children(node)))
+            self._compared[key] = found
+        return found
 
     def _fold(self, node: tuple, known: dict[int, str], memo: dict[int, tuple]) -> tuple:
         op = node[0]
@@ -114,3 +132,21 @@ class Specializer:
         if found is None:
             found = self._interned[key] = (replace_children(node, new_children), node, new_children)
         return found[0]
+
+
+def _entry(rule: int, target: tuple | None, when: tuple | None, unless: tuple | None) -> tuple | None:
+    """The leaf entry of folded clauses; None when the rule cannot apply there and no error
+    could come first."""
+    if target is not None:
+        if _is(target, False):
+            return None  # the target is false without an error: the rule never applies here
+        if _is(target, True):
+            target = None
+    if when is not None:
+        if _is(when, False) and target is None:
+            return None
+        if _is(when, True):
+            when = None
+    if unless is not None and _is(unless, False):
+        unless = None
+    return (rule, target, when, unless)

@@ -1013,21 +1013,26 @@ cdef class Evaluator:
                     r.reason = [p if isinstance(p, str) else _link(p, memo) for p in code.reason]
             r.static_reason = Reason(code.id, code.effect, message, r.annotations)
             self.rules.append(r)
-        self.forbid_tree = self._tree(program.forbid_tree, memo)
-        self.permit_tree = self._tree(program.permit_tree, memo)
+        cdef dict linked_entries = {}
+        self.forbid_tree = self._tree(program.forbid_tree, memo, linked_entries)
+        self.permit_tree = self._tree(program.permit_tree, memo, linked_entries)
 
-    cdef object _tree(self, tuple tree, dict memo):
+    cdef object _tree(self, tuple tree, dict memo, dict linked_entries):
         cdef _Leaf leaf
         cdef _Entry entry
         cdef _Switch s
         cdef list entries = []
         if tree[0] == "leaf":
-            for rule, target, when, unless in tree[1]:
-                entry = _Entry.__new__(_Entry)
-                entry.rule = self.rules[rule]
-                entry.target = None if target is None else _link(target, memo)
-                entry.when = None if when is None else _link(when, memo)
-                entry.unless = None if unless is None else _link(unless, memo)
+            for code in tree[1]:
+                entry = linked_entries.get(id(code))  # an entry shared by leaves is linked once
+                if entry is None:
+                    rule, target, when, unless = code
+                    entry = _Entry.__new__(_Entry)
+                    entry.rule = self.rules[rule]
+                    entry.target = None if target is None else _link(target, memo)
+                    entry.when = None if when is None else _link(when, memo)
+                    entry.unless = None if unless is None else _link(unless, memo)
+                    linked_entries[id(code)] = entry
                 entries.append(entry)
             leaf = _Leaf.__new__(_Leaf)
             leaf.entries = tuple(entries)
@@ -1035,9 +1040,9 @@ cdef class Evaluator:
         _, path, branches, default, error = tree
         s = _Switch.__new__(_Switch)
         s.path = _link(path, memo)
-        s.branches = {k: self._tree(v, memo) for k, v in branches.items()}
-        s.default = self._tree(default, memo)
-        s.error = None if error is None else self._tree(error, memo)
+        s.branches = {k: self._tree(v, memo, linked_entries) for k, v in branches.items()}
+        s.default = self._tree(default, memo, linked_entries)
+        s.error = None if error is None else self._tree(error, memo, linked_entries)
         return s
 
     cpdef object decide(self, object raw):
