@@ -67,7 +67,6 @@ def count_uses(roots: list[tuple], follow=None) -> dict[int, int]:
             uses[key] += 1
         else:
             uses[key] = 1
-            # Constants and paths are never cached (and have no children): not counted.
             stack.extend(k for k in children(node) if k[0] not in _NEVER_CACHED and (follow is None or follow(k)))
     return uses
 

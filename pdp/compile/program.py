@@ -81,7 +81,8 @@ def _encode_tree(tree: tuple, table: _NodeTable) -> list:
 def encode(program: Program, sources: tuple[Source, ...] = ()) -> bytes:
     """Program (and the sources it came from, for ``explain``) ⇒ bundle bytes."""
     table = _NodeTable()
-    rules = [[r.id, r.effect, r.policy, None if r.reason is None else [p if isinstance(p, str) else {"node": table.ref(p)} for p in r.reason],
+    rules = [[r.id, r.effect, r.policy,
+              None if r.reason is None else [p if isinstance(p, str) else {"node": table.ref(p)} for p in r.reason],
               dict(r.annotations)] for r in program.rules]
     body = {
         "policies": list(program.policies), "rules": rules,
