@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable
 
-__all__ = ["MAX_GLOB_CHARS", "Glob", "compile_glob", "glob_error"]
+__all__ = ["MAX_GLOB_CHARS", "Glob", "compile_glob", "glob_error", "one_star_parts"]
 
 #: Longer patterns are malformed. The NFA costs O(len(text) * len(pattern) / 64) steps, so a
 #: bounded pattern keeps matching linear in the text, also when the pattern is request data.
@@ -48,13 +48,16 @@ compile_glob.cache_clear = _compile_cached.cache_clear  # type: ignore[attr-defi
 class Glob:
     """A compiled glob; ``match(text)`` tells whether the whole of ``text`` matches."""
 
-    __slots__ = ("pattern", "_match")
+    __slots__ = ("pattern", "one_star", "_match")
 
     def __init__(self, pattern: str):
         error = glob_error(pattern)
         if error is not None:
             raise ValueError(error)
         self.pattern = pattern
+        #: ``(prefix, suffix)`` when the pattern is ``prefix*suffix`` (the common shape, which
+        #: the compiled evaluator matches in C), else None.
+        self.one_star = one_star_parts(pattern)
         self._match = _matcher(pattern)
 
     def match(self, text: str) -> bool:
@@ -91,6 +94,14 @@ def _tokens(pattern: str) -> list:
     return tokens
 
 
+def one_star_parts(pattern: str) -> tuple[str, str] | None:
+    """``(prefix, suffix)`` of a pattern with exactly one wildcard, a ``*``; else None."""
+    if "?" in pattern or pattern.count("*") != 1:
+        return None
+    prefix, suffix = pattern.split("*")
+    return prefix, suffix
+
+
 def _matcher(pattern: str) -> Callable[[str], bool]:
     """Choose the cheapest correct strategy for ``pattern``."""
     if "*" not in pattern and "?" not in pattern:
@@ -101,9 +112,9 @@ def _matcher(pattern: str) -> Callable[[str], bool]:
                 # Only '**' wildcards: literal pieces in order, gaps unconstrained.
                 pieces = pattern.split("**")
                 return lambda text: _pieces_in_order(pieces, text)
-        elif pattern.count("*") == 1:
+        elif (parts := one_star_parts(pattern)) is not None:
             # One '*' (the common "prefix/*"): the text between prefix and suffix has no '/'.
-            prefix, suffix = pattern.split("*")
+            prefix, suffix = parts
             lead, trail = len(prefix), len(suffix)
 
             def one_star(text: str) -> bool:

@@ -490,7 +490,7 @@ cdef class _MatchGlob(_Node):
     cdef _Node operand
     cdef object match
     cdef str pattern
-    cdef bint one_star  # the pattern is "prefix*suffix": done here in C (as glob.py's one_star)
+    cdef bint one_star  # the pattern is "prefix*suffix" (glob.one_star): matched here in C
     cdef str prefix, suffix
 
     cdef object ev(self, _Context ctx):
@@ -672,10 +672,11 @@ cdef _Node _link_new(tuple node, dict memo):
         return s
     if op == ir.MATCH_GLOB:
         mg = _MatchGlob.__new__(_MatchGlob)
-        mg.operand, mg.match, mg.pattern = _link(node[1], memo), compile_glob(node[2]).match, node[2]
-        mg.one_star = node[2].count("*") == 1 and "?" not in node[2]
+        glob = compile_glob(node[2])
+        mg.operand, mg.match, mg.pattern = _link(node[1], memo), glob.match, node[2]
+        mg.one_star = glob.one_star is not None
         if mg.one_star:
-            mg.prefix, mg.suffix = node[2].split("*")
+            mg.prefix, mg.suffix = glob.one_star
         return mg
     if op == ir.CALL and (node[1] == "time" or node[1] == "age"):
         t = _Time.__new__(_Time)
