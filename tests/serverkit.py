@@ -196,10 +196,12 @@ class ServeProcess:
 
     READY = re.compile(r"serving (?:revision \S+ .* )?on (\S+?):(\d+)")
 
-    def __init__(self, *args: str, cwd: Path | None = None):
+    def __init__(self, *args: str, cwd: Path | None = None, script: str | None = None):
+        """``script``: run this Python code with ``args`` instead of ``pdp serve``."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PDP_HOME), os.environ.get("PYTHONPATH", "")]),
                "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "pdp", "serve", *args], stdin=subprocess.DEVNULL,
+        command = ["-c", script] if script is not None else ["-m", "pdp", "serve"]
+        self.proc = subprocess.Popen([sys.executable, *command, *args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                      cwd=cwd or PDP_HOME)  # `-m` puts the cwd first on sys.path
         self.lines: list[str] = []

@@ -9,7 +9,6 @@ suites) or the address cannot be bound, 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from .args import positive
 
 EXAMPLE = """example:
   $ pdp serve policies/ --addr 127.0.0.1:50051 --watch
-  2026-11-27 10:00:00 pdp[4242] INFO serving revision 14723ea29afcadc2 (12 rules, compiled evaluator) on 127.0.0.1:50051 (plaintext, pid 4242)
+  2026-11-27 10:00:00 pdp[4242] INFO serving revision 14723ea29afcadc2 (12 rules, backend=compiled) on 127.0.0.1:50051 (plaintext, pid 4242)
   $ grpcurl -plaintext -d @ 127.0.0.1:50051 pdp.v1.DecisionService/Check <<'EOF'
   {"identity": {"type": {"string_value": "workload"}, "id": {"string_value": "billing"}},
    "action": {"name": {"string_value": "charge"}}, "resource": {"type": {"string_value": "payment"}}}
@@ -44,8 +43,8 @@ def register(sub) -> None:
     p.add_argument("--skip-tests", action="store_true",
                    help="serve a policy set without running its *_test.yaml suites first (also on reload)")
     p.add_argument("--workers", type=positive, default=None, metavar="N",
-                   help="processes sharing the port (SO_REUSEPORT); default: the number of cores this process "
-                        "may use. 1 serves in this process")
+                   help="processes sharing the port (SO_REUSEPORT); default: the CPUs this process may use (its "
+                        "affinity, capped by the container's cgroup CPU quota, rounded up). 1 serves in this process")
     p.add_argument("--threads", type=positive, default=16, metavar="N",
                    help="RPC threads per process (default 16); each open CheckStream holds one, so give more "
                         "than the streams you expect")
@@ -119,15 +118,11 @@ def server_options(args):
                          max_batch=args.max_batch, threads=args.threads, tls=tls)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level, logging.INFO),
-                        format="%(asctime)s pdp[%(process)d] %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
-
-
 def run(args) -> int:
     from ..server.lifecycle import ServeConfig, serve
+    from ..server.logs import setup_logging
     from ..server.metrics import split_address
-    from ..server.options import cpu_count
+    from ..server.cpus import cpu_count
 
     try:
         source = policy_source(args)
@@ -141,12 +136,9 @@ def run(args) -> int:
     except UsageError as err:
         print(f"pdp serve: error: {err}", file=sys.stderr)
         return 2
-    import os
-
-    os.environ["PDP_LOG_LEVEL"] = args.log_level  # workers set up their logging from it
     setup_logging(args.log_level)
     config = ServeConfig(source=source, address=args.addr, options=options, watch=args.watch,
                          decision_log=args.decision_log, decision_log_queue=args.decision_log_queue,
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
-                         workers=args.workers or cpu_count())
+                         workers=args.workers or cpu_count(), log_level=args.log_level)
     return serve(config)

@@ -31,6 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from .app import SERVICES, BindError, build_server
 from .decision_log import DecisionLog
 from .holder import EngineHolder
+from .logs import setup_logging
 from .metrics import MULTIPROC_ENV, Metrics, mark_dead, serve_multiprocess, split_address
 from .options import ServerOptions
 from .reload import PolicySource, Reloader, ReloadResult, watch_changes
@@ -52,6 +53,7 @@ class ServeConfig:
     grace: float = 10.0
     shutdown_delay: float = 0.0
     workers: int = 1
+    log_level: str = "INFO"  # each worker process sets up its logging at this level
 
 
 class Running:
@@ -90,6 +92,7 @@ class Running:
             self.reloader.watch()
         if self.metrics is not None:
             self.metrics.serving(engine.revision)
+            self.metrics.backend(engine.backend)
 
     def _release(self) -> None:
         if self.server is not None:
@@ -112,7 +115,7 @@ class Running:
         tls = self.config.options.tls
         mode = "plaintext" if tls is None else ("mTLS" if tls.mutual else "TLS")
         host, _ = split_address(self.config.address)
-        return (f"serving revision {engine.revision} ({len(engine.rule_ids)} rules, {engine.backend} evaluator) "
+        return (f"serving revision {engine.revision} ({len(engine.rule_ids)} rules, backend={engine.backend}) "
                 f"on {_join(host, self.port)} ({mode}, pid {os.getpid()})")
 
     def stop(self, grace: float | None = None, shutdown_delay: float | None = None) -> None:
@@ -154,6 +157,7 @@ def serve(config: ServeConfig, *, ready: Callable[[Running], None] | None = None
         return 1
     if threading.current_thread() is threading.main_thread():
         _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.reloader.request})
+    warn_if_pure_python(running.holder.engine.backend)
     log.info("%s", running.describe())
     if running.metrics_port is not None:
         log.info("metrics on http://%s/metrics", _join(split_address(config.metrics_addr)[0], running.metrics_port))
@@ -165,6 +169,17 @@ def serve(config: ServeConfig, *, ready: Callable[[Running], None] | None = None
     running.stop()
     log.info("stopped")
     return 0
+
+
+def warn_if_pure_python(backend: str) -> None:
+    """Serving on the pure-Python evaluator is a deployment mistake worth a warning: it
+    decides several times slower than the compiled one (README, "How decisions are made fast")."""
+    if backend != "python":
+        return
+    why = ("PDP_PUREPYTHON=1 is set" if os.environ.get("PDP_PUREPYTHON") == "1"
+           else "the compiled extension pdp.runtime._ceval is not built or does not import")
+    log.warning("serving on the pure-Python evaluator (%s): decisions are several times slower; "
+                "reinstall pdp with a C compiler to build the extension", why)
 
 
 def _start(config: ServeConfig, **kwargs) -> Running | None:
@@ -188,9 +203,7 @@ def _start(config: ServeConfig, **kwargs) -> Running | None:
 
 def _worker_main(config: ServeConfig, events) -> None:
     """A worker process: serve ``config`` and report readiness on ``events``."""
-    from ..cli.serve import setup_logging
-
-    setup_logging(os.environ.get("PDP_LOG_LEVEL", "INFO"))
+    setup_logging(config.log_level)
     stop = threading.Event()
     _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set})
     running = _start(config, serve_metrics=False)
@@ -322,7 +335,11 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                          _join(split_address(config.metrics_addr)[0], mport))
             if config.watch:
                 watcher = _ParentWatcher(config.source, hup).start()
-            log.info("serving on %s with %d workers (pid %d)", _join(host, port), len(procs), os.getpid())
+            from ..runtime import BACKEND  # what each worker's engine runs on: they share the environment
+
+            warn_if_pure_python(BACKEND)
+            log.info("serving on %s with %d workers (backend=%s, pid %d)", _join(host, port), len(procs), BACKEND,
+                     os.getpid())
             if ready is not None:
                 ready(port)
             restarts: list[float] = []  # when replacements were started, for the give-up rule

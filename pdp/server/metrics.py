@@ -38,6 +38,9 @@ class Metrics:
                                ["result"], registry=r)
         self.revision = Gauge("pdp_policy_revision", "1 for the revision being served", ["revision"],
                               registry=r, multiprocess_mode="livemax")
+        self._backend = Gauge("pdp_backend_info", "1 for the evaluator deciding: compiled (the Cython "
+                              "extension) or python (the slower pure-Python fallback)", ["backend"],
+                              registry=r, multiprocess_mode="livemax")
         self.log_drops = Counter("pdp_decision_log_dropped",
                                  "Decision log records dropped because the writer fell behind", registry=r)
         self._decided = {}
@@ -75,6 +78,9 @@ class Metrics:
         if previous and previous != revision:
             self.revision.labels(previous).set(0)
         self.revision.labels(revision).set(1)
+
+    def backend(self, name: str) -> None:
+        self._backend.labels(name).set(1)
 
     def dropped(self, n: int = 1) -> None:
         self.log_drops.inc(n)
