@@ -4,15 +4,18 @@ serving on the pure-Python evaluator, and the workers' log level."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from serverkit import ALLOWED, WAIT, ServeProcess, write_policies
+from serverkit import ALLOWED, POLICY, SUITE, WAIT, ServeProcess, write_policies
 
+import pdp
 from pdp import runtime
 from pdp.client import Client
 from pdp.server import cpus
@@ -147,3 +150,86 @@ def test_workers_log_at_the_configured_level(policies):
         server.wait_for(r"INFO stopped")
     # the workers' INFO lines ("reloaded: serving revision ...") were not logged
     assert not any("reloaded:" in line for line in server.lines), server.lines
+
+
+# ---- --watch on a Kubernetes ConfigMap volume --------------------------------------------------
+
+
+class ConfigMapVolume:
+    """A folder laid out as kubelet lays out a mounted ConfigMap: the files in a hidden
+    timestamped folder, ``..data`` a symlink to it, and each key a top-level symlink through
+    ``..data``. ``update`` does what kubelet does: a new timestamped folder, a ``..data_tmp``
+    symlink renamed over ``..data`` (atomic), then the old folder removed."""
+
+    def __init__(self, root: Path, files: dict[str, str]):
+        self.root = root
+        root.mkdir(parents=True)
+        self.generation = 0
+        current = self._write(files)
+        (root / "..data").symlink_to(current.name)
+        for name in files:
+            (root / name).symlink_to(f"..data/{name}")
+
+    def _write(self, files: dict[str, str]) -> Path:
+        self.generation += 1
+        folder = self.root / f"..2026_12_03_10_00_0{self.generation}.{123 + self.generation}"
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return folder
+
+    def update(self, files: dict[str, str]) -> None:
+        old = (self.root / "..data").resolve()
+        new = self._write(files)
+        (self.root / "..data_tmp").symlink_to(new.name)
+        os.rename(self.root / "..data_tmp", self.root / "..data")
+        shutil.rmtree(old)
+
+
+def test_a_configmap_volume_loads_once_under_its_visible_names(tmp_path):
+    from pdp.loader import discover
+
+    volume = ConfigMapVolume(tmp_path / "cm", {"policy.pdl": POLICY, "policy_test.yaml": SUITE})
+    plain = write_policies(tmp_path / "plain")
+    assert [e.relative for e in discover([volume.root])] == ["policy.pdl", "policy_test.yaml"]
+    assert pdp.load(volume.root).revision == pdp.load(plain).revision
+
+
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_watch_reloads_when_kubelet_swaps_a_configmap(tmp_path, given):
+    volume = ConfigMapVolume(tmp_path / "cm", {"policy.pdl": POLICY, "policy_test.yaml": SUITE})
+    paths = [str(volume.root)] if given == "folder" else [str(volume.root / "policy.pdl")]
+    with ServeProcess(*paths, "--addr", "127.0.0.1:0", "--workers", "1", "--watch") as server:
+        port = server.wait_ready()
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            first = client.check(ALLOWED).revision
+            volume.update({"policy.pdl": V2, "policy_test.yaml": SUITE})
+            new = server.wait_for(r"reloaded: serving revision (\w+) \(was " + first).group(1)
+            decision = client.check(ALLOWED)
+            assert decision.revision == new and decision.reasons[0].message == "v2"
+        assert server.stop() == 0
+
+
+def test_sighup_reloads_a_swapped_configmap(tmp_path):
+    volume = ConfigMapVolume(tmp_path / "cm", {"policy.pdl": POLICY})
+    with ServeProcess(str(volume.root / "policy.pdl"), "--addr", "127.0.0.1:0", "--workers", "1") as server:
+        port = server.wait_ready()
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            first = client.check(ALLOWED).revision
+            volume.update({"policy.pdl": V2})
+            server.signal(signal.SIGHUP)
+            server.wait_for(r"reloaded: serving revision (\w+) \(was " + first)
+            assert client.check(ALLOWED).reasons[0].message == "v2"
+        assert server.stop() == 0
+
+
+def test_the_watcher_counts_the_configmap_swap_as_a_change(tmp_path):
+    from pdp.server.reload import is_watched, watch_roots
+
+    volume = ConfigMapVolume(tmp_path / "cm", {"policy.pdl": POLICY})
+    for given in (volume.root, volume.root / "policy.pdl"):
+        roots, folders, files = watch_roots([given])
+        assert roots == [volume.root.resolve()]
+        assert is_watched(volume.root.resolve() / "..data", folders, files)
+        assert not is_watched(volume.root.resolve() / "..data_tmp", folders, files)
+        assert not is_watched(volume.root.resolve() / "..2026_12_03_10_00_01.124" / "policy.pdl", folders, files)

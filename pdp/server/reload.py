@@ -25,6 +25,10 @@ log = logging.getLogger("pdp.server")
 
 #: File kinds whose changes trigger a reload (policies, data, suites).
 WATCHED_SUFFIXES = (".pdl", ".yaml", ".yml", ".json")
+#: A mounted Kubernetes ConfigMap or Secret: kubelet writes each update to a new hidden
+#: timestamped folder and swaps this symlink to it (the visible files are symlinks through
+#: it), so the swap is the one change to see there.
+KUBERNETES_DATA_LINK = "..data"
 
 
 class Rejected(Exception):
@@ -229,15 +233,17 @@ def watch_changes(source: PolicySource, stop: threading.Event, on_change: Callab
 
 def watch_roots(paths: Sequence[Path]) -> tuple[list[Path], list[Path], set[Path]]:
     """(folders to hand watchfiles, folders given, files given). A file given on its own is
-    watched through its folder, so that an editor's write-to-temp-and-rename is seen."""
+    watched through its folder, so that an editor's write-to-temp-and-rename is seen; its own
+    name is kept even when it is a symlink (a ConfigMap key points into a folder that the next
+    update deletes)."""
     folders: list[Path] = []
     files: set[Path] = set()
     for p in paths:
-        p = Path(p).resolve()
+        p = Path(p)
         if p.is_dir():
-            folders.append(p)
+            folders.append(p.resolve())
         else:
-            files.add(p)
+            files.add(p.absolute().parent.resolve() / p.name)
     roots = list(folders)
     for f in files:
         if f.parent not in roots:
@@ -247,9 +253,12 @@ def watch_roots(paths: Sequence[Path]) -> tuple[list[Path], list[Path], set[Path
 
 def is_watched(path: Path, folders: Sequence[Path], files: set[Path]) -> bool:
     """A change that should trigger a reload: a file given by name, or a policy, data or suite
-    file under a folder given, outside hidden folders (the loader skips those too)."""
+    file under a folder given, outside hidden folders (the loader skips those too), or the
+    swap of a Kubernetes volume's ``..data`` link beside them."""
     if path in files:
         return True
+    if path.name == KUBERNETES_DATA_LINK:
+        return path.parent in folders or any(path.parent == f.parent for f in files)
     if path.suffix not in WATCHED_SUFFIXES or path.name.startswith("."):
         return False
     for folder in folders:
