@@ -99,8 +99,17 @@ def discover(paths: list[str | os.PathLike]) -> list[SourceEntry]:
 
 def _walk(root: Path):
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    # Symlinked folders are followed (a Kubernetes volume's keys with a sub-path are symlinks
+    # through its hidden ..data folder), each real folder once, so a link loop ends.
+    visited = {root.resolve()}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for d in dirnames:
+            real = (Path(dirpath) / d).resolve()
+            if not d.startswith(".") and real not in visited:
+                visited.add(real)
+                kept.append(d)
+        dirnames[:] = kept
         for name in filenames:
             if not name.startswith("."):
                 path = Path(dirpath) / name
