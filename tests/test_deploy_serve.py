@@ -195,6 +195,21 @@ def test_a_configmap_volume_loads_once_under_its_visible_names(tmp_path):
     assert pdp.load(volume.root).revision == pdp.load(plain).revision
 
 
+def test_a_configmap_key_with_a_sub_path_is_loaded(tmp_path):
+    """``items: [{key: ..., path: payments/policy.pdl}]``: kubelet links the visible folder
+    ``payments`` through ``..data``; the loader follows it (once, even with a link loop)."""
+    from pdp.loader import discover
+
+    volume = ConfigMapVolume(tmp_path / "cm", {})
+    data = volume.root / "..data" / "payments"
+    data.mkdir()
+    (data / "policy.pdl").write_text(POLICY, encoding="utf-8")
+    (volume.root / "payments").symlink_to("..data/payments")
+    (data / "loop").symlink_to("..")  # a link back up is followed no further
+    assert [e.relative for e in discover([volume.root])] == ["payments/policy.pdl"]
+    assert pdp.load(volume.root).rule_ids == pdp.load(write_policies(tmp_path / "plain", suite=None)).rule_ids
+
+
 @pytest.mark.parametrize("given", ["folder", "file"])
 def test_watch_reloads_when_kubelet_swaps_a_configmap(tmp_path, given):
     volume = ConfigMapVolume(tmp_path / "cm", {"policy.pdl": POLICY, "policy_test.yaml": SUITE})
@@ -233,3 +248,191 @@ def test_the_watcher_counts_the_configmap_swap_as_a_change(tmp_path):
         assert is_watched(volume.root.resolve() / "..data", folders, files)
         assert not is_watched(volume.root.resolve() / "..data_tmp", folders, files)
         assert not is_watched(volume.root.resolve() / "..2026_12_03_10_00_01.124" / "policy.pdl", folders, files)
+
+
+# ---- Unix domain sockets ------------------------------------------------------------------------
+
+UNIX_READY = r"serving revision \S+ .* on (unix(?:-abstract)?:\S+) \("
+
+
+def test_serve_on_a_unix_socket(tmp_path, policies, capsys):
+    """One process (the default with a Unix socket, whatever the cores), mode 0660, the clients
+    and pdp bench dial ``unix:PATH``, health answers, and the file is gone after the drain."""
+    import asyncio
+    import json
+    import stat as stat_module
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from pdp.cli import main
+    from pdp.client import AsyncClient
+
+    path = tmp_path / "run" / "pdp.sock"
+    path.parent.mkdir()
+    address = f"unix:{path}"
+    with ServeProcess(str(policies), "--addr", address) as server:
+        assert server.wait_for(UNIX_READY).group(1) == address
+        mode = os.stat(path).st_mode
+        assert stat_module.S_ISSOCK(mode) and stat_module.S_IMODE(mode) == 0o660
+        with Client(address, timeout=WAIT) as client:
+            assert client.check(ALLOWED).allowed
+
+        async def check_async():
+            async with AsyncClient(address, timeout=WAIT) as client:
+                return (await client.check(ALLOWED)).allowed
+
+        assert asyncio.run(check_async())
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=WAIT)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        requests = tmp_path / "requests.jsonl"
+        requests.write_text(json.dumps(ALLOWED) + "\n", encoding="utf-8")
+        capsys.readouterr()
+        assert main(["bench", "--addr", address, "--requests", str(requests), "--iterations", "20", "--json",
+                     "--mode", "check"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["addr"] == address and report["revision"]
+        assert server.stop() == 0
+    assert not path.exists()
+
+
+def test_serve_on_an_abstract_unix_socket(policies):
+    address = f"unix-abstract:pdp-test-{os.getpid()}-{time.monotonic_ns()}"
+    with ServeProcess(str(policies), "--addr", address) as server:
+        assert server.wait_for(UNIX_READY).group(1) == address
+        with Client(address, timeout=WAIT) as client:
+            assert client.check(ALLOWED).allowed
+        assert server.stop() == 0
+
+
+def test_what_is_in_the_way_of_a_unix_socket(tmp_path, policies):
+    import socket
+
+    # a regular file is never replaced
+    path = tmp_path / "pdp.sock"
+    path.write_text("not a socket")
+    with ServeProcess(str(policies), "--addr", f"unix:{path}") as server:
+        assert server.proc.wait(WAIT) == 1
+        server.wait_for(r"exists and is not a socket")
+    assert path.read_text() == "not a socket"
+    path.unlink()
+    # a live server keeps its socket
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(path))
+        live.listen()
+        with ServeProcess(str(policies), "--addr", f"unix:{path}") as server:
+            assert server.proc.wait(WAIT) == 1
+            server.wait_for(r"another server is listening on")
+        assert path.exists()
+    # the socket a dead server left behind (bound, nobody listening) is replaced
+    assert path.exists()
+    with ServeProcess(str(policies), "--addr", f"unix:{path}") as server:
+        server.wait_for(r"removed a stale socket at " + re.escape(str(path)))
+        server.wait_for(UNIX_READY)
+        with Client(f"unix:{path}", timeout=WAIT) as client:
+            assert client.check(ALLOWED).allowed
+        assert server.stop() == 0
+
+
+def test_workers_cannot_share_a_unix_socket(tmp_path, policies, capsys):
+    from pdp.cli import main
+
+    assert main(["serve", str(policies), "--addr", f"unix:{tmp_path / 's.sock'}", "--workers", "2"]) == 2
+    assert "a Unix socket is served by one process" in capsys.readouterr().err
+    assert not (tmp_path / "s.sock").exists()
+
+
+# ---- TLS certificates rotate ------------------------------------------------------------------
+
+
+def _replace(target: Path, source: Path | bytes) -> None:
+    """Replace ``target`` atomically, as a certificate agent does."""
+    temporary = target.with_name(target.name + ".new")
+    temporary.write_bytes(source if isinstance(source, bytes) else source.read_bytes())
+    os.replace(temporary, target)
+
+
+def _tls_channel(port: int, certs, client: bool = False):
+    import grpc
+
+    credentials = grpc.ssl_channel_credentials(
+        certs.ca.read_bytes(), certs.client_key.read_bytes() if client else None,
+        certs.client_cert.read_bytes() if client else None)
+    # A channel of its own (no subchannel shared with the others): each makes its own handshake.
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def _answers(channel) -> bool:
+    import grpc
+
+    from pdp.v1 import decision_pb2_grpc as pb_grpc
+    from pdp.wire import request_to_pb
+
+    try:
+        reply = pb_grpc.DecisionServiceStub(channel).Check(request_to_pb(ALLOWED, "r"), timeout=5)
+    except grpc.RpcError as err:
+        assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), err
+        return False
+    return reply.decision == 1  # ALLOW
+
+
+def _serving(channel) -> bool:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])
+def test_rotated_certificates_are_served_to_new_connections(tmp_path, caplog, mutual):
+    from serverkit import engine, make_certs, running
+
+    from pdp.server import ServerOptions, TLSConfig
+
+    old, new = make_certs(tmp_path / "old"), make_certs(tmp_path / "new")  # two CAs
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key, ca = live / "tls.crt", live / "tls.key", live / "ca.crt"
+    for target, source in ((cert, old.server_cert), (key, old.server_key), (ca, old.ca)):
+        _replace(target, source)
+    options = ServerOptions(tls=TLSConfig(cert, key, ca if mutual else None))
+    caplog.set_level("INFO", logger="pdp.server")
+    with running(engine(tmp_path), options) as (_, port):
+        before = _tls_channel(port, old, client=mutual)
+        assert _answers(before) and _serving(before)
+
+        for target, source in ((cert, new.server_cert), (key, new.server_key), (ca, new.ca)):
+            _replace(target, source)
+        after = _tls_channel(port, new, client=mutual)
+        assert _answers(after) and _serving(after)  # a new connection gets the new certificate
+        stale = _tls_channel(port, old, client=mutual)
+        assert not _answers(stale)  # ... so a client that only trusts the old CA cannot connect
+        stale.close()
+        assert _answers(before) and _serving(before)  # the open connection was not dropped
+
+        # A key that is not the certificate's (an agent half-way through) is not served.
+        _replace(key, old.server_key)
+        for _ in range(3):
+            again = _tls_channel(port, new, client=mutual)
+            assert _answers(again) and _serving(again)
+            again.close()
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and "is not the key of the certificate" in errors[0], errors
+        assert "still serving the previous certificate" in errors[0]
+        _replace(cert, b"garbage")
+        _replace(key, new.server_key)
+        assert _answers(_tls_channel(port, new, client=mutual))
+        assert "not a PEM certificate chain" in caplog.records[-1].getMessage()
+        before.close()
+        after.close()
+
+
+def test_a_server_does_not_start_on_certificate_files_that_do_not_match(tmp_path):
+    from serverkit import make_certs
+
+    certs, other = make_certs(tmp_path / "a"), make_certs(tmp_path / "b")
+    with ServeProcess(str(write_policies(tmp_path / "p")), "--addr", "127.0.0.1:0", "--workers", "1",
+                      "--tls-cert", str(certs.server_cert), "--tls-key", str(other.server_key)) as server:
+        assert server.proc.wait(WAIT) == 1
+        server.wait_for(r"is not the key of the certificate")

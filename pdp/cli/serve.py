@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--bundle", metavar="FILE",
                    help="serve a compiled bundle (pdp build) instead of PATHs: starts without parsing")
     p.add_argument("--addr", default="127.0.0.1:50051", metavar="HOST:PORT",
-                   help="where to listen (default 127.0.0.1:50051; port 0 picks a free port)")
+                   help="where to listen (default 127.0.0.1:50051; port 0 picks a free port), or a Unix "
+                        "domain socket: unix:/PATH (mode 0660; one process) or unix-abstract:NAME")
     p.add_argument("--watch", action="store_true",
                    help="reload when a policy, data or suite file changes (SIGHUP always reloads)")
     p.add_argument("--skip-tests", action="store_true",
@@ -119,16 +120,22 @@ def server_options(args):
 
 
 def run(args) -> int:
+    from ..server.cpus import cpu_count
     from ..server.lifecycle import ServeConfig, serve
     from ..server.logs import setup_logging
     from ..server.metrics import split_address
-    from ..server.cpus import cpu_count
+    from ..server.unix import ONE_PROCESS, is_unix
 
     try:
         source = policy_source(args)
         options = server_options(args)
+        workers = args.workers
+        if is_unix(args.addr):
+            if (workers or 1) > 1:
+                raise UsageError(f"--workers {workers}: {ONE_PROCESS}")
+            workers = 1
         for flag, value in (("--addr", args.addr), ("--metrics-addr", args.metrics_addr)):
-            if value is not None:
+            if value is not None and not (flag == "--addr" and is_unix(value)):
                 try:
                     split_address(value)
                 except ValueError as err:
@@ -140,5 +147,5 @@ def run(args) -> int:
     config = ServeConfig(source=source, address=args.addr, options=options, watch=args.watch,
                          decision_log=args.decision_log, decision_log_queue=args.decision_log_queue,
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
-                         workers=args.workers or cpu_count(), log_level=args.log_level)
+                         workers=workers or cpu_count(), log_level=args.log_level)
     return serve(config)

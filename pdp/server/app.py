@@ -22,6 +22,7 @@ from .decision_service import DecisionService
 from .envoy_authz import SERVICE as ENVOY_SERVICE
 from .envoy_authz import EnvoyAuthorization
 from .holder import EngineHolder
+from . import unix
 from .options import ServerOptions
 
 SERVICES = (DECISION_SERVICE, ENVOY_SERVICE)
@@ -33,7 +34,8 @@ class BindError(OSError):
 
 def build_server(holder: EngineHolder | Engine, address: str, options: ServerOptions | None = None, *,
                  health_servicer: health.HealthServicer | None = None) -> tuple[grpc.Server, int]:
-    """Build a server for ``holder``'s engine on ``address`` (``host:port``; port 0 picks a free one).
+    """Build a server for ``holder``'s engine on ``address``: ``host:port`` (port 0 picks a free
+    one), or a Unix domain socket (``unix:PATH``, ``unix-abstract:NAME``; pdp.server.unix).
 
     Args:
         holder: the EngineHolder to serve from (an Engine is wrapped in one).
@@ -43,7 +45,7 @@ def build_server(holder: EngineHolder | Engine, address: str, options: ServerOpt
             to NOT_SERVING when draining); a new one by default.
 
     Returns:
-        The server, not started, and the port it is bound to.
+        The server, not started, and the port it is bound to (1 for a Unix socket).
 
     Raises:
         BindError: the address cannot be bound.
@@ -71,10 +73,15 @@ def build_server(holder: EngineHolder | Engine, address: str, options: ServerOpt
         (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
 
     try:
-        if options.tls is not None:
-            port = server.add_secure_port(address, options.tls.credentials())
-        else:
-            port = server.add_insecure_port(address)
+        unix.prepare(address)
+    except OSError as exc:
+        raise BindError(str(exc)) from None
+    try:
+        with unix.socket_mode(address):
+            if options.tls is not None:
+                port = server.add_secure_port(address, options.tls.credentials())
+            else:
+                port = server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind to address ...")
         raise BindError(f"cannot listen on {address}: {exc}") from None
     if port == 0:

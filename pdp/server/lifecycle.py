@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from . import unix
 from .app import SERVICES, BindError, build_server
 from .decision_log import DecisionLog
 from .holder import EngineHolder
@@ -114,9 +115,15 @@ class Running:
         engine = self.holder.engine
         tls = self.config.options.tls
         mode = "plaintext" if tls is None else ("mTLS" if tls.mutual else "TLS")
-        host, _ = split_address(self.config.address)
         return (f"serving revision {engine.revision} ({len(engine.rule_ids)} rules, backend={engine.backend}) "
-                f"on {_join(host, self.port)} ({mode}, pid {os.getpid()})")
+                f"on {self.where} ({mode}, pid {os.getpid()})")
+
+    @property
+    def where(self) -> str:
+        """The address served: ``host:port`` with the port bound, or the Unix socket's address."""
+        if unix.is_unix(self.config.address):
+            return self.config.address
+        return _join(split_address(self.config.address)[0], self.port)
 
     def stop(self, grace: float | None = None, shutdown_delay: float | None = None) -> None:
         grace = self.config.grace if grace is None else grace
@@ -150,6 +157,9 @@ def serve(config: ServeConfig, *, ready: Callable[[Running], None] | None = None
     Must run on the main thread when ``stop`` is None (it installs signal handlers).
     """
     if config.workers > 1:
+        if unix.is_unix(config.address):
+            log.error("%s", unix.ONE_PROCESS)
+            return 1
         return serve_workers(config)
     stop = stop or threading.Event()
     running = _start(config)
@@ -267,7 +277,7 @@ def _not_serving_placeholder(address: str, options: ServerOptions) -> grpc.Serve
     try:
         port = (server.add_secure_port(address, options.tls.credentials()) if options.tls is not None
                 else server.add_insecure_port(address))
-    except RuntimeError:
+    except (RuntimeError, ValueError):  # ValueError: the TLS files do not check out any more
         port = 0
     if port == 0:
         return None

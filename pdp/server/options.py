@@ -26,20 +26,19 @@ DEFAULT_MAX_CONCURRENT_RPCS = 1024
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """PEM files. With ``client_ca`` every client must present a certificate it signed (mTLS)."""
+    """PEM files. With ``client_ca`` every client must present a certificate it signed (mTLS).
+    The files are read again when they change (certificate rotation)."""
 
     cert: Path
     key: Path
     client_ca: Path | None = None
 
     def credentials(self):
-        import grpc
+        """Server credentials that pick up rewritten files on new connections (pdp.server.tls);
+        raises ValueError when the files do not make a certificate and its key."""
+        from .tls import CertificateFiles
 
-        key = Path(self.key).read_bytes()
-        cert = Path(self.cert).read_bytes()
-        root = Path(self.client_ca).read_bytes() if self.client_ca else None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=root,
-                                           require_client_auth=root is not None)
+        return CertificateFiles(self.cert, self.key, self.client_ca).credentials()
 
     @property
     def mutual(self) -> bool:
