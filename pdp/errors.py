@@ -12,6 +12,11 @@ from dataclasses import dataclass
 #: At most this many diagnostics are rendered; the rest are counted.
 MAX_RENDERED_DIAGNOSTICS = 50
 
+#: Error text sent to a gRPC caller (status details, trailing metadata, an item's error) is
+#: cut to this many characters: gRPC caps the metadata of one answer (8 KiB by default).
+MAX_WIRE_TEXT = 1024
+_CUT = "..."
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -99,3 +104,48 @@ class EvalError(Exception):
     def __init__(self, message: str):
         self.message = message
         super().__init__(message)
+
+
+def printable(text: str, limit: int = MAX_WIRE_TEXT) -> str:
+    r"""``text`` as printable ASCII of at most ``limit`` characters, for gRPC status details and
+    metadata, which carry nothing else (a control character or a BOM there fails the whole call).
+
+    Other characters become JSON escapes (``\u00e9``; two for one beyond U+FFFF), so a quoted
+    key stays a JSON string. Past ``limit`` the middle is cut to ``...``: the end of an error
+    text (what is wrong) is worth as much as its start (where).
+
+    >>> print(printable("context.caf\u00e9\x01"))
+    context.caf\u00e9\u0001
+    >>> len(printable("k" * 100_000))
+    1024
+    """
+    if len(text) <= limit:
+        if text.isascii() and text.isprintable():
+            return text
+        shown = _escape(text)
+        if len(shown) <= limit:
+            return shown
+    # Only the two ends can show: escape just those (a 100 KB name costs 1 KB of work).
+    keep = limit - len(_CUT)
+    head = _escape(text[: keep // 2])[: keep // 2]
+    rest = keep - len(head)
+    return head + _CUT + _escape(text[-rest:])[-rest:]
+
+
+def printable_request_error(err: RequestError) -> RequestError:
+    """``err`` as a gRPC caller gets it: path and message ``printable``, ``str()`` at most
+    MAX_WIRE_TEXT characters, the path at most half of that (so the message always shows)."""
+    path = printable(err.path, MAX_WIRE_TEXT // 2)
+    return RequestError(path, printable(err.message, MAX_WIRE_TEXT - (len(path) + 2 if path else 0)))
+
+
+def _escape(text: str) -> str:
+    return "".join(c if " " <= c <= "~" else _escape_char(c) for c in text)
+
+
+def _escape_char(c: str) -> str:
+    code = ord(c)
+    if code > 0xFFFF:  # a surrogate pair, as JSON writes it
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"

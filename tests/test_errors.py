@@ -11,15 +11,19 @@ and review the diff like code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pdp
-from pdp.errors import MAX_RENDERED_DIAGNOSTICS, Diagnostic, PolicyError
+from pdp.errors import (MAX_RENDERED_DIAGNOSTICS, MAX_WIRE_TEXT, Diagnostic, PolicyError, RequestError, printable,
+                        printable_request_error)
 from pdp.syntax.parser import MAX_SYNTAX_ERRORS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "errors"
@@ -386,3 +390,27 @@ def test_broken_variants_give_positioned_messages_without_parser_jargon(tmp_path
                 assert d.source_line == lines[d.line - 1], label
                 assert 1 <= d.column <= len(d.source_line) + 1, (label, d)
     assert seen > 500
+
+
+# ---- error text for gRPC callers (pdp.errors.printable) ---------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=3000) | st.text(min_size=1000, max_size=3000).map(lambda t: t * 40),
+       st.integers(8, 2000))
+def test_printable_is_printable_ascii_within_the_limit(text, limit):
+    shown = printable(text, limit)
+    assert len(shown) <= limit and shown.isascii() and shown.isprintable()
+    if len(text) <= limit and text.isascii() and text.isprintable():
+        assert shown == text  # nothing to do: the same text
+    elif len(shown) < limit and not {"\\", '"', "."} & set(text):  # not cut: each character there, JSON-escaped
+        assert json.loads(f'"{shown}"') == text
+
+
+def test_printable_escapes_and_cuts_the_middle():
+    assert printable("a\x01\ufeff\u00e9\U0001F600") == "a\\u0001\\ufeff\\u00e9\\ud83d\\ude00"
+    cut = printable("start" + "x" * 5000 + "the end")
+    assert len(cut) == MAX_WIRE_TEXT and cut.startswith("startxx") and cut.endswith("xxthe end") and "..." in cut
+    err = printable_request_error(RequestError("context." + "k" * 5000, "null is not allowed inside a list"))
+    assert len(str(err)) <= MAX_WIRE_TEXT and len(err.path) <= MAX_WIRE_TEXT // 2
+    assert str(err).endswith(": null is not allowed inside a list")

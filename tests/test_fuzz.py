@@ -324,28 +324,51 @@ def served(tmp_path_factory):
             yield channel
 
 
+#: The ``served`` fixture's message size limit.
+MAX_MESSAGE = 64 * 1024
+
+
+def assert_wire_text(text: str) -> None:
+    """Error text sent to a gRPC caller: printable ASCII, at most 1 KB (gRPC metadata carries
+    nothing else, and caps its size)."""
+    assert len(text) <= 1024 and text.isascii() and text.isprintable(), (len(text), text[:200])
+
+
 def check_wire(channel, data: bytes) -> None:
-    """Any bytes, to every method: an answer or INVALID_ARGUMENT; the server keeps serving."""
+    """Any bytes, to every method: an answer or INVALID_ARGUMENT with printable details of at
+    most 1 KB; the server keeps serving."""
     import grpc
 
     from pdp.v1 import decision_pb2 as pb
 
-    allowed = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
     for method, reply in (("Check", pb.CheckResponse), ("CheckBatch", pb.CheckBatchResponse)):
         call = channel.unary_unary(f"/pdp.v1.DecisionService/{method}")
         batch = method == "CheckBatch"
-        payload = pb.CheckBatchRequest(requests=[pb.CheckRequest()]).SerializeToString()[:0] + (
-            b"\x0a" + _varint(len(data)) + data if batch else data)
+        payload = b"\x0a" + _varint(len(data)) + data if batch else data
         try:
             answer = reply.FromString(call(payload, timeout=30))
         except grpc.RpcError as err:
-            assert err.code() in allowed, (method, err.code(), err.details())
+            if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and len(payload) > MAX_MESSAGE:
+                continue
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err.code(), err.details())
+            assert_wire_text(err.details())
+            for _, value in err.trailing_metadata() or ():
+                assert_wire_text(value)
         else:
             for item in (answer.responses if batch else [answer]):
-                assert item.HasField("error") or item.decision in (pb.DECISION_ALLOW, pb.DECISION_DENY), item
+                if item.HasField("error"):
+                    assert_wire_text(item.error.message)
+                    assert_wire_text(item.error.path)
+                else:
+                    assert item.decision in (pb.DECISION_ALLOW, pb.DECISION_DENY), item
+    if len(data) > MAX_MESSAGE:
+        return
     stream = channel.stream_stream("/pdp.v1.DecisionService/CheckStream")
     answers = [pb.CheckResponse.FromString(b) for b in stream(iter([data, WIRE["sample0"]]), timeout=30)]
     assert len(answers) == 2 and answers[1].decision in (pb.DECISION_ALLOW, pb.DECISION_DENY)
+    if answers[0].HasField("error"):
+        assert_wire_text(answers[0].error.message)
+        assert_wire_text(answers[0].error.path)
 
 
 def check_envoy(channel, data: bytes) -> None:
@@ -377,6 +400,34 @@ def _varint(n: int) -> bytes:
 @given(mutated(WIRE) | st.binary(max_size=200).map(lambda b: ("random", b)))
 def test_any_bytes_over_grpc(served, edit):
     check_wire(served, edit[1])
+
+
+#: Attribute names from the whole of Unicode (lone surrogates cannot be encoded), short or long.
+NAMES = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | \
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=300, max_size=700)
+
+
+@fuzz(60)
+@given(keys=st.lists(NAMES, min_size=1, max_size=36), form=st.sampled_from(["value", "msgpack"]),
+       bad=st.booleans(), data=st.data())
+def test_error_text_is_printable_whatever_the_names(served, keys, form, bad, data):
+    """Requests whose keys are any text, nested up to 36 deep down to a good or a bad value,
+    as sent and with their bytes mutated: every error the caller gets is printable and short."""
+    from pdp.wire import request_to_pb
+
+    if form == "value":
+        keys = keys[:20]  # the Value form refuses deeper nesting before sending
+    value: object = [1, None] if bad and form == "msgpack" else "ok"
+    for key in reversed(keys):
+        value = {key: value}
+    msg = request_to_pb({**VALID, "context": value}, form=form)
+    if bad and form == "value":  # a Value with no kind set, where the path ends
+        fields = msg.context
+        for key in keys[:-1]:
+            fields = fields[key].map_value.fields
+        fields[keys[-1]].Clear()
+    check_wire(served, msg.SerializeToString())
+    check_wire(served, data.draw(mutated({"named": msg.SerializeToString()}))[1])
 
 
 def _envoy_samples() -> dict[str, bytes]:

@@ -23,7 +23,7 @@ from pdp.server.metrics import Metrics
 from pdp.server.reload import PathSource
 from pdp.v1 import decision_pb2 as pb
 from pdp.v1 import decision_pb2_grpc as pb_grpc
-from pdp.wire import request_to_pb
+from pdp.wire import pb_to_request, request_to_pb
 
 
 @pytest.fixture
@@ -119,6 +119,71 @@ def _varint(n: int) -> bytes:
         out += bytes([n & 0x7F | 0x80])
         n >>= 7
     return out + bytes([n])
+
+
+#: Malformed requests whose error quotes request text that gRPC metadata cannot carry as is
+#: (control characters, a BOM, non-ASCII, a 100 KB name, a path of long keys nested 33 deep):
+#: the keys down to a bad value.
+UNPRINTABLE = {
+    "control": ["a\x01\x1b[31m\x7fb"],
+    "bom": ["\ufeffkey"],
+    "non_ascii": ["café ☃ 😀", "ключ"],
+    "huge_name": ["k" * 100_000],
+    "deep_long_path": [f"{i:02d}" + "x" * 600 for i in range(33)],
+}
+
+
+def _unprintable_request(case: str, form: str) -> pb.CheckRequest:
+    """msgpack: a null in a list at the end of the keys; value: a Value of no kind there (the
+    Value form cannot nest 33 maps, nor hold a null in a list)."""
+    keys = UNPRINTABLE[case]
+    if form == "msgpack":
+        leaf: object = [1, None]
+        for key in reversed(keys):
+            leaf = {key: leaf}
+        return request_to_pb({**ALLOWED, "context": leaf}, "r", form=form)
+    msg = request_to_pb(ALLOWED, "r", form=form)
+    fields = msg.context
+    keys = keys[:25]
+    for key in keys[:-1]:
+        fields = fields[key].map_value.fields
+    fields[keys[-1]].SetInParent()
+    return msg
+
+
+def _assert_printable(text: str) -> None:
+    assert len(text) <= 1024 and text.isascii() and text.isprintable(), (len(text), text[:200])
+
+
+@pytest.mark.parametrize("form", ["value", "msgpack"])
+@pytest.mark.parametrize("case", sorted(UNPRINTABLE))
+def test_errors_that_quote_the_request_are_printable_and_at_most_1kb(served, case, form):
+    _, port, stub, _ = served
+    msg = _unprintable_request(case, form)
+    err = _invalid(stub.Check, msg)
+    _assert_printable(err.details())
+    path = dict(err.trailing_metadata())["pdp-error-path"]
+    _assert_printable(path)
+    assert path.startswith("context") and err.details().startswith(path[:100])
+    if case == "deep_long_path":  # the path is cut in its middle: where and what both show
+        assert "..." in path and err.details().endswith(
+            "nested deeper than 32 levels" if form == "msgpack" else "map_value)")
+    if case == "control":
+        assert "\\u0001\\u001b[31m\\u007f" in path
+    # The same error as an item of a batch and of a stream.
+    items = [*stub.CheckBatch(pb.CheckBatchRequest(requests=[msg, request_to_pb(ALLOWED)]), timeout=WAIT).responses,
+             *stub.CheckStream(iter([msg, request_to_pb(ALLOWED)]), timeout=WAIT)]
+    assert [bool(r.HasField("error")) for r in items] == [True, False, True, False]
+    for item in items[::2]:
+        assert item.error.code == 3 and item.error.path == path and item.error.message == err.details()
+    # pdp's client (msgpack: it leaves the checks to the server) raises RequestError with that
+    # path; the server keeps serving.
+    with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+        if form == "msgpack":
+            with pytest.raises(RequestError) as info:
+                client.check(pb_to_request(msg, check=False))
+            assert info.value.path == path
+        assert client.check(ALLOWED).allowed
 
 
 def test_peer_attributes_from_an_auth_context():

@@ -2,8 +2,10 @@
 
 Check fails a malformed request with INVALID_ARGUMENT (the message names the path, which
 also travels in the ``pdp-error-path`` trailing metadata); CheckBatch and CheckStream answer
-such an item with ``error`` set and decide the others. Each call reads the serving engine
-once, so one answer (a whole batch included) comes from one revision.
+such an item with ``error`` set and decide the others. Error text sent to a caller is
+printable ASCII of at most 1 KB (``pdp.errors.printable``) whatever the request held: gRPC
+metadata carries nothing else, and a longer trailer would fail the call. Each call reads the
+serving engine once, so one answer (a whole batch included) comes from one revision.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from ..errors import RequestError
+from ..errors import RequestError, printable, printable_request_error
 from ..v1 import decision_pb2 as pb
 from ..wire import error_to_pb, pb_to_request
 from .convert import Decoded, check_attribute_count, decision_to_pb, deserializer, peer_attributes, with_peer
@@ -59,8 +61,9 @@ class DecisionService:
         if self.log is not None:
             self.log.record_error("pdp", request_id, request, str(err))
         if isinstance(err, RequestError):
+            err = printable_request_error(err)
             context.set_trailing_metadata(((ERROR_PATH_KEY, err.path),))
-        context.abort(code, str(err))
+        context.abort(code, printable(str(err)))
 
     def Check(self, decoded: Decoded, context) -> pb.CheckResponse:
         started = _perf_ns()
@@ -99,7 +102,7 @@ class DecisionService:
                 self.metrics.error("pdp", _INVALID.name)
             if self.log is not None:
                 self.log.record_error("pdp", msg.request_id, request, str(err))
-            return error_to_pb(err, msg.request_id)
+            return error_to_pb(printable_request_error(err), msg.request_id)
         except Exception:  # a bug: this item gets INTERNAL, the others are still decided
             log.exception("batch item %r: unexpected error", msg.request_id)
             if self.metrics is not None:
