@@ -10,6 +10,10 @@ server's engine time). A request the server finds malformed raises ``pdp.Request
 the path, as ``engine.decide`` does; transport problems raise ``grpc.RpcError``.
 Requests travel in the MessagePack form (bench/WIRE_FORMAT.md); ``form="value"`` sends the
 typed Value tree instead. ``AsyncClient`` is the same over ``grpc.aio``.
+
+Concurrent ``check()`` calls on one client (threads, or asyncio tasks) are coalesced: when
+the client already has RPCs out, a call waits and leaves with the others in one
+``CheckBatch``, each caller still getting its own answer or error (``pdp.coalesce``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from .coalesce import AsyncCoalescer, Coalescer
 from .decision import ALLOW, DENY, Decision, Reason, RuleError
 from .errors import RequestError
 from .v1 import decision_pb2 as pb
@@ -112,12 +117,15 @@ class Client:
         timeout: default deadline per call, in seconds (None: none).
         form: ``"msgpack"`` (the fast path) or ``"value"`` (the typed Value tree).
         channel: use this channel instead of making one (``target`` is then ignored).
+        coalesce: carry concurrent ``check()`` calls together (``pdp.coalesce``): a call that
+            finds the client's RPCs busy waits and leaves with the others in one CheckBatch.
+            False: every ``check()`` is its own unary Check.
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", *, tls: bool = False, root_ca: str | Path | None = None,
                  cert: str | Path | None = None, key: str | Path | None = None, timeout: float | None = None,
                  form: str = "msgpack", max_message_bytes: int = 64 * 1024 * 1024,
-                 channel: grpc.Channel | None = None):
+                 channel: grpc.Channel | None = None, coalesce: bool = True):
         if form not in ("msgpack", "value"):
             raise ValueError(f"form must be 'msgpack' or 'value', not {form!r}")
         if channel is None:
@@ -129,6 +137,7 @@ class Client:
         self.timeout = timeout
         self.form = form
         self._stub = pb_grpc.DecisionServiceStub(channel)
+        self._coalescer = Coalescer(self._stub) if coalesce else None
 
     def _timeout(self, timeout: float | None) -> float | None:
         return self.timeout if timeout is None else timeout
@@ -137,7 +146,10 @@ class Client:
         """Decide one request on the server; raises ``RequestError`` when it is malformed."""
         msg = request_to_pb(request, request_id, form=self.form)
         try:
-            response = self._stub.Check(msg, timeout=self._timeout(timeout))
+            if self._coalescer is None:
+                response = self._stub.Check(msg, timeout=self._timeout(timeout))
+            else:
+                response = self._coalescer.check(msg, self._timeout(timeout))
         except grpc.RpcError as err:
             request_error = _request_error(err)
             if request_error is None:
@@ -178,6 +190,9 @@ class Client:
                 yield err
 
     def close(self) -> None:
+        """Close the channel; calls still waiting or in flight raise ``grpc.RpcError`` (CANCELLED)."""
+        if self._coalescer is not None:
+            self._coalescer.close()
         self.channel.close()
 
     def __enter__(self) -> Client:
@@ -193,7 +208,7 @@ class AsyncClient:
     def __init__(self, target: str = "127.0.0.1:50051", *, tls: bool = False, root_ca: str | Path | None = None,
                  cert: str | Path | None = None, key: str | Path | None = None, timeout: float | None = None,
                  form: str = "msgpack", max_message_bytes: int = 64 * 1024 * 1024,
-                 channel: grpc.aio.Channel | None = None):
+                 channel: grpc.aio.Channel | None = None, coalesce: bool = True):
         if form not in ("msgpack", "value"):
             raise ValueError(f"form must be 'msgpack' or 'value', not {form!r}")
         if channel is None:
@@ -206,6 +221,7 @@ class AsyncClient:
         self.timeout = timeout
         self.form = form
         self._stub = pb_grpc.DecisionServiceStub(channel)
+        self._coalescer = AsyncCoalescer(self._stub) if coalesce else None
 
     def _timeout(self, timeout: float | None) -> float | None:
         return self.timeout if timeout is None else timeout
@@ -214,7 +230,10 @@ class AsyncClient:
                     timeout: float | None = None) -> Decision:
         msg = request_to_pb(request, request_id, form=self.form)
         try:
-            response = await self._stub.Check(msg, timeout=self._timeout(timeout))
+            if self._coalescer is None:
+                response = await self._stub.Check(msg, timeout=self._timeout(timeout))
+            else:
+                response = await self._coalescer.check(msg, self._timeout(timeout))
         except grpc.RpcError as err:
             request_error = _request_error(err)
             if request_error is None:
@@ -245,6 +264,8 @@ class AsyncClient:
                 yield err
 
     async def close(self) -> None:
+        if self._coalescer is not None:
+            self._coalescer.close()
         await self.channel.close()
 
     async def __aenter__(self) -> AsyncClient:
