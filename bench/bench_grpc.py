@@ -14,6 +14,19 @@ measured in interleaved rounds by one client written with Python grpcio:
   (pdp ``CheckBatch`` of 100 requests; Cerbos ``CheckResources`` of 100 resources, one
   principal — Cerbos has no batch of independent principals).
 
+For pdp servers, also ``pdp.client`` itself, where pdp owns both ends of the wire (each call
+encodes its request dict and decodes a ``Decision``, as a user's call does):
+
+* ``client_p50_us`` / ``client_unary_p50_us``: sequential ``Client.check()``, coalescing on
+  (the default) and off (``coalesce=False``: one unary Check per call, the client as it was);
+* ``client_threads64_per_s`` / ``client_asyncio64_per_s``: ``check()`` calls per second from 64
+  threads sharing one ``Client`` / 64 tasks sharing one ``AsyncClient``; ``..._unary_...``
+  the same with ``coalesce=False``;
+* ``stream64_per_s``: the other design measured, 64 tasks multiplexing one ``CheckStream``
+  (answers matched in order; grpc.aio, messages pre-built);
+* ``envoy64_per_s`` (``envoy64_c4_per_s`` over 4 connections): Envoy's unary
+  ``Authorization/Check`` with 64 in flight, which no client of pdp's can coalesce.
+
 Request messages are built once before timing, so the figures are server plus transport
 plus the client library's own call overhead, alike for both. Results go to stdout as a
 table and, with ``--out FILE``, as JSON. bench/GRPC.md records a run and the method.
@@ -24,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import platform
@@ -34,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,7 +57,7 @@ import grpc
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pdp.client import encode
+from pdp.client import AsyncClient, Client, encode
 from pdp.v1 import decision_pb2 as pb
 
 PDP_POLICY = """\
@@ -104,6 +119,17 @@ telemetry:
   disabled: true
 """
 
+#: A second policy file for pdp only: lets the Envoy measurement get an ALLOW.
+PDP_HTTP_POLICY = """\
+policy http {
+  target resource.type == "http"
+
+  permit billing_reads
+    when action.name == "GET" and identity.spiffe_id startswith "spiffe://acme.prod/ns/billing/sa/"
+    reason "billing reads"
+}
+"""
+
 REQUEST = {
     "identity": {"type": "workload", "id": "billing", "spiffe_id": "spiffe://acme.prod/ns/billing/sa/api",
                  "env": "prod", "scopes": ["payments:write"]},
@@ -153,6 +179,7 @@ class PdpServer(Server):
         policies = workdir / "pdp"
         policies.mkdir(exist_ok=True)
         (policies / "payments.pdl").write_text(PDP_POLICY)
+        (policies / "http.pdl").write_text(PDP_HTTP_POLICY)
         self.port = free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen([sys.executable, "-m", "pdp", "serve", str(policies), "--addr",
@@ -293,6 +320,13 @@ class Calls:
             allowed = out.decision == pb.DECISION_ALLOW
         if not allowed:
             raise RuntimeError(f"{self.server.name} did not allow the benchmark request: {out}")
+        if isinstance(self.server, PdpServer):
+            msg = envoy_message()
+            with grpc.insecure_channel(self.target) as channel:
+                out = channel.unary_unary(ENVOY_PATH, request_serializer=type(msg).SerializeToString,
+                                          response_deserializer=envoy_response().FromString)(msg, timeout=10)
+            if out.status.code != 0:
+                raise RuntimeError(f"{self.server.name} did not allow the Envoy benchmark request: {out}")
 
     def sequential(self, n: int) -> list[float]:
         with grpc.insecure_channel(self.target) as channel:
@@ -309,16 +343,19 @@ class Calls:
                 out.append(clock() - t)
         return out
 
-    def inflight(self, n: int, concurrency: int = 64, connections: int = 1) -> float:
+    def inflight(self, n: int, concurrency: int = 64, connections: int = 1, envoy: bool = False) -> float:
         """Calls per second with ``concurrency`` calls in flight, spread evenly over
-        ``connections`` channels (each its own TCP connection: a local subchannel pool)."""
+        ``connections`` channels (each its own TCP connection: a local subchannel pool);
+        ``envoy``: Envoy's Authorization/Check instead of the server's own check."""
+        path, msg, resp = ((ENVOY_PATH, envoy_message(), envoy_response()) if envoy
+                           else (self.check_path, self.check_msg, self.check_resp))
+
         async def run() -> float:
             channels = [grpc.aio.insecure_channel(self.target, options=[("grpc.use_local_subchannel_pool", 1)])
                         for _ in range(connections)]
             try:
-                calls = [ch.unary_unary(self.check_path, request_serializer=type(self.check_msg).SerializeToString,
-                                        response_deserializer=self.check_resp.FromString) for ch in channels]
-                msg = self.check_msg
+                calls = [ch.unary_unary(path, request_serializer=type(msg).SerializeToString,
+                                        response_deserializer=resp.FromString) for ch in channels]
                 for call in calls:
                     for _ in range(100 // connections + 1):
                         await call(msg)
@@ -339,6 +376,102 @@ class Calls:
 
         return asyncio.run(run())
 
+    # ---- pdp.client (pdp servers only)
+
+    def client_sequential(self, n: int, coalesce: bool) -> list[float]:
+        with Client(self.target, timeout=60, coalesce=coalesce) as client:
+            for _ in range(min(200, n)):
+                client.check(REQUEST)
+            out = []
+            clock = time.perf_counter
+            for _ in range(n):
+                t = clock()
+                client.check(REQUEST)
+                out.append(clock() - t)
+        return out
+
+    def client_threads(self, n: int, coalesce: bool, concurrency: int = 64) -> float:
+        """check() calls per second from ``concurrency`` threads sharing one Client."""
+        with Client(self.target, timeout=60, coalesce=coalesce) as client:
+            for _ in range(100):
+                client.check(REQUEST)
+            left = iter(range(n))  # next() on a range iterator is atomic under the GIL
+            start = threading.Barrier(concurrency + 1, timeout=60)
+
+            def worker():
+                start.wait()
+                for _ in left:
+                    client.check(REQUEST)
+
+            threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+            for th in threads:
+                th.start()
+            start.wait()
+            t = time.perf_counter()
+            for th in threads:
+                th.join()
+            return n / (time.perf_counter() - t)
+
+    def client_asyncio(self, n: int, coalesce: bool, concurrency: int = 64) -> float:
+        """check() calls per second from ``concurrency`` tasks sharing one AsyncClient."""
+        async def run() -> float:
+            async with AsyncClient(self.target, timeout=60, coalesce=coalesce) as client:
+                for _ in range(100):
+                    await client.check(REQUEST)
+                left = iter(range(n))
+
+                async def worker():
+                    for _ in left:
+                        await client.check(REQUEST)
+
+                t = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                return n / (time.perf_counter() - t)
+
+        return asyncio.run(run())
+
+    def stream_multiplexed(self, n: int, concurrency: int = 64) -> float:
+        """Calls per second with ``concurrency`` tasks sharing one CheckStream (the design not
+        chosen): each writes its request and waits for the answer, matched by order."""
+        async def run() -> float:
+            async with grpc.aio.insecure_channel(self.target) as channel:
+                call = channel.stream_stream("/pdp.v1.DecisionService/CheckStream",
+                                             request_serializer=pb.CheckRequest.SerializeToString,
+                                             response_deserializer=pb.CheckResponse.FromString)()
+                waiting: collections.deque[asyncio.Future] = collections.deque()
+                write_lock = asyncio.Lock()
+                msg = self.check_msg
+
+                async def read():
+                    async for response in call:
+                        waiting.popleft().set_result(response)
+
+                reader = asyncio.ensure_future(read())
+
+                async def check():
+                    future = asyncio.get_running_loop().create_future()
+                    async with write_lock:  # one write at a time; the queue in write order
+                        waiting.append(future)
+                        await call.write(msg)
+                    return await future
+
+                for _ in range(100):
+                    await check()
+                left = iter(range(n))
+
+                async def worker():
+                    for _ in left:
+                        await check()
+
+                t = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                rate = n / (time.perf_counter() - t)
+                await call.done_writing()
+                await reader
+                return rate
+
+        return asyncio.run(run())
+
     def batches(self, n: int) -> float:
         with grpc.insecure_channel(self.target, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
             call = channel.unary_unary(self.batch_path, request_serializer=type(self.batch_msg).SerializeToString,
@@ -352,37 +485,93 @@ class Calls:
             return n * 100 / (time.perf_counter() - t)
 
 
+ENVOY_PATH = "/envoy.service.auth.v3.Authorization/Check"
+
+
+def envoy_message():
+    """An Envoy CheckRequest that pdp ALLOWs (PDP_HTTP_POLICY): a GET from the billing peer."""
+    from envoy.service.auth.v3 import external_auth_pb2 as ext
+
+    msg = ext.CheckRequest()
+    attrs = msg.attributes
+    attrs.source.principal = REQUEST["identity"]["spiffe_id"]
+    attrs.source.address.socket_address.address = "10.1.2.3"
+    http = attrs.request.http
+    http.method, http.path, http.host = "GET", "/v1/payments/42", "api.acme"
+    http.headers["x-request-id"] = "r1"
+    return msg
+
+
+def envoy_response():
+    from envoy.service.auth.v3 import external_auth_pb2 as ext
+
+    return ext.CheckResponse
+
+
 def percentile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+#: pdp.client metrics, measured on pdp servers: result key, column title.
+CLIENT_COLUMNS = [
+    ("client_unary_p50_us", "check() p50 µs, one unary Check per call (before)"),
+    ("client_p50_us", "check() p50 µs, coalescing (after)"),
+    ("client_threads64_unary_per_s", "64 threads, unary, calls/s"),
+    ("client_threads64_per_s", "64 threads, coalescing, calls/s"),
+    ("client_asyncio64_unary_per_s", "64 tasks, unary, calls/s"),
+    ("client_asyncio64_per_s", "64 tasks, coalescing, calls/s"),
+    ("stream64_per_s", "64 tasks on one CheckStream, calls/s"),
+    ("envoy64_per_s", "Envoy Check, 64 in flight, calls/s"),
+    ("envoy64_c4_per_s", "Envoy Check, 64 in flight over 4 connections, calls/s"),
+]
+
+
 def measure(servers: list[Server], rounds: int, seq: int, inflight: int, batches: int,
-            connections: tuple[int, ...] = (1,)) -> dict:
+            connections: tuple[int, ...] = (1,), clients: bool = True) -> dict:
+    """Every metric of every server, ``rounds`` times, interleaved; medians and raw rounds."""
     calls = [Calls(s) for s in servers]
     for c in calls:
         c.verify()
     extra = [k for k in connections if k != 1]
-    raw: dict[str, dict[str, list[float]]] = {
-        s.name: {"p50": [], "p99": [], "inflight": [], "batch": [], **{f"inflight_c{k}": [] for k in extra}}
-        for s in servers}
+    raw: dict[str, dict[str, list[float]]] = {s.name: collections.defaultdict(list) for s in servers}
     for r in range(rounds):
         for c in calls:  # interleaved: each round measures every server in turn
+            got = raw[c.server.name]
             lat = c.sequential(seq)
-            raw[c.server.name]["p50"].append(statistics.median(lat) * 1e6)
-            raw[c.server.name]["p99"].append(percentile(lat, 0.99) * 1e6)
-            raw[c.server.name]["inflight"].append(c.inflight(inflight))
+            got["p50"].append(statistics.median(lat) * 1e6)
+            got["p99"].append(percentile(lat, 0.99) * 1e6)
+            got["inflight"].append(c.inflight(inflight))
             for k in extra:
-                raw[c.server.name][f"inflight_c{k}"].append(c.inflight(inflight, connections=k))
-            raw[c.server.name]["batch"].append(c.batches(batches))
+                got[f"inflight_c{k}"].append(c.inflight(inflight, connections=k))
+            got["batch"].append(c.batches(batches))
+            if clients and isinstance(c.server, PdpServer):
+                for coalesce, tag in ((False, "_unary"), (True, "")):
+                    got[f"client{tag}_p50"].append(statistics.median(c.client_sequential(seq, coalesce)) * 1e6)
+                    got[f"client_threads64{tag}"].append(c.client_threads(inflight, coalesce))
+                    got[f"client_asyncio64{tag}"].append(c.client_asyncio(inflight, coalesce))
+                got["stream64"].append(c.stream_multiplexed(inflight))
+                got["envoy64"].append(c.inflight(inflight, envoy=True))
+                got["envoy64_c4"].append(c.inflight(inflight, connections=4, envoy=True))
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
-    return {name: {"check_p50_us": round(statistics.median(v["p50"]), 1),
-                   "check_p99_us": round(statistics.median(v["p99"]), 1),
-                   "inflight64_per_s": round(statistics.median(v["inflight"])),
-                   **{f"inflight64_c{k}_per_s": round(statistics.median(v[f"inflight_c{k}"])) for k in extra},
-                   "batch100_decisions_per_s": round(statistics.median(v["batch"])),
-                   "rounds": {k: [round(x, 1) for x in xs] for k, xs in v.items()}}
-            for name, v in raw.items()}
+
+    def median(v, key, digits=None):
+        return round(statistics.median(v[key]), digits)
+
+    out = {}
+    for name, v in raw.items():
+        out[name] = {"check_p50_us": median(v, "p50", 1), "check_p99_us": median(v, "p99", 1),
+                     "inflight64_per_s": median(v, "inflight"),
+                     **{f"inflight64_c{k}_per_s": median(v, f"inflight_c{k}") for k in extra},
+                     "batch100_decisions_per_s": median(v, "batch")}
+        if "stream64" in v:
+            out[name].update({"client_unary_p50_us": median(v, "client_unary_p50", 1),
+                              "client_p50_us": median(v, "client_p50", 1),
+                              **{f"{key}_per_s": median(v, key) for key in (
+                                  "client_threads64_unary", "client_threads64", "client_asyncio64_unary",
+                                  "client_asyncio64", "stream64", "envoy64", "envoy64_c4")}})
+        out[name]["rounds"] = {k: [round(x, 1) for x in xs] for k, xs in v.items()}
+    return out
 
 
 def table(results: dict) -> str:
@@ -396,6 +585,12 @@ def table(results: dict) -> str:
         cells = [r["check_p50_us"], r["check_p99_us"], r["inflight64_per_s"], *(r[k] for k in spread),
                  r["batch100_decisions_per_s"]]
         lines.append(f"| {name} | " + " | ".join(str(c) for c in cells) + " |")
+    with_client = {name: r for name, r in results.items() if "client_p50_us" in r}
+    if with_client:
+        lines += ["", "| pdp.client against | " + " | ".join(title for _, title in CLIENT_COLUMNS) + " |",
+                  "|---" * (len(CLIENT_COLUMNS) + 1) + "|"]
+        for name, r in with_client.items():
+            lines.append(f"| {name} | " + " | ".join(str(r[key]) for key, _ in CLIENT_COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -444,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print("no cerbos binary (--cerbos, CERBOS_BIN or --npm-cerbos): pdp only", file=sys.stderr)
         connections = tuple(int(k) for k in args.connections.split(","))
-        results = measure(servers, args.rounds, args.seq, args.inflight, args.batches, connections)
+        results = measure(servers, args.rounds, args.seq, args.inflight, args.batches, connections,
+                          clients=not args.modes)
     finally:
         for s in servers:
             s.stop()
