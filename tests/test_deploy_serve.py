@@ -422,7 +422,8 @@ def test_rotated_certificates_are_served_to_new_connections(tmp_path, caplog, mu
         assert "still serving the previous certificate" in errors[0]
         _replace(cert, b"garbage")
         _replace(key, new.server_key)
-        assert _answers(_tls_channel(port, new, client=mutual))
+        with _tls_channel(port, new, client=mutual) as channel:
+            assert _answers(channel)
         assert "not a PEM certificate chain" in caplog.records[-1].getMessage()
         before.close()
         after.close()
@@ -436,3 +437,24 @@ def test_a_server_does_not_start_on_certificate_files_that_do_not_match(tmp_path
                       "--tls-cert", str(certs.server_cert), "--tls-key", str(other.server_key)) as server:
         assert server.proc.wait(WAIT) == 1
         server.wait_for(r"is not the key of the certificate")
+
+
+def test_a_certificate_in_a_kubernetes_secret_volume_rotates(tmp_path):
+    """cert-manager renews a Secret; kubelet swaps the volume's ..data link: new connections
+    get the new certificate."""
+    from serverkit import engine, make_certs, running
+
+    from pdp.server import ServerOptions, TLSConfig
+
+    old, new = make_certs(tmp_path / "old"), make_certs(tmp_path / "new")
+    volume = ConfigMapVolume(tmp_path / "secret", {"tls.crt": old.server_cert.read_text(),
+                                                   "tls.key": old.server_key.read_text()})
+    options = ServerOptions(tls=TLSConfig(volume.root / "tls.crt", volume.root / "tls.key"))
+    with running(engine(tmp_path), options) as (_, port):
+        with _tls_channel(port, old) as channel:
+            assert _answers(channel)
+        volume.update({"tls.crt": new.server_cert.read_text(), "tls.key": new.server_key.read_text()})
+        with _tls_channel(port, new) as channel:
+            assert _answers(channel)
+        with _tls_channel(port, old) as channel:
+            assert not _answers(channel)

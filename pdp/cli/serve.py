@@ -22,10 +22,12 @@ EXAMPLE = """example:
    "action": {"name": {"string_value": "charge"}}, "resource": {"type": {"string_value": "payment"}}}
   EOF
   $ kill -HUP $(pgrep -f 'pdp serve')      # reload now (--watch reloads on file changes)
+  $ pdp serve policies/ --addr unix:/run/pdp/pdp.sock   # for a sidecar: a Unix socket, mode 0660
 
 A reload builds the new policy set in the background and runs its *_test.yaml suites; a set
 that fails to load or fails a test is rejected and the running revision keeps serving.
 With --client-ca (mTLS) the client certificate's SPIFFE ID is context.peer.spiffe_id.
+The TLS files are read again when they change (certificate rotation), for new connections.
 """
 
 
