@@ -43,8 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 POLICIES = REPO / "policies"
 BACKENDS = [*sorted(runtime.EVALUATORS), "reference"]
 SCALE = int(os.environ.get("PDP_FUZZ_SCALE", "1"))
-#: Seconds one load may take (the parser's promise; generous for a busy CI machine).
-LOAD_BOUND = 1.0 if SCALE == 1 else 2.0
+#: Seconds one load may take: a guard against super-linear blow-ups (a hang shows as minutes),
+#: not a speed test, so it leaves room for a 2-core machine running other work (load ~10).
+LOAD_BOUND = 8.0
 
 
 def fuzz(examples: int):
