@@ -2,20 +2,13 @@
 
 The vectors are read at test time from ``shared/conformance/authzen/`` next to the repository
 (see its SOURCE.md); the scenarios are written as pdp policies and data in
-``tests/conformance/``. Each AuthZEN Access Evaluation request maps to a pdp request as SPEC §3
-says (the AuthZEN information model):
-
-- ``subject`` ⇒ ``identity`` (``type``, ``id``, and each ``properties`` member as an attribute),
-- ``action`` ⇒ ``action`` (``name`` and properties), ``resource`` ⇒ ``resource`` (same),
-- ``context`` ⇒ ``context``.
-
-An Access Evaluations (batch) request gives defaults at the top level and per-item overrides
-in ``evaluations``; each item becomes one pdp request and the batch one ``decide_many`` call.
+``tests/conformance/``. Each AuthZEN request maps to a pdp request with the product's own
+mapping (``pdp.authzen.mapping``, SPEC §10), so these tests decide in-process exactly what the
+HTTP endpoints decide; tests/test_authzen_http.py sends every vector, search included, over HTTP.
 
 Not run: ``todo/decisions-authorization-api-1_0-00.json`` and ``todo/decisions.json`` use the
 pre-1.0 shape (``subject.id`` is an e-mail with the PID in ``subject.identity``; ``ownerID`` sits
-on the resource, not under ``properties``); the search and IdP vectors test the Search API,
-which pdp does not offer.
+on the resource, not under ``properties``).
 """
 
 from __future__ import annotations
@@ -26,46 +19,23 @@ from pathlib import Path
 import pytest
 
 import pdp
+from authzenkit import VECTORS, vectors
+from pdp.authzen.mapping import batch, to_request
 
 HERE = Path(__file__).parent / "conformance"
-VECTORS = Path(__file__).parents[2] / "shared" / "conformance" / "authzen"
 TODO_FILES = ["decisions-authorization-api-1_0-02.json", "decisions-authorization-api-1_0-01.json"]
-ENTITY_KEYS = ("type", "id")
-
-
-def vectors(relative: str) -> dict:
-    path = VECTORS / relative
-    if not VECTORS.is_dir():
-        pytest.skip(f"the AuthZEN conformance vectors are not there: {VECTORS} is absent")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def flatten(entity: dict) -> dict:
-    """An AuthZEN subject, action or resource ⇒ a pdp attribute map: its own members with
-    ``properties`` flattened in (``type``, ``id`` and ``name`` are never replaced)."""
-    out = {k: v for k, v in entity.items() if k != "properties"}
-    for key, value in (entity.get("properties") or {}).items():
-        out.setdefault(key, value)
-    return out
 
 
 def to_pdp(evaluation: dict) -> dict:
-    """An AuthZEN Access Evaluation request ⇒ a pdp request (SPEC §3)."""
-    request = {
-        "identity": flatten(evaluation["subject"]),
-        "action": flatten(evaluation["action"]),
-        "resource": flatten(evaluation["resource"]),
-    }
-    if evaluation.get("context"):
-        request["context"] = dict(evaluation["context"])
-    return request
+    """An AuthZEN Access Evaluation request ⇒ a pdp request (the product's mapping)."""
+    return to_request(evaluation)
 
 
-def batch_to_pdp(batch: dict) -> list[dict]:
+def batch_to_pdp(body: dict) -> list[dict]:
     """An AuthZEN Access Evaluations request ⇒ pdp requests: top-level members are defaults,
-    each ``evaluations`` item overrides them."""
-    defaults = {key: batch[key] for key in ("subject", "action", "resource", "context") if key in batch}
-    return [to_pdp({**defaults, **item}) for item in batch["evaluations"]]
+    each ``evaluations`` item replaces them."""
+    items, _ = batch(body)
+    return items
 
 
 @pytest.fixture(scope="module")

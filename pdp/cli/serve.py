@@ -2,7 +2,8 @@
 
 One port serves ``pdp.v1.DecisionService`` (Check, CheckBatch, CheckStream), Envoy's
 ``envoy.service.auth.v3.Authorization/Check``, ``grpc.health.v1.Health`` and server
-reflection. Exit 0 after a clean drain, 1 when the policies do not load (or fail their own
+reflection; with ``--http-addr`` another port serves the AuthZEN Authorization API over HTTP
+(SPEC §10). Exit 0 after a clean drain, 1 when the policies do not load (or fail their own
 suites) or the address cannot be bound, 2 on a usage error.
 """
 
@@ -41,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--addr", default="127.0.0.1:50051", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:50051; port 0 picks a free port), or a Unix "
                         "domain socket: unix:/PATH (mode 0660; one process) or unix-abstract:NAME")
+    p.add_argument("--http-addr", metavar="HOST:PORT",
+                   help="also serve the AuthZEN Authorization API 1.0 over HTTP here (same policies, TLS, "
+                        "decision log and metrics; README: AuthZEN over HTTP)")
     p.add_argument("--watch", action="store_true",
                    help="reload when a policy, data or suite file changes (SIGHUP always reloads)")
     p.add_argument("--skip-tests", action="store_true",
@@ -136,7 +140,8 @@ def run(args) -> int:
             if (workers or 1) > 1:
                 raise UsageError(f"--workers {workers}: {ONE_PROCESS}")
             workers = 1
-        for flag, value in (("--addr", args.addr), ("--metrics-addr", args.metrics_addr)):
+        for flag, value in (("--addr", args.addr), ("--metrics-addr", args.metrics_addr),
+                            ("--http-addr", args.http_addr)):
             if value is not None and not (flag == "--addr" and is_unix(value)):
                 try:
                     split_address(value)
@@ -149,5 +154,6 @@ def run(args) -> int:
     config = ServeConfig(source=source, address=args.addr, options=options, watch=args.watch,
                          decision_log=args.decision_log, decision_log_queue=args.decision_log_queue,
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
-                         workers=workers or cpu_count(), log_level=args.log_level)
+                         workers=workers or cpu_count(), log_level=args.log_level,
+                         http_address=args.http_addr)
     return serve(config)

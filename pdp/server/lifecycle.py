@@ -55,6 +55,7 @@ class ServeConfig:
     shutdown_delay: float = 0.0
     workers: int = 1
     log_level: str = "INFO"  # each worker process sets up its logging at this level
+    http_address: str | None = None  # AuthZEN over HTTP (SPEC §10), beside gRPC
 
 
 class Running:
@@ -77,11 +78,18 @@ class Running:
         self.metrics_http = None
         self.metrics_port = None
         self.server = None
+        self.http = None
+        self.http_port = None
         try:
             # Everything that can fail (binding either port) happens before anything starts,
             # and what was made is released when it does.
             self.server, self.port = build_server(self.holder, config.address, options,
                                                   health_servicer=self.health)
+            if config.http_address:
+                from .http import HttpServer  # aiohttp is imported only by servers that serve HTTP
+
+                self.http = HttpServer(self.holder, config.http_address, options, grace=config.grace)
+                self.http_port = self.http.start()
             if self.metrics is not None and serve_metrics and config.metrics_addr:
                 self.metrics_http, self.metrics_port = self.metrics.serve_http(config.metrics_addr)
         except BaseException:
@@ -98,6 +106,8 @@ class Running:
     def _release(self) -> None:
         if self.server is not None:
             self.server.stop(None)
+        if self.http is not None:
+            self.http.stop()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
         if self.decision_log is not None:
@@ -133,7 +143,10 @@ class Running:
             log.info("draining: health is NOT_SERVING; still answering for %.1fs", delay)
             time.sleep(delay)
         log.info("draining: no new calls; %.1fs for calls in flight", grace)
-        self.server.stop(grace).wait(grace + 5)
+        stopped = self.server.stop(grace)
+        if self.http is not None:
+            self.http.stop()
+        stopped.wait(grace + 5)
         self.reloader.stop()
         if self.decision_log is not None:
             self.decision_log.close()
@@ -143,6 +156,11 @@ class Running:
 
 def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _http_url(config: ServeConfig, port: int) -> str:
+    scheme = "https" if config.options.tls is not None else "http"
+    return f"{scheme}://{_join(split_address(config.http_address)[0], port)}"
 
 
 def _install(signals: dict[int, Callable[[], None]]) -> None:
@@ -169,6 +187,8 @@ def serve(config: ServeConfig, *, ready: Callable[[Running], None] | None = None
         _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.reloader.request})
     warn_if_pure_python(running.holder.engine.backend)
     log.info("%s", running.describe())
+    if running.http_port is not None:
+        log.info("AuthZEN over HTTP on %s", _http_url(config, running.http_port))
     if running.metrics_port is not None:
         log.info("metrics on http://%s/metrics", _join(split_address(config.metrics_addr)[0], running.metrics_port))
     if ready is not None:
@@ -296,6 +316,15 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
         log.error("%s", err)
         return 1
     host, _ = split_address(config.address)
+    http_reservation = http_port = None
+    if config.http_address:
+        try:
+            http_reservation, http_port = _reserve(config.http_address)
+        except (BindError, ValueError) as err:
+            reservation.close()
+            log.error("%s", err)
+            return 1
+        config = replace(config, http_address=_join(split_address(config.http_address)[0], http_port))
     metrics_dir = None
     if config.metrics_addr:
         metrics_dir = tempfile.mkdtemp(prefix="pdp-metrics-")
@@ -338,6 +367,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             ready_count += 1
             log.info("worker %d: %s", pid, text)
         reservation.close()
+        if http_reservation is not None:
+            http_reservation.close()
         if code == 0 and not stop.is_set():
             if metrics_dir is not None:
                 metrics_http, mport = serve_multiprocess(config.metrics_addr, metrics_dir)
@@ -350,6 +381,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             warn_if_pure_python(BACKEND)
             log.info("serving on %s with %d workers (backend=%s, pid %d)", _join(host, port), len(procs), BACKEND,
                      os.getpid())
+            if http_port is not None:
+                log.info("AuthZEN over HTTP on %s", _http_url(config, http_port))
             if ready is not None:
                 ready(port)
             restarts: list[float] = []  # when replacements were started, for the give-up rule

@@ -1,0 +1,373 @@
+"""AuthZEN Search (subject, resource, action): the entities for which the evaluation is a permit.
+
+What can be searched is declared by the policy set, in a data file ``authzen.data.yaml`` (or
+``.json``), so it is versioned, hashed into the revision and reloaded with the policies::
+
+    search:
+      subject:            # subject search: the subjects of each type
+        user: users       # type "user": the keys of data.users (or the items of a list)
+      resource:
+        record: records   # type "record": the keys of data.records
+      action: [view, edit, delete]   # optional; by default the action names the policies
+                                     # compare action.name with
+
+A search builds one request per candidate (the request's entity with ``id`` or ``name`` set
+to the candidate) and answers those decided ALLOW, in the declared order. Candidates that no
+permit rule can apply to are dropped first, by walking the policy set's permit decision tree
+(``compile.index``) with the fixed part of the request and reading the equality guards of
+the rules in the leaves reached (``reachable``); the rest are decided in one ``decide_many``.
+
+Pagination: ``page.limit`` results per answer; ``page.next_token`` continues, ``""`` at the
+end. A token is tied to the request (every member but ``page``) and to the revision: one
+from another request or another revision is refused with 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from ..compile.cse import children
+from ..compile.ir import AND, CACHED, COMPARE, CONST, EQ_STR, IN_STRS, LIST, PATH
+from ..engine import Engine
+from .mapping import BadRequest, _object, context, entity
+
+#: The data collection that declares what can be searched.
+DECLARATION = "authzen"
+SUBJECT, RESOURCE, ACTION = "subject", "resource", "action"
+#: Per kind: the searched member, the pdp root and key that vary, the result's fields.
+KINDS = {SUBJECT: ("identity", "id"), RESOURCE: ("resource", "id"), ACTION: ("action", "name")}
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed search request: ``template`` is the pdp request whose ``root[key]`` each
+    candidate fills in."""
+
+    kind: str
+    template: dict
+    entity_type: str  # the searched entity's type ("" for actions)
+    limit: int | None
+    token: str
+    fingerprint: bytes  # the request (without ``page``) as it matters for tokens
+
+
+def parse(kind: str, body: Any) -> Query:
+    """A Search request body ⇒ Query; BadRequest names the member that is wrong."""
+    body = _object(body, "request body")
+    searched = {SUBJECT: "subject", RESOURCE: "resource", ACTION: "action"}[kind]
+    template: dict = {}
+    for name, root in (("subject", "identity"), ("action", "action"), ("resource", "resource")):
+        if name == searched:
+            if kind == ACTION:
+                template[root] = {}
+                continue
+            template[root] = entity(body, name, required=("type",))
+        else:
+            template[root] = entity(body, name)
+    ctx = context(body)
+    if ctx is not None:
+        template["context"] = ctx
+    limit, token = _page(body.get("page"))
+    entity_type = template[KINDS[kind][0]].get("type", "")
+    fingerprint = json.dumps([kind, template], sort_keys=True, separators=(",", ":")).encode()
+    return Query(kind, template, entity_type, limit, token, fingerprint)
+
+
+def _page(page: Any) -> tuple[int | None, str]:
+    if page is None:
+        return None, ""
+    page = _object(page, "page")
+    limit = page.get("limit")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise BadRequest("page.limit", "must be a positive integer")
+    token = page.get("token", "")
+    if type(token) is not str:
+        raise BadRequest("page.token", "must be a string")
+    return limit, token
+
+
+# ---- what the policy set declares ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Catalog:
+    subjects: dict[str, tuple[str, ...]]
+    resources: dict[str, tuple[str, ...]]
+    actions: tuple[str, ...]
+
+    def candidates(self, query: Query) -> tuple[str, ...]:
+        if query.kind == ACTION:
+            return self.actions
+        table = self.subjects if query.kind == SUBJECT else self.resources
+        found = table.get(query.entity_type)
+        if found is None:
+            declared = ", ".join(sorted(table)) or "none"
+            raise BadRequest(f"{query.kind}.type", f"no {query.kind}s of type {query.entity_type!r} are declared "
+                                                   f"for search (data.{DECLARATION}.search.{query.kind}; "
+                                                   f"declared: {declared})")
+        return found
+
+
+_catalogs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def catalog(engine: Engine) -> Catalog:
+    """The searchable sets of ``engine``'s policy set (computed once per engine)."""
+    found = _catalogs.get(engine)
+    if found is None:
+        found = _catalogs[engine] = _build_catalog(engine)
+    return found
+
+
+def _build_catalog(engine: Engine) -> Catalog:
+    data = engine.policy_set.data
+    declared = data.get(DECLARATION, {})
+    search = declared.get("search", {}) if isinstance(declared, dict) else {}
+    if not isinstance(search, dict):
+        search = {}
+
+    def sets(kind: str) -> dict[str, tuple[str, ...]]:
+        out = {}
+        table = search.get(kind, {})
+        for type_name, collection in (table.items() if isinstance(table, dict) else ()):
+            values = data.get(collection) if isinstance(collection, str) else collection
+            if isinstance(values, dict):
+                out[type_name] = tuple(values)
+            elif isinstance(values, list):
+                out[type_name] = tuple(v for v in values if isinstance(v, str))
+        return out
+
+    actions = search.get(ACTION)
+    if isinstance(actions, list):
+        action_names = tuple(dict.fromkeys(a for a in actions if isinstance(a, str)))
+    else:
+        action_names = named_actions(engine.program)
+    return Catalog(sets(SUBJECT), sets(RESOURCE), action_names)
+
+
+def _is_action_name(node: tuple) -> bool:
+    return node[0] == PATH and node[1] == "action" and tuple(node[2]) == ("name",)
+
+
+def named_actions(program) -> tuple[str, ...]:
+    """Every action name the policies compare ``action.name`` with (each once)."""
+    names: dict[str, None] = {}
+    seen: set[int] = set()
+
+    def node(n: tuple | None) -> None:
+        if n is None or id(n) in seen:
+            return
+        seen.add(id(n))
+        op = n[0]
+        if op == EQ_STR and _is_action_name(n[1]):
+            names.setdefault(n[2])
+        elif op == IN_STRS and _is_action_name(n[1]):
+            for v in n[2]:
+                names.setdefault(v)
+        elif op == COMPARE and n[1] in ("==", "!=", "in", "not in"):
+            for side, other in ((n[2], n[3]), (n[3], n[2])):
+                if _is_action_name(side):
+                    consts = [other] if other[0] == CONST else list(other[1]) if other[0] == LIST else []
+                    for c in consts:
+                        if c[0] == CONST and isinstance(c[1], str):
+                            names.setdefault(c[1])
+                        elif c[0] == CONST and isinstance(c[1], list):
+                            for v in c[1]:
+                                if isinstance(v, str):
+                                    names.setdefault(v)
+        for child in children(n):
+            node(child)
+
+    def tree(t: tuple) -> None:
+        if t[0] == "leaf":
+            for _rule, *clauses in t[1]:
+                for c in clauses:
+                    node(c)
+            return
+        _, path, branches, default, error = t
+        if _is_action_name(path):
+            for value in branches:
+                names.setdefault(value)
+        for sub in (*branches.values(), default, error):
+            if sub is not None:
+                tree(sub)
+
+    for t in (program.forbid_tree, program.permit_tree):
+        tree(t)
+    return tuple(names)
+
+
+# ---- pruning with the permit tree -----------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _resolve(request: dict, path: tuple) -> Any:
+    value: Any = request.get(path[1], _MISSING)
+    for key in path[2]:
+        if type(value) is not dict:
+            return _MISSING
+        value = value.get(key, _MISSING)
+    return value
+
+
+def _conjuncts(node: tuple | None) -> list[tuple]:
+    """The parts of ``node`` that must all be true (an AND's items, through CACHED)."""
+    if node is None:
+        return []
+    if node[0] == CACHED:
+        return _conjuncts(node[2])
+    if node[0] == AND:
+        return [c for item in node[1] for c in _conjuncts(item)]
+    return [node]
+
+
+def _unwrap(node: tuple) -> tuple:
+    return _unwrap(node[2]) if node[0] == CACHED else node
+
+
+def _rule_filter(entry: tuple, template: dict, root: str, key: str) -> frozenset | None:
+    """The candidates one permit rule of a leaf could apply to: None for any, else a set
+    (empty when it cannot apply at all). A permit applies only when each conjunct of its
+    target and ``when`` is true (an error does not apply it), so a conjunct ``path ==
+    "s"`` or ``path in [...]`` that the request cannot meet rules it out."""
+    allowed: frozenset | None = None
+    for clause in entry[1:3]:
+        for c in _conjuncts(clause):
+            if c[0] == CONST and c[1] is False:
+                return frozenset()
+            if c[0] not in (EQ_STR, IN_STRS) or c[3]:  # not a guard, or negated
+                continue
+            values = frozenset((c[2],)) if c[0] == EQ_STR else frozenset(c[2])
+            path = _unwrap(c[1])
+            if path[0] != PATH:
+                continue
+            if path[1] == root and tuple(path[2]) == (key,):
+                allowed = values if allowed is None else allowed & values
+            elif not (path[1] == root and tuple(path[2])[:1] == (key,)):
+                value = _resolve(template, path)
+                if type(value) is not str or value not in values:
+                    return frozenset()  # false, or an error: this permit cannot apply
+    return allowed
+
+
+def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidates: tuple[str, ...]) -> list[str]:
+    """The candidates that some permit rule could apply to, in their order: the others
+    cannot be allowed. ``template[root][key]`` is what each candidate fills in; every other
+    path is the template's.
+
+    Walks the permit decision tree (``compile.index``) with the template, splitting the
+    candidates at switches on the varying path; at each leaf, keeps those that one of its
+    rules' equality guards admits. Conservative wherever dispatch is not certain (a path
+    that does not resolve to a string follows both ``default`` and ``error``): pruning never
+    drops an allowed candidate.
+    """
+    keep: set[str] = set()
+
+    def walk(t: tuple, group: list[str]) -> None:
+        if not group:
+            return
+        if t[0] == "leaf":
+            admitted: set[str] = set()
+            for entry in t[1]:
+                allowed = _rule_filter(entry, template, root, key)
+                if allowed is None:
+                    keep.update(group)
+                    return
+                admitted |= allowed
+            keep.update(c for c in group if c in admitted)
+            return
+        if t[0] != "switch":
+            raise ValueError(f"unknown tree node {t[0]!r}")
+        _, path, branches, default, error = t
+        if path[0] == PATH and path[1] == root and tuple(path[2]) == (key,):
+            split: dict[int, list[str]] = {}
+            subtrees: dict[int, tuple] = {}
+            for c in group:
+                sub = branches.get(c, default)
+                split.setdefault(id(sub), []).append(c)
+                subtrees[id(sub)] = sub
+            for k, members in split.items():
+                walk(subtrees[k], members)
+            return
+        if path[0] == PATH and not (path[1] == root and tuple(path[2])[:1] == (key,)):
+            value = _resolve(template, path)
+            if type(value) is str:
+                walk(branches.get(value, default), group)
+                return
+        walk(default, group)  # not certain: follow every way the request could go
+        if error is not None:
+            walk(error, group)
+
+    walk(permit_tree, list(candidates))
+    return [c for c in candidates if c in keep]
+
+
+# ---- the search itself --------------------------------------------------------------------------
+
+
+def permitted(engine: Engine, query: Query, candidates: tuple[str, ...], template: dict | None = None) -> list[str]:
+    """The candidates for which the evaluation is a permit, in order.
+
+    ``template`` is the request to fill in (``query.template`` by default; the server passes
+    it after adding ``context.peer``). Raises ``RequestError`` when the request is malformed.
+    """
+    template = query.template if template is None else template
+    root, key = KINDS[query.kind]
+    try:
+        survivors = reachable(engine.program.permit_tree, template, root, key, candidates)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):  # a tree shape this walk does not know
+        survivors = list(candidates)
+    if not survivors:
+        return []
+    requests = []
+    for c in survivors:
+        request = dict(template)
+        request[root] = {**template[root], key: c}
+        requests.append(request)
+    decisions = engine.decide_many(requests)
+    return [c for c, d in zip(survivors, decisions) if d.decision == "ALLOW"]
+
+
+def page(query: Query, revision: str, found: list[str]) -> dict:
+    """The answer: this page's results and the token of the next page."""
+    start = _offset(query, revision) if query.token else 0
+    end = len(found) if query.limit is None else min(len(found), start + query.limit)
+    if query.kind == ACTION:
+        results = [{"name": n} for n in found[start:end]]
+    else:
+        results = [{"type": query.entity_type, "id": i} for i in found[start:end]]
+    return {"results": results, "page": {"next_token": _token(query, revision, end) if end < len(found) else ""}}
+
+
+def _digest(query: Query, revision: str, offset: bytes) -> bytes:
+    return hashlib.sha256(offset + revision.encode() + b"\0" + query.fingerprint).digest()[:12]
+
+
+def _token(query: Query, revision: str, offset: int) -> str:
+    packed = struct.pack(">I", offset)
+    return base64.urlsafe_b64encode(packed + _digest(query, revision, packed)).decode().rstrip("=")
+
+
+def _offset(query: Query, revision: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(query.token + "=" * (-len(query.token) % 4))
+    except ValueError:
+        raw = b""
+    if len(raw) != 16 or raw[4:] != _digest(query, revision, raw[:4]):
+        raise BadRequest("page.token", "is not a token this server gave for this request and revision "
+                                       "(the policies may have been reloaded since): search again without it")
+    return struct.unpack(">I", raw[:4])[0]
+
+
+def search(engine: Engine, kind: str, body: Any) -> dict:
+    """Answer a search request body with ``engine`` (no server limits; the server's own path
+    is ``parse`` ⇒ ``permitted`` ⇒ ``page``)."""
+    query = parse(kind, body)
+    return page(query, engine.revision, permitted(engine, query, catalog(engine).candidates(query)))

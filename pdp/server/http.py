@@ -1,0 +1,182 @@
+"""AuthZEN over HTTP (SPEC §10) on aiohttp, in a thread of the serving process beside gRPC.
+
+``HttpServer(holder, address, options).start()`` binds (raising ``BindError`` before anything
+runs) and serves on its own event loop thread; ``stop()`` stops accepting and lets
+requests in flight finish. Decisions take microseconds and never wait, so handlers decide
+on the loop itself. bench/HTTP.md has the measurements that chose aiohttp.
+
+Every answer is JSON and echoes ``X-Request-ID``: 400 ``{"error"}`` naming the member, 413
+over ``max_message_bytes``, 404 for an unknown path, 405 for a wrong method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import threading
+
+from aiohttp import web
+
+from .app import BindError
+from .authzen import ENDPOINTS, WELL_KNOWN, AuthzenService
+from .holder import EngineHolder
+from .metrics import split_address
+from .options import ServerOptions, TLSConfig
+
+log = logging.getLogger("pdp.server")
+
+REQUEST_ID = "X-Request-ID"
+_JSON = "application/json"
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """The server's TLS settings: its certificate, and with ``client_ca`` required client
+    certificates (mTLS)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    if tls.client_ca is not None:
+        ctx.load_verify_locations(str(tls.client_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def peer_attributes(cert: dict | None) -> dict | None:
+    """``context.peer`` from a verified client certificate (``ssl`` decoded form), with the
+    same members as over gRPC (``pdp.server.convert.peer_attributes``)."""
+    if not cert:
+        return None
+    sans = cert.get("subjectAltName", ())
+    uris = [v for k, v in sans if k == "URI"]
+    peer: dict = {"authenticated": True}
+    spiffe = [u for u in uris if u.startswith("spiffe://")]
+    if len(spiffe) == 1:  # a certificate with several SPIFFE IDs has none (SPIFFE X.509-SVID)
+        peer["spiffe_id"] = spiffe[0]
+    if uris:
+        peer["uri_sans"] = uris
+    dns = [v for k, v in sans if k == "DNS"]
+    if dns:
+        peer["dns_sans"] = dns
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                peer["common_name"] = value
+                break
+    return peer
+
+
+def _json(status: int, payload: dict) -> web.Response:
+    return web.Response(body=_dumps(payload).encode(), status=status, content_type=_JSON)
+
+
+class HttpServer:
+    """The AuthZEN endpoints of ``holder``'s engine on ``address`` (``host:port``; 0 picks)."""
+
+    def __init__(self, holder: EngineHolder, address: str, options: ServerOptions | None = None,
+                 grace: float = 10.0):
+        self.grace = grace  # on stop, how long requests in flight may take
+        self.options = options or ServerOptions()
+        self.service = AuthzenService(holder, self.options)
+        self.address = address
+        self.scheme = "https" if self.options.tls is not None else "http"
+        self.mutual_tls = self.options.tls is not None and self.options.tls.mutual
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- the application
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.options.max_message_bytes, middlewares=[self._answer_json])
+        service = self.service
+
+        def endpoint(call):
+            async def handle(request: web.Request) -> web.Response:
+                raw = await request.read()
+                peer = self._peer(request) if self.mutual_tls else None
+                return _json(*call(raw, request.headers.get(REQUEST_ID, ""), peer))
+            return handle
+
+        app.router.add_post(ENDPOINTS["access_evaluation_endpoint"], endpoint(service.evaluation))
+        app.router.add_post(ENDPOINTS["access_evaluations_endpoint"], endpoint(service.evaluations))
+        for kind in ("subject", "resource", "action"):
+            app.router.add_post(ENDPOINTS[f"search_{kind}_endpoint"],
+                                endpoint(lambda raw, rid, peer, kind=kind: service.search(kind, raw, rid, peer)))
+        app.router.add_get(WELL_KNOWN, self._configuration)
+        return app
+
+    async def _configuration(self, request: web.Request) -> web.Response:
+        host = request.headers.get("Host") or f"{request.url.host}:{self.port}"
+        return _json(200, self.service.configuration(f"{self.scheme}://{host}"))
+
+    @staticmethod
+    def _peer(request: web.Request) -> dict | None:
+        transport = request.transport
+        return peer_attributes(transport.get_extra_info("peercert")) if transport is not None else None
+
+    @web.middleware
+    async def _answer_json(self, request: web.Request, handler) -> web.StreamResponse:
+        """JSON bodies for aiohttp's own errors (404, 405, 413), and X-Request-ID on every answer."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 413:
+                message = f"the request body is larger than the server's limit of {self.options.max_message_bytes} bytes"
+            elif exc.status == 405:
+                message = f"{request.method} is not allowed on {request.path}; use {exc.headers.get('Allow', '')}"
+            elif exc.status == 404:
+                message = f"no AuthZEN endpoint at {request.path}"
+            else:
+                message = exc.reason
+            response = _json(exc.status, {"error": message})
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+        request_id = request.headers.get(REQUEST_ID)
+        if request_id is not None:
+            response.headers[REQUEST_ID] = request_id
+        return response
+
+    # ---- running in a thread
+
+    def start(self) -> int:
+        """Bind and serve; returns the port. Raises BindError when the address cannot be bound."""
+        host, port = split_address(self.address)
+        context = ssl_context(self.options.tls) if self.options.tls is not None else None
+        loop = asyncio.new_event_loop()
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=self.grace)
+
+        async def bind() -> int:
+            await runner.setup()
+            site = web.TCPSite(runner, host, port, ssl_context=context, backlog=1024,
+                               reuse_port=self.options.reuse_port or None)
+            await site.start()
+            return site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - the only way to learn port 0's pick
+
+        try:
+            self.port = loop.run_until_complete(bind())
+        except OSError as exc:
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+            raise BindError(f"cannot listen on {self.address} (AuthZEN over HTTP): {exc.strerror or exc}") from None
+        self._loop, self._runner = loop, runner
+        self._thread = threading.Thread(target=loop.run_forever, name="pdp-http", daemon=True)
+        self._thread.start()
+        return self.port
+
+    def stop(self) -> None:
+        """Stop accepting; requests in flight get ``grace`` seconds."""
+        loop, runner = self._loop, self._runner
+        if loop is None or runner is None:
+            return
+        self._loop = self._runner = None
+        try:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(self.grace + 5)
+        except Exception:  # noqa: BLE001 - stopping anyway
+            log.exception("stopping the HTTP server")
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+        loop.close()

@@ -1,0 +1,528 @@
+"""AuthZEN Authorization API 1.0 over HTTP (SPEC §10): every interop vector sent to a real
+server, and one test per rule of the section."""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+
+import pytest
+
+import pdp
+from authzenkit import CONFORMANCE, Client, serving, vectors
+from pdp.server import EngineHolder, ServerOptions, TLSConfig
+from pdp.server.decision_log import DecisionLog
+from pdp.server.metrics import Metrics
+from serverkit import WAIT, ServeProcess, make_certs, write_policies
+
+EVALUATION = "/access/v1/evaluation"
+EVALUATIONS = "/access/v1/evaluations"
+SEARCH = "/access/v1/search/"
+TODO_FILES = ["todo/decisions-authorization-api-1_0-02.json", "todo/decisions-authorization-api-1_0-01.json"]
+
+
+@pytest.fixture(scope="module")
+def todo_port():
+    with serving(pdp.load(CONFORMANCE / "todo")) as (_, port):
+        yield port
+
+
+@pytest.fixture(scope="module")
+def gateway_port():
+    with serving(pdp.load(CONFORMANCE / "api-gateway", CONFORMANCE / "todo" / "users.data.yaml")) as (_, port):
+        yield port
+
+
+@pytest.fixture(scope="module")
+def search_server():
+    with serving(pdp.load(CONFORMANCE / "search")) as (holder, port):
+        yield holder, port
+
+
+def _as_set(results: list) -> set:
+    return {json.dumps(r, sort_keys=True) for r in results}
+
+
+# ---- every interop vector, over HTTP ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("relative", TODO_FILES)
+def test_todo_evaluation_vectors(todo_port, relative):
+    cases = vectors(relative)["evaluation"]
+    assert len(cases) == 40
+    client = Client(todo_port)
+    wrong = []
+    for i, case in enumerate(cases):
+        status, _, body = client.post(EVALUATION, case["request"])
+        if status != 200 or body["decision"] is not case["expected"]:
+            wrong.append((i, status, body))
+    client.close()
+    assert wrong == []
+
+
+def test_todo_evaluations_vectors(todo_port):
+    cases = vectors(TODO_FILES[0])["evaluations"]
+    assert cases
+    client = Client(todo_port)
+    for case in cases:
+        status, _, body = client.post(EVALUATIONS, case["request"])
+        assert status == 200
+        assert [{"decision": e["decision"]} for e in body["evaluations"]] == case["expected"]
+    client.close()
+
+
+def test_gateway_vectors(gateway_port):
+    cases = vectors("api-gateway/decisions.json")["evaluation"]
+    assert len(cases) == 25
+    client = Client(gateway_port)
+    got = [client.post(EVALUATION, c["request"])[2]["decision"] for c in cases]
+    client.close()
+    assert got == [c["expected"] for c in cases]
+
+
+@pytest.mark.parametrize("relative, kind, key, count", [
+    ("search/subject/results.json", "subject", "evaluation", 60),
+    ("search/resource/results.json", "resource", "evaluation", 18),
+    ("search/action/results.json", "action", "evaluation", 120),
+    ("idp/results.json", "resource", "search", 6),
+])
+def test_search_vectors(search_server, relative, kind, key, count):
+    cases = vectors(relative)[key]
+    assert len(cases) == count
+    client = Client(search_server[1])
+    wrong = []
+    for i, case in enumerate(cases):
+        status, _, body = client.post(SEARCH + kind, case["request"])
+        if status != 200 or _as_set(body["results"]) != _as_set(case["expected"]["results"]) \
+                or body["page"]["next_token"] != "":
+            wrong.append((i, status, body))
+    client.close()
+    assert wrong == []
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+GOOD = {"subject": {"type": "user", "id": "alice"}, "action": {"name": "view"},
+        "resource": {"type": "record", "id": "101"}}
+
+
+@pytest.mark.parametrize("body, member", [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "request body: must be a JSON object"),
+    ({"action": GOOD["action"], "resource": GOOD["resource"]}, "subject: is required"),
+    ({**GOOD, "subject": "alice"}, "subject: must be a JSON object"),
+    ({**GOOD, "subject": {"id": "alice"}}, "subject.type: is required"),
+    ({**GOOD, "subject": {"type": 3, "id": "alice"}}, "subject.type: must be a non-empty string"),
+    ({**GOOD, "subject": {"type": "user", "id": ""}}, "subject.id: must be a non-empty string"),
+    ({**GOOD, "subject": {"type": "user", "id": "a", "properties": [1]}}, "subject.properties: must be a JSON object"),
+    ({**GOOD, "action": {}}, "action.name: is required"),
+    ({**GOOD, "resource": {"type": "record"}}, "resource.id: is required"),
+    ({**GOOD, "context": "now"}, "context: must be a JSON object"),
+    ({**GOOD, "context": {"peer": {"spiffe_id": "x"}}}, "context.peer: is set by the server"),
+    ({**GOOD, "subject": {"type": "user", "id": "a", "properties": {"n": 2 ** 70}}}, "subject.n"),
+])
+def test_bad_input_is_400_naming_the_member_and_the_server_keeps_serving(search_server, body, member):
+    client = Client(search_server[1])
+    status, headers, answer = client.post(EVALUATION, body)
+    assert status == 400 and headers["Content-Type"].startswith("application/json")
+    assert member in answer["error"], answer
+    assert client.post(EVALUATION, GOOD)[:3:2] == (200, client.post(EVALUATION, GOOD)[2])
+    client.close()
+
+
+def test_a_body_over_the_size_limit_is_413(tmp_path):
+    engine = pdp.load(CONFORMANCE / "search")
+    with serving(engine, ServerOptions(max_message_bytes=2000)) as (_, port):
+        client = Client(port)
+        big = {**GOOD, "context": {"padding": "x" * 3000}}
+        status, _, body = client.post(EVALUATION, big, {"X-Request-ID": "big-1"})
+        assert status == 413 and "2000 bytes" in body["error"]
+        client.close()
+        client = Client(port)
+        assert client.post(EVALUATION, GOOD)[0] == 200  # still serving
+        client.close()
+
+
+def test_unknown_path_is_404_and_wrong_method_405(search_server):
+    client = Client(search_server[1])
+    status, _, body = client.post("/access/v1/evaluate", GOOD)
+    assert status == 404 and "/access/v1/evaluate" in body["error"]
+    status, headers, body = client.get(EVALUATION)
+    assert status == 405 and headers["Allow"] == "POST" and "GET" in body["error"]
+    status, headers, _ = client.post("/.well-known/authzen-configuration", {})
+    assert status == 405 and "GET" in headers["Allow"]
+    client.close()
+
+
+def test_x_request_id_is_echoed_on_every_answer(search_server):
+    client = Client(search_server[1])
+    for method, path, body, status in [("POST", EVALUATION, GOOD, 200), ("POST", EVALUATION, {}, 400),
+                                       ("POST", EVALUATIONS, {"evaluations": [GOOD]}, 200),
+                                       ("POST", SEARCH + "action", {**GOOD, "action": None}, 200),
+                                       ("POST", "/nowhere", GOOD, 404), ("GET", EVALUATION, None, 405),
+                                       ("GET", "/.well-known/authzen-configuration", None, 200)]:
+        raw = json.dumps(body).encode() if body is not None else None
+        got, headers, _ = client.send(method, path, raw, {"X-Request-ID": f"req-{path}-{status}"})
+        assert got == status
+        assert headers["X-Request-ID"] == f"req-{path}-{status}"
+    _, headers, _ = client.post(EVALUATION, GOOD)
+    assert headers.get("X-Request-ID") is None
+    client.close()
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+
+def test_evaluation_answer_has_decision_reasons_and_revision(search_server):
+    holder, port = search_server
+    client = Client(port)
+    status, _, body = client.post(EVALUATION, {**GOOD, "action": {"name": "delete"}, "resource":
+                                               {"type": "record", "id": "102"}})
+    assert status == 200
+    assert body == {"decision": False, "context": {"reasons": [
+        {"rule": "default", "effect": "forbid", "message": "no permit rule matched"}], "revision": holder.revision}}
+    status, _, body = client.post(EVALUATION, {**GOOD, "action": {"name": "delete"}})
+    assert body["decision"] is True
+    assert body["context"]["reasons"] == [{"rule": "records.owner_deletes", "effect": "permit",
+                                           "message": "alice owns record 101"}]
+    client.close()
+
+
+def test_unknown_members_are_ignored(search_server):
+    client = Client(search_server[1])
+    body = {"subject": {"type": "user", "id": "alice", "_note": "x", "extra": {"a": 1}},
+            "action": {"name": "delete", "unknown": 1}, "resource": {"type": "record", "id": "101", "v": [1]},
+            "something": "else", "options": {"whatever": True}}
+    status, _, answer = client.post(EVALUATION, body)
+    assert status == 200 and answer["decision"] is True
+    client.close()
+
+
+def test_subject_properties_never_replace_type_or_id(search_server):
+    client = Client(search_server[1])
+    # bob may not delete record 101; a property claiming to be alice changes nothing
+    body = {"subject": {"type": "user", "id": "bob", "properties": {"id": "alice", "type": "admin", "role": "x"}},
+            "action": {"name": "delete", "properties": {"name": "view"}},
+            "resource": {"type": "record", "id": "101", "properties": {"id": "102", "type": "other"}}}
+    status, _, answer = client.post(EVALUATION, body)
+    assert status == 200 and answer["decision"] is False
+    body["subject"]["id"] = "alice"
+    assert client.post(EVALUATION, body)[2]["decision"] is True
+    client.close()
+
+
+def test_properties_become_attributes(tmp_path):
+    engine = pdp.load(write_policies(tmp_path / "p", """
+policy p {
+  permit by_department
+    when identity.department == resource.department and action.method == "GET"
+     and context.channel == "web"
+}""", None))
+    with serving(engine) as (_, port):
+        client = Client(port)
+        body = {"subject": {"type": "user", "id": "u", "properties": {"department": "Sales"}},
+                "action": {"name": "read", "properties": {"method": "GET"}},
+                "resource": {"type": "doc", "id": "d", "properties": {"department": "Sales"}},
+                "context": {"channel": "web"}}
+        assert client.post(EVALUATION, body)[2]["decision"] is True
+        body["resource"]["properties"]["department"] = "Legal"
+        assert client.post(EVALUATION, body)[2]["decision"] is False
+        client.close()
+
+
+# ---- evaluations --------------------------------------------------------------------------------
+
+
+def _batch(semantic: str | None, *items) -> dict:
+    body = {"subject": {"type": "user", "id": "bob"}, "resource": {"type": "record", "id": "102"},
+            "evaluations": list(items)}
+    if semantic is not None:
+        body["options"] = {"evaluations_semantic": semantic}
+    return body
+
+
+VIEW, EDIT, DELETE_101 = ({"action": {"name": "view"}}, {"action": {"name": "edit"}},
+                          {"action": {"name": "delete"}, "resource": {"type": "record", "id": "101"}})
+
+
+@pytest.mark.parametrize("semantic, expected", [
+    (None, [True, False, True]),
+    ("execute_all", [True, False, True]),
+    ("deny_on_first_deny", [True, False]),
+    ("permit_on_first_permit", [True]),
+])
+def test_evaluations_semantics(search_server, semantic, expected):
+    client = Client(search_server[1])
+    status, _, body = client.post(EVALUATIONS, _batch(semantic, VIEW, DELETE_101, EDIT))
+    assert status == 200
+    assert [e["decision"] for e in body["evaluations"]] == expected
+    client.close()
+
+
+def test_evaluations_items_replace_the_defaults_and_bad_items_answer_errors(search_server):
+    client = Client(search_server[1])
+    body = _batch(None, VIEW, {"action": {"name": "view"}, "subject": {"type": "user"}}, "not an object",
+                  {"action": {"name": "delete"}, "subject": {"type": "user", "id": "alice"},
+                   "resource": {"type": "record", "id": "101"}})
+    status, _, answer = client.post(EVALUATIONS, body)
+    assert status == 200
+    first, missing_id, not_object, alice = answer["evaluations"]
+    assert first["decision"] is True
+    assert missing_id == {"decision": False, "context": {"error": {"status": 400, "message": "subject.id: is required"}}}
+    assert not_object["decision"] is False and not_object["context"]["error"]["message"].startswith("evaluations[2]")
+    assert alice["decision"] is True  # the item's own subject and resource replaced the defaults
+    # an item error counts as a deny for deny_on_first_deny
+    status, _, answer = client.post(EVALUATIONS, _batch("deny_on_first_deny", {"action": {}}, VIEW))
+    assert [e["decision"] for e in answer["evaluations"]] == [False]
+    client.close()
+
+
+def test_evaluations_without_items_is_one_evaluation_and_bad_options_are_400(search_server):
+    client = Client(search_server[1])
+    status, _, body = client.post(EVALUATIONS, GOOD)
+    assert status == 200 and body["decision"] is True and "evaluations" not in body
+    status, _, body = client.post(EVALUATIONS, _batch("first_come", VIEW))
+    assert status == 400 and "options.evaluations_semantic" in body["error"]
+    status, _, body = client.post(EVALUATIONS, {**GOOD, "evaluations": {"a": 1}})
+    assert status == 400 and body["error"].startswith("evaluations:")
+    client.close()
+
+
+# ---- well-known configuration -------------------------------------------------------------------
+
+
+def test_well_known_configuration_uses_the_host_the_client_used(search_server):
+    client = Client(search_server[1])
+    status, _, body = client.get("/.well-known/authzen-configuration", {"Host": "pdp.example.com:8443"})
+    assert status == 200
+    base = "http://pdp.example.com:8443"
+    assert body == {
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": base + EVALUATION,
+        "access_evaluations_endpoint": base + EVALUATIONS,
+        "search_subject_endpoint": base + SEARCH + "subject",
+        "search_resource_endpoint": base + SEARCH + "resource",
+        "search_action_endpoint": base + SEARCH + "action",
+    }
+    client.close()
+
+
+# ---- search -------------------------------------------------------------------------------------
+
+
+def test_search_pages_with_limit_and_token(search_server):
+    client = Client(search_server[1])
+    request = {"subject": {"type": "user", "id": "alice"}, "action": {"name": "view"}, "resource": {"type": "record"}}
+    pages, token = [], None
+    for _ in range(20):  # bounded: 20 records, 3 per page
+        page = {"limit": 3} if token is None else {"limit": 3, "token": token}
+        status, _, body = client.post(SEARCH + "resource", {**request, "page": page})
+        assert status == 200 and len(body["results"]) <= 3
+        pages.append([r["id"] for r in body["results"]])
+        token = body["page"]["next_token"]
+        if token == "":
+            break
+    assert [i for p in pages for i in p] == [str(n) for n in range(101, 121)]
+    assert len(pages) == 7 and len(pages[-1]) == 2
+    client.close()
+
+
+def test_a_page_token_is_tied_to_its_request_and_revision(search_server, tmp_path):
+    holder, port = search_server
+    client = Client(port)
+    request = {"subject": {"type": "user", "id": "alice"}, "action": {"name": "view"},
+               "resource": {"type": "record"}, "page": {"limit": 5}}
+    token = client.post(SEARCH + "resource", request)[2]["page"]["next_token"]
+    assert token and "alice" not in token
+    ok = client.post(SEARCH + "resource", {**request, "page": {"limit": 5, "token": token}})
+    assert ok[0] == 200 and ok[2]["results"][0]["id"] == "106"
+    for other in ({**request, "subject": {"type": "user", "id": "dan"}}, {**request, "action": {"name": "edit"}}):
+        status, _, body = client.post(SEARCH + "resource", {**other, "page": {"limit": 5, "token": token}})
+        assert status == 400 and body["error"].startswith("page.token")
+    status, _, body = client.post(SEARCH + "subject", {"subject": {"type": "user"}, "action": {"name": "view"},
+                                                       "resource": {"type": "record", "id": "101"},
+                                                       "page": {"token": token}})
+    assert status == 400 and "page.token" in body["error"]
+    for forged in ("garbage", "", token[:-2], "AAAB" + token[4:]):
+        status, _, body = client.post(SEARCH + "resource", {**request, "page": {"limit": 5, "token": forged}})
+        assert status == (200 if forged == "" else 400), forged
+    # another revision: the same set with one more data file
+    root = tmp_path / "reloaded"
+    root.mkdir()
+    for f in (CONFORMANCE / "search").iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    (root / "extra.data.yaml").write_text("a: 1\n")
+    old = holder.swap(pdp.load(root))
+    try:
+        status, _, body = client.post(SEARCH + "resource", {**request, "page": {"limit": 5, "token": token}})
+        assert status == 400 and "revision" in body["error"]
+    finally:
+        holder.swap(old)
+    client.close()
+
+
+@pytest.mark.parametrize("page, member", [({"limit": 0}, "page.limit"), ({"limit": "3"}, "page.limit"),
+                                          ({"token": 5}, "page.token"), ([], "page")])
+def test_bad_page_members_are_400(search_server, page, member):
+    client = Client(search_server[1])
+    status, _, body = client.post(SEARCH + "subject", {"subject": {"type": "user"}, "action": {"name": "view"},
+                                                       "resource": {"type": "record", "id": "101"}, "page": page})
+    assert status == 400 and body["error"].startswith(member)
+    client.close()
+
+
+def test_search_errors_name_the_member(search_server):
+    client = Client(search_server[1])
+    status, _, body = client.post(SEARCH + "subject", {"subject": {"type": "robot"}, "action": {"name": "view"},
+                                                       "resource": {"type": "record", "id": "101"}})
+    assert status == 400 and body["error"].startswith("subject.type") and "user" in body["error"]
+    status, _, body = client.post(SEARCH + "resource", {"subject": {"type": "user", "id": "alice"},
+                                                        "action": {"name": "view"}, "resource": {}})
+    assert status == 400 and body["error"] == "resource.type: is required"
+    status, _, body = client.post(SEARCH + "action", {"subject": {"type": "user", "id": "alice"}})
+    assert status == 400 and body["error"] == "resource: is required"
+    # unknown ids and actions are valid searches with no results (the scenario's rule)
+    for kind, body in (("subject", {"subject": {"type": "user"}, "action": {"name": "fly"},
+                                    "resource": {"type": "record", "id": "101"}}),
+                       ("resource", {"subject": {"type": "user", "id": "zed"}, "action": {"name": "view"},
+                                     "resource": {"type": "record"}})):
+        status, _, answer = client.post(SEARCH + kind, body)
+        assert (status, answer["results"], answer["page"]["next_token"]) == (200, [], "")
+    client.close()
+
+
+# ---- TLS, mTLS, decision log, metrics -----------------------------------------------------------
+
+
+PEER_POLICY = """
+policy peer {
+  permit billing_peer
+    when context.peer.spiffe_id == "spiffe://acme.prod/ns/billing/sa/api"
+    reason "the mTLS peer is billing"
+}
+"""
+
+
+def test_mtls_gives_context_peer_and_refuses_strangers(tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    engine = pdp.load(write_policies(tmp_path / "p", PEER_POLICY, None))
+    options = ServerOptions(tls=TLSConfig(certs.server_cert, certs.server_key, certs.ca))
+    body = {"subject": {"type": "workload", "id": "w"}, "action": {"name": "a"}, "resource": {"type": "r", "id": "1"}}
+    with serving(engine, options) as (_, port):
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        context.load_cert_chain(str(certs.client_cert), str(certs.client_key))
+        client = Client(port, context)
+        status, _, answer = client.post(EVALUATION, body)
+        assert status == 200 and answer["decision"] is True
+        assert answer["context"]["reasons"][0]["rule"] == "peer.billing_peer"
+        status, _, cfg = client.get("/.well-known/authzen-configuration", {"Host": "pdp.local"})
+        assert cfg["policy_decision_point"] == "https://pdp.local"
+        client.close()
+        stranger = ssl.create_default_context(cafile=str(certs.ca))
+        stranger.load_cert_chain(str(certs.other_client_cert), str(certs.other_client_key))
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            client = Client(port, stranger)
+            client.post(EVALUATION, body)
+        client.close()
+
+
+def test_decisions_are_logged_and_counted(tmp_path):
+    path = tmp_path / "decisions.jsonl"
+    log = DecisionLog(str(path))
+    metrics = Metrics()
+    try:
+        with serving(pdp.load(CONFORMANCE / "search"), ServerOptions(decision_log=log, metrics=metrics)) as (_, port):
+            client = Client(port)
+            client.post(EVALUATION, GOOD, {"X-Request-ID": "r-1"})
+            client.post(EVALUATION, {}, {"X-Request-ID": "r-2"})
+            client.post(EVALUATIONS, {**GOOD, "evaluations": [{}, {"action": {"name": "delete"},
+                                                                   "resource": {"type": "record", "id": "102"}}]})
+            client.close()
+        assert log.flush(WAIT)
+    finally:
+        log.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(x["api"], x["request_id"], x["decision"]) for x in lines] == [
+        ("authzen", "r-1", "ALLOW"), ("authzen", "r-2", None), ("authzen", "", "ALLOW"), ("authzen", "", "DENY")]
+    value = metrics.registry.get_sample_value
+    assert value("pdp_decisions_total", {"api": "authzen", "decision": "ALLOW"}) == 2
+    assert value("pdp_request_errors_total", {"api": "authzen", "code": "INVALID_ARGUMENT"}) == 1
+
+
+# ---- pdp serve --http-addr ----------------------------------------------------------------------
+
+
+def test_pdp_serve_http_addr_serves_and_reloads(tmp_path):
+    root = tmp_path / "policies"
+    for f in (CONFORMANCE / "search").iterdir():
+        (root / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (root / f.name).write_bytes(f.read_bytes())
+    with ServeProcess(str(root), "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "1") as proc:
+        proc.wait_ready()
+        port = int(proc.wait_for(r"AuthZEN over HTTP on http://127\.0\.0\.1:(\d+)").group(1))
+        client = Client(port)
+        status, _, body = client.post(EVALUATION, {**GOOD, "action": {"name": "delete"}})
+        assert status == 200 and body["decision"] is True
+        first = body["context"]["revision"]
+        policy = (root / "records.pdl").read_text().replace('action.name == "delete" and owns', "false")
+        (root / "records.pdl").write_text(policy)
+        proc.signal(signal.SIGHUP)
+        proc.wait_for("reload")
+        status, _, body = client.post(EVALUATION, {**GOOD, "action": {"name": "delete"}})
+        assert body["decision"] is False and body["context"]["revision"] != first
+        client.close()
+        assert proc.stop() == 0
+
+
+def test_pdp_serve_http_addr_with_workers(tmp_path):
+    root = tmp_path / "policies"
+    root.mkdir()
+    for f in (CONFORMANCE / "search").iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    with ServeProcess(str(root), "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "2",
+                      "--skip-tests") as proc:
+        proc.wait_ready()
+        port = int(proc.wait_for(r"AuthZEN over HTTP on http://127\.0\.0\.1:(\d+)").group(1))
+        for _ in range(4):  # new connections: the kernel spreads them over the workers
+            client = Client(port)
+            assert client.post(EVALUATION, GOOD)[2]["decision"] is True
+            client.close()
+        assert proc.stop() == 0
+
+
+def test_pdp_serve_http_addr_that_cannot_be_bound_exits_1(tmp_path):
+    import socket
+
+    root = write_policies(tmp_path / "p", PEER_POLICY, None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with ServeProcess(str(root), "--addr", "127.0.0.1:0", "--http-addr", f"127.0.0.1:{port}",
+                          "--workers", "1") as proc:
+            proc.wait_for("cannot listen on")
+            assert proc.proc.wait(WAIT) == 1
+
+
+def test_http_addr_is_checked_like_addr(tmp_path, capsys):
+    from pdp.cli import main
+
+    root = write_policies(tmp_path / "p", PEER_POLICY, None)
+    assert main(["serve", str(root), "--http-addr", "nowhere"]) == 2
+    assert "--http-addr" in capsys.readouterr().err
+
+
+def test_holder_swap_is_seen_by_the_next_request(tmp_path):
+    a = pdp.load(write_policies(tmp_path / "a", 'policy p { permit all when action.name == "x" }', None))
+    b = pdp.load(write_policies(tmp_path / "b", 'policy p { forbid none when action.name == "x" }', None))
+    holder = EngineHolder(a)
+    body = {"subject": {"type": "u", "id": "1"}, "action": {"name": "x"}, "resource": {"type": "r", "id": "1"}}
+    with serving(holder) as (_, port):
+        client = Client(port)
+        assert client.post(EVALUATION, body)[2]["decision"] is True
+        holder.swap(b)
+        assert client.post(EVALUATION, body)[2] == {
+            "decision": False, "context": {"reasons": [{"rule": "p.none", "effect": "forbid", "message": ""}],
+                                           "revision": b.revision}}
+        client.close()
