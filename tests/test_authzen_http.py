@@ -526,3 +526,38 @@ def test_holder_swap_is_seen_by_the_next_request(tmp_path):
             "decision": False, "context": {"reasons": [{"rule": "p.none", "effect": "forbid", "message": ""}],
                                            "revision": b.revision}}
         client.close()
+
+
+def test_tls_certificate_rotation_is_served_to_new_connections(tmp_path):
+    import os
+
+    first, second = make_certs(tmp_path / "first"), make_certs(tmp_path / "second")
+    live = tmp_path / "live"
+    live.mkdir()
+    cert, key = live / "server.crt", live / "server.key"
+    cert.write_bytes(first.server_cert.read_bytes())
+    key.write_bytes(first.server_key.read_bytes())
+    engine = pdp.load(write_policies(tmp_path / "p", PEER_POLICY, None))
+    body = {"subject": {"type": "workload", "id": "w"}, "action": {"name": "a"}, "resource": {"type": "r", "id": "1"}}
+
+    def answers(ca) -> bool:
+        client = Client(port, ssl.create_default_context(cafile=str(ca)))
+        try:
+            return client.post(EVALUATION, body)[0] == 200
+        except ssl.SSLError:
+            return False
+        finally:
+            client.close()
+
+    with serving(engine, ServerOptions(tls=TLSConfig(cert, key))) as (_, port):
+        assert answers(first.ca) and not answers(second.ca)
+        # an agent rewrites the files (new certificate from another CA); a later mtime on both
+        cert.write_bytes(second.server_cert.read_bytes())
+        key.write_bytes(second.server_key.read_bytes())
+        for path in (cert, key):
+            os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+        assert answers(second.ca) and not answers(first.ca)
+        # a half-written key (not the certificate's) is not served: the second certificate stays
+        key.write_bytes(first.server_key.read_bytes())
+        os.utime(key, ns=(key.stat().st_atime_ns, key.stat().st_mtime_ns + 2 * 10**9))
+        assert answers(second.ca)

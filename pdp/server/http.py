@@ -43,6 +43,32 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     return ctx
 
 
+class RotatingTLS:
+    """The server's SSLContext, following its files as gRPC's credentials do (pdp.server.tls):
+    before each handshake, files that changed and check out give that handshake, and the
+    ones after it, a context with the new certificate; files that do not check out are not
+    served (the previous certificate stays, and the error is logged once)."""
+
+    def __init__(self, tls: TLSConfig):
+        from .tls import CertificateFiles
+
+        self.tls = tls
+        self.files = CertificateFiles(tls.cert, tls.key, tls.client_ca)  # ValueError: bad files, no start
+        self.context = ssl_context(tls)  # the listening socket's; its callback switches handshakes
+        self.context.sni_callback = self._hello
+        self._current = self.context
+
+    def _hello(self, ssl_object, _server_name, _context) -> None:
+        if self.files.fetch() is not None:
+            try:
+                self._current = ssl_context(self.tls)
+            except (OSError, ssl.SSLError) as err:  # rewritten again since the check
+                log.error("TLS: the new certificate files are not served (%s); still serving the previous "
+                          "certificate", err)
+        if self._current is not self.context:
+            ssl_object.context = self._current
+
+
 def peer_attributes(cert: dict | None) -> dict | None:
     """``context.peer`` from a verified client certificate (``ssl`` decoded form), with the
     same members as over gRPC (``pdp.server.convert.peer_attributes``)."""
@@ -144,7 +170,10 @@ class HttpServer:
     def start(self) -> int:
         """Bind and serve; returns the port. Raises BindError when the address cannot be bound."""
         host, port = split_address(self.address)
-        context = ssl_context(self.options.tls) if self.options.tls is not None else None
+        try:
+            context = RotatingTLS(self.options.tls).context if self.options.tls is not None else None
+        except (OSError, ValueError, ssl.SSLError) as err:
+            raise BindError(f"cannot serve TLS on {self.address} (AuthZEN over HTTP): {err}") from None
         loop = asyncio.new_event_loop()
         runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=self.grace)
 
