@@ -1,8 +1,12 @@
-"""The pytest plugin: `pytest policies/` collects the *_test.yaml suites as pytest items."""
+"""The pytest plugin: with `pdp_suites = true` (or --pdp-suites), `pytest policies/` collects
+the *_test.yaml suites as pytest items; without it, nothing of pdp is collected."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -52,10 +56,10 @@ matrix:
 """
 
 
-def run(pytester, *args: str):
+def run(pytester, *args: str, opt_in: tuple[str, ...] = ("--pdp-suites",)):
     # Whether or not pdp is installed (with its entry point), load the plugin by name alone:
     # other installed plugins are not needed here, and each would slow every inner run.
-    return pytester.runpytest("-p", PLUGIN, "-p", "no:cacheprovider", *args)
+    return pytester.runpytest("-p", PLUGIN, "-p", "no:cacheprovider", *opt_in, *args)
 
 
 @pytest.fixture
@@ -129,6 +133,40 @@ def test_pdp_paths_ini_option_names_the_policies(project):
     (project.path / "policies" / "payments_test.yaml").rename(elsewhere / "payments_test.yaml")
     project.makeini("[pytest]\npdp_paths = policies\n")
     run(project, "tests_of_policies").assert_outcomes(passed=3, failed=1)
+
+
+def test_suites_are_not_collected_without_opting_in(project):
+    result = run(project, "policies", "-v", opt_in=())
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert "payments_test.yaml" not in result.stdout.str()
+
+
+def test_the_ini_option_opts_in(project):
+    project.makeini("[pytest]\npdp_suites = true\n")
+    run(project, "policies", opt_in=()).assert_outcomes(passed=3, failed=1)
+    project.makeini("[pytest]\npdp_suites = false\n")
+    assert run(project, "policies", opt_in=()).ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_the_installed_plugin_leaves_other_projects_alone(tmp_path):
+    """The bug this guards against: with pdp installed, every pytest run in the environment
+    collected any *_test.yaml. Here pytest loads its plugins the usual way (entry points)."""
+    assert any(ep.name == "pdp" and ep.value == PLUGIN for ep in metadata.entry_points(group="pytest11"))
+    folder = tmp_path / "other_project"
+    folder.mkdir()
+    (folder / "payments.pdl").write_text(POLICY)
+    (folder / "payments_test.yaml").write_text(SUITE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+
+    def pytest_in(folder, *args):
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=folder,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    plain = pytest_in(folder)
+    assert plain.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, plain.stdout + plain.stderr
+    opted = pytest_in(folder, "-o", "pdp_suites=true")
+    assert opted.returncode == pytest.ExitCode.TESTS_FAILED, opted.stdout + opted.stderr
+    assert "3 passed, 1 failed" in opted.stdout or "1 failed, 3 passed" in opted.stdout
 
 
 def test_entry_point_is_declared():

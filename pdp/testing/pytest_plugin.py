@@ -1,8 +1,11 @@
 """pytest plugin (entry point ``pytest11``, name ``pdp``): policy test suites as pytest items.
 
-``pytest policies/`` collects every ``*_test.yaml`` suite under ``policies/`` and runs each
-test (and each matrix cell) as one pytest item, so policy tests run beside a team's other
-tests, with pytest's ``-k``, ``--junitxml`` and reporting.
+Collection is opt-in: installing pdp must not change what other projects' pytest runs
+collect. With ``pdp_suites = true`` in the ini file (or ``--pdp-suites``), ``pytest
+policies/`` collects every ``*_test.yaml`` suite under ``policies/`` and runs each test (and
+each matrix cell) as one pytest item, so policy tests run beside a team's other tests, with
+pytest's ``-k``, ``--junitxml`` and reporting. Without it the plugin only registers its
+options.
 
 Which policies a suite tests: those under the ``pdp_paths`` ini option when it is set
 (paths relative to the ini file), else under the pytest argument (a folder) that holds the
@@ -25,13 +28,21 @@ _TESTERS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser) -> None:
+    parser.addini("pdp_suites", type="bool", default=False,
+                  help="pdp: collect *_test.yaml policy suites as tests (default: false)")
+    parser.getgroup("pdp").addoption("--pdp-suites", action="store_true", default=False,
+                                     help="collect *_test.yaml policy suites as tests (as pdp_suites = true)")
     parser.addini("pdp_paths", type="paths", default=[],
                   help="pdp: policy files or folders the *_test.yaml suites test "
                        "(default: the pytest argument folder that holds each suite)")
 
 
+def _enabled(config) -> bool:
+    return bool(config.getoption("pdp_suites") or config.getini("pdp_suites"))
+
+
 def pytest_collect_file(file_path: Path, parent):
-    if file_path.name.endswith("_test.yaml"):
+    if file_path.name.endswith("_test.yaml") and _enabled(parent.config):
         return PolicySuiteFile.from_parent(parent, path=file_path)
     return None
 
