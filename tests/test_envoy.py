@@ -220,3 +220,62 @@ def test_envoy_decisions_are_logged_without_headers_or_claims(tmp_path):
     assert line["api"] == "envoy" and line["request_id"] == "envoy-req-1" and line["decision"] == "ALLOW"
     assert line["identity"] == {"type": "anonymous", "id": "anonymous"} and line["action"] == "GET"
     assert line["resource"] == {"type": "http", "id": "/public/a"} and line["revision"] == holder.revision
+
+
+# --------------------------------------------------------------------------------------------
+# --envoy-deny-body: what the outside caller learns from a 403
+
+
+def _deny_body_server(tmp_path, body):
+    return running(engine(tmp_path), ServerOptions(envoy_deny_body=body))
+
+
+BLOCKED = dict(principal=SPIFFE, ip="203.0.113.7", path="/public/x")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("reasons", [{"rule": "http.blocked_network", "message": "203.0.113.7 is blocked"}]),
+    ("rules", [{"rule": "http.blocked_network"}]),
+])
+def test_deny_body_choices_over_the_wire(tmp_path, body, expected):
+    with _deny_body_server(tmp_path, body) as (holder, port), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = ext_grpc.AuthorizationStub(channel)
+        denied = stub.Check(envoy_request(**BLOCKED), timeout=WAIT).denied_response
+        assert denied.status.code == 403
+        assert {h.header.key: h.header.value for h in denied.headers} == {
+            "x-pdp-revision": holder.revision, "content-type": "application/json"}
+        assert json.loads(denied.body) == {"decision": "DENY", "reasons": expected, "revision": holder.revision}
+        # the refusal of a request that cannot be decided follows the same choice
+        refused = json.loads(stub.Check(ext.CheckRequest(), timeout=WAIT).denied_response.body)
+        assert refused["reasons"][0]["rule"] == "pdp.invalid_request"
+        assert ("message" in refused["reasons"][0]) == (body == "reasons")
+        assert stub.Check(envoy_request(path="/public/a"), timeout=WAIT).status.code == 0
+
+
+def test_deny_body_none_is_an_empty_403(tmp_path):
+    with _deny_body_server(tmp_path, "none") as (holder, port), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = ext_grpc.AuthorizationStub(channel)
+        for request in (envoy_request(**BLOCKED), ext.CheckRequest()):
+            response = stub.Check(request, timeout=WAIT)
+            assert response.status.code == 7 and response.denied_response.status.code == 403
+            assert response.denied_response.body == ""
+            assert [(h.header.key, h.header.value) for h in response.denied_response.headers] == [
+                ("x-pdp-revision", holder.revision)]
+        assert stub.Check(envoy_request(path="/public/a"), timeout=WAIT).status.code == 0
+
+
+def test_deny_body_default_is_the_spec_and_the_cli_passes_the_choice():
+    from pdp.cli import build_parser
+    from pdp.cli.serve import server_options
+    from pdp.server.options import ENVOY_DENY_BODIES
+
+    assert ServerOptions().envoy_deny_body == "reasons"
+    parser = build_parser()
+    assert server_options(parser.parse_args(["serve", "p/"])).envoy_deny_body == "reasons"
+    for choice in ENVOY_DENY_BODIES:
+        args = parser.parse_args(["serve", "p/", "--envoy-deny-body", choice])
+        assert server_options(args).envoy_deny_body == choice
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "p/", "--envoy-deny-body", "messages"])
+    with pytest.raises(ValueError, match="envoy_deny_body"):
+        ServerOptions(envoy_deny_body="messages")

@@ -73,6 +73,10 @@ def register(sub) -> None:
                    help="most values in one request, at any depth (default 10000)")
     p.add_argument("--max-batch", type=positive, default=10_000, metavar="N",
                    help="most requests in one CheckBatch (default 10000)")
+    # pdp.server.options.ENVOY_DENY_BODIES (not imported: it would load grpc for every command)
+    p.add_argument("--envoy-deny-body", choices=["reasons", "rules", "none"], default="reasons",
+                   help="what the body of an Envoy ext_authz 403 carries: the reasons' rule ids and messages "
+                        "(default, SPEC 7.1), the rule ids only, or nothing")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="server log level (logs go to stderr)")
     p.set_defaults(run=run)
@@ -122,7 +126,8 @@ def server_options(args):
                 raise UsageError(f"--{name.replace('_', '-')}: no such file: {value}")
         tls = TLSConfig(Path(args.tls_cert), Path(args.tls_key), Path(args.client_ca) if args.client_ca else None)
     return ServerOptions(max_message_bytes=args.max_message_bytes, max_attributes=args.max_attributes,
-                         max_batch=args.max_batch, threads=args.threads, tls=tls)
+                         max_batch=args.max_batch, threads=args.threads, tls=tls,
+                         envoy_deny_body=args.envoy_deny_body)
 
 
 def run(args) -> int:

@@ -24,7 +24,7 @@ from ..decision import Decision
 from ..errors import RequestError
 from .convert import check_attribute_count
 from .holder import EngineHolder
-from .options import ServerOptions
+from .options import ENVOY_DENY_BODIES, ServerOptions
 
 log = logging.getLogger("pdp.server")
 
@@ -151,28 +151,34 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value))
 
 
-def decision_to_envoy(decision: Decision) -> ext.CheckResponse:
-    """ALLOW ⇒ OK with ``x-pdp-revision``; DENY ⇒ PERMISSION_DENIED, HTTP 403, a JSON body of
-    the reasons, and ``x-pdp-revision``."""
+def decision_to_envoy(decision: Decision, deny_body: str = "reasons") -> ext.CheckResponse:
+    """ALLOW ⇒ OK with ``x-pdp-revision``; DENY ⇒ PERMISSION_DENIED, HTTP 403, ``x-pdp-revision``
+    and the body ``deny_body`` says."""
     revision = _header(REVISION_HEADER, decision.revision)
     if decision.decision == "ALLOW":
         return ext.CheckResponse(status=status_pb2.Status(code=_OK),
                                  ok_response=ext.OkHttpResponse(headers=[revision]))
     reasons = [{"rule": r.rule, "message": r.message} for r in decision.reasons]
-    return deny(reasons, decision.revision)
+    return deny(reasons, decision.revision, deny_body)
 
 
-def deny(reasons: list[dict], revision: str) -> ext.CheckResponse:
-    """A 403 answer whose JSON body lists ``reasons`` (each ``{"rule", "message"}``)."""
-    body = json.dumps({"decision": "DENY", "reasons": reasons, "revision": revision}, ensure_ascii=False,
-                      separators=(",", ":"))
+def deny(reasons: list[dict], revision: str, body: str = "reasons") -> ext.CheckResponse:
+    """A 403 answer; its JSON body lists ``reasons`` (each ``{"rule", "message"}``), their rule
+    ids only, or nothing, as ``body`` says (``options.ENVOY_DENY_BODIES``)."""
+    headers = [_header(REVISION_HEADER, revision)]
+    text = ""
+    if body != "none":
+        if body == "rules":
+            reasons = [{"rule": r["rule"]} for r in reasons]
+        elif body != "reasons":
+            raise ValueError(f"deny body must be one of {', '.join(ENVOY_DENY_BODIES)}, got {body!r}")
+        text = json.dumps({"decision": "DENY", "reasons": reasons, "revision": revision}, ensure_ascii=False,
+                          separators=(",", ":"))
+        headers.append(_header("content-type", "application/json"))
     return ext.CheckResponse(
         status=status_pb2.Status(code=_PERMISSION_DENIED, message="denied by pdp"),
         denied_response=ext.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=http_status_pb2.Forbidden),
-            headers=[_header(REVISION_HEADER, revision), _header("content-type", "application/json")],
-            body=body,
-        ),
+            status=http_status_pb2.HttpStatus(code=http_status_pb2.Forbidden), headers=headers, body=text),
     )
 
 
@@ -182,6 +188,7 @@ class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
     def __init__(self, holder: EngineHolder, options: ServerOptions):
         self.holder = holder
         self.max_attributes = options.max_attributes
+        self.deny_body = options.envoy_deny_body
         self.log = options.decision_log
         self.metrics = options.metrics
 
@@ -200,7 +207,7 @@ class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
             log.exception("envoy check: unexpected error")
             return self._refuse(INTERNAL_RULE, "internal error in pdp; denied (fail closed)", engine.revision,
                                 request, "INTERNAL")
-        response = decision_to_envoy(decision)
+        response = decision_to_envoy(decision, self.deny_body)
         elapsed = _perf_ns() - started
         if self.metrics is not None:
             self.metrics.decided("envoy", decision.decision, decision.reasons, elapsed / 1e9)
@@ -213,7 +220,7 @@ class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
             self.metrics.error("envoy", code)
         if self.log is not None:
             self.log.record_error("envoy", "", request, message)
-        return deny([{"rule": rule, "message": message}], revision)
+        return deny([{"rule": rule, "message": message}], revision, self.deny_body)
 
     def check_bytes(self, data: bytes, context) -> ext.CheckResponse:
         """Check from the raw message: bytes that are not a CheckRequest are a DENY too (SPEC

@@ -20,6 +20,11 @@ DEFAULT_MAX_BATCH = 10_000
 #: threads than cores cost throughput to GIL contention (bench/GRPC.md: 32 threads served a
 #: third fewer calls per second than 8 or 16).
 DEFAULT_THREADS = 16
+#: What the body of an Envoy 403 may carry (``--envoy-deny-body``): ``reasons`` is SPEC §7.1
+#: (each reason's rule id and message); ``rules`` only the rule ids (a message may interpolate
+#: request values, or tell the caller more about the policies than it should learn); ``none``
+#: no body at all.
+ENVOY_DENY_BODIES = ("reasons", "rules", "none")
 #: RPCs in progress beyond which new ones get RESOURCE_EXHAUSTED instead of queueing.
 DEFAULT_MAX_CONCURRENT_RPCS = 1024
 
@@ -59,6 +64,8 @@ class ServerOptions:
         reuse_port: let other processes bind the same port (``--workers``); off otherwise, so
             that a port already in use is an error instead of a silent second listener.
         tls: serve TLS (and mTLS with ``client_ca``) instead of plaintext.
+        envoy_deny_body: what the body of an Envoy 403 carries: ``reasons`` (SPEC §7.1: rule
+            ids and messages), ``rules`` (rule ids only) or ``none``.
         decision_log: where decisions are logged, if anywhere.
         metrics: Prometheus metrics to record into, if any.
     """
@@ -70,6 +77,11 @@ class ServerOptions:
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     reuse_port: bool = False
     tls: TLSConfig | None = None
+    envoy_deny_body: str = "reasons"
     decision_log: DecisionLog | None = field(default=None, compare=False)
     metrics: Metrics | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.envoy_deny_body not in ENVOY_DENY_BODIES:
+            raise ValueError(f"envoy_deny_body must be one of {', '.join(ENVOY_DENY_BODIES)}, "
+                             f"got {self.envoy_deny_body!r}")
