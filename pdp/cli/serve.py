@@ -39,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="policy and data files or folders")
     p.add_argument("--bundle", metavar="FILE",
                    help="serve a compiled bundle (pdp build) instead of PATHs: starts without parsing")
+    p.add_argument("--verify-key", metavar="PEM",
+                   help="with --bundle: serve only a bundle signed (pdp build --sign) by the private key of this "
+                        "Ed25519 public key; an unsigned or altered bundle is refused, also on reload")
     p.add_argument("--addr", default="127.0.0.1:50051", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:50051; port 0 picks a free port), or a Unix "
                         "domain socket: unix:/PATH (mode 0660; one process) or unix-abstract:NAME")
@@ -107,7 +110,16 @@ def policy_source(args):
     if args.bundle:
         if args.paths:
             raise UsageError("give PATHs or --bundle FILE, not both")
-        return BundleSource(str(args.bundle))
+        if args.verify_key:
+            from .. import signing
+
+            try:
+                signing.load_public_key(args.verify_key)
+            except signing.SigningError as err:
+                raise UsageError(f"--verify-key: {err}") from None
+        return BundleSource(str(args.bundle), args.verify_key)
+    if args.verify_key:
+        raise UsageError("--verify-key checks the signature of a bundle: give it with --bundle FILE")
     if not args.paths:
         raise UsageError("give at least one PATH (policy and data files or folders), or --bundle FILE")
     return PathSource(tuple(str(p) for p in args.paths), run_suites=not args.skip_tests)

@@ -85,15 +85,18 @@ class BundleSource:
     """A compiled bundle (``pdp build``): starts without parsing; a reload reads the file again.
 
     A bundle carries no test suites of its own to gate on: it was built from a checked set
-    (``pdp build`` runs after ``pdp test`` in a pipeline), so it is accepted when it decodes.
+    (``pdp build`` runs after ``pdp test`` in a pipeline), so it is accepted when it decodes
+    (and, with ``verify_key``, the path of an Ed25519 public key, when that key verifies its
+    signature).
     """
 
     path: str
+    verify_key: str | None = None
 
     def build(self) -> Engine:
         from ..bundle import load_bundle
 
-        return load_bundle(self.path)
+        return load_bundle(self.path, verify_key=self.verify_key)
 
     def watch_paths(self) -> Sequence[Path]:
         return [Path(self.path)]
