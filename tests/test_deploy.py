@@ -356,21 +356,43 @@ def test_health_is_not_serving_while_draining(tmp_path, capsys):
         assert server.proc.wait(WAIT) == 0
 
 
-def test_health_through_a_unix_socket_target(tmp_path, capsys):
-    """The sidecar's probe: `pdp health --addr unix:///PATH` (a gRPC target pdp passes as is)."""
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+def _substituted(args: list[str], replacements: dict[str, str]) -> list[str]:
+    return [replacements.get(a, a) for a in args]
 
-    path = tmp_path / "pdp.sock"
-    server = grpc.server(ThreadPoolExecutor(2))
-    servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    assert server.add_insecure_port(f"unix://{path}")
-    server.start()
-    try:
-        assert main(["health", "--addr", f"unix://{path}"]) == 0
-        servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        assert main(["health", "--addr", f"unix://{path}"]) == 1
-        assert capsys.readouterr().out.split() == ["SERVING", "NOT_SERVING"]
-    finally:
-        server.stop(None).wait(WAIT)
+
+def test_the_sidecar_command_serves_on_its_socket_and_its_probe_answers(tmp_path, capsys):
+    """The sidecar's pdp arguments, as shipped but for the socket's folder and the policies'
+    path, start a server its own probe command finds SERVING through the Unix socket."""
+    deployment = find(documents(DEPLOY / "kubernetes" / "sidecar.yaml"), "Deployment", "payments-api")
+    pdp = container(deployment, "pdp")
+    shipped = option(pdp["args"], "--addr")
+    address = f"unix://{tmp_path / 'pdp.sock'}"
+    args = _substituted(pdp["args"], {shipped: address, "/policies": str(REPO / "policies")})
+    assert args[0] == "serve"
+    with ServeProcess(*args[1:]) as server:
+        server.wait_for(r"serving revision \S+ .* on unix:")
+        probe = _substituted(pdp["readinessProbe"]["exec"]["command"], {shipped: address})
+        assert main(probe[1:]) == 0 and capsys.readouterr().out == "SERVING\n"
+        server.signal(signal.SIGTERM)
+        assert server.proc.wait(WAIT) == 0
+
+
+def test_the_central_command_serves_a_signed_bundle(tmp_path, capsys):
+    """The central Deployment's arguments, with the ConfigMaps' files and loopback addresses,
+    serve the pipeline's signed bundle; health answers SERVING on its gRPC port."""
+    from test_signed_bundle import write_key_pair
+
+    deployment = find(documents(DEPLOY / "kubernetes" / "central.yaml"), "Deployment", "pdp")
+    shipped = container(deployment, "pdp")["args"]
+    private, public = write_key_pair(tmp_path)
+    bundle = tmp_path / "policies.bundle"
+    assert main(["build", str(REPO / "policies"), "-o", str(bundle), "--sign", str(private)]) == 0
+    args = _substituted(shipped, {option(shipped, "--bundle"): str(bundle),
+                                  option(shipped, "--verify-key"): str(public),
+                                  option(shipped, "--addr"): "127.0.0.1:0",
+                                  option(shipped, "--metrics-addr"): "127.0.0.1:0"})
+    with ServeProcess(*args[1:], "--workers", "1") as server:
+        port = server.wait_ready()
+        assert main(["health", "--addr", f"127.0.0.1:{port}"]) == 0
+        server.signal(signal.SIGTERM)
+        assert server.proc.wait(WAIT) == 0
