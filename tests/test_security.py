@@ -249,7 +249,8 @@ def test_the_decision_log_redacts_secrets_wherever_they_are_put(tmp_path):
     finally:
         log.close()
     text = path.read_text()
-    for secret in (JWT, TOKEN, "hunter2", "k3y-v4lue", "Bearer", "c2lnbmF0dXJl", "password"):
+    # A key such as "password" may appear in the logged input; its value never does.
+    for secret in (JWT, TOKEN, "hunter2", "k3y-v4lue", "Bearer", "c2lnbmF0dXJl"):
         assert secret not in text, secret
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == 6, "\n".join(map(json.dumps, lines))

@@ -65,6 +65,9 @@ def register(sub) -> None:
     p.add_argument("--decision-log", metavar="FILE", help="append one JSON line per decision to FILE ('-': stdout)")
     p.add_argument("--decision-log-queue", type=positive, default=10_000, metavar="N",
                    help="decisions waiting to be logged beyond which new ones are dropped and counted")
+    p.add_argument("--decision-log-input", choices=["on", "off"], default="on",
+                   help="write each request as decided in its log line as 'input' (default on; secrets "
+                        "redacted), which pdp replay and pdp review need")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key): serve TLS only")
     p.add_argument("--tls-key", metavar="PEM", help="server private key")
@@ -170,6 +173,7 @@ def run(args) -> int:
     setup_logging(args.log_level)
     config = ServeConfig(source=source, address=args.addr, options=options, watch=args.watch,
                          decision_log=args.decision_log, decision_log_queue=args.decision_log_queue,
+                         decision_log_input=args.decision_log_input == "on",
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
                          workers=workers or cpu_count(), log_level=args.log_level,
                          http_address=args.http_addr)

@@ -6,18 +6,25 @@ record is dropped and counted, never waited for: logging never slows or fails a 
 Drops are reported as a ``{"event": "dropped", ...}`` line in the log itself, on stderr and
 in the ``pdp_decision_log_dropped`` metric.
 
-What a line holds (and nothing else): ``time``, ``request_id``, ``api`` (``pdp`` or
-``envoy``), ``identity`` (type and id), ``action``, ``resource`` (type and id), ``decision``,
-``reasons`` (rule ids), ``revision``, ``latency_us``, and ``error`` for a request that got no
-decision. Credentials, tokens, claims and headers are never among these fields; an id that
-looks like a secret (a JWT, a bearer token, a long opaque token) is replaced by
-``"[REDACTED]"``, and so is any logged value under a secret-sounding key.
+What a line holds: ``time``, ``request_id``, ``api`` (``pdp``, ``envoy``, ...),
+``identity`` (type and id), ``action``, ``resource`` (type and id), ``decision``, ``reasons``
+(rule ids), ``revision``, ``latency_us``, ``input`` (the request as decided, so that ``pdp
+replay`` and ``pdp review`` can decide it again; left out with ``include_input=False``),
+``shadow`` when a candidate set decided it too (pdp.server.shadow), and ``error`` for a
+request that got no decision. Every value goes through ``redact``: a string shaped like a
+secret (a JWT, a bearer token, a long opaque token) and any scalar under a secret-sounding
+key become ``"[REDACTED]"``.
+
+Rotation: before each write the writer checks that FILE is still the file it has open (same
+device and inode); when logrotate (or anyone) moved or deleted it, the writer opens FILE
+anew, so nothing is written to a rotated file after the move is seen. ``reopen()`` forces it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import re
 import sys
@@ -44,13 +51,19 @@ _STOP = object()
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """``value`` with secrets replaced by ``"[REDACTED]"``: values under a secret key, strings
-    shaped like a token, recursively through lists and maps.
+    """``value`` with secrets replaced by ``"[REDACTED]"``: scalars and lists under a secret
+    key, strings shaped like a token, recursively through lists and maps.
+
+    A map under a secret key is walked, not dropped: ``identity.credential`` holds what is
+    known *about* a credential (``issued_at``, ``kind``), which lifetime rules read and which
+    replay needs; a secret inside it is still caught by its key or its shape.
 
     >>> redact({"id": "billing", "authorization": "Bearer abc", "note": "eyJhbGciOi.eyJzdWIi.sig"})
     {'id': 'billing', 'authorization': '[REDACTED]', 'note': '[REDACTED]'}
+    >>> redact({"credential": {"issued_at": "2026-11-27T10:00:00Z", "secret": "s3"}})
+    {'credential': {'issued_at': '2026-11-27T10:00:00Z', 'secret': '[REDACTED]'}}
     """
-    if key and key.lower() in SECRET_KEYS:
+    if key and key.lower() in SECRET_KEYS and type(value) is not dict:
         return REDACTED
     if isinstance(value, str):
         return REDACTED if _SECRET_SHAPES.search(value) else value
@@ -77,10 +90,14 @@ class DecisionLog:
         path: the file, appended to (``-`` for stdout).
         max_queue: records waiting to be written beyond which new ones are dropped.
         on_drop: called with the number of records dropped since the last call (metrics).
+        include_input: write each decision's ``input`` (``--decision-log-input off`` clears it).
     """
 
-    def __init__(self, path: str, max_queue: int = 10_000, on_drop: Callable[[int], None] | None = None):
+    def __init__(self, path: str, max_queue: int = 10_000, on_drop: Callable[[int], None] | None = None,
+                 include_input: bool = True):
         self.path = path
+        self.include_input = include_input
+        self._reopen_wanted = False
         self._file = sys.stdout.buffer if path == "-" else open(path, "ab", buffering=1 << 16)
         self._queue: queue.Queue = queue.Queue(max_queue)
         self._put = self._queue.put_nowait
@@ -96,30 +113,39 @@ class DecisionLog:
     def dropped(self) -> int:
         return self._drops
 
-    def record(self, api: str, request_id: str, request: Any, decision: Any, latency_ns: int) -> None:
-        """Queue one decision (hot path: one tuple, one non-blocking put)."""
+    def record(self, api: str, request_id: str, request: Any, decision: Any, latency_ns: int,
+               shadow: Any = None, when: float | None = None) -> None:
+        """Queue one decision (hot path: one tuple, one non-blocking put).
+
+        ``request`` is the request dict as decided; ``shadow`` the candidate's decision, if
+        any; ``when`` the epoch time of the decision (now by default)."""
         try:
-            self._put((time.time(), api, request_id, request, decision, latency_ns, None))
+            self._put((time.time() if when is None else when, api, request_id, request, decision, latency_ns,
+                       None, shadow))
         except queue.Full:
             self._dropped()
 
     def record_error(self, api: str, request_id: str, request: Any, error: str) -> None:
         """Queue a request that got no decision."""
         try:
-            self._put((time.time(), api, request_id, request, None, 0, error))
+            self._put((time.time(), api, request_id, request, None, 0, error, None))
         except queue.Full:
             self._dropped()
+
+    def reopen(self) -> None:
+        """Open FILE anew before the next write (after a rotation; SIGHUP asks for it)."""
+        self._reopen_wanted = True
 
     def _dropped(self) -> None:
         with self._drop_lock:
             self._drops += 1
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued (within ``timeout``), then stop."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued (waiting up to ``timeout`` for a stuck file), then stop."""
         try:
-            self._queue.put(_STOP, timeout=timeout)
+            self._queue.put(_STOP, timeout=timeout)  # the writer empties the queue meanwhile
         except queue.Full:
-            pass
+            log.error("decision log: the writer is stuck; %d records not written", self._queue.qsize())
         self._thread.join(timeout)
         if self._file is not sys.stdout.buffer:
             self._file.close()
@@ -163,6 +189,7 @@ class DecisionLog:
                 lines.append(drop_line)
             if lines:
                 try:
+                    self._follow_rotation()
                     self._file.write(b"".join(lines))
                     self._file.flush()
                     self.written += len(lines)
@@ -172,6 +199,30 @@ class DecisionLog:
                 event.set()
             if stop:
                 return
+
+    def _follow_rotation(self) -> None:
+        """Open FILE anew when it is no longer the file being written (moved, deleted) or a
+        reopen was asked for. One stat per batch of lines: cheap next to the write."""
+        if self.path == "-":
+            return
+        wanted, self._reopen_wanted = self._reopen_wanted, False
+        if not wanted:
+            try:
+                on_disk = os.stat(self.path)
+                mine = os.fstat(self._file.fileno())
+                wanted = (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev)
+            except FileNotFoundError:
+                wanted = True
+            except (OSError, ValueError, AttributeError):  # not a real file (tests), or closed
+                return
+        if wanted:
+            old = self._file
+            self._file = open(self.path, "ab", buffering=1 << 16)
+            try:
+                old.close()
+            except OSError as exc:
+                log.error("decision log: closing the rotated file: %s", exc)
+            log.info("decision log: reopened %s", self.path)
 
     def _drop_report(self) -> bytes:
         drops = self._drops
@@ -185,10 +236,9 @@ class DecisionLog:
         return (json.dumps({"time": _rfc3339(time.time()), "event": "dropped", "count": new, "total": drops})
                 + "\n").encode()
 
-    @staticmethod
-    def format(item: tuple) -> bytes:
+    def format(self, item: tuple) -> bytes:
         """One queued tuple ⇒ one JSON line."""
-        when, api, request_id, request, decision, latency_ns, error = item
+        when, api, request_id, request, decision, latency_ns, error, shadow = item
         identity = request.get("identity") if type(request) is dict else None
         action = request.get("action") if type(request) is dict else None
         resource = request.get("resource") if type(request) is dict else None
@@ -205,10 +255,38 @@ class DecisionLog:
             record["reasons"] = [r.rule for r in decision.reasons]
             record["revision"] = decision.revision
             record["latency_us"] = round(latency_ns / 1000, 1)
+            if self.include_input and type(request) is dict:
+                record["input"] = as_decided(request)
+            if shadow is not None:
+                record["shadow"] = {"decision": shadow.decision, "revision": shadow.revision,
+                                    "reasons": [r.rule for r in shadow.reasons]}
         else:
             record["decision"] = None
             record["error"] = error
         return (json.dumps(redact(record), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def as_decided(request: dict) -> dict:
+    """The request in the form the engine decided it: ``action`` as a map (a bare string is
+    its name) and JSON nulls (absent values) left out. Redaction happens with the rest of the
+    line. A token is not in requests yet (SPEC §8 is not implemented): when it is, its verified
+    claims are to replace it here."""
+    out = {}
+    for root in ("identity", "action", "resource", "context"):
+        value = request.get(root)
+        if root == "action" and type(value) is str:
+            value = {"name": value}
+        if value is not None:
+            out[root] = _without_nulls(value)
+    return out
+
+
+def _without_nulls(value: Any) -> Any:
+    if type(value) is dict:
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if type(value) is list:
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _rfc3339(t: float) -> str:

@@ -50,6 +50,7 @@ class ServeConfig:
     watch: bool = False
     decision_log: str | None = None
     decision_log_queue: int = 10_000
+    decision_log_input: bool = True  # each line carries the request as decided (SPEC §11)
     metrics_addr: str | None = None
     grace: float = 10.0
     shutdown_delay: float = 0.0
@@ -70,7 +71,8 @@ class Running:
         self.decision_log = None
         if config.decision_log:
             self.decision_log = DecisionLog(config.decision_log, config.decision_log_queue,
-                                            on_drop=self.metrics.dropped if self.metrics else None)
+                                            on_drop=self.metrics.dropped if self.metrics else None,
+                                            include_input=config.decision_log_input)
         options = replace(config.options, decision_log=self.decision_log, metrics=self.metrics)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._on_reload = on_reload
@@ -102,6 +104,12 @@ class Running:
         if self.metrics is not None:
             self.metrics.serving(engine.revision)
             self.metrics.backend(engine.backend)
+
+    def hangup(self) -> None:
+        """SIGHUP: reload the policies and reopen the decision log (logrotate's postrotate)."""
+        self.reloader.request()
+        if self.decision_log is not None:
+            self.decision_log.reopen()
 
     def _release(self) -> None:
         if self.server is not None:
@@ -184,7 +192,7 @@ def serve(config: ServeConfig, *, ready: Callable[[Running], None] | None = None
     if running is None:
         return 1
     if threading.current_thread() is threading.main_thread():
-        _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.reloader.request})
+        _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.hangup})
     warn_if_pure_python(running.holder.engine.backend)
     log.info("%s", running.describe())
     if running.http_port is not None:
@@ -240,7 +248,7 @@ def _worker_main(config: ServeConfig, events) -> None:
     if running is None:
         events.put(("failed", os.getpid(), ""))
         raise SystemExit(1)
-    _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.reloader.request})
+    _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.hangup})
     events.put(("ready", os.getpid(), running.describe()))
     while not stop.wait(1.0):
         pass
