@@ -129,7 +129,7 @@ def start(kind: str, workers: int, work: Path) -> tuple[list[subprocess.Popen], 
 
 def stop(procs: list[subprocess.Popen]) -> None:
     for p in procs:
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signal.SIGTERM)
     for p in procs:
         try:
             p.wait(10)

@@ -26,6 +26,10 @@ policy docs {
 
   permit admin_by_region
     when identity.region == "eu" and resource.id == "d9" and action.name != "purge"
+
+  permit same_level
+    when action.name == "audit" and data.docs[resource.id].level == identity.level
+     and data.docs[resource.id].owner in ["u2", "u3"]
 }
 
 policy users {
@@ -47,7 +51,7 @@ def engine(tmp_path, declaration: str | None = None) -> pdp.Engine:
     root = tmp_path / "p"
     root.mkdir(exist_ok=True)
     (root / "docs.pdl").write_text(POLICY)
-    owners = {d: {"owner": USERS[i % len(USERS)]} for i, d in enumerate(IDS)}
+    owners = {d: {"owner": USERS[i % len(USERS)], "level": i % 3} for i, d in enumerate(IDS)}
     import json
 
     (root / "docs.data.json").write_text(json.dumps(owners))
@@ -102,26 +106,36 @@ def test_pruning_keeps_only_what_a_permit_leaf_can_reach(tmp_path):
                                    "action": {"name": "purge"}, "resource": {"type": "doc"}})
     assert search.reachable(e.program.permit_tree, eu.template, "resource", "id", tuple(IDS)) == ["d9"]
     assert search.permitted(e, eu, tuple(IDS)) == []  # ... and its `action.name != "purge"` says no
-    read = search.parse("resource", {"subject": {"type": "user", "id": "x"}, "action": {"name": "read"},
+    read = search.parse("resource", {"subject": {"type": "user", "id": "u1"}, "action": {"name": "read"},
                                      "resource": {"type": "doc"}})
-    # owners has no guard on the id: every doc may be its owner's
-    assert search.reachable(e.program.permit_tree, read.template, "resource", "id", tuple(IDS)) == IDS
+    # owners: data.docs[resource.id].owner == identity.id, checked per id without deciding;
+    # public: its id list. u1 owns d1, d6 and d11
+    assert search.reachable(e.program.permit_tree, read.template, "resource", "id", tuple(IDS)) == [
+        "d1", "d2", "d3", "d6", "d11"]
+    assert search.permitted(e, read, tuple(IDS)) == ["d1", "d2", "d3", "d6", "d11"]
+    # a subject search through the same lookup: the owner of d6 (and nobody else) may edit it
+    edit = search.parse("subject", {"subject": {"type": "user"}, "action": {"name": "edit"},
+                                    "resource": {"type": "doc", "id": "d6"}})
+    assert search.reachable(e.program.permit_tree, edit.template, "identity", "id", tuple(USERS)) == ["u1"]
     users = search.parse("resource", {"subject": {"type": "user", "id": "u0"}, "action": {"name": "audit"},
                                       "resource": {"type": "user"}})
     assert search.reachable(e.program.permit_tree, users.template, "resource", "id", tuple(USERS)) == []
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(kind=st.sampled_from(["subject", "resource", "action"]),
        subject=st.sampled_from(USERS + ["stranger"]), region=st.sampled_from([None, "eu", "us"]),
+       level=st.sampled_from([None, 0, 1, 2.0, "1"]),
        action=st.sampled_from(["read", "edit", "purge", "audit", "other"]),
        resource=st.sampled_from(IDS + ["u1", "zz"]), rtype=st.sampled_from(["doc", "user"]),
        candidates=st.lists(st.sampled_from(IDS + USERS + ["read", "edit", "purge", "audit", "x"]), max_size=20,
                            unique=True))
-def test_search_answers_exactly_the_candidates_a_decision_allows(tmp_path_factory, kind, subject, region,
+def test_search_answers_exactly_the_candidates_a_decision_allows(tmp_path_factory, kind, subject, region, level,
                                                                  action, resource, rtype, candidates):
     e = _shared_engine(tmp_path_factory)
     props = {"region": region} if region else {}
+    if level is not None:
+        props["level"] = level
     body = {"subject": {"type": "user", "id": subject, "properties": props}, "action": {"name": action},
             "resource": {"type": rtype, "id": resource}}
     if kind == "subject":

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compile.cse import children
-from ..compile.ir import AND, CACHED, COMPARE, CONST, EQ_STR, IN_STRS, LIST, PATH
-from ..engine import Engine
+from ..compile.ir import AND, ATTR, CACHED, COMPARE, CONST, EQ_STR, IN_STRS, INDEX, LIST, PATH
+from ..engine import Engine, collector_paused
 from .mapping import BadRequest, _object, context, entity
 
 #: The data collection that declares what can be searched.
@@ -232,29 +232,137 @@ def _unwrap(node: tuple) -> tuple:
     return _unwrap(node[2]) if node[0] == CACHED else node
 
 
-def _rule_filter(entry: tuple, template: dict, root: str, key: str) -> frozenset | None:
-    """The candidates one permit rule of a leaf could apply to: None for any, else a set
-    (empty when it cannot apply at all). A permit applies only when each conjunct of its
-    target and ``when`` is true (an error does not apply it), so a conjunct ``path ==
-    "s"`` or ``path in [...]`` that the request cannot meet rules it out."""
+class _Unknown(Exception):
+    """This walk cannot tell what the expression gives: the candidate stays."""
+
+
+class _Fails(Exception):
+    """The expression fails to evaluate: a permit rule that needs it cannot apply."""
+
+
+def _compile(node: tuple, template: dict, root: str, key: str) -> tuple[bool, object]:
+    """A value expression of a rule ⇒ (whether it depends on the candidate, a function of the
+    candidate giving its value). Understands constants, request paths and ``data`` lookups
+    (``data.records[resource.id].owner``); raises _Unknown for anything else."""
+    op = node[0]
+    if op == CACHED:
+        return _compile(node[2], template, root, key)
+    if op == CONST:
+        value = node[1]
+        return False, lambda c: value
+    if op == PATH:
+        if node[1] == root and tuple(node[2])[:1] == (key,):
+            if len(node[2]) != 1:
+                raise _Unknown
+            return True, lambda c: c
+        value = _resolve(template, node)
+        if value is _MISSING:
+            def missing(c):
+                raise _Fails
+            return False, missing
+        if value is None:
+            raise _Unknown
+        return False, lambda c: value
+    if op == ATTR:
+        depends, obj = _compile(node[1], template, root, key)
+        name = node[2]
+
+        def attr(c):
+            o = obj(c)
+            if type(o) is not dict:
+                raise _Unknown
+            v = o.get(name, _MISSING)
+            if v is _MISSING:
+                raise _Fails
+            return v
+        return depends, attr
+    if op == INDEX:
+        depends_obj, obj = _compile(node[1], template, root, key)
+        depends_key, index_key = _compile(node[2], template, root, key)
+
+        def index(c):
+            o, k = obj(c), index_key(c)
+            if type(o) is not dict or type(k) is not str:
+                raise _Unknown
+            v = o.get(k, _MISSING)
+            if v is _MISSING:
+                raise _Fails
+            return v
+        return depends_obj or depends_key, index
+    raise _Unknown
+
+
+def _check(conjunct: tuple, template: dict, root: str, key: str):
+    """A conjunct that compares strings ⇒ (depends on the candidate, ``may_hold(c)``); None when
+    this walk does not understand it. ``may_hold`` is False only when the conjunct is surely
+    false or fails: ``a == b`` between two different strings, ``x == "s"`` or ``x in [...]``
+    with a string ``x`` that is not there, or a lookup that fails."""
+    op = conjunct[0]
+    try:
+        if op == COMPARE and conjunct[1] == "==":
+            d1, left = _compile(conjunct[2], template, root, key)
+            d2, right = _compile(conjunct[3], template, root, key)
+
+            def same(c) -> bool:
+                try:
+                    a, b = left(c), right(c)
+                except _Fails:
+                    return False
+                except _Unknown:
+                    return True
+                return not (type(a) is str and type(b) is str and a != b)
+            return d1 or d2, same
+        if op in (EQ_STR, IN_STRS) and not conjunct[3]:
+            depends, x = _compile(conjunct[1], template, root, key)
+            values = frozenset((conjunct[2],)) if op == EQ_STR else frozenset(conjunct[2])
+
+            def member(c) -> bool:
+                try:
+                    v = x(c)
+                except _Fails:
+                    return False
+                except _Unknown:
+                    return True
+                return type(v) is not str or v in values
+            return depends, member
+    except _Unknown:
+        return None
+    return None
+
+
+def _rule_filter(entry: tuple, template: dict, root: str, key: str) -> tuple[frozenset | None, list]:
+    """What one permit rule of a leaf could apply to: (the candidate values its equality
+    guards on the searched path allow, None for any; checks each candidate must pass). An
+    empty set: the rule cannot apply at all. A permit applies only when each conjunct of its
+    target and ``when`` is true (an error does not apply it), so a conjunct the request
+    surely fails rules it out."""
     allowed: frozenset | None = None
+    checks = []
     for clause in entry[1:3]:
         for c in _conjuncts(clause):
             if c[0] == CONST and c[1] is False:
-                return frozenset()
-            if c[0] not in (EQ_STR, IN_STRS) or c[3]:  # not a guard, or negated
+                return frozenset(), []
+            if c[0] in (EQ_STR, IN_STRS) and not c[3] and _unwrap(c[1])[0] == PATH:
+                path = _unwrap(c[1])
+                values = frozenset((c[2],)) if c[0] == EQ_STR else frozenset(c[2])
+                if path[1] == root and tuple(path[2]) == (key,):
+                    allowed = values if allowed is None else allowed & values
+                    continue
+                if not (path[1] == root and tuple(path[2])[:1] == (key,)):
+                    value = _resolve(template, path)
+                    if type(value) is not str or value not in values:
+                        return frozenset(), []  # false, or an error: this permit cannot apply
+                    continue
+            found = _check(c, template, root, key)
+            if found is None:
                 continue
-            values = frozenset((c[2],)) if c[0] == EQ_STR else frozenset(c[2])
-            path = _unwrap(c[1])
-            if path[0] != PATH:
-                continue
-            if path[1] == root and tuple(path[2]) == (key,):
-                allowed = values if allowed is None else allowed & values
-            elif not (path[1] == root and tuple(path[2])[:1] == (key,)):
-                value = _resolve(template, path)
-                if type(value) is not str or value not in values:
-                    return frozenset()  # false, or an error: this permit cannot apply
-    return allowed
+            depends, may_hold = found
+            if not depends:
+                if not may_hold(None):
+                    return frozenset(), []
+            else:
+                checks.append(may_hold)
+    return allowed, checks
 
 
 def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidates: tuple[str, ...]) -> list[str]:
@@ -264,7 +372,9 @@ def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidate
 
     Walks the permit decision tree (``compile.index``) with the template, splitting the
     candidates at switches on the varying path; at each leaf, keeps those that one of its
-    rules' equality guards admits. Conservative wherever dispatch is not certain (a path
+    rules admits: its equality guards, and its string comparisons through ``data`` lookups
+    (``data.records[resource.id].owner == identity.id``), evaluated per candidate without
+    building a request. Conservative wherever dispatch is not certain (a path
     that does not resolve to a string follows both ``default`` and ``error``): pruning never
     drops an allowed candidate.
     """
@@ -274,14 +384,16 @@ def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidate
         if not group:
             return
         if t[0] == "leaf":
-            admitted: set[str] = set()
+            rest = [c for c in group if c not in keep]
             for entry in t[1]:
-                allowed = _rule_filter(entry, template, root, key)
-                if allowed is None:
-                    keep.update(group)
-                    return
-                admitted |= allowed
-            keep.update(c for c in group if c in admitted)
+                allowed, checks = _rule_filter(entry, template, root, key)
+                if allowed is not None:
+                    admitted = [c for c in rest if c in allowed]
+                else:
+                    admitted = rest
+                for may_hold in checks:
+                    admitted = [c for c in admitted if may_hold(c)]
+                keep.update(admitted)
             return
         if t[0] != "switch":
             raise ValueError(f"unknown tree node {t[0]!r}")
@@ -326,12 +438,15 @@ def permitted(engine: Engine, query: Query, candidates: tuple[str, ...], templat
         survivors = list(candidates)
     if not survivors:
         return []
-    requests = []
-    for c in survivors:
-        request = dict(template)
-        request[root] = {**template[root], key: c}
-        requests.append(request)
-    decisions = engine.decide_many(requests)
+    entity = template[root]
+    with collector_paused():  # thousands of short-lived dicts: no cyclic garbage to look for
+        requests = []
+        for c in survivors:
+            request = dict(template)
+            request[root] = filled = dict(entity)
+            filled[key] = c
+            requests.append(request)
+        decisions = engine.decide_many(requests)
     return [c for c, d in zip(survivors, decisions) if d.decision == "ALLOW"]
 
 
