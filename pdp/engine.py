@@ -11,19 +11,20 @@ import os
 from typing import Iterable, Sequence
 
 from . import reference, runtime
-from .check import CheckedPolicySet, check
+from .check import UNKNOWN, CheckedPolicySet, check
 from .compile import compile_program
 from .decision import Decision, decide_batch, failed_closed
 from .errors import Diagnostic, PolicyError, RequestError
 from .explain import Explanation, explain
 from .compile.program import Program
+from .datafile import load_data
 from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
-from .request import normalize_value, parse_request
+from .request import parse_request
 from .source import SourceFile
 from .syntax import ast
 from .syntax.parser import SyntaxProblem
 from .syntax.to_ast import parse_module
-from .yamlio import decode_text, load_json, load_yaml
+from .yamlio import decode_text
 
 
 # PUBLIC: exported from pdp.
@@ -163,7 +164,8 @@ def _check_sources(sources: Sequence[Source]) -> CheckedPolicySet:
                                                   "data_duplicate"))
                     continue
                 data_origin[name] = src.display
-                data[name] = _load_data(src, name, text, source)
+                data[name] = UNKNOWN  # until it loads: paths into a file that fails are not checked
+                data[name] = load_data(name, text, source, is_json=src.relative.endswith(".json"))
         except PolicyError as err:
             diagnostics.extend(err.diagnostics)
         except SyntaxProblem as problem:
@@ -175,11 +177,3 @@ def _check_sources(sources: Sequence[Source]) -> CheckedPolicySet:
         diagnostics.sort(key=lambda d: (order.get(d.file, -1), d.line, d.column))
         raise PolicyError(diagnostics)
     return policy_set
-
-
-def _load_data(src: Source, name: str, text: str, source: SourceFile) -> object:
-    value = load_json(text, source) if src.relative.endswith(".json") else load_yaml(text, source)
-    try:
-        return normalize_value(value, f"data.{name}") if value is not None else {}
-    except RequestError as err:
-        raise PolicyError(Diagnostic(src.display, 0, 0, str(err), "data_value")) from None

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 #: At most this many diagnostics are rendered; the rest are counted.
 MAX_RENDERED_DIAGNOSTICS = 50
 
+#: A longer source line is shown as this many characters around the column.
+MAX_SHOWN_LINE = 160
+
 #: Error text sent to a gRPC caller (status details, trailing metadata, an item's error) is
 #: cut to this many characters: gRPC caps the metadata of one answer (8 KiB by default).
 MAX_WIRE_TEXT = 1024
@@ -39,9 +42,15 @@ class Diagnostic:
         head = f"{self.file}:{self.line}:{self.column}: {self.message}"
         if self.source_line is None:
             return head
+        line, column = self.source_line, self.column
+        if len(line) > MAX_SHOWN_LINE:  # minified JSON is one line: show the part around the column
+            start = max(0, min(column - 1 - MAX_SHOWN_LINE // 2, len(line) - MAX_SHOWN_LINE))
+            end = start + MAX_SHOWN_LINE
+            line = ("..." if start else "") + line[start:end] + ("..." if end < len(line) else "")
+            column -= start - (3 if start else 0)
         # Keep tabs under tabs so the caret lines up in any terminal.
-        prefix = "".join(c if c == "\t" else " " for c in self.source_line[: max(self.column - 1, 0)])
-        return f"{head}\n{self.source_line}\n{prefix}^"
+        prefix = "".join(c if c == "\t" else " " for c in line[: max(column - 1, 0)])
+        return f"{head}\n{line}\n{prefix}^"
 
 
 class PdpError(Exception):

@@ -6,6 +6,7 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Sequence
 
 import yaml
 from yaml.events import (
@@ -31,6 +32,7 @@ __all__ = [
     "load_json",
     "load_yaml",
     "load_yaml_marked",
+    "value_error",
 ]
 
 #: Containers may nest this deep. Real data is shallow; the bound keeps every later stage
@@ -609,3 +611,92 @@ def load_json(text: str, source: SourceFile) -> object:
         message = f"data nested deeper than {MAX_DEPTH} levels"
         raise _error(source, found[0] if found else None, message, _JSON_CODE)
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a value stands (for checks made after loading)
+
+
+def value_error(text: str, source: SourceFile, keys: Sequence[str | int], message: str, code: str, *,
+                is_json: bool) -> PolicyError:
+    """A ``PolicyError`` at the value that ``keys`` (map keys and list indexes, from the root)
+    lead to in ``text``, which loaded without error; file-level when the keys lead nowhere.
+
+    For checks made on the loaded value (pdp's value rules); reads the text again, so it is for
+    the error path only.
+    """
+    text, source = _prepare(text, source)
+    if is_json:
+        offset = _json_value_offset(text, keys)
+        where = None if offset is None else source.position(offset)
+    else:
+        where = _marked_position(load_yaml_marked(text, source), keys)
+    if where is None:
+        return PolicyError(Diagnostic(source.name, 0, 0, message, code))
+    return PolicyError(source.diagnostic(where[0], where[1], message, code))
+
+
+def _marked_position(node: object, keys: Sequence[str | int]) -> tuple[int, int] | None:
+    where = (node.line, node.column) if isinstance(node, (MarkedMap, MarkedList)) else (1, 1)
+    for key in keys:
+        if isinstance(node, MarkedMap) and key in node.value_marks:
+            where = node.value_marks[key]
+        elif isinstance(node, MarkedList) and type(key) is int and 0 <= key < len(node):
+            where = node.item_marks[key]
+        else:
+            return None
+        node = node[key]
+    return where
+
+
+def _json_value_offset(text: str, keys: Sequence[str | int]) -> int | None:
+    """The offset where the value at ``keys`` starts in JSON text that loaded without error.
+
+    Walks down the keys only, stepping over the values before each one with the json
+    module's C scanner, so a bad value at the end of a large file is found quickly.
+    """
+    pos = _skip_ws(text, 0)
+    try:
+        for key in keys:
+            opener = text[pos]
+            pos = _skip_ws(text, pos + 1)
+            if opener == "{" and type(key) is str:
+                while True:
+                    if text[pos] != '"':
+                        return None
+                    name, pos = _scan_string(text, pos + 1)
+                    pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past the colon
+                    if name == key:
+                        break
+                    pos = _next_item(text, pos)
+            elif opener == "[" and type(key) is int:
+                for _ in range(key):
+                    pos = _next_item(text, pos)
+            else:
+                return None
+            if text[pos] in "}]":
+                return None
+    except (IndexError, ValueError, _NoItem):
+        return None
+    return pos
+
+
+class _NoItem(Exception):
+    """The container ended before the key or index sought."""
+
+
+def _next_item(text: str, pos: int) -> int:
+    """From the start of a value inside a container to the start of the next item."""
+    pos = _skip_ws(text, _raw_decode(text, pos)[1])
+    if text[pos] != ",":
+        raise _NoItem
+    return _skip_ws(text, pos + 1)
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    return _WS.match(text, pos).end()
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_raw_decode = json.JSONDecoder().raw_decode
+_scan_string = json.decoder.scanstring

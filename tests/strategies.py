@@ -103,7 +103,7 @@ ODD_ATTRIBUTES = [
     "identity.policy",  # a keyword as an attribute name; never in a request
     "resource.missing",
     "context.time",
-    "data.x.nope",
+    "data.x.roles[resource.type]",  # a data key missing at run time (data.x.nope would not load)
     "data.x.flag",
     "data.x.nets",
     "data.x.roles",
@@ -337,11 +337,21 @@ class _ExprGen:
             options.append((1, lambda: Expr(f"{self.pick(map_lets)}.{self.pick(['env', 'id', 'x', 'name'])}", ANY)))
         if depth > 0:
             options += [
-                (1, lambda: Expr(f"data.x.roles[{self.slot([STR], depth - 1).text}]", ANY)),
+                (1, lambda: Expr(f"data.x.roles[{self.roles_key(depth - 1)}]", ANY)),
                 (1, lambda: Expr(f"{self.at_least(self.list_(depth - 1), 5)}[{self.slot([NUM, STR], depth - 1).text}]", ANY)),
                 (1, lambda: Expr(f"{self.pick(['identity', 'resource', 'context'])}[{self.key(depth - 1).text}]", ANY)),
             ]
         return self.weighted(options)()
+
+    def roles_key(self, depth: int) -> str:
+        """An index into data.x.roles: a key it has when the index is a literal (a literal one
+        it lacks is a load error, SPEC 1.1), else anything a request decides."""
+        text = self.slot([STR], depth).text
+        try:
+            literal = json.loads(text.strip("() "))
+        except ValueError:
+            return text
+        return json_text(self.pick(sorted(DATA["x"]["roles"]))) if isinstance(literal, str) else text
 
     def key(self, depth: int) -> Expr:
         """A map key: mostly an attribute name of the vocabulary, sometimes any string."""

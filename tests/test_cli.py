@@ -169,6 +169,28 @@ def test_check_errors_are_positioned_on_stderr(tmp_path, capsys, monkeypatch):
     )
 
 
+def test_check_reports_a_data_path_typo_and_a_bad_data_value(tmp_path, capsys, monkeypatch):
+    """Issue 12: a typo in a literal data path printed ok and then every request failed."""
+    write_files(tmp_path, {"admins.pdl": "policy admins {\n  permit a when identity.id in data.admins.ids\n}\n",
+                           "admins.data.yaml": "admin:\n  ids: [ops, svc]\n"})
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["check", "."], capsys)
+    assert (code, out) == (1, "")
+    assert err == (
+        "admins.pdl:2:44: data.admins.ids is not in the loaded data: data.admins has no key 'ids'; "
+        "its keys are 'admin'\n"
+        "  permit a when identity.id in data.admins.ids\n"
+        "                                           ^\n"
+        "1 error\n")
+    write_files(tmp_path, {"admins.pdl": "policy admins {\n  permit a when identity.id in data.admins.admin.ids\n}\n",
+                           "admins.data.yaml": "admin:\n  ids: [ops, null]\n"})
+    code, out, err = run(["check", "."], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("admins.data.yaml:2:14: data.admins.admin.ids[1]: null is not allowed inside a list\n")
+    write_files(tmp_path, {"admins.data.yaml": "admin:\n  ids: [ops, svc]\n"})
+    assert run(["check", "."], capsys)[0] == 0
+
+
 def test_check_errors_json(tmp_path, capsys, monkeypatch):
     write_files(tmp_path, {"bad.pdl": "policy p {\n  permit r when nope\n}\n"})
     monkeypatch.chdir(tmp_path)

@@ -32,6 +32,7 @@ UPDATE = os.environ.get("PDP_UPDATE_GOLDEN") == "1"
 #: NAME ⇒ (line, column, number of diagnostics, code) of the first diagnostic.
 EXPECTED = {
     "annotation_not_a_string": (1, 8, 1, "pdl_syntax"),
+    "data_unknown_name": (2, 20, 3, "pdl_unknown_data"),
     "duplicate_annotation": (2, 1, 2, "pdl_duplicate"),
     "duplicate_policy": (5, 8, 1, "pdl_duplicate"),
     "duplicate_rule": (4, 10, 1, "pdl_duplicate"),
@@ -390,6 +391,20 @@ def test_broken_variants_give_positioned_messages_without_parser_jargon(tmp_path
                 assert d.source_line == lines[d.line - 1], label
                 assert 1 <= d.column <= len(d.source_line) + 1, (label, d)
     assert seen > 500
+
+
+def test_a_long_source_line_is_shown_around_the_column():
+    line = "".join(f"{i:05d} " for i in range(5000))  # minified JSON is one line
+    column = line.index("02500") + 1
+    lines = Diagnostic("d.data.json", 1, column, "bad", source_line=line).render().split("\n")
+    assert lines[0] == f"d.data.json:1:{column}: bad"
+    assert len(lines[1]) <= 170 and lines[1].startswith("...") and lines[1].endswith("...")
+    assert lines[1][len(lines[2]) - 1:].startswith("02500")  # the caret under the column
+    # Near either end: cut on one side only.
+    first = Diagnostic("d", 1, 3, "bad", source_line=line).render().split("\n")
+    assert first[1] == line[:160] + "..." and first[2] == "  ^"
+    last = Diagnostic("d", 1, len(line), "bad", source_line=line).render().split("\n")
+    assert last[1] == "..." + line[-160:] and len(last[2]) == len(last[1])
 
 
 # ---- error text for gRPC callers (pdp.errors.printable) ---------------------------------------

@@ -379,11 +379,41 @@ def test_malformed_data_files_give_positioned_errors(tmp_path, monkeypatch, name
     assert str(err).startswith(f"{name}:{position[0]}:{position[1]}: {message}")
 
 
-def test_a_data_value_out_of_range_is_an_error(tmp_path, monkeypatch):
+def test_a_data_value_out_of_range_is_an_error_at_its_position(tmp_path, monkeypatch):
     write_files(tmp_path, {"n.data.json": '{"big": 18446744073709551616}'})
     monkeypatch.chdir(tmp_path)
     err = load_error(".")
-    assert str(err) == "n.data.json: data.n.big: integer does not fit in 64 bits"
+    assert str(err) == ('n.data.json:1:9: data.n.big: integer does not fit in 64 bits\n'
+                        '{"big": 18446744073709551616}\n'
+                        '        ^')
+    assert err.code == "data_value"
+
+
+DEEP = "\n".join("  " * i + f"k{i}:" for i in range(33)) + " 1\n"
+
+
+@pytest.mark.parametrize("name, text, position, message", [
+    # SPEC 1.1: a null inside a list, an integer beyond 64 bits; also nesting past the request
+    # limit and a lone surrogate, which no request could hold either.
+    ("d.data.yaml", "admins:\n  ids:\n    - a\n    -\n    - b\n", (4, 6), "data.d.admins.ids[1]: null is not allowed"),
+    ("d.data.yaml", "a: [1, null]\n", (1, 8), "data.d.a[1]: null is not allowed inside a list"),
+    ("d.data.yaml", "x: {y: [1, 2]}\nlimits:\n  max: 99999999999999999999\n", (3, 8),
+     "data.d.limits.max: integer does not fit in 64 bits"),
+    ("d.data.yaml", "\ufeffa: -9223372036854775809\n", (1, 4), "data.d.a: integer does not fit"),
+    ("d.data.yaml", "a: &x [1, ~]\nb: *x\n", (1, 11), "data.d.a[1]: null is not allowed"),
+    ("d.data.yaml", DEEP, (33, 65), "data.d.k0.k1"),  # the map that is one level too deep
+    ("d.data.json", '{"a": {"b": [0, 1]},\n "ids": [\n  "x",\n  null]}', (4, 3), "data.d.ids[1]: null is not allowed"),
+    ("d.data.json", '[{"k": "[{,}]"}, {"n": -99999999999999999999}]', (1, 24), "data.d[1].n: integer does not fit"),
+    ("d.data.json", '{"a\\"b": {"x": 18446744073709551616}}', (1, 16), 'data.d.a"b.x: integer does not fit'),
+    ("d.data.json", '{"a": "\\udc00"}', (1, 7), "data.d.a: string holds a lone surrogate U+DC00"),
+])
+def test_bad_data_values_give_positioned_errors(tmp_path, monkeypatch, name, text, position, message):
+    write_files(tmp_path, {name: text})
+    monkeypatch.chdir(tmp_path)
+    err = load_error(".")
+    assert (err.file, (err.line, err.column), err.code) == (name, position, "data_value"), str(err)
+    assert err.message.startswith(message), err.message
+    assert str(err).startswith(f"{name}:{position[0]}:{position[1]}: {message}")
 
 
 def test_errors_in_policies_and_data_are_reported_together_in_load_order(tmp_path, monkeypatch):

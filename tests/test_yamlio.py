@@ -602,3 +602,32 @@ class TestDecodeText:
             decode_text("a: 1\n".encode("utf-16"), "f.yaml")
         assert "UTF-16" in info.value.message
         assert (info.value.line, info.value.column) == (1, 1)
+
+
+# ---- value_error: where a value stands, for checks made after loading ------------------------
+
+
+@pytest.mark.parametrize("text, keys, position", [
+    ('{"a": {}, "b": [[], {"c": 1}], "d": "x"}', ["b", 1, "c"], (1, 27)),
+    ('{"a": {}, "b": [[], {"c": 1}], "d": "x"}', ["d"], (1, 37)),
+    ('{"a": {}, "b": [[], {"c": 1}], "d": "x"}', [], (1, 1)),
+    ('{\n  "k\\"ey": [\n    1,\n    2\n  ]\n}', ['k"ey', 1], (4, 5)),
+    ('\ufeff[{"x": 1}, {"y": [true, {"z": "}]"}]}]', [1, "y", 1, "z"], (1, 31)),
+])
+def test_value_error_finds_a_json_value(text, keys, position):
+    err = yamlio.value_error(text, SourceFile("d.data.json", text), keys, "bad", "data_value", is_json=True)
+    assert (err.line, err.column, err.message, err.code) == (*position, "bad", "data_value")
+
+
+@pytest.mark.parametrize("keys", [["nope"], ["a", "x"], ["b", 5], ["b", "c"], ["d", 0]])
+def test_value_error_is_file_level_when_the_keys_lead_nowhere(keys):
+    text = '{"a": {}, "b": [[], {"c": 1}], "d": "x"}'
+    for is_json in (True, False):
+        err = yamlio.value_error(text, SourceFile("d.data.json", text), keys, "bad", "data_value", is_json=is_json)
+        assert (err.line, err.column) == (0, 0)
+
+
+def test_value_error_finds_a_yaml_value():
+    text = "a: {}\nb:\n  - []\n  - c: 1\nd: x\n"
+    err = yamlio.value_error(text, SourceFile("d.data.yaml", text), ["b", 1, "c"], "bad", "data_value", is_json=False)
+    assert (err.line, err.column) == (4, 8)

@@ -14,7 +14,7 @@ from typing import Mapping
 from ..builtins import BUILTINS
 from ..errors import Diagnostic
 from ..syntax import ast
-from .expressions import ROOT_TYPES, ExpressionChecker
+from .expressions import ROOT_TYPES, UNKNOWN, ExpressionChecker
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ class CheckedPolicySet:
 
 
 def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[CheckedPolicySet, list[Diagnostic]]:
-    """Check parsed modules (in load order). Returns the checked set and the diagnostics found."""
+    """Check parsed modules (in load order) against the loaded data. Returns the checked set
+    and the diagnostics found."""
+    data = dict(data)
     diagnostics: list[Diagnostic] = []
     report = diagnostics.append
     seen_policies: dict[str, ast.Policy] = {}
@@ -75,12 +77,12 @@ def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[Checke
             else:
                 seen_policies[policy.name] = policy
             _keyword_name("policy", policy.name, policy.name_span, report)
-            checked_policy = _check_policy(policy, report, position)
+            checked_policy = _check_policy(policy, report, position, data)
             position += len(checked_policy.rules)
             checked.append(checked_policy)
     rank = {m.path: i for i, m in enumerate(modules)}
     diagnostics.sort(key=lambda d: (rank.get(d.file, -1), d.line, d.column))
-    return CheckedPolicySet(tuple(checked), MappingProxyType(dict(data))), diagnostics
+    return CheckedPolicySet(tuple(checked), MappingProxyType(data)), diagnostics
 
 
 #: Words of the language: they may follow `.` as attribute names, but may not name a policy,
@@ -108,7 +110,7 @@ def _annotations(items: tuple[ast.Annotation, ...], report) -> dict[str, str]:
     return result
 
 
-def _check_policy(policy: ast.Policy, report, position: int) -> CheckedPolicy:
+def _check_policy(policy: ast.Policy, report, position: int, data: dict[str, object]) -> CheckedPolicy:
     policy_annotations = _annotations(policy.annotations, report)
     all_lets = {item.name for item in policy.items if isinstance(item, ast.Let)}
     let_types: dict[str, str] = {}
@@ -117,7 +119,7 @@ def _check_policy(policy: ast.Policy, report, position: int) -> CheckedPolicy:
     rule_names: dict[str, ast.Rule] = {}
     target: ast.Target | None = None
 
-    checker = ExpressionChecker(report, let_types.get, lambda name: name in all_lets)
+    checker = ExpressionChecker(report, let_types.get, lambda name: name in all_lets, data)
     for item in policy.items:
         if isinstance(item, ast.Target):
             if target is not None:

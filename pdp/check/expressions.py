@@ -2,21 +2,31 @@
 
 One walk over an expression resolves each name (a root or a visible ``let``), checks calls
 against the built-in registry, and infers a static type where literals, operators, built-ins
-and ``let``s fix it, reporting operands whose known type can never work (``"a" < 3``).
+and ``let``s fix it, reporting operands whose known type can never work (``"a" < 3``). It
+also follows ``data`` paths whose keys are literals in the loaded data (SPEC §1.1): an
+unknown data name is an error everywhere; a path that does not resolve, outside ``defined``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import difflib
+from typing import Callable, Mapping
 
+from ..access import index_value
 from ..builtins import ANY, BOOL, BUILTINS, CIDR, LIST, MAP, NUMBER, STRING
-from ..errors import Diagnostic
+from ..errors import Diagnostic, EvalError
 from ..glob import glob_error
 from ..syntax import ast
-from ..values import parse_network
+from ..values import parse_network, type_name
 
 ROOT_TYPES = {"identity": MAP, "action": MAP, "resource": MAP, "context": MAP, "data": MAP, "now": NUMBER}
 ORDERING = ("<", "<=", ">", ">=")
+#: A data path's value when it is not known at load time (a key that is not a literal), and
+#: the value of a data file that failed to load (its own error says why; no path into it is
+#: checked).
+UNKNOWN = object()
+#: At most this many keys are listed when a data path names none of them.
+_KEYS_SHOWN = 8
 STRING_OPS = ("matches", "startswith", "endswith")
 
 
@@ -32,10 +42,15 @@ class ExpressionChecker:
     """Checks expressions in one policy; ``visible(name)`` gives a let's type or None."""
 
     def __init__(self, report: Callable[[Diagnostic], None], lets_before: Callable[[str], str | None],
-                 let_later: Callable[[str], bool]):
+                 let_later: Callable[[str], bool], data: dict[str, object]):
         self.report = report
         self.lets_before = lets_before
         self.let_later = let_later
+        self.data = data
+        self._inside_defined = 0
+        # Literal data paths met so far ⇒ their value in the loaded data: each step of a
+        # path (data.a, data.a.b, ...) looks up one key in its object's value.
+        self._data_values: dict[int, object] = {}
 
     def error(self, node, message: str, code: str) -> None:
         self.report(node.span.diagnostic(message, code))
@@ -58,12 +73,15 @@ class ExpressionChecker:
             return self._name(e)
         if isinstance(e, ast.Attribute):
             self._container(e.obj, (MAP,), f".{e.name}")
+            self._data_step(e, e.name)
             return ANY
         if isinstance(e, ast.Index):
             self._container(e.obj, (MAP, LIST), "[...]")
             key = self.check(e.key)
             if key not in (STRING, NUMBER, ANY):
                 self.error(e.key, f"an index must be a string (or a number for a list), got {key}", "pdl_type")
+            elif isinstance(e.key, ast.Literal):
+                self._data_step(e, e.key.value)
             return ANY
         if isinstance(e, ast.Call):
             return self._call(e)
@@ -103,6 +121,43 @@ class ExpressionChecker:
             self.error(obj, f"{ast.to_text(obj)} is a {kind}; {access} needs a map"
                        + (" or a list" if LIST in allowed else ""), "pdl_type")
 
+    def _data_step(self, e: ast.Attribute | ast.Index, key: object) -> None:
+        """One literal step of a ``data`` path: look ``key`` up in the value its object has in
+        the loaded data, and report a step that cannot work (SPEC §1.1)."""
+        obj = e.obj
+        if isinstance(obj, ast.Name) and obj.name == "data":
+            if isinstance(key, str) and key not in self.data:
+                # Everywhere, defined(...) included: no request can make it exist.
+                self._error_at_key(e, _unknown_data_name(key, self.data), "pdl_unknown_data")
+                return
+            parent: object = self.data
+        else:
+            parent = self._data_values.get(id(obj), UNKNOWN)
+            if parent is UNKNOWN:
+                return
+        if isinstance(e, ast.Attribute):  # as the evaluators read x.name and x[key] (pdp/access.py)
+            resolves = isinstance(parent, dict) and key in parent
+            value = parent[key] if resolves else None  # type: ignore[index]
+        else:
+            try:
+                value, resolves = index_value(parent, key, "data"), True
+            except EvalError:
+                value, resolves = None, False
+        if not resolves:
+            if not self._inside_defined:  # defined(...) asks exactly whether it resolves
+                self._error_at_key(e, f"{ast.to_text(e)} is not in the loaded data: "
+                                      f"{_why_not(obj, parent, key, isinstance(e, ast.Index))}", "pdl_data_path")
+            return
+        self._data_values[id(e)] = value
+
+    def _error_at_key(self, e: ast.Attribute | ast.Index, message: str, code: str) -> None:
+        """Report at the key of ``e``: the name after the dot, or the index expression."""
+        if isinstance(e, ast.Index):
+            self.error(e.key, message, code)
+            return
+        span = e.span
+        self.report(span.file.diagnostic(span.end_line, span.end_column - len(e.name), message, code))
+
     def _boolean(self, operand: ast.Expr, op: str) -> None:
         kind = self.check(operand)
         if kind not in (BOOL, ANY):
@@ -111,7 +166,10 @@ class ExpressionChecker:
 
     def _call(self, e: ast.Call) -> str:
         builtin = BUILTINS.get(e.func)
+        inside_defined = e.func == "defined"
+        self._inside_defined += inside_defined
         arg_types = [self.check(a) for a in e.args]
+        self._inside_defined -= inside_defined
         if builtin is None:
             known = ", ".join(sorted(BUILTINS))
             self.error(e, f"unknown function {e.func!r}; the functions are {known}", "pdl_unknown_function")
@@ -177,3 +235,42 @@ class ExpressionChecker:
                 problem = glob_error(e.right.value)
                 if problem:
                     self.error(e.right, problem, "pdl_glob")
+
+
+def _unknown_data_name(name: str, data: Mapping[str, object]) -> str:
+    message = f"unknown data name {name!r}: no {name}.data.yaml, .yml or .json is loaded"
+    if not data:
+        return message
+    close = difflib.get_close_matches(name, list(data), n=1)
+    if close:
+        return f"{message}; did you mean data.{close[0]}?"
+    return f"{message}; the data names are {_listed(data)}"
+
+
+def _why_not(obj: ast.Expr, parent: object, key: object, indexed: bool) -> str:
+    """Why ``obj.key`` / ``obj[key]`` does not resolve, ``obj`` standing for ``parent``."""
+    where = ast.to_text(obj)
+    if isinstance(parent, dict) and isinstance(key, str):
+        if not parent:
+            return f"{where} is an empty map"
+        close = difflib.get_close_matches(key, list(parent), n=1)
+        if close:
+            return f"{where} has no key {key!r}; did you mean {ast.to_text(_step(obj, close[0]))}?"
+        return f"{where} has no key {key!r}; its keys are {_listed(parent)}"
+    if isinstance(parent, dict):
+        return f"{where} is a map, indexed by strings, not by a {type_name(key)}"
+    if isinstance(parent, list) and indexed:
+        if isinstance(key, int) and not isinstance(key, bool):
+            return f"{where} has {len(parent)} item{'' if len(parent) == 1 else 's'}"
+        return f"{where} is a list, indexed by integers, not by a {type_name(key)}"
+    return f"{where} is a {type_name(parent)}, not a map" + (" or a list" if indexed else "")
+
+
+def _step(obj: ast.Expr, key: str) -> ast.Expr:
+    return ast.Attribute(obj, key) if key.isidentifier() else ast.Index(obj, ast.Literal(key))
+
+
+def _listed(keys: Mapping[str, object]) -> str:
+    names = [repr(k) for k in list(keys)[:_KEYS_SHOWN]]
+    more = len(keys) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
