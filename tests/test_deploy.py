@@ -272,7 +272,9 @@ def dockerfile_uid() -> int:
 def test_dockerfile_builds_the_compiled_wheel_and_runs_it_as_non_root():
     build, runtime = dockerfile()
     (wheel_step,) = [r for r in instructions(build, "RUN") if "pip wheel" in r]
-    assert "PDP_REQUIRE_EXTENSION=1 pip wheel" in wheel_step and "--no-deps" in wheel_step
+    # tests/test_wheel.py runs these steps: pdp's wheel, then its dependencies' wheels
+    assert "PDP_REQUIRE_EXTENSION=1 pip wheel --no-cache-dir --no-deps -w /wheels ." in wheel_step
+    assert "pip wheel --no-cache-dir -w /wheels /wheels/pdp-*.whl" in wheel_step
     for path in build_context_paths():
         assert (REPO / path).exists(), path
     assert dockerfile_uid() != 0
