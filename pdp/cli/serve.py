@@ -68,6 +68,13 @@ def register(sub) -> None:
     p.add_argument("--decision-log-input", choices=["on", "off"], default="on",
                    help="write each request as decided in its log line as 'input' (default on; secrets "
                         "redacted), which pdp replay and pdp review need")
+    p.add_argument("--shadow", nargs="+", metavar="CANDIDATE",
+                   help="decide every request with these candidate policy files or folders too, off the answer's "
+                        "path: the log line gets 'shadow', metrics count pdp_shadow_decisions_total{outcome}; the "
+                        "candidate reloads like the live set (put --shadow after the PATHs)")
+    p.add_argument("--shadow-queue", type=positive, default=10_000, metavar="N",
+                   help="requests waiting to be shadowed beyond which new ones are not (counted in "
+                        "pdp_shadow_dropped_total)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key): serve TLS only")
     p.add_argument("--tls-key", metavar="PEM", help="server private key")
@@ -154,6 +161,11 @@ def run(args) -> int:
 
     try:
         source = policy_source(args)
+        shadow = None
+        if args.shadow:
+            from ..server.reload import PathSource
+
+            shadow = PathSource(tuple(str(p) for p in args.shadow), run_suites=not args.skip_tests)
         options = server_options(args)
         workers = args.workers
         if is_unix(args.addr):
@@ -176,5 +188,5 @@ def run(args) -> int:
                          decision_log_input=args.decision_log_input == "on",
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
                          workers=workers or cpu_count(), log_level=args.log_level,
-                         http_address=args.http_addr)
+                         http_address=args.http_addr, shadow=shadow, shadow_queue=args.shadow_queue)
     return serve(config)

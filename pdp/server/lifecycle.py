@@ -57,6 +57,8 @@ class ServeConfig:
     workers: int = 1
     log_level: str = "INFO"  # each worker process sets up its logging at this level
     http_address: str | None = None  # AuthZEN over HTTP (SPEC §10), beside gRPC
+    shadow: PolicySource | None = None  # --shadow: a candidate set that decides every request too (SPEC §11)
+    shadow_queue: int = 10_000
 
 
 class Running:
@@ -73,7 +75,16 @@ class Running:
             self.decision_log = DecisionLog(config.decision_log, config.decision_log_queue,
                                             on_drop=self.metrics.dropped if self.metrics else None,
                                             include_input=config.decision_log_input)
-        options = replace(config.options, decision_log=self.decision_log, metrics=self.metrics)
+        self.shadow = None
+        self.shadow_reloader = None
+        if config.shadow is not None:
+            from .shadow import ShadowLog
+
+            shadow_holder = EngineHolder(config.shadow.build())
+            self.shadow = ShadowLog(shadow_holder, self.decision_log, self.metrics, config.shadow_queue)
+            self.shadow_reloader = Reloader(shadow_holder, config.shadow, on_result=_shadow_reloaded)
+            log.info("shadow: every request is decided by the candidate revision %s too", shadow_holder.revision)
+        options = replace(config.options, decision_log=self.shadow or self.decision_log, metrics=self.metrics)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._on_reload = on_reload
         self.reloader = Reloader(self.holder, config.source, on_result=self._reloaded)
@@ -101,6 +112,10 @@ class Running:
         self.reloader.start()
         if config.watch:
             self.reloader.watch()
+        if self.shadow_reloader is not None:
+            self.shadow_reloader.start()
+            if config.watch:
+                self.shadow_reloader.watch()
         if self.metrics is not None:
             self.metrics.serving(engine.revision)
             self.metrics.backend(engine.backend)
@@ -108,6 +123,8 @@ class Running:
     def hangup(self) -> None:
         """SIGHUP: reload the policies and reopen the decision log (logrotate's postrotate)."""
         self.reloader.request()
+        if self.shadow_reloader is not None:
+            self.shadow_reloader.request()
         if self.decision_log is not None:
             self.decision_log.reopen()
 
@@ -118,7 +135,13 @@ class Running:
             self.http.stop()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
-        if self.decision_log is not None:
+        self._close_logs()
+
+    def _close_logs(self) -> None:
+        """Shadow what is queued, then write every line still queued (nothing lost at drain)."""
+        if self.shadow is not None:
+            self.shadow.close()  # closes the decision log after it
+        elif self.decision_log is not None:
             self.decision_log.close()
 
     def _reloaded(self, result: ReloadResult) -> None:
@@ -156,10 +179,18 @@ class Running:
             self.http.stop()
         stopped.wait(grace + 5)
         self.reloader.stop()
-        if self.decision_log is not None:
-            self.decision_log.close()
+        if self.shadow_reloader is not None:
+            self.shadow_reloader.stop()
+        self._close_logs()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
+
+
+def _shadow_reloaded(result: ReloadResult) -> None:
+    if result.result == "ok":
+        log.info("shadow: the candidate is now revision %s", result.revision)
+    elif result.result == "rejected":
+        log.error("shadow: candidate reload rejected; still shadowing with revision %s", result.revision)
 
 
 def _join(host: str, port: int) -> str:
@@ -350,6 +381,7 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
     code = 0
     metrics_http = None
     watcher = None
+    shadow_watcher = None
     placeholder = None  # the parent's NOT_SERVING health while no worker answers
     try:
         ready_count = 0
@@ -384,6 +416,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                          _join(split_address(config.metrics_addr)[0], mport))
             if config.watch:
                 watcher = _ParentWatcher(config.source, hup).start()
+                if config.shadow is not None:  # the candidate is watched too; SIGHUP reloads both sets
+                    shadow_watcher = _ParentWatcher(config.shadow, hup).start()
             from ..runtime import BACKEND  # what each worker's engine runs on: they share the environment
 
             warn_if_pure_python(BACKEND)
@@ -449,6 +483,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                 mark_dead(p.pid, metrics_dir)
         if watcher is not None:
             watcher.stop()
+        if shadow_watcher is not None:
+            shadow_watcher.stop()
         if metrics_http is not None:
             metrics_http.shutdown()
         if metrics_dir is not None:

@@ -43,6 +43,11 @@ class Metrics:
                               registry=r, multiprocess_mode="livemax")
         self.log_drops = Counter("pdp_decision_log_dropped",
                                  "Decision log records dropped because the writer fell behind", registry=r)
+        self.shadow = Counter("pdp_shadow_decisions",
+                              "Requests the --shadow candidate decided too, by outcome against the live decision "
+                              "(agree, allow_to_deny, deny_to_allow)", ["outcome"], registry=r)
+        self.shadow_drops = Counter("pdp_shadow_dropped",
+                                    "Requests not shadowed because the shadow queue was full", registry=r)
         self._decided = {}
         self._rule = {}
         self._latency = {}
@@ -84,6 +89,12 @@ class Metrics:
 
     def dropped(self, n: int = 1) -> None:
         self.log_drops.inc(n)
+
+    def shadowed(self, outcome: str) -> None:
+        self.shadow.labels(outcome).inc()
+
+    def shadow_dropped(self) -> None:
+        self.shadow_drops.inc()
 
     def serve_http(self, address: str):
         """Serve ``/metrics`` on ``host:port``; returns (http server, port)."""
