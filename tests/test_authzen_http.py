@@ -136,8 +136,8 @@ def test_a_body_over_the_size_limit_is_413(tmp_path):
     with serving(engine, ServerOptions(max_message_bytes=2000)) as (_, port):
         client = Client(port)
         big = {**GOOD, "context": {"padding": "x" * 3000}}
-        status, _, body = client.post(EVALUATION, big, {"X-Request-ID": "big-1"})
-        assert status == 413 and "2000 bytes" in body["error"]
+        status, headers, body = client.post(EVALUATION, big, {"X-Request-ID": "big-1"})
+        assert status == 413 and "2000 bytes" in body["error"] and headers["X-Request-ID"] == "big-1"
         client.close()
         client = Client(port)
         assert client.post(EVALUATION, GOOD)[0] == 200  # still serving
