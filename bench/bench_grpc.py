@@ -18,7 +18,8 @@ For pdp servers, also ``pdp.client`` itself, where pdp owns both ends of the wir
 encodes its request dict and decodes a ``Decision``, as a user's call does):
 
 * ``client_p50_us`` / ``client_unary_p50_us``: sequential ``Client.check()``, coalescing on
-  (the default) and off (``coalesce=False``: one unary Check per call, the client as it was);
+  (the default) and off (``coalesce=False``: one unary Check per call, the client as it was),
+  two clients called in alternation;
 * ``client_threads64_per_s`` / ``client_asyncio64_per_s``: ``check()`` calls per second from 64
   threads sharing one ``Client`` / 64 tasks sharing one ``AsyncClient``; ``..._unary_...``
   the same with ``coalesce=False``;
@@ -57,6 +58,7 @@ import grpc
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from pdp import coalesce as pdp_coalesce
 from pdp.client import AsyncClient, Client, encode
 from pdp.v1 import decision_pb2 as pb
 
@@ -378,16 +380,21 @@ class Calls:
 
     # ---- pdp.client (pdp servers only)
 
-    def client_sequential(self, n: int, coalesce: bool) -> list[float]:
-        with Client(self.target, timeout=60, coalesce=coalesce) as client:
+    def client_sequential(self, n: int) -> tuple[list[float], list[float]]:
+        """Latencies of ``n`` lone check() calls through a client with coalescing off (one
+        unary Check per call, the client as it was) and on, alternating call by call so both
+        meet the same machine."""
+        with Client(self.target, timeout=60, coalesce=False) as unary, Client(self.target, timeout=60) as coalescing:
             for _ in range(min(200, n)):
-                client.check(REQUEST)
-            out = []
+                unary.check(REQUEST)
+                coalescing.check(REQUEST)
+            out: tuple[list[float], list[float]] = ([], [])
             clock = time.perf_counter
             for _ in range(n):
-                t = clock()
-                client.check(REQUEST)
-                out.append(clock() - t)
+                for client, lat in ((unary, out[0]), (coalescing, out[1])):
+                    t = clock()
+                    client.check(REQUEST)
+                    lat.append(clock() - t)
         return out
 
     def client_threads(self, n: int, coalesce: bool, concurrency: int = 64) -> float:
@@ -546,8 +553,10 @@ def measure(servers: list[Server], rounds: int, seq: int, inflight: int, batches
                 got[f"inflight_c{k}"].append(c.inflight(inflight, connections=k))
             got["batch"].append(c.batches(batches))
             if clients and isinstance(c.server, PdpServer):
+                unary_lat, coalescing_lat = c.client_sequential(seq)
+                got["client_unary_p50"].append(statistics.median(unary_lat) * 1e6)
+                got["client_p50"].append(statistics.median(coalescing_lat) * 1e6)
                 for coalesce, tag in ((False, "_unary"), (True, "")):
-                    got[f"client{tag}_p50"].append(statistics.median(c.client_sequential(seq, coalesce)) * 1e6)
                     got[f"client_threads64{tag}"].append(c.client_threads(inflight, coalesce))
                     got[f"client_asyncio64{tag}"].append(c.client_asyncio(inflight, coalesce))
                 got["stream64"].append(c.stream_multiplexed(inflight))
@@ -618,11 +627,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", default="1",
                     help="64 in flight over this many connections; a comma list measures each (default 1)")
     ap.add_argument("--batches", type=int, default=100, help="batches of 100 per round")
+    ap.add_argument("--in-flight", type=int, default=None,
+                    help="pdp.client's RPCs out at once while coalescing (pdp.coalesce.MAX_IN_FLIGHT)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 round, few calls")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.seq, args.inflight, args.batches = 1, 200, 500, 10
+    if args.in_flight is not None:
+        pdp_coalesce.MAX_IN_FLIGHT = args.in_flight
     binary = args.cerbos
     if args.npm_cerbos and not binary:
         binary = npm_cerbos(Path.home() / ".cache" / "pdp-bench" / "cerbos")
@@ -650,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"python": platform.python_version(), "grpcio": grpc.__version__,
             "protobuf": google.protobuf.__version__, "cores": len(os.sched_getaffinity(0)),
             "cerbos": CerbosServer.version(binary) if binary and not args.modes else None,
+            "client_max_in_flight": pdp_coalesce.MAX_IN_FLIGHT,
             "rounds": args.rounds, "seq": args.seq, "inflight_calls": args.inflight, "batches": args.batches}
     print(table(results))
     if args.out:

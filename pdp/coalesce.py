@@ -5,7 +5,7 @@ one server process at ~5,000 calls/s however many are in flight (bench/GRPC.md).
 ``CheckBatch`` of many requests costs about as much as one call plus ~15 µs per request.
 So a client that has many ``check()`` calls waiting sends them together:
 
-* while fewer than ``max_in_flight`` RPCs are out, a call goes at once, alone, as the unary
+* while fewer than ``MAX_IN_FLIGHT`` RPCs are out, a call goes at once, alone, as the unary
   ``Check`` it always was: a lone caller pays nothing for coalescing;
 * otherwise it waits in a queue, and when an RPC comes back, everything queued meanwhile
   leaves as one ``CheckBatch`` (bounded in count and bytes; a queue of one goes as ``Check``).
@@ -177,11 +177,10 @@ def _outcomes(batch: list[_Pending], response: pb.CheckBatchResponse, error_type
 class Coalescer:
     """Natural batching for the blocking, thread-safe ``Client``."""
 
-    def __init__(self, stub, max_in_flight: int = MAX_IN_FLIGHT, max_items: int = MAX_ITEMS,
-                 max_bytes: int = MAX_BYTES):
+    def __init__(self, stub):
         self._stub = stub
         self._lock = threading.Lock()
-        self._queue = _Queue(max_in_flight, max_items, max_bytes)
+        self._queue = _Queue(MAX_IN_FLIGHT, MAX_ITEMS, MAX_BYTES)
 
     def check(self, msg: pb.CheckRequest, timeout: float | None) -> pb.CheckResponse:
         """The server's answer to ``msg``; raises ``grpc.RpcError`` as a unary ``Check`` does."""
@@ -287,10 +286,9 @@ def _stopped_waiting(p: _Pending) -> bool:
 class AsyncCoalescer:
     """Natural batching for ``AsyncClient`` (all calls on one event loop)."""
 
-    def __init__(self, stub, max_in_flight: int = MAX_IN_FLIGHT, max_items: int = MAX_ITEMS,
-                 max_bytes: int = MAX_BYTES):
+    def __init__(self, stub):
         self._stub = stub
-        self._queue = _Queue(max_in_flight, max_items, max_bytes)
+        self._queue = _Queue(MAX_IN_FLIGHT, MAX_ITEMS, MAX_BYTES)
         self._tasks: set[asyncio.Task] = set()
 
     async def check(self, msg: pb.CheckRequest, timeout: float | None) -> pb.CheckResponse:
