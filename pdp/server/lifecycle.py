@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -271,16 +272,16 @@ def _start(config: ServeConfig, **kwargs) -> Running | None:
 
 
 def _worker_main(config: ServeConfig, events) -> None:
-    """A worker process: serve ``config`` and report readiness on ``events``."""
+    """A worker process: serve ``config`` and report readiness on ``events`` (its own pipe)."""
     setup_logging(config.log_level)
     stop = threading.Event()
     _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set})
     running = _start(config, serve_metrics=False)
     if running is None:
-        events.put(("failed", os.getpid(), ""))
+        events.send(("failed", os.getpid(), ""))
         raise SystemExit(1)
     _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.hangup})
-    events.put(("ready", os.getpid(), running.describe()))
+    events.send(("ready", os.getpid(), running.describe()))
     while not stop.wait(1.0):
         pass
     running.stop()
@@ -309,14 +310,46 @@ MAX_RESTARTS = 5
 RESTART_WINDOW = 60
 
 
-def _log_worker_events(events) -> list[int]:
+class _WorkerEvents:
+    """What the workers report to the parent ("ready", "failed"), each over a pipe of its own.
+
+    Not one shared ``multiprocessing.Queue``: its writers share a lock, and a worker killed
+    between writing its message and releasing that lock (SIGKILL right after "ready" was read)
+    would leave every later worker blocked on it, so no replacement could ever report ready.
+    """
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self._readers: list = []
+
+    def start(self, config: ServeConfig, name: str):
+        """Start a worker process serving ``config`` that reports here."""
+        reader, writer = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(target=_worker_main, args=(config, writer), name=name)
+        proc.start()
+        writer.close()  # the worker has its own copy; when it dies its pipe reads as ended
+        self._readers.append(reader)
+        return proc
+
+    def get(self, timeout: float) -> tuple | None:
+        """The next event, or None when none came within ``timeout`` seconds."""
+        for reader in multiprocessing.connection.wait(self._readers, timeout):
+            try:
+                return reader.recv()
+            except (EOFError, OSError):  # that worker is gone: its pipe says no more
+                self._readers.remove(reader)
+                reader.close()
+        return None
+
+
+def _log_worker_events(events: _WorkerEvents) -> list[int]:
     """Log what replacement workers report; returns the pids that became ready."""
     ready = []
     while True:
-        try:
-            kind, pid, text = events.get_nowait()
-        except Exception:  # queue.Empty: nothing more for now
+        event = events.get(timeout=0)
+        if event is None:
             return ready
+        kind, pid, text = event
         if kind == "ready":
             log.info("worker %d: %s", pid, text)
             ready.append(pid)
@@ -371,13 +404,10 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
     worker_config = replace(config, address=_join(host, port), watch=False, workers=1,
                             options=replace(config.options, reuse_port=True))
     ctx = multiprocessing.get_context("spawn")
-    events = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(worker_config, events), name=f"pdp-worker-{i}")
-             for i in range(config.workers)]
+    events = _WorkerEvents(ctx)
     if threading.current_thread() is threading.main_thread():
         _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: hup.set})
-    for p in procs:
-        p.start()
+    procs = [events.start(worker_config, f"pdp-worker-{i}") for i in range(config.workers)]
     code = 0
     metrics_http = None
     watcher = None
@@ -393,14 +423,14 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                 log.error("the workers did not start within %.0fs", start_timeout)
                 code = 1
                 break
-            try:
-                kind, pid, text = events.get(timeout=0.5)
-            except Exception:  # queue.Empty
+            event = events.get(timeout=0.5)
+            if event is None:
                 if any(p.exitcode is not None for p in procs):
                     log.error("a worker exited while starting")
                     code = 1
                     break
                 continue
+            kind, pid, text = event
             if kind != "ready":
                 code = 1
                 break
@@ -459,9 +489,7 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                     if metrics_dir is not None:
                         mark_dead(p.pid, metrics_dir)
                     restarts.append(now)
-                    procs[i] = ctx.Process(target=_worker_main, args=(worker_config, events),
-                                           name=f"pdp-worker-{i}")
-                    procs[i].start()
+                    procs[i] = events.start(worker_config, f"pdp-worker-{i}")
                 if code:
                     break
     finally:
