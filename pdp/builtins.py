@@ -27,6 +27,7 @@ class Builtin:
     result: str
     impl: Callable | None  # (now, *args) -> value; raises EvalError
     doc: str
+    reads_now: bool = False  # the value depends on the request time, not only on the arguments
 
     def arity_text(self) -> str:
         if self.max_args is None:
@@ -103,7 +104,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("upper", 1, 1, (STRING,), STRING, _case("upper", str.upper), "upper-case a string"),
         Builtin("time", 1, 1, (STRING, NUMBER), NUMBER, _time,
                 "RFC 3339 string or epoch number ⇒ epoch seconds"),
-        Builtin("age", 1, 1, (STRING, NUMBER), NUMBER, _age, "now - time(x), in seconds"),
+        Builtin("age", 1, 1, (STRING, NUMBER), NUMBER, _age, "now - time(x), in seconds", reads_now=True),
         Builtin("cidr", 1, None, (STRING, LIST), CIDR, _cidr,
                 "a set of IPv4/IPv6 networks, for `ip in cidr(...)`; arguments are strings or lists of strings"),
     )

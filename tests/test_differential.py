@@ -126,3 +126,40 @@ def test_one_star_globs_at_their_edges(tmp_path):
     texts = ["aba", "abba", "ab/ba", "abxba", "a", "b", "a/", "/a", "x/b", "a/b", "a//b",
              "spiffe://acme/ns/pay/sa/x", "spiffe://acme/ns/p/q/sa/x", "spiffe://acme/ns//sa/x", "éü", "é/ü", "éxü"]
     _check_all(engine, [{"identity": {"type": "w", "id": t}, "action": "r", "resource": {"type": "t"}} for t in texts])
+
+
+_NETWORKS = 'cidr("10.0.0.0/8", "192.168.1.0/24", "0.0.0.0/32", "fd00::/8", "2001:db8::/32", "::/128", "::ffff:0:0/96")'
+_IP_TEXTS = [
+    "10.1.2.3", "10.0.0.0", "10.255.255.255", "11.0.0.0", "9.255.255.255", "192.168.1.255", "192.168.2.0",
+    "0.0.0.0", "0.0.0.1", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1..2.3",
+    ".1.2.3", "1.2.3.", "1.2.3.04", "1.2.3.400", "1.2.3.1000", "١.2.3.4", "1.2.3.4 ", " 1.2.3.4", "",
+    "fd00::1", "FD00::1", "fd00:0:0:0:0:0:0:1", "fe80::1", "fe80::1%eth0", "::", "::1", "1::", "::ffff:10.1.2.3",
+    "::ffff:a01:203", "::FFFF:0a01:0203", "::ffff:c0a8:1ff", "2001:db8::", "2001:0db8:0000::1", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+    "2001:db9::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", "1::2::3",
+    ":1::2", "1::2:", ":::", "1:2:3:4:5:6:7", "12345::", "g::1", "fd00::1:", "::ffff:1.2.3.4.5", "fd00::00001",
+]
+
+
+def test_ip_membership_at_its_edges(tmp_path):
+    """The compiled evaluator parses IPv4 and plain IPv6 texts in C: whatever it accepts,
+    refuses or leaves to ipaddress, decisions and error messages are the reference's."""
+    from strategies import write_policy_set
+    import pdp
+
+    rules = (f"  permit inside when context.source_ip in {_NETWORKS}\n"
+             f"  permit outside when context.source_ip not in {_NETWORKS}\n")
+    engine = pdp.load(write_policy_set(tmp_path / "s", [f"policy p {{\n{rules}}}\n"], None), backend="reference")
+    _check_all(engine, [{"identity": {"type": "w", "id": "x"}, "action": "r", "resource": {"type": "t"},
+                         "context": {"source_ip": ip}} for ip in _IP_TEXTS])
+
+
+@settings(max_examples=200, deadline=None)
+@given(ips=st.lists(st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=6).map(lambda a: a.exploded),
+    st.text(alphabet="0123456789abcdefABCDEF:.%", max_size=40)), min_size=1, max_size=20))
+def test_generated_ip_texts_agree(ips):
+    texts = [f"policy p {{\n  permit inside when context.source_ip in {_NETWORKS}\n}}\n"]
+    _check_all(load_policy_set(texts, None), [
+        {"identity": {"type": "w", "id": "x"}, "action": "r", "resource": {"type": "t"}, "context": {"source_ip": ip}}
+        for ip in ips])

@@ -29,7 +29,7 @@ BACKENDS = [*sorted(runtime.EVALUATORS), "reference"]
 POLICY = """
 policy p {
   forbid blocked when identity.id == "mallory"
-  permit svc_reads when lower(identity.id) == "svc" and action.name == "read" reason "hello {identity.id}"
+  permit svc_reads when lower(identity.id) == "svc" and action.name == "read" reason "hello {identity.id} {[action.name, 1.5]}"
   permit scored when identity.score < 1.5
 }
 """
@@ -107,6 +107,8 @@ def test_a_fault_in_a_forbid_rule_fails_closed_too(tmp_path, monkeypatch, backen
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_fault_while_rendering_a_reason_fails_closed(policy_dir, monkeypatch, backend):
+    # The reason renders a list holding a number: every evaluator hands it to values.render
+    # (the compiled one writes strings, integers and lists of plain strings itself).
     module = {"compiled": "pdp.runtime._ceval", "python": "pdp.runtime.pyeval", "reference": "pdp.reference"}[backend]
     engine = pdp.load(policy_dir, backend=backend)
     monkeypatch.setattr(f"{module}.render", _raise(Injected()))

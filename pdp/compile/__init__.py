@@ -5,7 +5,7 @@ The stages run in this order; each is a pure function of the previous one's outp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..check import CheckedPolicySet
 from . import index
@@ -13,12 +13,14 @@ from .cse import CommonSubexpressions, per_request_uses
 from .lower import Lowerer
 from .program import Program, RuleCode
 from .specialize import Specializer
+from .tabulate import Tabulator
 
 STAGES = (
     "lower",  # AST ⇒ interned nodes: paths, folded data and constants, specialised operators
     "guards",  # the leading equality guards of each rule (must run on the lowered, un-cached nodes)
     "index",  # guards ⇒ decision trees for the forbid and the permit phase
     "specialize",  # each leaf's rule conditions with what its branches proved folded in
+    "tabulate",  # data lookups keyed by request attributes ⇒ their values per key, made now
     "cse",  # nodes one request can evaluate twice ⇒ CACHED slots; rebuilds every node
 )
 
@@ -65,6 +67,28 @@ def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool =
                 None if error is None else specialized(error))
 
     trees = [specialized(build(candidates[effect])) for effect in ("forbid", "permit")]
+
+    tabulator = Tabulator()
+    tabulated_entries: dict[int, tuple] = {}  # an entry shared by leaves stays shared
+
+    def tabulated(tree: tuple) -> tuple:
+        if tree[0] == "leaf":
+            out = []
+            for entry in tree[1]:
+                done = tabulated_entries.get(id(entry))
+                if done is None:
+                    rule, *clauses = entry
+                    done = tabulated_entries[id(entry)] = (rule, *(tabulator.rewrite(c) for c in clauses))
+                out.append(done)
+            return ("leaf", tuple(out))
+        _, path, branches, default, error = tree
+        return ("switch", path, {k: tabulated(v) for k, v in branches.items()}, tabulated(default),
+                None if error is None else tabulated(error))
+
+    trees = [tabulated(tree) for tree in trees]
+    rules = [r if r.reason is None else
+             replace(r, reason=tuple(p if isinstance(p, str) else tabulator.rewrite(p) for p in r.reason))
+             for r in rules]
 
     def leaf_roots(tree: tuple) -> list[list[tuple]]:
         out = []

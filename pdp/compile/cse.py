@@ -11,11 +11,16 @@ saves.
 from __future__ import annotations
 
 from .ir import ATTR, CACHED, CALL, CIDR, COMPARE, CONST, DEFINED, EQ_STR, ERROR, IN_STRS, INDEX, LIST, \
-    MATCH_GLOB, NOT, NOW, AND, OR, PATH
+    LOOKUP, MATCH_GLOB, NOT, NOW, AND, OR, PATH
 
-#: Opcodes cheaper to recompute than to cache: constants, and attribute paths (a couple of
-#: dict look-ups cost less than the cache's own look-up and insert; measured with callgrind).
-_NEVER_CACHED = (CONST, CIDR, ERROR, NOW, PATH)
+#: Opcodes cheaper to recompute than to cache.
+_NEVER_CACHED = (CONST, CIDR, ERROR, NOW)
+
+
+def _uses_worth_a_slot(node: tuple) -> int:
+    """Per-request uses from which caching ``node`` pays: a one-key path (one dict look-up,
+    about what a slot costs to fill) from three, anything else from two (callgrind)."""
+    return 3 if node[0] == PATH and len(node[2]) == 1 else 2
 
 
 def children(node: tuple) -> list[tuple]:
@@ -33,6 +38,8 @@ def children(node: tuple) -> list[tuple]:
         return list(node[2])
     if op == CACHED:
         return [node[2]]
+    if op == LOOKUP:
+        return [node[1], *node[2].values(), node[3]]
     return []
 
 
@@ -50,6 +57,8 @@ def replace_children(node: tuple, new: list[tuple]) -> tuple:
         return (op, node[1], tuple(new))
     if op == CACHED:
         return (op, node[1], new[0])
+    if op == LOOKUP:
+        return (op, new[0], dict(zip(node[2], new[1:-1])), new[-1])
     return node
 
 
@@ -128,7 +137,7 @@ class CommonSubexpressions:
             return done
         kids = children(node)
         new = replace_children(node, [self.rebuild(k) for k in kids]) if kids else node
-        if self.uses.get(key, 0) >= 2 and node[0] not in _NEVER_CACHED:
+        if node[0] not in _NEVER_CACHED and self.uses.get(key, 0) >= _uses_worth_a_slot(node):
             new = (CACHED, self.slots, new)
             self.slots += 1
         self._rebuilt[key] = new

@@ -25,16 +25,19 @@ Fields per opcode:
 - ``(DEFINED, x)``.
 - ``(CACHED, slot, x)``: ``x`` evaluated at most once per request (shared sub-expressions and
   ``let``s), its value or its error kept in ``slot``.
+- ``(LOOKUP, key, cases, default)``: ``cases[v]`` when the node ``key`` (a PATH) evaluates to a
+  string ``v`` that ``cases`` (a dict) holds, else ``default``; ``tabulate.py`` makes them.
 """
 
 CONST, CIDR, ERROR, PATH, NOW, ATTR, INDEX, LIST = 0, 1, 2, 3, 4, 5, 6, 7
 NOT, AND, OR, COMPARE, EQ_STR, IN_STRS, MATCH_GLOB, CALL, DEFINED, CACHED = 8, 9, 10, 11, 12, 13, 14, 15, 16, 17
+LOOKUP = 18
 
 NAMES = {
     CONST: "CONST", CIDR: "CIDR", ERROR: "ERROR", PATH: "PATH", NOW: "NOW", ATTR: "ATTR",
     INDEX: "INDEX", LIST: "LIST", NOT: "NOT", AND: "AND", OR: "OR", COMPARE: "COMPARE",
     EQ_STR: "EQ_STR", IN_STRS: "IN_STRS", MATCH_GLOB: "MATCH_GLOB", CALL: "CALL",
-    DEFINED: "DEFINED", CACHED: "CACHED",
+    DEFINED: "DEFINED", CACHED: "CACHED", LOOKUP: "LOOKUP",
 }
 
 #: Request roots a PATH may start from, by index.

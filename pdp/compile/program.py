@@ -16,10 +16,10 @@ from .. import __version__
 from ..errors import Diagnostic, PolicyError
 from ..loader import Source
 from .cse import children, replace_children
-from .ir import AND, CALL, CIDR, IN_STRS, LIST, OR, PATH
+from .ir import AND, CALL, CIDR, IN_STRS, LIST, LOOKUP, OR, PATH
 
 BUNDLE_FORMAT = "pdp-bundle"
-BUNDLE_VERSION = 2  # 2: leaves carry their specialized clauses; rules only reasons
+BUNDLE_VERSION = 3  # 2: leaves carry their specialized clauses; rules only reasons. 3: LOOKUP nodes
 
 
 @dataclass(frozen=True)
@@ -168,4 +168,6 @@ def _tupled(row: list) -> tuple:
         return (op, tuple(row[1]))
     if op == CALL:
         return (op, row[1], tuple(row[2]))
+    if op == LOOKUP:
+        return (op, row[1], dict(row[2]), row[3])
     return tuple(row)

@@ -106,25 +106,7 @@ class Specializer:
         return self._intern(node, folded)
 
     def _logic(self, node: tuple, folded: list[tuple]) -> tuple:
-        """``and``/``or`` with constant items: an item equal to the neutral value goes; the
-        first one equal to the settling value ends the list (nothing after it is evaluated)."""
-        settles = node[0] == OR  # the value that decides an `or` (True) or an `and` (False)
-        items: list[tuple] = []
-        for f in folded:
-            if _is(f, not settles):
-                continue
-            items.append(f)
-            if _is(f, settles):
-                break
-        if not items:
-            return FALSE if settles else TRUE
-        if _is(items[0], settles):
-            return items[0]
-        if len(items) == 1 and items[0][0] in _BOOLEAN:
-            return items[0]
-        if len(items) == len(folded) and all(f is k for f, k in zip(items, node[1])):
-            return node
-        return self._intern(node, items)
+        return fold_logic(node, folded, self._intern)
 
     def _intern(self, node: tuple, new_children: list[tuple]) -> tuple:
         key = (id(node), tuple(id(c) for c in new_children))
@@ -132,6 +114,29 @@ class Specializer:
         if found is None:
             found = self._interned[key] = (replace_children(node, new_children), node, new_children)
         return found[0]
+
+
+def fold_logic(node: tuple, folded: list[tuple], rebuild) -> tuple:
+    """``and``/``or`` (``node``) with its items folded (``folded``), some constant: an item equal
+    to the neutral value goes; the first one equal to the settling value ends the list (nothing
+    after it is evaluated). ``rebuild(node, items)`` makes the node with fewer items."""
+    settles = node[0] == OR  # the value that decides an `or` (True) or an `and` (False)
+    items: list[tuple] = []
+    for f in folded:
+        if _is(f, not settles):
+            continue
+        items.append(f)
+        if _is(f, settles):
+            break
+    if not items:
+        return FALSE if settles else TRUE
+    if _is(items[0], settles):
+        return items[0]
+    if len(items) == 1 and items[0][0] in _BOOLEAN:
+        return items[0]
+    if len(items) == len(folded) and all(f is k for f, k in zip(items, node[1])):
+        return node
+    return rebuild(node, items)
 
 
 def _entry(rule: int, target: tuple | None, when: tuple | None, unless: tuple | None) -> tuple | None:

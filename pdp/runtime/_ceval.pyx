@@ -13,6 +13,7 @@ from sys import intern
 cimport cython
 
 from libc.math cimport isfinite
+from libc.stdlib cimport free, malloc
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from .. import operators
@@ -24,7 +25,7 @@ from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import (indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES,
                        REQUIRED, ROOT_KEYS)
-from ..values import parse_time, render, type_name, equal
+from ..values import CidrSet, parse_time, render, type_name, equal
 from ..access import index_value, missing, not_a_map, not_boolean
 
 cdef object _UNSET = object()
@@ -39,6 +40,7 @@ cdef object _INT_MAX = INT_MAX
 cdef Py_ssize_t _MAX_REASON_CHARS = MAX_REASON_CHARS
 cdef Py_ssize_t _SCAN_PAIRS = 16 * operators.SCAN_PAIRS  # a scan in C is ~16x cheaper than in Python
 cdef type _DECISION = Decision
+cdef type _CIDR_SET = CidrSet
 
 
 cdef extern from "Python.h":
@@ -66,10 +68,45 @@ cdef inline object _decision(str decision, tuple reasons, tuple errors, str revi
     return d
 
 
+# Reasons and errors are plain slotted records (decision._Record): made here as object.__new__
+# would make them, their fields set one by one, without running __init__ (a Python frame).
+assert Reason.__slots__ == ("rule", "effect", "message", "annotations")
+assert RuleError.__slots__ == ("rule", "message")
+cdef type _REASON = Reason
+cdef type _RULE_ERROR = RuleError
+
+
+cdef object _reason_of(str rule, str effect, str message, object annotations):
+    cdef object r = PyType_GenericAlloc(_REASON, 0)
+    r.rule = rule
+    r.effect = effect
+    r.message = message
+    r.annotations = annotations
+    return r
+
+
+cdef object _rule_error(str rule, str message):
+    cdef object e = PyType_GenericAlloc(_RULE_ERROR, 0)
+    e.rule = rule
+    e.message = message
+    return e
+
+
 cdef inline long long _nanos(int clock):
     cdef timespec ts
     clock_gettime(clock, &ts)
     return <long long>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef extern from "Python.h":
+    int _ukind "PyUnicode_KIND"(object s)
+    void* _udata "PyUnicode_DATA"(object s)
+    Py_UCS4 _uread "PyUnicode_READ"(int kind, void* data, Py_ssize_t i)
+
+
+cdef inline Py_UCS4 _at(str s, Py_ssize_t i) noexcept:
+    """``s[i]`` (0 <= i < len(s)) read in place: no index checks, no conversion call."""
+    return _uread(_ukind(s), _udata(s), i)
 
 
 # ---- times: the common RFC 3339 shapes in C; anything else goes to values.parse_time -----------
@@ -80,7 +117,7 @@ cdef inline int _digits(str s, Py_ssize_t start, Py_ssize_t count):
     cdef int code
     cdef Py_ssize_t i
     for i in range(start, start + count):
-        code = <int><Py_UCS4>s[i]
+        code = <int>_at(s, i)
         if code < 48 or code > 57:
             return -1
         value = value * 10 + (code - 48)
@@ -111,8 +148,8 @@ cdef object _time_of(object x):
         if n == 20 or n == 25:
             year, month, day = _digits(s, 0, 4), _digits(s, 5, 2), _digits(s, 8, 2)
             hour, minute, second = _digits(s, 11, 2), _digits(s, 14, 2), _digits(s, 17, 2)
-            sep, zone = s[10], s[19]
-            if (s[4] == u"-" and s[7] == u"-" and s[13] == u":" and s[16] == u":"
+            sep, zone = _at(s, 10), _at(s, 19)
+            if (_at(s, 4) == u"-" and _at(s, 7) == u"-" and _at(s, 13) == u":" and _at(s, 16) == u":"
                     and (sep == u"T" or sep == u"t" or sep == u" ")
                     and year >= 1 and 1 <= month <= 12 and day >= 1 and 0 <= hour <= 23
                     and 0 <= minute <= 59 and 0 <= second <= 60):
@@ -121,7 +158,7 @@ cdef object _time_of(object x):
                     dim = 29
                 if n == 20 and (zone == u"Z" or zone == u"z"):
                     pass
-                elif n == 25 and (zone == u"+" or zone == u"-") and s[22] == u":":
+                elif n == 25 and (zone == u"+" or zone == u"-") and _at(s, 22) == u":":
                     oh, om = _digits(s, 20, 2), _digits(s, 23, 2)
                     if not (0 <= oh <= 23 and 0 <= om <= 59):
                         dim = 0  # out of range: let the Python path say so
@@ -137,29 +174,82 @@ cdef object _time_of(object x):
     return parse_time(x)
 
 
-@cython.no_gc  # holds only a string: no cycles, so no GC tracking
+@cython.no_gc  # holds a string, or a wording function and request values: no cycles
 cdef class _Err:
-    """An evaluation error, returned (not raised) through the node tree."""
-    cdef readonly str message
+    """An evaluation error, returned (not raised) through the node tree.
 
-    def __cinit__(self, str message):
-        self.message = message
+    Most errors are only tested (``defined(...)``, a guard that failed), never reported, so
+    an error whose wording costs (a key quoted as JSON) keeps the function that words it and
+    its arguments, and is worded when its message is first read."""
+    cdef str _message
+    cdef object _word
+    cdef tuple _args
+
+    def __cinit__(self, str message=None):
+        self._message = message
+
+    @property
+    def message(self):
+        return self.text()
+
+    cdef str text(self):
+        if self._message is None:
+            self._message = self._word(*self._args)
+            self._word = self._args = None
+        return self._message
 
 
 cdef inline _Err _from(object err):
     return _Err(err.message)
 
 
+cdef inline _Err _lazy(object word, tuple args):
+    cdef _Err e = _Err.__new__(_Err)
+    e._word, e._args = word, args
+    return e
+
+
+def _index_message(value, key, str obj_text):
+    try:
+        index_value(value, key, obj_text)
+    except EvalError as err:
+        return err.message
+    raise AssertionError("an index that did not fail")  # pragma: no cover
+
+
 # ---- the per-request context -------------------------------------------------------------
+
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
+
+cdef enum:
+    _INLINE_SLOTS = 24  # CACHED slots held in the context object itself (it stays a small object)
 
 @cython.final  # direct (inlinable) method calls
 @cython.no_gc  # made per request; references request data only, never itself: no cycles
 cdef class _Context:
     cdef object identity, action, resource, context
     cdef double arrival
-    cdef dict cache  # CACHED slots by slot number (None until the first is filled)
+    # CACHED slots: the first _INLINE_SLOTS in the context itself (NULL when empty; owned
+    # references below ``filled``), no allocation per request; the others in ``cache``
+    # (_UNSET when empty; None until the first is used).
+    cdef PyObject* inline_slots[_INLINE_SLOTS]
+    cdef Py_ssize_t filled
+    cdef list cache
+    cdef Py_ssize_t slots
     cdef object now_value
     cdef list errors  # RuleErrors met so far (None until the first)
+
+    def __dealloc__(self):
+        self.clear_slots()
+
+    cdef inline void clear_slots(self) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self.filled):
+            Py_XDECREF(self.inline_slots[i])
+            self.inline_slots[i] = NULL
+        self.filled = 0
+        self.cache = None
 
     cdef inline object root(self, int index):
         if index == 0:
@@ -189,7 +279,7 @@ cdef class _Context:
         """For the built-ins (``age``): the request time, or raise EvalError."""
         now = self.now_or_err()
         if type(now) is _Err:
-            raise EvalError((<_Err>now).message)
+            raise EvalError((<_Err>now).text())
         return now
 
 
@@ -224,6 +314,7 @@ cdef class _Path(_Node):
     cdef int root
     cdef tuple keys
     cdef tuple texts
+    cdef tuple missing  # the error of each key being missing: worded once, at load
     cdef Py_ssize_t n
 
     cdef object ev(self, _Context ctx):
@@ -232,10 +323,10 @@ cdef class _Path(_Node):
         cdef Py_ssize_t i
         for i in range(self.n):
             if type(value) is not dict:
-                return _Err(not_a_map(self.texts[i], value))
+                return _lazy(not_a_map, (self.texts[i], value))
             found = (<dict>value).get(self.keys[i], _UNSET)
             if found is _UNSET:
-                return _Err(missing(self.texts[i + 1]))
+                return self.missing[i]
             value = found
         return value
 
@@ -244,12 +335,13 @@ cdef class _Path(_Node):
 cdef class _Path1(_Node):
     """A path of one key (``identity.env``): most paths, so without the loop."""
     cdef int root
-    cdef str key, text
+    cdef str key
+    cdef _Err missing
 
     cdef object ev(self, _Context ctx):
         cdef object found = (<dict>ctx.root(self.root)).get(self.key, _UNSET)  # roots are dicts
         if found is _UNSET:
-            return _Err(missing(self.text))
+            return self.missing
         return found
 
 
@@ -262,7 +354,8 @@ cdef class _Now(_Node):
 @cython.no_gc
 cdef class _Attr(_Node):
     cdef _Node obj
-    cdef str name, obj_text, text
+    cdef str name, obj_text
+    cdef _Err missing
 
     cdef object ev(self, _Context ctx):
         cdef object value = self.obj.ev(ctx)
@@ -270,10 +363,10 @@ cdef class _Attr(_Node):
         if type(value) is _Err:
             return value
         if type(value) is not dict:
-            return _Err(not_a_map(self.obj_text, value))
+            return _lazy(not_a_map, (self.obj_text, value))
         found = (<dict>value).get(self.name, _UNSET)
         if found is _UNSET:
-            return _Err(missing(self.text))
+            return self.missing
         return found
 
 
@@ -293,6 +386,7 @@ cdef class _Index(_Node):
             found = (<dict>value).get(key, _UNSET)
             if found is not _UNSET:
                 return found
+            return _lazy(_index_message, (value, key, self.obj_text))
         try:
             return index_value(value, key, self.obj_text)
         except EvalError as err:
@@ -326,7 +420,7 @@ cdef class _Not(_Node):
             return True
         if type(value) is _Err:
             return value
-        return _Err(not_boolean("not", value))
+        return _lazy(not_boolean, ("not", value))
 
 
 @cython.no_gc
@@ -344,7 +438,7 @@ cdef class _Logic(_Node):
             if value is not True and value is not False:
                 if type(value) is _Err:
                     return value
-                return _Err(not_boolean(self.name, value, True))
+                return _lazy(not_boolean, (self.name, value, True))
         return not self.settles
 
 
@@ -367,6 +461,22 @@ cdef class _Compare(_Node):
     cdef int op
     cdef _Node left, right
     cdef object fn  # the shared operator: the slow path, and the one that words errors
+    cdef dict globs  # `matches` with a computed pattern: the patterns met, compiled
+    cdef _Ranges ranges  # `in cidr(...)`: the ranges of the last set met, and of the others
+    cdef dict other_ranges
+
+    cdef _Ranges ranges_of(self, object networks):
+        cdef _Ranges found = self.ranges
+        if found is not None and found.networks is networks:
+            return found
+        key = id(networks)  # kept alive by the _Ranges: the id is not reused while cached
+        found = self.other_ranges.get(key)
+        if found is None:
+            found = _ranges_of(networks)
+            if len(self.other_ranges) < _RANGES_KEPT:
+                self.other_ranges[key] = found
+        self.ranges = found
+        return found
 
     cdef object ev(self, _Context ctx):
         cdef object a = self.left.ev(ctx)
@@ -417,6 +527,10 @@ cdef class _Compare(_Node):
             if op == OP_GE:
                 return a >= b
             if ta is str:
+                if op == OP_MATCHES:
+                    found = _dynamic_match(self.globs, <str>a, <str>b)
+                    if found is not None:
+                        return found
                 if op == OP_STARTSWITH:
                     return (<str>a).startswith(b)
                 if op == OP_ENDSWITH:
@@ -434,10 +548,187 @@ cdef class _Compare(_Node):
                     return found
         elif ta is list and tb is str and op == OP_CONTAINS:
             return b in <list>a
+        elif tb is _CIDR_SET and ta is str and (op == OP_IN or op == OP_NOT_IN):
+            found = _in_networks(self.ranges_of(b), <str>a)
+            if found is not None:
+                return (found is True) == (op == OP_IN)
         try:
             return self.fn(a, b)
         except EvalError as err:
             return _from(err)
+
+
+cdef long long _ipv4(str s):
+    """The integer of a dotted-quad IPv4 address, or -1 when ``s`` is not one: the rules of
+    values._ipv4_int (1 to 3 ASCII digits a part, no leading zero, at most 255)."""
+    cdef Py_ssize_t i, n = len(s)
+    cdef long long value = 0
+    cdef int part = 0, digits = 0, dots = 0, code, first = 0
+    if n < 7 or n > 15:
+        return -1
+    for i in range(n):
+        code = <int>_at(s, i)
+        if code == 46:  # '.'
+            if digits == 0:
+                return -1
+            value = value << 8 | part
+            dots += 1
+            part = digits = 0
+        elif 48 <= code <= 57:  # '0'-'9'
+            if digits == 0:
+                first = code
+            elif first == 48 or digits == 3:
+                return -1  # a leading zero, or a fourth digit
+            digits += 1
+            part = part * 10 + (code - 48)
+            if part > 255:
+                return -1
+        else:
+            return -1
+    if digits == 0 or dots != 3:
+        return -1
+    return value << 8 | part
+
+
+cdef inline int _hex(int code) noexcept:
+    if 48 <= code <= 57:
+        return code - 48
+    if 97 <= code <= 102:
+        return code - 87
+    if 65 <= code <= 70:
+        return code - 55
+    return -1
+
+
+cdef bint _ipv6(str s, unsigned long long* hi, unsigned long long* lo) except -1:
+    """Parse the plain IPv6 forms (hex groups of 1 to 4 digits, at most one ``::``) into the
+    128-bit address; False for anything else (an IPv4 suffix, a scope, a malformed text),
+    which ipaddress then parses or refuses."""
+    cdef Py_ssize_t i = 0, n = len(s)
+    cdef int groups[8]
+    cdef int count = 0, skip = -1, digits, value, d, k
+    if n < 2 or n > 39:
+        return False
+    if _at(s, 0) == 58:  # a leading ':' only as part of '::'
+        if _at(s, 1) != 58:
+            return False
+        skip = 0
+        i = 2
+    while i < n:
+        digits = value = 0
+        while i < n and digits <= 4:
+            d = _hex(<int>_at(s, i))
+            if d < 0:
+                break
+            value = value * 16 + d
+            digits += 1
+            i += 1
+        if digits == 0 or digits > 4 or count == 8:
+            return False
+        groups[count] = value
+        count += 1
+        if i == n:
+            break
+        if _at(s, i) != 58:
+            return False
+        i += 1
+        if i < n and _at(s, i) == 58:
+            if skip >= 0:
+                return False  # a second '::'
+            skip = count
+            i += 1
+        elif i == n:
+            return False  # a trailing single ':'
+    if (skip < 0 and count != 8) or (skip >= 0 and count > 7):
+        return False
+    hi[0] = lo[0] = 0
+    for k in range(8):  # the groups, with the zeros of '::' at position skip
+        if skip < 0 or k < skip:
+            d = groups[k]
+        elif k < skip + 8 - count:
+            d = 0
+        else:
+            d = groups[k - (8 - count)]
+        if k < 4:
+            hi[0] = hi[0] << 16 | <unsigned long long>d
+        else:
+            lo[0] = lo[0] << 16 | <unsigned long long>d
+    return True
+
+
+@cython.final
+@cython.no_gc  # holds a CidrSet (which holds no evaluator object) and C arrays
+cdef class _Ranges:
+    """A CidrSet's merged ranges (values.CidrSet._v4, _v6) as C integers, for the binary
+    searches of ``ip in cidr(...)``: IPv4 as (start, end), IPv6 as (start high, start low,
+    end high, end low)."""
+    cdef object networks
+    cdef Py_ssize_t n4, n6
+    cdef unsigned long long* v4
+    cdef unsigned long long* v6
+
+    def __dealloc__(self):
+        free(self.v4)
+        free(self.v6)
+
+    cdef bint has4(self, unsigned long long address) noexcept:
+        cdef Py_ssize_t lo = 0, hi = self.n4, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if address < self.v4[2 * mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo > 0 and address <= self.v4[2 * lo - 1]
+
+    cdef bint has6(self, unsigned long long high, unsigned long long low) noexcept:
+        cdef Py_ssize_t lo = 0, hi = self.n6, mid
+        cdef unsigned long long* r
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            r = self.v6 + 4 * mid
+            if high < r[0] or (high == r[0] and low < r[1]):
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo == 0:
+            return False
+        r = self.v6 + 4 * (lo - 1)
+        return high < r[2] or (high == r[2] and low <= r[3])
+
+
+cdef _Ranges _ranges_of(object networks):
+    cdef _Ranges r = _Ranges.__new__(_Ranges)
+    cdef Py_ssize_t i
+    r.networks = networks
+    starts, ends = networks._v4
+    r.n4 = len(starts)
+    r.v4 = <unsigned long long*>malloc(sizeof(unsigned long long) * (2 * r.n4 + 1))
+    for i in range(r.n4):
+        r.v4[2 * i], r.v4[2 * i + 1] = starts[i], ends[i]
+    starts, ends = networks._v6
+    r.n6 = len(starts)
+    r.v6 = <unsigned long long*>malloc(sizeof(unsigned long long) * (4 * r.n6 + 1))
+    if r.v4 == NULL or r.v6 == NULL:
+        raise MemoryError()
+    for i in range(r.n6):
+        r.v6[4 * i], r.v6[4 * i + 1] = starts[i] >> 64, starts[i] & 0xFFFFFFFFFFFFFFFF
+        r.v6[4 * i + 2], r.v6[4 * i + 3] = ends[i] >> 64, ends[i] & 0xFFFFFFFFFFFFFFFF
+    return r
+
+
+cdef object _in_networks(_Ranges ranges, str text):
+    """``text in ranges`` for an IPv4 or plain IPv6 address (IPv4-mapped IPv6 addresses also
+    in the IPv4 ranges, as CidrSet.contains); None when ipaddress must tell (or refuse)."""
+    cdef unsigned long long hi, lo
+    cdef long long v4 = _ipv4(text)
+    if v4 >= 0:
+        return ranges.has4(<unsigned long long>v4)
+    if not _ipv6(text, &hi, &lo):
+        return None
+    if ranges.has6(hi, lo):
+        return True
+    return hi == 0 and (lo >> 32) == 0xFFFF and ranges.has4(lo & 0xFFFFFFFF)
 
 
 cdef object _strings_in(list needles, list haystack, bint any_of):
@@ -485,25 +776,59 @@ cdef class _InStrs(_Node):
         return self.negate
 
 
+cdef inline bint _one_star(str value, str prefix, str suffix) except -1:
+    """``value`` matches the glob ``prefix*suffix``: the text between them holds no '/'."""
+    cdef Py_ssize_t lead = len(prefix)
+    cdef Py_ssize_t end = len(value) - len(suffix)
+    return (end >= lead and value.startswith(prefix) and value.endswith(suffix)
+            and PyUnicode_FindChar(value, 0x2F, lead, end, 1) == -1)
+
+
+#: Patterns a `matches` with a computed pattern (data, request) keeps compiled; a bound keeps
+#: request data from filling memory.
+cdef Py_ssize_t _GLOBS_KEPT = 256
+#: Sets of networks a `in cidr(...)` with a computed set keeps as C ranges (same reason).
+cdef Py_ssize_t _RANGES_KEPT = 64
+
+
+cdef object _dynamic_match(dict globs, str text, str pattern):
+    """``text matches pattern`` for a pattern known only per request; None when the pattern
+    is malformed (the shared operator words the error)."""
+    cdef object glob = globs.get(pattern)
+    if glob is None:
+        try:
+            glob = compile_glob(pattern)
+        except ValueError:
+            return None
+        if glob.one_star is not None:
+            glob = glob.one_star  # (prefix, suffix)
+        elif "*" not in pattern and "?" not in pattern:
+            glob = True  # no wildcard: the pattern matches itself only
+        if len(globs) < _GLOBS_KEPT:
+            globs[pattern] = glob
+    if glob is True:
+        return text == pattern
+    if type(glob) is tuple:
+        return _one_star(text, <str>(<tuple>glob)[0], <str>(<tuple>glob)[1])
+    return glob.match(text)
+
+
 @cython.no_gc
 cdef class _MatchGlob(_Node):
     cdef _Node operand
     cdef object match
     cdef str pattern
     cdef bint one_star  # the pattern is "prefix*suffix" (glob.one_star): matched here in C
+    cdef bint literal  # no wildcard: the pattern matches itself only
     cdef str prefix, suffix
 
     cdef object ev(self, _Context ctx):
         cdef object value = self.operand.ev(ctx)
-        cdef Py_ssize_t lead, end
         if type(value) is str:
             if self.one_star:
-                lead = len(self.prefix)
-                end = len(<str>value) - len(self.suffix)
-                # The text between prefix and suffix may not hold a '/'.
-                return (end >= lead and (<str>value).startswith(self.prefix)
-                        and (<str>value).endswith(self.suffix)
-                        and PyUnicode_FindChar(value, 0x2F, lead, end, 1) == -1)
+                return _one_star(<str>value, self.prefix, self.suffix)
+            if self.literal:
+                return value == self.pattern
             return self.match(value)
         if type(value) is _Err:
             return value
@@ -565,20 +890,49 @@ cdef class _Defined(_Node):
 
 @cython.no_gc
 cdef class _Cached(_Node):
-    cdef object slot  # a Python int, boxed once
+    cdef Py_ssize_t slot
     cdef _Node inner
 
     cdef object ev(self, _Context ctx):
         cdef object value
-        if ctx.cache is None:
-            ctx.cache = {}  # made on first use: most requests fill no slot
+        cdef PyObject* held
+        cdef list cache
+        if self.slot < _INLINE_SLOTS:
+            held = ctx.inline_slots[self.slot]
+            if held != NULL:
+                return <object>held
+            value = self.inner.ev(ctx)
+            Py_INCREF(value)
+            ctx.inline_slots[self.slot] = <PyObject*>value
+            if self.slot >= ctx.filled:
+                ctx.filled = self.slot + 1
+            return value
+        cache = ctx.cache
+        if cache is None:
+            cache = ctx.cache = [_UNSET] * ctx.slots  # made on first use: some requests fill no slot
         else:
-            value = ctx.cache.get(self.slot, _UNSET)
+            value = cache[self.slot]
             if value is not _UNSET:
                 return value
         value = self.inner.ev(ctx)
-        ctx.cache[self.slot] = value
+        cache[self.slot] = value
         return value
+
+
+@cython.no_gc
+cdef class _Lookup(_Node):
+    """A node's value per key of a data table, made at load (compile/tabulate.py)."""
+    cdef _Node key, default
+    cdef dict cases  # str ⇒ _Node
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.key.ev(ctx)
+        cdef object case
+        if type(value) is str:
+            case = self.cases.get(value)
+            if case is not None:
+                return (<_Node>case).ev(ctx)
+        return self.default.ev(ctx)
 
 
 cdef _Node _link(tuple node, dict memo):
@@ -610,6 +964,7 @@ cdef _Node _link_new(tuple node, dict memo):
     cdef _Time t
     cdef _Defined d
     cdef _Cached k
+    cdef _Lookup u
     if op == ir.CONST:
         c = _Const.__new__(_Const)
         c.value = node[1]
@@ -624,20 +979,21 @@ cdef _Node _link_new(tuple node, dict memo):
         return e
     if op == ir.PATH and len(node[2]) == 1:
         p1 = _Path1.__new__(_Path1)
-        p1.root, p1.key, p1.text = ir.ROOTS.index(node[1]), intern(node[2][0]), node[3][1]
+        p1.root, p1.key, p1.missing = ir.ROOTS.index(node[1]), intern(node[2][0]), _Err(missing(node[3][1]))
         return p1
     if op == ir.PATH:
         p = _Path.__new__(_Path)
         p.root = ir.ROOTS.index(node[1])
         p.keys = tuple(intern(k) for k in node[2])  # identity hits in dict look-ups
         p.texts = tuple(node[3])
+        p.missing = tuple(_Err(missing(t)) for t in node[3][1:])
         p.n = len(p.keys)
         return p
     if op == ir.NOW:
         return _Now.__new__(_Now)
     if op == ir.ATTR:
         a = _Attr.__new__(_Attr)
-        a.obj, a.name, a.obj_text, a.text = _link(node[1], memo), intern(node[2]), node[3], node[4]
+        a.obj, a.name, a.obj_text, a.missing = _link(node[1], memo), intern(node[2]), node[3], _Err(missing(node[4]))
         return a
     if op == ir.INDEX:
         x = _Index.__new__(_Index)
@@ -661,6 +1017,8 @@ cdef _Node _link_new(tuple node, dict memo):
         m = _Compare.__new__(_Compare)
         m.op, m.left, m.right = _OP_CODES[node[1]], _link(node[2], memo), _link(node[3], memo)
         m.fn = _OPERATORS[node[1]]
+        m.globs = {}
+        m.other_ranges = {}
         return m
     if op == ir.EQ_STR:
         q = _EqStr.__new__(_EqStr)
@@ -675,6 +1033,7 @@ cdef _Node _link_new(tuple node, dict memo):
         glob = compile_glob(node[2])
         mg.operand, mg.match, mg.pattern = _link(node[1], memo), glob.match, node[2]
         mg.one_star = glob.one_star is not None
+        mg.literal = "*" not in node[2] and "?" not in node[2]
         if mg.one_star:
             mg.prefix, mg.suffix = glob.one_star
         return mg
@@ -691,6 +1050,11 @@ cdef _Node _link_new(tuple node, dict memo):
         d = _Defined.__new__(_Defined)
         d.operand = _link(node[1], memo)
         return d
+    if op == ir.LOOKUP:
+        u = _Lookup.__new__(_Lookup)
+        u.key, u.default = _link(node[1], memo), _link(node[3], memo)
+        u.cases = {intern(key): _link(case, memo) for key, case in node[2].items()}
+        return u
     if op == ir.CACHED:
         k = _Cached.__new__(_Cached)
         k.slot, k.inner = node[1], _link(node[2], memo)
@@ -727,6 +1091,31 @@ cdef class _Switch:
     cdef dict branches
     cdef object default
     cdef object error
+
+
+cdef object _rendered(object value):
+    """values.render of an integer, a boolean or a list of strings that JSON writes as they
+    are (no quote, backslash or control character), in C; None for anything else."""
+    cdef list items
+    cdef Py_ssize_t i
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return str(value)
+    if type(value) is not list:
+        return None
+    items = <list>value
+    for item in items:
+        if type(item) is not str:
+            return None
+        for i in range(len(<str>item)):
+            if _at(<str>item, i) < 0x20 or _at(<str>item, i) == u'"' or _at(<str>item, i) == u'\\':
+                return None
+    if not items:
+        return "[]"
+    return '["' + '","'.join(items) + '"]'
 
 
 cdef inline object _condition(object value, str clause):
@@ -992,6 +1381,7 @@ cdef class Evaluator:
     cdef readonly str revision
     cdef list rules
     cdef object forbid_tree, permit_tree
+    cdef Py_ssize_t slots
 
     backend = "compiled"
 
@@ -999,6 +1389,7 @@ cdef class Evaluator:
         cdef dict memo = {}
         self.program = program
         self.revision = program.revision
+        self.slots = program.slots
         self.rules = []
         cdef _Rule r
         for code in program.rules:
@@ -1101,7 +1492,8 @@ cdef class Evaluator:
         cdef long long started = _nanos(CLOCK_MONOTONIC)
         ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
         ctx.arrival = arrival
-        ctx.cache = None
+        ctx.clear_slots()  # a context reused by a batch
+        ctx.slots = self.slots
         ctx.now_value = _UNSET
         ctx.errors = None
         cdef list forbids = self._phase(self.forbid_tree, ctx)
@@ -1144,14 +1536,14 @@ cdef class Evaluator:
                     reasons = []
                 reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
             elif applies is not False:
-                message = (<_Err>applies).message
+                message = (<_Err>applies).text()
                 if ctx.errors is None:
                     ctx.errors = []
-                ctx.errors.append(RuleError(rule.id, message))
+                ctx.errors.append(_rule_error(rule.id, message))
                 if rule.forbid:
                     if reasons is None:
                         reasons = []
-                    reasons.append(Reason(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
+                    reasons.append(_reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
         return reasons
 
     cdef object _reason(self, _Rule rule, _Context ctx):
@@ -1165,14 +1557,18 @@ cdef class Evaluator:
                 value = (<_Node>part).ev(ctx)
                 if type(value) is _Err:
                     part = "{?}"
+                elif type(value) is str:
+                    part = value
                 else:
-                    try:
-                        part = render(value)
-                    except EvalError:
-                        part = "{?}"
+                    part = _rendered(value)
+                    if part is None:
+                        try:
+                            part = render(value)
+                        except EvalError:
+                            part = "{?}"
             out.append(part)
             size += len(<str>part)
         message = "".join(out)
         if size > _MAX_REASON_CHARS:  # size: the message's length, or past the limit when cut short
             message = cap_reason(message)
-        return Reason(rule.id, "forbid" if rule.forbid else "permit", message, rule.annotations)
+        return _reason_of(rule.id, "forbid" if rule.forbid else "permit", message, rule.annotations)

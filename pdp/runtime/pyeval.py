@@ -144,6 +144,18 @@ def link(node: tuple):
                 return False
             return True
         return defined
+    if op == ir.LOOKUP:
+        key, default = link(node[1]), link(node[3])
+        cases = {k: link(v) for k, v in node[2].items()}
+
+        def lookup(ctx):
+            try:
+                value = key(ctx)
+            except EvalError:
+                return default(ctx)  # it meets the same error where it reads the key
+            case = cases.get(value) if type(value) is str else None
+            return default(ctx) if case is None else case(ctx)
+        return lookup
     if op == ir.CACHED:
         slot, inner = node[1], link(node[2])
 
@@ -161,6 +173,12 @@ def link(node: tuple):
             return value
         return cached
     raise ValueError(f"unknown opcode {op}")  # pragma: no cover
+
+
+def constant_value(node: tuple) -> object:
+    """The value of a node that reads neither the request nor the time (raises EvalError):
+    the compiler folds such nodes with this evaluator, so folding words errors as it does."""
+    return link(node)(_Context(({}, {}, {}, {}), float("nan")))
 
 
 def _link_path(node: tuple):
