@@ -107,3 +107,120 @@ def cedar_batch(reqs: list[dict]) -> tuple[list[dict], str]:
         cedar_requests.append({"principal": f'Workload::"{pid}"', "action": f'Action::"{r["action"]["name"]}"',
                                "resource": f'{res["type"]}::"{rid}"', "context": {"action": r["action"]["name"]}})
     return cedar_requests, json.dumps(list(entities.values()))
+
+
+# ---- the shipped library (policies/) with a realistic traffic mix -----------------------------
+
+LIBRARY = Path(__file__).resolve().parent.parent / "policies"
+#: The request time of the mix; credentials are dated relative to it.
+_NOW = 1795773900  # 2026-11-27T10:05:00Z
+#: The operations each inventoried workload calls day to day (what the gateway grants it).
+_USUAL = {
+    "billing": [("payment", "charge"), ("payment", "refund")],
+    "billing-staging": [("payment", "charge")],
+    "reporting": [("payment", "read")],
+    "warehouse": [("inventory", "read"), ("inventory", "reserve"), ("inventory", "release")],
+    "storefront": [("inventory", "read"), ("price", "read")],
+    "pricing-engine": [("price", "read"), ("price", "update")],
+    "fulfillment": [("order", "read"), ("order", "fulfill")],
+    "ops-automation": [("admin", "read"), ("admin", "update")],
+    "carrier-sync": [("order", "read")],
+    "deploy-pipeline": [("admin", "read")],
+    "legacy-reconciler": [("payment", "read")],
+}
+_CERT = "Xx3kqf0lBq7bvuvyNGaqOAMRmBZl5VhLkR8Rv0L1ZtE"
+
+
+def _stamp(seconds_ago: int) -> str:
+    import datetime
+    moment = datetime.datetime.fromtimestamp(_NOW - seconds_ago, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def library_requests(data: dict, count: int, seed: int = 5) -> list[dict]:
+    """Requests for the shipped library, drawn from its own data inventory: mostly known,
+    active identities calling their usual operations of ``data.api`` with fresh tokens from
+    their environment's networks (ALLOW); and, at rates a gateway meets them, unknown or
+    offboarded identities, stale, long-lived or leaked credentials, API keys (also on
+    high-value operations and from CI), certificate-bound tokens (replayed over another
+    certificate too), missing scopes and SPIFFE IDs, calls from outside the networks or from
+    workstations, browsers, person-obtained tokens, operations the API does not define or the
+    workload is not granted, and environments that do not match (DENY)."""
+    import ipaddress
+
+    rng = random.Random(seed)
+    identities, api, networks = data["identities"], data["api"], data["networks"]
+    revoked = list(data["revoked"]["credentials"])
+    known = sorted(identities)
+    operations = [(rtype, action) for rtype, actions in sorted(api.items()) for action in sorted(actions)]
+
+    def chance(p: float) -> bool:
+        return rng.random() < p
+
+    def inside(ranges: list[str]) -> str:
+        net = ipaddress.ip_network(rng.choice(ranges))
+        return str(net[rng.randrange(1, min(net.num_addresses - 1, 60000))])
+
+    out = []
+    for n in range(count):
+        who = rng.choice(known) if chance(0.95) else rng.choice(["ghost-svc", "old-batch", "test-runner"])
+        entry = identities.get(who, {})
+        env = "staging" if who.endswith("-staging") else "prod"
+        if chance(0.02):
+            env = rng.choice(["staging", "dev"])
+        if chance(0.9) and who in _USUAL:
+            rtype, action = rng.choice(_USUAL[who])
+        elif chance(0.7):
+            rtype, action = rng.choice(operations)
+        else:
+            rtype, action = rng.choice(sorted(api)), rng.choice(["delete", "export"])
+        operation = api.get(rtype, {}).get(action, {})
+        scopes = sorted({api[t][a]["scope"] for t, a in _USUAL.get(who, [])}) or ["payments:read"]
+        if chance(0.05):
+            scopes = scopes[:-1]
+        if chance(0.01):
+            scopes.append("*")
+        high_value = bool(operation.get("high_value"))
+        kind = rng.choices(["jwt", "x509_svid", "api_key", None], [65, 15, 10, 10])[0]
+        if high_value and chance(0.85):
+            kind = "jwt"
+        credential: dict = {} if kind is None else {"kind": kind}
+        if kind == "api_key":
+            credential["issued_at"] = _stamp(rng.choice([3, 20, 45, 60, 80, 120]) * 86400)
+            credential["id"] = rng.choice(revoked) if chance(0.03) else f"key-{rng.randrange(16**6):06x}"
+        else:
+            age = rng.choice([10, 40, 90, 150, 240]) if chance(0.95) else rng.choice([900, 2 * 3600])
+            credential["issued_at"] = _stamp(age)
+            if chance(0.7):
+                credential["expires_at"] = _stamp(age - (900 if chance(0.97) else -86400))
+            if chance(0.7):
+                credential["id"] = rng.choice(revoked) if chance(0.02) else f"jti-{rng.randrange(16**8):08x}"
+            if (high_value and chance(0.9)) or chance(0.2):
+                credential["cnf"] = {"x5t#S256": _CERT}
+            if chance(0.02):
+                credential["amr"] = [rng.choice(["pwd", "mfa", "otp"])]
+            if chance(0.01):
+                del credential["issued_at"]  # a gateway that forgot it: the controls fail closed
+        identity = {"type": "workload", "id": who, "env": env, "scopes": scopes, "credential": credential}
+        if chance(0.99):
+            pattern = entry.get("spiffe_id", "spiffe://acme.prod/ns/unknown/sa/*")
+            identity["spiffe_id"] = pattern.replace("*", rng.choice(["api", "worker", "web"])) if chance(0.98) \
+                else "spiffe://acme.prod/ns/other/sa/x"
+        where = rng.random()
+        if where < 0.94:
+            ip = inside(entry.get("networks") or networks["environments"].get(env, ["192.0.2.0/24"]))
+        elif where < 0.97:
+            ip = inside(["192.0.2.0/24", "198.51.100.0/24"])
+        else:
+            ip = inside(networks["workstations"])
+        context: dict = {"time": _stamp(0), "source_ip": ip, "tls": {"peer_cert_sha256": _CERT}}
+        if chance(0.01):
+            del context["source_ip"]
+        if chance(0.02):
+            context["tls"] = {"peer_cert_sha256": "9S1fJ3hM0n5m0o8pQxZyYk2WcA7eR4tU6vB1dG3hK5L"}
+        if chance(0.3):
+            context["headers"] = {"user-agent": "Mozilla/5.0 (X11)" if chance(0.05) else "envoy/1.31 grpc-go/1.66"}
+        out.append({"identity": identity, "action": {"name": action},
+                    "resource": {"type": rtype, "id": f"{rtype}-{n}", "env": env if chance(0.98) else "dev"},
+                    "context": context})
+    return out
