@@ -152,6 +152,7 @@ def _build_catalog(engine: Engine) -> Catalog:
 
 
 def _is_action_name(node: tuple) -> bool:
+    node = _unwrap(node)  # a path read several times per request is CACHED
     return node[0] == PATH and node[1] == "action" and tuple(node[2]) == ("name",)
 
 
@@ -398,6 +399,7 @@ def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidate
         if t[0] != "switch":
             raise ValueError(f"unknown tree node {t[0]!r}")
         _, path, branches, default, error = t
+        path = _unwrap(path)
         if path[0] == PATH and path[1] == root and tuple(path[2]) == (key,):
             split: dict[int, list[str]] = {}
             subtrees: dict[int, tuple] = {}
