@@ -17,7 +17,7 @@ def main(path: str) -> None:
         per = b["extra_info"].get("decisions_per_round", 1)
         rows[b["name"]] = (b["group"], b["stats"]["median"] / per, b["stats"]["min"] / per, per)
     m = data["machine_info"]
-    print("# Engine speed (issue 3)\n")
+    print("# Engine speed (issues 3 and 11)\n")
     print(f"Machine: {m.get('cpu', {}).get('brand_raw', platform.processor())}, "
           f"{m.get('cpu', {}).get('count', '?')} cores, Python {m['python_version']}; "
           f"run {data['datetime']}.\n")
@@ -41,6 +41,11 @@ def main(path: str) -> None:
               f"{cedar / median('test_decide_many_200_rules[compiled]'):.0f}×")
     except KeyError:
         pass
+    ten = "test_scaling_per_decision[10 rules]"
+    for name, label in (("test_decide_shipped_library[compiled]", "shipped library (policies/, traffic mix)"),
+                        ("test_decide_300_rules_half_untargeted", "300 rules, half untargeted")):
+        if name in rows and ten in rows:
+            print(f"- {label} / 10 rules per decision (decide): {median(name) / median(ten):.2f}×")
     try:
         print(f"- 10,000 rules / 10 rules per decision: "
               f"{median('test_scaling_per_decision[10,000 rules in 1,000 policies]') / median('test_scaling_per_decision[10 rules]'):.2f}×")

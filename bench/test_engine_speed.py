@@ -1,5 +1,7 @@
-"""Issue 3's speed figures: decide / decide_many per decision, side by side with Cedar, scaling
-with policy-set size, load and bundle start. Run (medians are what counts):
+"""Issue 3's and issue 11's speed figures: decide / decide_many per decision, side by side with
+Cedar; the shipped library (policies/) with a realistic traffic mix and a set with many
+untargeted rules beside the 10-rule set; scaling with policy-set size, load and bundle start.
+Run (medians are what counts):
 
     pytest bench/test_engine_speed.py --benchmark-only --benchmark-json=bench/results/engine.json
     python bench/engine_report.py bench/results/engine.json > bench/ENGINE.md
@@ -81,6 +83,50 @@ def scaling(tmp_path_factory):
     small = workloads.write_pdl(tmp_path_factory.mktemp("s10"), workloads.targeted(1, 10)[0])
     big = workloads.write_pdl(tmp_path_factory.mktemp("s10k"), workloads.targeted(1000, 10)[0])
     return small, big
+
+
+@pytest.fixture(scope="module")
+def library():
+    """The shipped library and 200 requests of its traffic mix (workloads.library_requests)."""
+    engine = pdp.load(workloads.LIBRARY, backend="reference")
+    return workloads.library_requests(dict(engine.policy_set.data), BATCH)
+
+
+@pytest.mark.parametrize("backend", sorted(runtime.EVALUATORS))
+def test_decide_shipped_library(benchmark, library, backend):
+    engine = pdp.load(workloads.LIBRARY, backend=backend)
+    reference = pdp.load(workloads.LIBRARY, backend="reference")
+    decisions = [reference.decide(r) for r in library]
+    assert [engine.decide(r) for r in library] == decisions
+    assert {d.decision for d in decisions} == {"ALLOW", "DENY"}
+    benchmark.group = "scaling: per batch of 200 decisions"
+    _per_decision(benchmark, len(library))
+    decide = engine.decide
+    benchmark(lambda: [decide(r) for r in library])
+
+
+def test_decide_many_shipped_library(benchmark, library):
+    engine = pdp.load(workloads.LIBRARY)
+    benchmark.group = "scaling: per batch of 200 decisions"
+    _per_decision(benchmark, len(library))
+    benchmark(engine.decide_many, library)
+
+
+@pytest.fixture(scope="module")
+def untargeted(tmp_path_factory):
+    """300 rules in 30 policies, every other one untargeted (150 rules meet every request)."""
+    return workloads.write_pdl(tmp_path_factory.mktemp("mixed"), workloads.mixed(30, 10))
+
+
+def test_decide_300_rules_half_untargeted(benchmark, untargeted):
+    engine = pdp.load(untargeted)
+    reqs = workloads.requests(30, BATCH, seed=13)
+    reference = pdp.load(untargeted, backend="reference")
+    assert [engine.decide(r) for r in reqs] == [reference.decide(r) for r in reqs]
+    benchmark.group = "scaling: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    decide = engine.decide
+    benchmark(lambda: [decide(r) for r in reqs])
 
 
 @pytest.mark.parametrize("size", ["10 rules", "10,000 rules in 1,000 policies"])

@@ -63,6 +63,20 @@ def targeted(types: int, rules_per_type: int) -> tuple[str, str]:
     return "\n".join(pdl) + "\n", "\n".join(cedar) + "\n"
 
 
+def mixed(types: int, rules_per_type: int, untargeted_every: int = 2) -> str:
+    """PDL of ``types * rules_per_type`` rules like :func:`targeted`, but every
+    ``untargeted_every``-th policy has no target: its rules meet every request."""
+    pdl = []
+    for i in range(types):
+        t = f"type{i}"
+        pdl.append(f"policy {t} {{" + ("" if i % untargeted_every == 0 else f'\n  target resource.type == "{t}"'))
+        for k in range(rules_per_type):
+            effect, name, cond, _ = _shape(k, t)
+            pdl.append(f"  {effect} {name}_{k} when {cond}")
+        pdl.append("}")
+    return "\n".join(pdl) + "\n"
+
+
 def requests(types: int, count: int, seed: int = 7) -> list[dict]:
     rng = random.Random(seed)
     out = []
