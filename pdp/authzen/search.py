@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compile.cse import children
-from ..compile.ir import AND, ATTR, CACHED, COMPARE, CONST, EQ_STR, IN_STRS, INDEX, LIST, PATH
+from ..compile.ir import AND, ATTR, CACHED, COMPARE, CONST, EQ_STR, ERROR, IN_STRS, INDEX, LIST, LOOKUP, PATH
 from ..engine import Engine, collector_paused
 from .mapping import BadRequest, _object, context, entity
 
@@ -290,6 +290,23 @@ def _compile(node: tuple, template: dict, root: str, key: str) -> tuple[bool, ob
                 raise _Fails
             return v
         return depends_obj or depends_key, index
+    if op == ERROR:  # a lookup folded at load that always fails (compile/tabulate.py)
+        def fails(c):
+            raise _Fails
+        return False, fails
+    if op == LOOKUP:  # a data lookup tabulated at load: the case of the key's value, else as written
+        depends_key, lookup_key = _compile(node[1], template, root, key)
+        cases = {k: _compile(v, template, root, key) for k, v in node[2].items()}
+        depends_default, default = _compile(node[3], template, root, key)
+
+        def lookup(c):
+            try:
+                k = lookup_key(c)
+            except _Fails:
+                return default(c)  # it fails the same way where it reads the key
+            case = cases.get(k) if type(k) is str else None
+            return default(c) if case is None else case[1](c)
+        return depends_key or depends_default or any(d for d, _ in cases.values()), lookup
     raise _Unknown
 
 
