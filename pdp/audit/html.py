@@ -3,6 +3,7 @@ no font, no network resource, so it opens anywhere (an air-gapped auditor's lapt
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from html import escape
 
@@ -13,18 +14,23 @@ ALLOW_COLOUR, DENY_COLOUR, USED_COLOUR, UNUSED_COLOUR = "#2ca02c", "#d62728", "#
 MAX_LINES = 8  # identities drawn in the timeline (the busiest)
 
 
-def _hours(first: str, last: str) -> list[str]:
-    """Every hour bucket (``YYYY-MM-DDTHH``) from ``first`` to ``last``, at most 24*31."""
+def _buckets(first: str, last: str) -> tuple[list[str], int, str]:
+    """Time buckets from ``first`` to ``last``: minutes when the span is under three hours,
+    else hours (at most 31 days of them). Returns (bucket keys, key length, unit)."""
+    fmt, width, unit, step = "%Y-%m-%dT%H:%M", 16, "minute", timedelta(minutes=1)
     try:
-        start = datetime.strptime(first[:13], "%Y-%m-%dT%H")
-        end = datetime.strptime(last[:13], "%Y-%m-%dT%H")
+        start = datetime.strptime(first[:16], fmt)
+        end = datetime.strptime(last[:16], fmt)
     except ValueError:
-        return sorted({first[:13], last[:13]})
+        return sorted({first[:16], last[:16]}), 16, "minute"
+    if end - start >= timedelta(hours=3):
+        fmt, width, unit, step = "%Y-%m-%dT%H", 13, "hour", timedelta(hours=1)
+        start = start.replace(minute=0)
     out = []
     while start <= end and len(out) < 24 * 31:
-        out.append(start.strftime("%Y-%m-%dT%H"))
-        start += timedelta(hours=1)
-    return out
+        out.append(start.strftime(fmt))
+        start += step
+    return out, width, unit
 
 
 def timeline_svg(review: Review) -> str:
@@ -32,9 +38,15 @@ def timeline_svg(review: Review) -> str:
     stamps = [v.first_seen for v in views if v.first_seen] + [v.last_seen for v in views if v.last_seen]
     if not stamps:
         return "<p>No requests.</p>"
-    hours = _hours(min(stamps), max(stamps))
+    hours, width_key, unit = _buckets(min(stamps), max(stamps))
+    series = []
+    for view in views:
+        counts: Counter = Counter()
+        for minute, n in view.timeline.items():
+            counts[minute[:width_key]] += n
+        series.append(counts)
     width, height, left, bottom = 760, 260, 50, 40
-    peak = max((v.timeline[h] for v in views for h in hours), default=1) or 1
+    peak = max((c[h] for c in series for h in hours), default=1) or 1
     step = (width - left - 20) / max(len(hours) - 1, 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30 + 18 * len(views)}" '
              f'role="img" aria-label="requests over time per identity">',
@@ -42,12 +54,12 @@ def timeline_svg(review: Review) -> str:
              f'<line x1="{left}" y1="10" x2="{left}" y2="{height - bottom}" stroke="#444"/>',
              f'<text x="{left - 6}" y="16" text-anchor="end" font-size="11">{peak}</text>',
              f'<text x="{left - 6}" y="{height - bottom}" text-anchor="end" font-size="11">0</text>',
-             f'<text x="{left}" y="{height - bottom + 16}" font-size="11">{escape(hours[0])}h</text>',
+             f'<text x="{left}" y="{height - bottom + 16}" font-size="11">{escape(hours[0])}</text>',
              f'<text x="{width - 10}" y="{height - bottom + 16}" text-anchor="end" font-size="11">'
-             f'{escape(hours[-1])}h (UTC, requests per hour)</text>']
-    for i, view in enumerate(views):
+             f'{escape(hours[-1])} (UTC, requests per {unit})</text>']
+    for i, (view, counts) in enumerate(zip(views, series)):
         colour = PALETTE[i % len(PALETTE)]
-        points = " ".join(f"{left + j * step:.1f},{height - bottom - view.timeline[h] / peak * (height - bottom - 10):.1f}"
+        points = " ".join(f"{left + j * step:.1f},{height - bottom - counts[h] / peak * (height - bottom - 10):.1f}"
                           for j, h in enumerate(hours))
         if len(hours) == 1:
             x, y = points.split(",")

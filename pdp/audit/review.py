@@ -46,7 +46,7 @@ class IdentityView:
     scopes_presented: set[str] = field(default_factory=set)
     scopes_used: set[str] = field(default_factory=set)
     denials: Counter = field(default_factory=Counter)
-    timeline: Counter = field(default_factory=Counter)  # hour (RFC 3339 prefix) ⇒ requests
+    timeline: Counter = field(default_factory=Counter)  # minute (RFC 3339 prefix YYYY-MM-DDTHH:MM) ⇒ requests
 
     def to_dict(self) -> dict:
         return {
@@ -181,7 +181,7 @@ def review(paths: Iterable[str], engine: Engine, inventory: str = "identities",
                 view.first_seen = when
             if view.last_seen is None or when > view.last_seen:
                 view.last_seen = when
-            view.timeline[when[:13]] += 1
+            view.timeline[when[:16]] += 1
         reasons = [r for r in record.get("reasons") or () if isinstance(r, str)]
         request = record.get("input")
         presented = _presented(request) if type(request) is dict else {}
