@@ -55,52 +55,91 @@ def normalize_value(value: object, path: str, depth: int = 0) -> object:
 def _normalize(value: object, path: str, depth: int, budget: list | None) -> object:
     """``normalize_value``; with ``budget`` (``[values left]``, shared by a request's roots)
     also the request limits MAX_VALUES and MAX_LIST_ITEMS."""
-    if isinstance(value, str):
-        if not value.isascii():
-            _check_unicode(value, path)
+    t = type(value)
+    if t is str:
+        if not value.isascii():  # type: ignore[attr-defined]
+            _check_unicode(value, path)  # type: ignore[arg-type]
         return value
-    if value is True or value is False:
+    if t is bool:
         return value
-    if isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
+    if t is int:
+        if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
             raise RequestError(path, "integer does not fit in 64 bits")
         return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if t is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
             raise RequestError(path, "numbers must be finite (no NaN or infinity)")
         return value
-    if depth >= MAX_DEPTH:
-        raise RequestError(path, f"nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        if budget is not None:
-            budget[0] -= len(value)
-            if budget[0] < 0:
-                _too_many(path)
-        result = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise RequestError(path, f"map keys must be strings, got {type(key).__name__} {key!r}")
-            if not key.isascii():
-                _check_unicode(key, path)
-            if item is not None:
-                result[key] = _normalize(item, f"{path}.{key}" if path else key, depth + 1, budget)
-        return result
-    if isinstance(value, (list, tuple)):
-        if budget is not None:
-            if len(value) > MAX_LIST_ITEMS:
-                raise RequestError(path, f"a list of {len(value)} items; the limit is {MAX_LIST_ITEMS} per list")
-            budget[0] -= len(value)
-            if budget[0] < 0:
-                _too_many(path)
-        items = []
-        for i, item in enumerate(value):
-            if item is None:
-                raise RequestError(f"{path}[{i}]", "null is not allowed inside a list")
-            items.append(_normalize(item, f"{path}[{i}]", depth + 1, budget))
-        return items
+    if t is dict or t is list or t is tuple:
+        if depth >= MAX_DEPTH:
+            raise RequestError(path, f"nested deeper than {MAX_DEPTH} levels")
+        if t is dict:
+            return _normalize_map(value, path, depth, budget)  # type: ignore[arg-type]
+        return _normalize_list(value, path, depth, budget)  # type: ignore[arg-type]
     if value is None:
         raise RequestError(path, "null is only allowed as a map value (where it means absent)")
-    raise RequestError(path, f"{type(value).__name__} is not a JSON value")
+    base = base_value(value)
+    if base is None:
+        raise RequestError(path, f"{t.__name__} is not a JSON value")
+    return _normalize(base, path, depth, budget)
+
+
+def base_value(value: object) -> object:
+    """The value of the JSON type that ``value``, an instance of a subclass of one, stands for
+    (SPEC §1.1: an ``enum.StrEnum`` member is its string, an ``IntEnum`` its integer, an
+    ``OrderedDict`` a map, a namedtuple a list); None when it is not such an instance.
+
+    The base type's own methods read the value, never the subclass's ``__str__`` or
+    ``__int__`` (``str()`` of a ``(str, Enum)`` member is ``"Color.RED"``, not its value).
+
+    >>> import enum
+    >>> base_value(enum.StrEnum("E", {"DEV": "dev"}).DEV), base_value(enum.IntEnum("N", {"ONE": 1}).ONE)
+    ('dev', 1)
+    """
+    if isinstance(value, str):
+        return str.__str__(value)  # an exact str copy of its characters
+    if isinstance(value, int):  # bool cannot be subclassed: every int subclass is a number
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, dict):
+        return dict(dict.items(value))
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
+def _normalize_map(value: dict, path: str, depth: int, budget: list | None) -> dict:
+    if budget is not None:
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            _too_many(path)
+    result = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise RequestError(path, f"map keys must be strings, got {type(key).__name__} {key!r}")
+            key = str.__str__(key)
+        if not key.isascii():
+            _check_unicode(key, path)
+        if item is not None:
+            result[key] = _normalize(item, f"{path}.{key}" if path else key, depth + 1, budget)
+    return result
+
+
+def _normalize_list(value: list | tuple, path: str, depth: int, budget: list | None) -> list:
+    if budget is not None:
+        if len(value) > MAX_LIST_ITEMS:
+            raise RequestError(path, f"a list of {len(value)} items; the limit is {MAX_LIST_ITEMS} per list")
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            _too_many(path)
+    items = []
+    for i, item in enumerate(value):
+        if item is None:
+            raise RequestError(f"{path}[{i}]", "null is not allowed inside a list")
+        items.append(_normalize(item, f"{path}[{i}]", depth + 1, budget))
+    return items
 
 
 def _too_many(path: str) -> None:

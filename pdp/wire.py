@@ -27,6 +27,7 @@ from typing import Any
 import msgpack
 
 from pdp.errors import RequestError
+from pdp.request import ROOT_KEYS, base_value
 from pdp.v1 import decision_pb2 as pb
 
 __all__ = [
@@ -39,8 +40,8 @@ __all__ = [
     "request_to_pb",
 ]
 
-#: The request objects of SPEC §3; no other top-level key exists.
-TOP_LEVEL_KEYS = ("identity", "action", "resource", "context")
+#: The request objects of SPEC §3; no other top-level key exists (defined in pdp.request).
+TOP_LEVEL_KEYS = ROOT_KEYS
 
 #: How many lists/maps may nest inside one attribute value (the attribute's own list or map
 #: is the first). The protobuf parser on the server stops at a fixed message depth (100 in
@@ -181,7 +182,9 @@ def request_to_pb(request: Mapping[str, Any], request_id: str = "", *, form: str
 def _fill_map(fields, obj: Mapping, depth: int) -> None:
     for k, x in obj.items():
         if type(k) is not str:
-            raise _Bad(f"keys must be strings, not {_type_name(k)} ({k!r})")
+            if not isinstance(k, str):
+                raise _Bad(f"keys must be strings, not {_type_name(k)} ({k!r})")
+            k = str.__str__(k)  # a str subclass (a StrEnum member) is its text
         t = type(x)
         try:
             if t is str:
@@ -246,22 +249,16 @@ def _fill(value, x: Any, depth: int) -> None:
                 i += 1
         else:
             value.list_value.SetInParent()
-    elif isinstance(x, bool):  # subclasses of the JSON types (IntEnum, OrderedDict, ...)
-        _fill(value, bool(x), depth)
-    elif isinstance(x, int):
-        _fill(value, int(x), depth)
-    elif isinstance(x, float):
-        _fill(value, float(x), depth)
-    elif isinstance(x, str):
-        _fill(value, str(x), depth)
-    elif isinstance(x, Mapping):
-        _fill(value, dict(x), depth)
-    elif isinstance(x, list):
-        _fill(value, list(x), depth)
     elif x is None:
         raise _Bad("null is only allowed as a map value (where it means absent)")
     else:
-        raise _Bad(f"{type(x).__name__} is not a JSON value (strings, numbers, booleans, lists and objects are)")
+        # A subclass of a JSON type (StrEnum, IntEnum, OrderedDict ...) is its base type's
+        # value, as the engine reads it (pdp.request.base_value); other mappings are maps.
+        base = dict(x) if isinstance(x, Mapping) and not isinstance(x, dict) else base_value(x)
+        if base is None:
+            raise _Bad(f"{type(x).__name__} is not a JSON value (strings, numbers, booleans, lists and objects "
+                       "are)")
+        _fill(value, base, depth)
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ Helpers: :func:`write_policy_set` and :func:`load_policy_set` turn file texts in
 
 from __future__ import annotations
 
+import collections
+import enum
 import itertools
 import json
 import tempfile
@@ -697,11 +699,13 @@ _CONTEXT = {
 
 
 @st.composite
-def requests(draw, fixed_time: bool = True) -> dict:
+def requests(draw, fixed_time: bool = True, python_values: bool = False) -> dict:
     """A valid request (SPEC §3) over the vocabulary.
 
     With ``fixed_time`` the request always carries a ``context.time`` (sometimes a malformed
     one), so its decision does not depend on the server clock and two evaluations of it agree.
+    With ``python_values`` some values and keys are instances of subclasses of their JSON
+    type, as Python callers pass them (see :func:`dressed`).
     """
     request = {"identity": draw(_IDENTITY), "action": draw(_ACTION), "resource": draw(_RESOURCE)}
     context = draw(_CONTEXT[fixed_time])
@@ -709,7 +713,92 @@ def requests(draw, fixed_time: bool = True) -> dict:
         request["context"] = context
     elif draw(st.booleans()):
         request["context"] = None  # null counts as absent
-    return request
+    return draw(dressed(request)) if python_values else request
+
+
+# ---- Python values: subclasses of the JSON types (SPEC §1.1) ---------------------------------
+
+
+class Text(str):
+    """A str subclass whose str() and repr() are not its value: only the characters count."""
+
+    def __str__(self) -> str:
+        return "Text!"
+
+    __repr__ = __str__
+
+
+class Whole(int):
+    def __str__(self) -> str:
+        return "Whole!"
+
+    __repr__ = __str__
+
+
+class Real(float):
+    def __str__(self) -> str:
+        return "Real!"
+
+    __repr__ = __str__
+
+
+class Map(dict):
+    pass
+
+
+class Items(list):
+    pass
+
+
+def _str_enum(text: str) -> str:
+    """A member whose value is ``text``: of an ``enum.StrEnum`` or of a ``(str, Enum)`` (whose
+    str() is ``"E.A"``, not the value)."""
+    return enum.StrEnum("Env", {"A": text}).A
+
+
+def _mixed_str_enum(text: str) -> str:
+    return enum.Enum("Env", {"A": text}, type=str).A
+
+
+def _int_enum(n: int) -> int:
+    return enum.IntEnum("Level", {"A": n}).A
+
+
+def _mixed_int_enum(n: int) -> int:
+    return enum.Enum("Mixed", {"V": n}, type=int).V  # renders "Mixed.V" if taken for itself
+
+
+_STR_DRESS = (_str_enum, _mixed_str_enum, Text)
+_INT_DRESS = (_int_enum, _mixed_int_enum, Whole)
+
+
+@st.composite
+def dressed(draw, value: object) -> object:
+    """``value`` with some of its strings, numbers, keys, maps and lists (at any depth) replaced
+    by an equal instance of a subclass: an ``enum.StrEnum`` or ``IntEnum`` member, a ``(str,
+    Enum)`` member, a subclass with its own ``__str__``, an ``OrderedDict``, a list subclass.
+    By SPEC §1.1 it is the same request as ``value`` on every backend."""
+    def maybe(convert):
+        return convert if draw(st.integers(0, 2)) == 0 else None
+
+    t = type(value)
+    if t is str:
+        convert = maybe(draw(st.sampled_from(_STR_DRESS)))
+        return value if convert is None else convert(value)
+    if t is int:
+        convert = maybe(draw(st.sampled_from(_INT_DRESS)))
+        return value if convert is None else convert(value)
+    if t is float:
+        return Real(value) if maybe(Real) else value
+    if t is list:
+        items = [draw(dressed(x)) for x in value]
+        return Items(items) if maybe(Items) else items
+    if t is dict:
+        pairs = [(draw(dressed(k)) if k not in ("identity", "action", "resource", "context") else k,
+                  draw(dressed(v))) for k, v in value.items()]
+        kind = draw(st.sampled_from([dict, dict, collections.OrderedDict, Map]))
+        return kind(pairs)
+    return value  # bool (not subclassable), None
 
 
 # ---- files and engines ---------------------------------------------------------------------
@@ -737,6 +826,6 @@ def load_policy_set(texts: Sequence[str], data: dict | None = DATA):
 __all__ = [
     "ANY", "ATTRIBUTES", "BOOL", "CIDR", "DATA", "DOMAINS", "LIST", "MAP", "NUM", "STR",
     "Expr", "PolicyModel", "PolicySetModel", "ReasonModel", "RuleModel",
-    "conditions", "expressions", "load_policy_set", "policy_models", "policy_set_models", "policy_sets",
+    "conditions", "dressed", "expressions", "load_policy_set", "policy_models", "policy_set_models", "policy_sets",
     "requests", "write_policy_set",
 ]

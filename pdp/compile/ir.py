@@ -40,8 +40,10 @@ NAMES = {
     DEFINED: "DEFINED", CACHED: "CACHED", LOOKUP: "LOOKUP",
 }
 
-#: Request roots a PATH may start from, by index.
-ROOTS = ("identity", "action", "resource", "context")
+from ..request import REQUIRED, ROOT_KEYS
+
+#: Request roots a PATH may start from, by index (the request's own, pdp.request).
+ROOTS = ROOT_KEYS
 
 #: Paths every valid request has as non-empty strings (SPEC §3): they never fail to resolve.
-REQUIRED_PATHS = (("identity", ("type",)), ("identity", ("id",)), ("action", ("name",)), ("resource", ("type",)))
+REQUIRED_PATHS = tuple((root, (field,)) for root, field in REQUIRED)
