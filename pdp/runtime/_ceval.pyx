@@ -20,7 +20,7 @@ from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, DEFAULT_REASON, cap_reason,
-                        failed_closed)
+                        failed_closed, frozen_map)
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import (indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES,
@@ -1395,7 +1395,7 @@ cdef class Evaluator:
         for code in program.rules:
             r = _Rule.__new__(_Rule)
             r.id, r.forbid = code.id, code.effect == "forbid"
-            r.annotations = dict(code.annotations)
+            r.annotations = frozen_map(code.annotations)  # shared by its reasons: read-only
             r.reason = None
             message = ""
             if code.reason is not None:

@@ -16,7 +16,7 @@ from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.program import Program
 from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Reason, RuleError, cap_reason, combine, decide_batch,
-                        failed_closed)
+                        failed_closed, frozen_map)
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import parse_request
@@ -219,7 +219,7 @@ class _LinkedRule:
 
     def __init__(self, code, linked_nodes):
         self.id, self.effect = code.id, code.effect
-        self.annotations = dict(code.annotations)
+        self.annotations = frozen_map(code.annotations)  # shared by its reasons: read-only
         self.reason = None
         message = ""
         if code.reason is not None:
