@@ -68,4 +68,8 @@ def load_bundle(path: str | os.PathLike, backend: str | None = None, verify_key=
         if recomputed != program.revision:
             raise fail(f"the bundle's header says revision {program.revision}, but its sources hash to "
                        f"{recomputed}: the bundle was altered")
-        return Engine(program, sources, None, backend)
+        try:
+            return Engine(program, sources, None, backend)
+        except PolicyError as err:  # the program is malformed (compile.verify): name the file
+            raise PolicyError([Diagnostic(name, 0, 0, f"corrupt bundle: {d.message}", "bundle_error")
+                               for d in err.diagnostics]) from None

@@ -17,6 +17,7 @@ from .decision import Decision, decide_batch, failed_closed
 from .errors import Diagnostic, PolicyError, RequestError
 from .explain import Explanation, explain
 from .compile.program import Program
+from .compile.verify import verify
 from .datafile import load_data
 from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
 from .request import parse_request
@@ -43,6 +44,7 @@ class Engine:
         self._policy_set = policy_set
         self.backend = backend or runtime.BACKEND
         if self.backend == "reference":
+            verify(program)  # the evaluators check the programs they link; this one decides from sources
             self._evaluator = None
             self.decide = self._decide_reference  # type: ignore[method-assign]
         else:

@@ -47,3 +47,18 @@ ROOTS = ROOT_KEYS
 
 #: Paths every valid request has as non-empty strings (SPEC §3): they never fail to resolve.
 REQUIRED_PATHS = tuple((root, (field,)) for root, field in REQUIRED)
+
+#: The fields after the opcode of each node, by kind (``verify.py`` checks every program
+#: against this, so an opcode without an entry cannot be loaded): ``node`` a node; ``nodes``
+#: a tuple of nodes; ``node_map`` a dict of strings to nodes; ``value`` a JSON value; ``str``
+#: a string; ``strs`` a tuple of strings; ``bool``; ``root`` one of ROOTS; ``path_keys`` and
+#: ``path_texts`` the keys of a PATH and their texts (one more); ``operator`` a level-4
+#: operator; ``builtin`` a built-in's name, ``args`` its arguments; ``glob`` a valid glob;
+#: ``networks`` the strings of a valid ``cidr(...)``; ``slot`` a CACHED slot number.
+SHAPES = {
+    CONST: ("value",), CIDR: ("networks",), ERROR: ("str",), PATH: ("root", "path_keys", "path_texts"),
+    NOW: (), ATTR: ("node", "str", "str", "str"), INDEX: ("node", "node", "str"), LIST: ("nodes",),
+    NOT: ("node",), AND: ("nodes",), OR: ("nodes",), COMPARE: ("operator", "node", "node"),
+    EQ_STR: ("node", "str", "bool"), IN_STRS: ("node", "strs", "bool"), MATCH_GLOB: ("node", "glob"),
+    CALL: ("builtin", "args"), DEFINED: ("node",), CACHED: ("slot", "node"),
+}

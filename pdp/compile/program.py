@@ -112,7 +112,7 @@ def decode(data: bytes, name: str = "<bundle>") -> tuple[Program, list[Source]]:
     try:
         sources = [Source(str(d), str(r), str(k), bytes(c)) for d, r, k, c in body["sources"]]
         return _decode_body(header, body), sources
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the shape, a body that does not decode is corrupt
         raise fail(f"corrupt bundle ({type(exc).__name__}: {exc})") from None
 
 
@@ -121,6 +121,8 @@ def _decode_body(header: dict, body: dict) -> Program:
     for row in body["nodes"]:
         shell = _tupled(row)
         kid_refs = children(shell)
+        if any(type(i) is not int or not 0 <= i < len(nodes) for i in kid_refs):  # earlier rows only
+            raise IndexError(f"node {len(nodes)} refers to a node out of range")
         node = replace_children(shell, [nodes[i] for i in kid_refs]) if kid_refs else shell
         nodes.append(node)
 

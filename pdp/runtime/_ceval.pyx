@@ -19,6 +19,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
+from ..compile.verify import verify
 from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, DEFAULT_REASON, cap_reason,
                         failed_closed, frozen_map)
 from ..errors import EvalError, RequestError
@@ -1385,7 +1386,15 @@ cdef class Evaluator:
 
     backend = "compiled"
 
+    def __cinit__(self):
+        # Linked by __init__; until then (Evaluator.__new__ alone) a decision finds no rule.
+        self.rules = []
+        self.forbid_tree = self.permit_tree = _Leaf.__new__(_Leaf)
+        (<_Leaf>self.forbid_tree).entries = ()
+        self.revision = ""
+
     def __init__(self, program):
+        verify(program)  # PolicyError unless well-formed: linking below trusts every field
         cdef dict memo = {}
         self.program = program
         self.revision = program.revision
@@ -1483,8 +1492,12 @@ cdef class Evaluator:
         return out
 
     def decide_parsed(self, dict attrs, double arrival):
-        return self.run(_Context.__new__(_Context),
-                        (attrs["identity"], attrs["action"], attrs["resource"], attrs["context"]), arrival)
+        """Decide a request already validated: the ``attrs`` of ``request.parse_request``."""
+        cdef tuple roots = (attrs["identity"], attrs["action"], attrs["resource"], attrs["context"])
+        for root in roots:
+            if type(root) is not dict:  # the evaluation reads the roots as dicts unchecked
+                raise TypeError("decide_parsed takes the attrs of pdp.request.parse_request")
+        return self.run(_Context.__new__(_Context), roots, arrival)
 
     cdef object run(self, _Context ctx, tuple roots, double arrival):
         """Decide the request whose four roots (ROOT_KEYS order) are ``roots``, in ``ctx``

@@ -15,6 +15,7 @@ from .. import operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.program import Program
+from ..compile.verify import verify
 from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Reason, RuleError, cap_reason, combine, decide_batch,
                         failed_closed, frozen_map)
 from ..errors import EvalError, RequestError
@@ -236,6 +237,7 @@ class Evaluator:
     backend = "python"
 
     def __init__(self, program: Program):
+        verify(program)  # PolicyError unless well-formed, as the compiled evaluator
         self.program = program
         memo: dict[int, object] = {}
 
