@@ -1,8 +1,8 @@
 """Conversions between SPEC §3 requests / SPEC §2 decisions and the ``pdp.v1`` messages.
 
 Pure functions, no server and no engine: the gRPC server decodes every request with
-:func:`pb_to_request` and encodes every answer with :func:`decision_to_pb`; the client does
-the reverse. Both directions run per request, so they are written for speed: exact ``type()``
+:func:`pb_to_request` and encodes every answer with :func:`decision_to_pb` (the one
+definition of that encoding); the client does the reverse. Both directions run per request, so they are written for speed: exact ``type()``
 dispatch first, scalars handled inline, path strings built only when something is wrong.
 
 A request travels in one of two forms (proto/pdp/v1/decision.proto; bench/WIRE_FORMAT.md has
@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from pdp.decision import Decision, Reason, RuleError
 from pdp.errors import RequestError
 from pdp.request import ROOT_KEYS, base_value
 from pdp.v1 import decision_pb2 as pb
@@ -453,24 +454,32 @@ def _check(x: Any, depth: int) -> None:
 # decisions
 
 
-def decision_to_pb(decision: Mapping[str, Any], request_id: str = "") -> pb.CheckResponse:
-    """Encode a decision dict (``Decision.to_dict()``, SPEC §2) as a ``CheckResponse``."""
-    msg = _CheckResponse(
-        request_id=request_id,
-        decision=_DECISION_TO_PB[decision["decision"]],
-        revision=decision.get("revision", ""),
-        eval_ns=decision.get("eval_ns", 0),
-    )
-    reasons = msg.reasons
-    for r in decision.get("reasons", ()):
-        reason = reasons.add(rule=r["rule"], effect=_EFFECT_TO_PB[r["effect"]], message=r.get("message", ""))
-        annotations = r.get("annotations")
-        if annotations:
-            reason.annotations.update(annotations)
-    errors = msg.errors
-    for e in decision.get("errors", ()):
-        errors.add(rule=e["rule"], message=e["message"])
+def decision_to_pb(decision: Decision | Mapping[str, Any], request_id: str = "") -> pb.CheckResponse:
+    """Encode a decision as a ``CheckResponse``: a :class:`pdp.Decision` (the server's case,
+    once per decision: read directly) or its dict form (``Decision.to_dict()``, SPEC §2)."""
+    if not isinstance(decision, Decision):
+        decision = _decision_of(decision)
+    msg = _CheckResponse(request_id=request_id, decision=_DECISION_TO_PB[decision.decision],
+                         revision=decision.revision, eval_ns=decision.eval_ns)
+    add = msg.reasons.add
+    for r in decision.reasons:
+        reason = add(rule=r.rule, effect=_EFFECT_TO_PB[r.effect], message=r.message)
+        if r.annotations:
+            reason.annotations.update(r.annotations)
+    if decision.errors:
+        add_error = msg.errors.add
+        for e in decision.errors:
+            add_error(rule=e.rule, message=e.message)
     return msg
+
+
+def _decision_of(d: Mapping[str, Any]) -> Decision:
+    """The Decision of a decision dict (``reasons``, ``errors``, ``revision``, ``eval_ns`` and a
+    reason's ``message`` and ``annotations`` may be left out)."""
+    reasons = tuple(Reason(r["rule"], r["effect"], r.get("message", ""), r.get("annotations"))
+                    for r in d.get("reasons", ()))
+    errors = tuple(RuleError(e["rule"], e["message"]) for e in d.get("errors", ()))
+    return Decision(d["decision"], reasons, errors, d.get("revision", ""), d.get("eval_ns", 0))
 
 
 def error_to_pb(error: RequestError | str, request_id: str = "", code: int = 3) -> pb.CheckResponse:

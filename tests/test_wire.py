@@ -15,7 +15,7 @@ from pathlib import Path
 import msgpack
 import pytest
 from google.protobuf import json_format
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pdp import wire
@@ -488,3 +488,48 @@ def _protoc_line(data: bytes) -> str:
         if "Protobuf Python Version" in line or "GRPC_GENERATED_VERSION =" in line:
             return line.strip("# ")
     return "?"
+
+
+def test_a_decision_and_its_dict_encode_alike(tmp_path):
+    """One encoding: a Decision (the server's case) and its to_dict() give the same message."""
+    import pdp
+    from pdp.server.convert import decision_to_pb as server_encoding
+
+    assert server_encoding is wire.decision_to_pb
+    (tmp_path / "p.pdl").write_text('@owner("o")\npolicy p {\n  @control("c")\n  permit r when identity.ok '
+                                    'reason "ok {identity.id}"\n  forbid f when identity.bad\n}\n')
+    engine = pdp.load(tmp_path)
+    for identity in ({"ok": True}, {"ok": False}, {"ok": "x", "bad": False}, {"bad": "x"}):
+        d = engine.decide({"identity": {"type": "w", "id": "x", **identity}, "action": "r", "resource": {"type": "t"}})
+        assert wire.decision_to_pb(d, "r1").SerializeToString(deterministic=True) == \
+            wire.decision_to_pb(d.to_dict(), "r1").SerializeToString(deterministic=True)
+        assert wire.pb_to_decision_dict(wire.decision_to_pb(d)) == d.to_dict()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=__import__("test_fast_validation")._requests)
+def test_the_wire_and_the_engine_agree_on_what_a_request_is(raw):
+    """Generated requests, valid and not (subclass values, nulls, tuples, bad keys, depth, ...):
+    what the wire carries parses as the request itself does, and what it refuses, the engine
+    refuses too (the wire checks only what it cannot carry; the engine checks the rest)."""
+    from pdp.request import parse_request
+
+    def engine_view(request):
+        try:
+            return parse_request(request, 0.0).attrs
+        except RequestError as err:
+            return ("RequestError", err.path)
+
+    want = engine_view(raw)
+    for form in FORMS:
+        try:
+            carried = wire.pb_to_request(pb.CheckRequest.FromString(
+                wire.request_to_pb(raw, form=form).SerializeToString()))
+        except RequestError:
+            assert type(want) is tuple, (form, raw)
+            continue
+        got = engine_view(carried)
+        if type(want) is dict:
+            assert got == want, (form, raw)
+        else:
+            assert type(got) is tuple, (form, raw)

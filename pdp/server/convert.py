@@ -1,39 +1,21 @@
-"""Pure mappings the servicers use: Decision ⇒ CheckResponse, the mTLS peer ⇒ ``context.peer``,
-and the per-request limits. No server state; unit-testable without a server.
+"""Pure mappings the servicers use: Decision ⇒ CheckResponse (``pdp.wire.decision_to_pb``, the
+one definition), the mTLS peer ⇒ ``context.peer``, and the per-request limits. No server state;
+unit-testable without a server.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..decision import Decision
 from ..errors import RequestError
-from ..v1 import decision_pb2 as pb
+from ..wire import decision_to_pb
 
-_CheckResponse = pb.CheckResponse
-_DECISION = {"ALLOW": pb.DECISION_ALLOW, "DENY": pb.DECISION_DENY}
-_EFFECT = {"permit": pb.EFFECT_PERMIT, "forbid": pb.EFFECT_FORBID}
+__all__ = ["Decoded", "check_attribute_count", "count_values", "decision_to_pb", "deserializer",
+           "peer_attributes", "with_peer"]
 
 #: ``context.peer`` belongs to the server: it is filled from the verified client certificate,
 #: and a request that sets it itself is refused (a policy must be able to trust it).
 PEER_KEY = "peer"
-
-
-def decision_to_pb(decision: Decision, request_id: str = "") -> pb.CheckResponse:
-    """A ``Decision`` as a ``CheckResponse`` (same content as ``pdp.wire.decision_to_pb`` of its
-    ``to_dict()``, without building the dict: this runs once per decision)."""
-    msg = _CheckResponse(request_id=request_id, decision=_DECISION[decision.decision],
-                         revision=decision.revision, eval_ns=decision.eval_ns)
-    add = msg.reasons.add
-    for r in decision.reasons:
-        reason = add(rule=r.rule, effect=_EFFECT[r.effect], message=r.message)
-        if r.annotations:
-            reason.annotations.update(r.annotations)
-    if decision.errors:
-        add_error = msg.errors.add
-        for e in decision.errors:
-            add_error(rule=e.rule, message=e.message)
-    return msg
 
 
 class Decoded:
