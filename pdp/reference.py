@@ -17,7 +17,7 @@ from .builtins import BUILTINS
 from .check import CheckedPolicy, CheckedPolicySet, CheckedRule
 from .decision import FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, cap_reason, combine
 from .errors import EvalError
-from .request import Request
+from .request import ROOT_KEYS, Request
 from .syntax import ast
 from .values import parse_time, render, type_name
 
@@ -193,7 +193,7 @@ class Evaluation:
             return e.value
         if isinstance(e, ast.Name):
             name = e.name
-            if name in ("identity", "action", "resource", "context"):
+            if name in ROOT_KEYS:
                 return self.attrs[name]
             if name == "data":
                 return self.data
@@ -255,7 +255,7 @@ def _self_evident(e: ast.Expr) -> bool:
     """Literals and whole request roots say nothing a trace reader needs."""
     return isinstance(e, ast.Literal) or (
         isinstance(e, ast.ListExpr) and all(isinstance(i, ast.Literal) for i in e.items)
-    ) or (isinstance(e, ast.Name) and e.name in ("identity", "action", "resource", "context", "data"))
+    ) or (isinstance(e, ast.Name) and (e.name in ROOT_KEYS or e.name == "data"))
 
 
 # ---- the decision procedure --------------------------------------------------------------

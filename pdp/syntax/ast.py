@@ -10,9 +10,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Union
 
+from ..request import ROOT_KEYS
 from ..source import Span
 
-ROOTS = ("identity", "action", "resource", "context", "data", "now")
+#: The names an expression may start from: the request's roots, then the loaded data and the time.
+ROOTS = (*ROOT_KEYS, "data", "now")
 
 
 def _span() -> Span:
