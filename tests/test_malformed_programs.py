@@ -31,7 +31,9 @@ REPO = HERE.parent
 
 def probe(cases: list) -> list[dict]:
     """Run ``cases`` in a child process; the outcomes of each, or fail on a crash."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
+    # The child imports the very pdp this process runs (installed or checked out) and the tests' helpers.
+    where = [str(Path(pdp.__file__).resolve().parents[1]), str(HERE), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(where)}
     done = subprocess.run([sys.executable, str(HERE / "program_probe.py")], input=pickle.dumps(cases),
                           capture_output=True, timeout=300, env=env)
     lines = [json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")]
@@ -39,6 +41,10 @@ def probe(cases: list) -> list[dict]:
                                   f"{cases[len(lines)] if len(lines) < len(cases) else '?'!r:.300}\n"
                                   f"{done.stderr.decode()[-2000:]}")
     assert len(lines) == len(cases)
+    backends = {"reference", *pdp.runtime.EVALUATORS}  # the child ran every backend this process has
+    for (kind, _), line in zip(cases, lines):
+        ran = {entry.split("/")[-1].removeprefix("EVALUATORS[").removesuffix("]") for entry in line["outcomes"]}
+        assert ran >= (backends if kind == "bundle" else set(pdp.runtime.EVALUATORS)), line
     return [line["outcomes"] for line in lines]
 
 
