@@ -61,4 +61,5 @@ SHAPES = {
     NOT: ("node",), AND: ("nodes",), OR: ("nodes",), COMPARE: ("operator", "node", "node"),
     EQ_STR: ("node", "str", "bool"), IN_STRS: ("node", "strs", "bool"), MATCH_GLOB: ("node", "glob"),
     CALL: ("builtin", "args"), DEFINED: ("node",), CACHED: ("slot", "node"),
+    LOOKUP: ("node", "node_map", "node"),
 }

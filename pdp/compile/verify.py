@@ -16,7 +16,7 @@ from ..builtins import BUILTINS, cidr_set
 from ..errors import Diagnostic, EvalError, PolicyError
 from ..glob import glob_error
 from ..operators import OPERATORS
-from .ir import NAMES, PATH, REQUIRED_PATHS, ROOTS, SHAPES
+from .ir import CACHED, NAMES, PATH, REQUIRED_PATHS, ROOTS, SHAPES
 from .program import Program, RuleCode
 
 #: Nodes nested deeper than this are refused: evaluation recurses once per level (in C, on
@@ -38,6 +38,13 @@ def verify(program: object, name: str = "<program>") -> None:
         _Verifier(program).run()
     except _Invalid as bad:
         raise PolicyError(Diagnostic(name, 0, 0, f"invalid program: {bad}", "program_error")) from None
+
+
+def _cannot_fail(node: tuple) -> bool:
+    """A path every valid request has (SPEC §3), perhaps kept in a CACHED slot."""
+    while node[0] == CACHED:
+        node = node[2]
+    return node[0] == PATH and (node[1], node[2]) in REQUIRED_PATHS
 
 
 def _shown(x: object) -> str:
@@ -130,7 +137,7 @@ class _Verifier:
             self.tree(default, effect, depth + 1)
             if error is not None:
                 self.tree(error, effect, depth + 1)
-            elif not (path[0] == PATH and (path[1], path[2]) in REQUIRED_PATHS):
+            elif not _cannot_fail(path):
                 raise _Invalid(f"{where}: a switch on a path that may fail to resolve needs an error branch")
         self.trees.add((id(tree), effect))
 

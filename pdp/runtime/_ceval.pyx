@@ -77,19 +77,24 @@ cdef type _REASON = Reason
 cdef type _RULE_ERROR = RuleError
 
 
+cdef extern from "Python.h":
+    # The slots are set past the records' own __setattr__, which refuses (they are immutable).
+    int _set_slot "PyObject_GenericSetAttr"(object o, object name, object value) except -1
+
+
 cdef object _reason_of(str rule, str effect, str message, object annotations):
     cdef object r = PyType_GenericAlloc(_REASON, 0)
-    r.rule = rule
-    r.effect = effect
-    r.message = message
-    r.annotations = annotations
+    _set_slot(r, "rule", rule)
+    _set_slot(r, "effect", effect)
+    _set_slot(r, "message", message)
+    _set_slot(r, "annotations", annotations)  # the rule's FrozenMap
     return r
 
 
 cdef object _rule_error(str rule, str message):
     cdef object e = PyType_GenericAlloc(_RULE_ERROR, 0)
-    e.rule = rule
-    e.message = message
+    _set_slot(e, "rule", rule)
+    _set_slot(e, "message", message)
     return e
 
 
