@@ -206,7 +206,9 @@ def _compare(model: PolicySet, reqs, stats: Counter) -> None:
 def test_pdp_agrees_with_cedar_on_the_shared_subset():
     stats: Counter = Counter()
 
-    @settings(max_examples=EXAMPLES, deadline=None,
+    # derandomize: the non-vacuity shares below are checked on one fixed sample, so a run
+    # cannot fail because chance drew few cases of one outcome.
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(model=policy_sets(), reqs=st.lists(requests(), min_size=1, max_size=6))
     def run(model, reqs):
