@@ -16,7 +16,7 @@ from ..errors import PolicyError
 
 EXAMPLE = """example:
   $ pdp replay /var/log/pdp/decisions.jsonl* --against policies/
-  Replayed 1,204,331 decisions against revision 9c1e4f0a7b2d3e58 in 153.8s (7,830/s).
+  Replayed 1,204,331 decisions against revision 9c1e4f0a7b2d3e58 in 53.1s (22,680/s).
     changed: 312  (allow_to_deny 310, deny_to_allow 2)
     skipped: 0 lines without input
   Rules behind the changes (the candidate's reasons):
