@@ -57,6 +57,9 @@ def extensions():
     except ImportError:
         if REQUIRE_EXTENSION:
             raise
+        # Said aloud: in an editable install an extension built earlier would stay in place,
+        # stale, and be imported as if it were current.
+        print("warning: Cython is not installed: the compiled evaluator is not built (pip install Cython)")
         return []
     try:
         return cythonize(sources, language_level=3)
