@@ -16,12 +16,9 @@ import argparse
 import json
 import os
 import platform
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import grpc
@@ -32,8 +29,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_grpc import PDP_POLICY, REQUEST, free_port  # noqa: E402
 
+from check_rounds import alternate_rounds  # noqa: E402
 from pdp.client import encode  # noqa: E402
-from pdp.v1 import decision_pb2 as pb  # noqa: E402
 
 CANDIDATE_EXTRA = """
 policy candidate_extra {
@@ -49,30 +46,6 @@ def start(policies: Path, address: str, log: Path, shadow: Path | None) -> subpr
     return subprocess.Popen([sys.executable, "-m", "pdp", "serve", str(policies), "--addr", address, "--workers", "1",
                              "--log-level", "WARNING", "--decision-log", str(log), *extra], env=env,
                             stdin=subprocess.DEVNULL)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def timed_calls(check, message, calls: int) -> list[int]:
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter_ns()
-        check(message, timeout=10)
-        times.append(time.perf_counter_ns() - started)
-    return times
-
-
-def percentile(values: list[int], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # µs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,37 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         addresses = {"plain": f"127.0.0.1:{free_port()}", "shadow": f"127.0.0.1:{free_port()}"}
         procs = {name: start(policies, address, Path(tmp) / f"{name}.jsonl",
                              candidate if name == "shadow" else None) for name, address in addresses.items()}
-        channels = {}
-        try:
-            for name, address in addresses.items():
-                channels[name] = grpc.insecure_channel(address)
-                grpc.channel_ready_future(channels[name]).result(timeout=60)
-            checks = {name: channel.unary_unary("/pdp.v1.DecisionService/Check",
-                                                request_serializer=pb.CheckRequest.SerializeToString,
-                                                response_deserializer=pb.CheckResponse.FromString)
-                      for name, channel in channels.items()}
-            for name, check in checks.items():
-                assert check(message, timeout=10).decision == pb.DECISION_ALLOW, name
-                timed_calls(check, message, args.warmup)
-            rounds = []
-            for r in range(args.rounds):
-                order = list(checks) if r % 2 == 0 else list(reversed(checks))
-                result = {}
-                for name in order:
-                    times = timed_calls(checks[name], message, args.calls)
-                    result[name] = {"p50_us": percentile(times, 0.50), "p90_us": percentile(times, 0.90),
-                                    "p99_us": percentile(times, 0.99)}
-                rounds.append(result)
-                print(f"round {r + 1}: " + ", ".join(f"{n} p50 {v['p50_us']:.0f} µs" for n, v in result.items()),
-                      file=sys.stderr)
-        finally:
-            for channel in channels.values():
-                channel.close()
-            for proc in procs.values():
-                stop(proc)
+        rounds, medians = alternate_rounds(addresses, procs, message, rounds=args.rounds,
+                                           calls=args.calls, warmup=args.warmup)
 
-    medians = {name: {k: statistics.median(r[name][k] for r in rounds) for k in ("p50_us", "p90_us", "p99_us")}
-               for name in addresses}
     print("| server | Check p50 µs | p90 µs | p99 µs |\n|---|---|---|---|")
     for name, label in (("plain", "--decision-log"), ("shadow", "--decision-log --shadow")):
         m = medians[name]
