@@ -106,7 +106,7 @@ def test_every_command_has_help_with_an_example(command, capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["eval", "policies"], "the following arguments are required: --request"),
+    (["eval", "policies"], "one of the arguments --request/-r --envoy is required"),
     (["check"], "the following arguments are required: PATH"),
     (["eval", "--request", "r.json"], "the following arguments are required: PATH"),
     (["check", "p", "--no-such-option"], "unrecognized arguments: --no-such-option"),

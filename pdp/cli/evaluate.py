@@ -1,4 +1,5 @@
-"""``pdp eval PATH... --request FILE``: decide one request and print the decision as JSON."""
+"""``pdp eval PATH... --request FILE``: decide one request and print the decision as JSON.
+With ``--envoy FILE`` instead, the request is an Envoy CheckRequest (``evaluate_envoy``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ EXAMPLE = """example:
   {"decision": "ALLOW", "reasons": [{"rule": "payments.billing_may_charge", ...}], ...}
   $ echo '{"identity": {"type": "workload", "id": "x"}, "action": "read",
            "resource": {"type": "doc"}}' | pdp eval policies/ --request - --explain
+  $ pdp eval policies/ --envoy examples/envoy/check_request.json
+  {"request": {...the mapped pdp request...}, "decision": {...}, "envoy": {"status": "OK", ...}}
 
-The exit code is 0 whatever the decision; 1 for a policy or request error.
+The exit code is 0 whatever the decision; 1 for a policy or request error; 2 when the
+--envoy file is not a CheckRequest in proto3 JSON.
 """
 
 
@@ -25,11 +29,17 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="policy files or folders")
-    p.add_argument("--request", "-r", required=True, metavar="FILE",
-                   help="the request as a JSON file, or - for standard input")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--request", "-r", metavar="FILE",
+                       help="the request as a JSON file, or - for standard input")
+    given.add_argument("--envoy", metavar="FILE",
+                       help="an Envoy envoy.service.auth.v3.CheckRequest in proto3 JSON (- for standard input): "
+                            "print the mapped request, the decision and the answer pdp serve would send")
     p.add_argument("--explain", action="store_true",
                    help="print a readable trace of every rule instead (with --json: the trace as JSON)")
     p.add_argument("--json", action="store_true", help="with --explain, print the trace as JSON")
+    p.add_argument("--envoy-deny-body", choices=["reasons", "rules", "none"], default="reasons",
+                   help="with --envoy: the body of a 403, as pdp serve --envoy-deny-body (default: reasons)")
     p.set_defaults(run=run)
 
 
@@ -68,6 +78,10 @@ def run(args) -> int:
     except PolicyError as err:
         print(err, file=sys.stderr)
         return 1
+    if args.envoy is not None:
+        from . import evaluate_envoy  # imports the Envoy protos only when asked for
+
+        return evaluate_envoy.run(engine, args)
     try:
         request = read_request(args.request)
         if args.explain:

@@ -1,7 +1,8 @@
 """Envoy external authorization (``envoy.service.auth.v3.Authorization/Check``), SPEC §7.1.
 
 Envoy's ``CheckRequest`` ⇒ pdp request dict (``envoy_to_request``) ⇒ engine ⇒ Envoy's
-``CheckResponse`` (``decision_to_envoy``). The servicer always answers with a CheckResponse:
+``CheckResponse`` (``decision_to_envoy``); ``answer`` is that whole path for one request, shared
+by the servicer and ``pdp eval --envoy``. The servicer always answers with a CheckResponse:
 a request that cannot be mapped or decided is a DENY (403) with a reason, never an RPC error,
 because Envoy may be configured to let requests through when the authorization call fails.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -20,11 +22,11 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import status_pb2
 
-from ..decision import Decision
+from ..decision import DENY, Decision, Reason
 from ..errors import RequestError
 from .convert import check_attribute_count
 from .holder import EngineHolder
-from .options import ENVOY_DENY_BODIES, ServerOptions
+from .options import DEFAULT_MAX_ATTRIBUTES, ENVOY_DENY_BODIES, ServerOptions
 
 log = logging.getLogger("pdp.server")
 
@@ -182,6 +184,46 @@ def deny(reasons: list[dict], revision: str, body: str = "reasons") -> ext.Check
     )
 
 
+# --------------------------------------------------------------------------------------------
+# One CheckRequest ⇒ the answer (what the servicer sends, and what ``pdp eval --envoy`` shows)
+
+
+@dataclass(frozen=True)
+class EnvoyAnswer:
+    """How the Envoy service answers one ``CheckRequest``, and how it got there."""
+
+    request: dict | None  # the mapped pdp request; None when nothing could be mapped
+    decision: Decision  # the engine's decision, or the DENY that refuses an undecidable request
+    response: ext.CheckResponse
+    error_code: str = ""  # for a refused request: INVALID_ARGUMENT or INTERNAL (metrics)
+
+
+def answer(engine, check_request: ext.CheckRequest, max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+           deny_body: str = "reasons") -> EnvoyAnswer:
+    """Map, decide and answer one CheckRequest, failing closed: the one path both ``pdp serve``
+    and ``pdp eval --envoy`` take, so that the second shows exactly what the first sends."""
+    request = None
+    try:
+        request = envoy_to_request(check_request)
+        check_attribute_count(request, check_request.ByteSize(), max_attributes)
+        decision = engine.decide(request)
+    except RequestError as err:
+        return refusal(INVALID_RULE, f"the request cannot be decided: {err}", engine.revision, request,
+                       "INVALID_ARGUMENT", deny_body)
+    except Exception:  # fail closed, and keep answering
+        log.exception("envoy check: unexpected error")
+        return refusal(INTERNAL_RULE, "internal error in pdp; denied (fail closed)", engine.revision, request,
+                       "INTERNAL", deny_body)
+    return EnvoyAnswer(request, decision, decision_to_envoy(decision, deny_body))
+
+
+def refusal(rule: str, message: str, revision: str, request: dict | None, code: str,
+            deny_body: str = "reasons") -> EnvoyAnswer:
+    """The DENY (403) for a request that could not be decided, with ``rule`` as its one reason."""
+    decision = Decision(DENY, (Reason(rule, "forbid", message, {}),), (), revision, 0)
+    return EnvoyAnswer(request, decision, decision_to_envoy(decision, deny_body), code)
+
+
 class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
     """The Authorization servicer: never an RPC error, a DENY instead."""
 
@@ -194,33 +236,23 @@ class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
 
     def Check(self, check_request: ext.CheckRequest, context) -> ext.CheckResponse:
         started = _perf_ns()
-        engine = self.holder.engine
-        request = None
-        try:
-            request = envoy_to_request(check_request)
-            check_attribute_count(request, check_request.ByteSize(), self.max_attributes)
-            decision = engine.decide(request)
-        except RequestError as err:
-            return self._refuse(INVALID_RULE, f"the request cannot be decided: {err}", engine.revision, request,
-                                "INVALID_ARGUMENT")
-        except Exception:  # fail closed, and keep answering
-            log.exception("envoy check: unexpected error")
-            return self._refuse(INTERNAL_RULE, "internal error in pdp; denied (fail closed)", engine.revision,
-                                request, "INTERNAL")
-        response = decision_to_envoy(decision, self.deny_body)
+        result = answer(self.holder.engine, check_request, self.max_attributes, self.deny_body)
+        if result.error_code:
+            return self._refused(result)
+        decision = result.decision
         elapsed = _perf_ns() - started
         if self.metrics is not None:
             self.metrics.decided("envoy", decision.decision, decision.reasons, elapsed / 1e9)
         if self.log is not None:
-            self.log.record("envoy", check_request.attributes.request.http.id, request, decision, elapsed)
-        return response
+            self.log.record("envoy", check_request.attributes.request.http.id, result.request, decision, elapsed)
+        return result.response
 
-    def _refuse(self, rule: str, message: str, revision: str, request, code: str) -> ext.CheckResponse:
+    def _refused(self, result: EnvoyAnswer) -> ext.CheckResponse:
         if self.metrics is not None:
-            self.metrics.error("envoy", code)
+            self.metrics.error("envoy", result.error_code)
         if self.log is not None:
-            self.log.record_error("envoy", "", request, message)
-        return deny([{"rule": rule, "message": message}], revision, self.deny_body)
+            self.log.record_error("envoy", "", result.request, result.decision.reasons[0].message)
+        return result.response
 
     def check_bytes(self, data: bytes, context) -> ext.CheckResponse:
         """Check from the raw message: bytes that are not a CheckRequest are a DENY too (SPEC
@@ -228,9 +260,8 @@ class EnvoyAuthorization(ext_grpc.AuthorizationServicer):
         try:
             check_request = ext.CheckRequest.FromString(data)
         except Exception:  # DecodeError and anything the decoder raises on hostile bytes
-            engine = self.holder.engine
-            return self._refuse(INVALID_RULE, "the request cannot be decided: not an Envoy CheckRequest",
-                                engine.revision, None, "INVALID_ARGUMENT")
+            return self._refused(refusal(INVALID_RULE, "the request cannot be decided: not an Envoy CheckRequest",
+                                         self.holder.engine.revision, None, "INVALID_ARGUMENT", self.deny_body))
         return self.Check(check_request, context)
 
     def register(self, server: grpc.Server) -> None:
