@@ -1,6 +1,6 @@
 """The ``pdp`` command: argument parsing and dispatch to one module per subcommand.
 
-Exit codes (SPEC §5): 0 success (whatever the decision), 1 a policy or request error
+Exit codes: 0 success (whatever the decision), 1 a policy or request error
 (or failing tests), 2 a usage error.
 """
 

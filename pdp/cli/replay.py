@@ -1,5 +1,5 @@
 """``pdp replay LOG... --against PATH...``: decide every logged input again with a candidate
-policy set, at its logged time, and report what would change (SPEC §11).
+policy set, at its logged time, and report what would change (docs/cli.md).
 
 Exit 0 when the replay ran (whatever changed), 1 with ``--fail-on-change`` when any decision
 changed, 1 when the candidate does not load or a log cannot be read, 2 on a usage error.

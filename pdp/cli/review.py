@@ -1,5 +1,5 @@
 """``pdp review LOG... --policies PATH...``: the access review of the machine identities seen in
-decision logs (SPEC §11): per identity what it asked and got, the scopes it holds and the ones
+decision logs (docs/cli.md): per identity what it asked and got, the scopes it holds and the ones
 it used, the inventory's identities never seen and the identities seen but not inventoried,
 the credentials that break a lifetime rule, each finding mapped to OWASP NHI / NIST CSF.
 

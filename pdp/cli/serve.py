@@ -3,7 +3,7 @@
 One port serves ``pdp.v1.DecisionService`` (Check, CheckBatch, CheckStream), Envoy's
 ``envoy.service.auth.v3.Authorization/Check``, ``grpc.health.v1.Health`` and server
 reflection; with ``--http-addr`` another port serves the AuthZEN Authorization API over HTTP
-(SPEC §10). Exit 0 after a clean drain, 1 when the policies do not load (or fail their own
+(docs/authzen.md). Exit 0 after a clean drain, 1 when the policies do not load (or fail their own
 suites) or the address cannot be bound, 2 on a usage error.
 """
 
@@ -89,7 +89,7 @@ def register(sub) -> None:
     # pdp.server.options.ENVOY_DENY_BODIES (not imported: it would load grpc for every command)
     p.add_argument("--envoy-deny-body", choices=["reasons", "rules", "none"], default="reasons",
                    help="what the body of an Envoy ext_authz 403 carries: the reasons' rule ids and messages "
-                        "(default, SPEC 7.1), the rule ids only, or nothing")
+                        "(default), the rule ids only, or nothing")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="server log level (logs go to stderr)")
     p.set_defaults(run=run)
