@@ -429,3 +429,13 @@ def test_engine_api_is_unchanged_by_data_overrides(tmp_path):
     assert isinstance(overridden, pdp.Engine) and overridden is not tester.engine
     assert tester.engine_for(suites["x"]) is overridden  # cached
     assert overridden.rule_ids == tester.engine.rule_ids
+
+
+def test_a_matrix_row_problem_is_reported_once_not_once_per_resource(tmp_path, capsys):
+    project(tmp_path, suite=(
+        "fixtures:\n  identities: {a: {type: w, id: a}}\n  resources: {r: {type: r}, s: {type: s}}\n"
+        "matrix:\n  - name: m\n    identities: [a]\n    actions: [x, y]\n    resources: [r, s]\n"
+        "    expect:\n      a: [deny, deny]\n"))
+    code, out, err = run_cli(capsys, tmp_path)
+    assert code == 1
+    assert err.count("with several resources, row 'a' must be") == 1, err

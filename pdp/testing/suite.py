@@ -115,7 +115,9 @@ class _SuiteReader:
     # -- problems --
 
     def problem(self, mark: Mark, message: str) -> None:
-        self.problems.append(self.source.diagnostic(mark[0], mark[1], message, "suite_error"))
+        diagnostic = self.source.diagnostic(mark[0], mark[1], message, "suite_error")
+        if diagnostic not in self.problems:  # a matrix row is read once per resource
+            self.problems.append(diagnostic)
 
     def keys(self, value: MarkedMap, allowed: tuple[str, ...], what: str) -> None:
         for key in value:
