@@ -1,0 +1,87 @@
+"""The token gate in front of the evaluators: a request ⇒ its verified token, none, or why not.
+
+The token is ``context.token`` (the Envoy mapping puts a ``Bearer`` token there). Verifying
+one costs tens of µs (bench/TOKENS.md); the outcome is cached by the token's SHA-256 until
+the token expires, so a repeated token costs a hash and a look-up. The binding (certificate,
+DPoP proof) belongs to each request and is checked every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from .binding import Binding
+from .trust import Trust
+from .verify import EXPIRED, STABLE, Rejected, Verified, verify
+
+#: Outcomes remembered at once; beyond, the oldest half is forgotten.
+MAX_CACHED = 10_000
+#: A cached rejection is forgotten after this long (a verified token stays until it expires).
+REJECTION_SECONDS = 60.0
+TOKEN_KEY = "token"
+
+
+class TokenGate:
+    """Verifies the tokens of requests against one loaded trust file."""
+
+    def __init__(self, trust: Trust, clock=time.time, max_cached: int = MAX_CACHED):
+        self.trust = trust
+        self.clock = clock
+        self.max_cached = max_cached
+        self.binding = Binding(trust.leeway)
+        self._cache: dict[bytes, tuple[Verified | Rejected, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, request: object) -> Verified | None:
+        """The verified token of ``request``, or None when it carries none; raises ``Rejected``.
+
+        A request whose ``context`` is not a map carries no token here: validation reports it.
+        """
+        context = request.get("context") if type(request) is dict else None
+        if type(context) is not dict:
+            return None
+        token = context.get(TOKEN_KEY)
+        if token is None:
+            return None
+        now = self.clock()
+        verified = self.verified(token, now)
+        if verified.cnf is not None:
+            self.binding.check(verified, context, now)
+        return verified
+
+    def verified(self, token: object, now: float) -> Verified:
+        """``verify`` with the cache; raises ``Rejected``."""
+        if type(token) is not str:
+            raise Rejected("malformed", "context.token is not a string")
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        hit = self._cache.get(key)
+        if hit is not None:
+            outcome, until = hit
+            if now < until:
+                if type(outcome) is Rejected:
+                    raise outcome
+                return outcome  # type: ignore[return-value]
+            self._cache.pop(key, None)
+            if type(outcome) is Verified:
+                raise Rejected(EXPIRED)
+        try:
+            outcome = verify(self.trust, token, now)
+            until = outcome.valid_until
+        except Rejected as rejected:
+            if rejected.why not in STABLE:
+                raise
+            outcome, until = rejected, now + REJECTION_SECONDS
+        self._remember(key, outcome, until)
+        if type(outcome) is Rejected:
+            raise outcome
+        return outcome
+
+    def _remember(self, key: bytes, outcome: Verified | Rejected, until: float) -> None:
+        with self._lock:
+            cache = self._cache
+            if len(cache) >= self.max_cached:
+                for old in list(cache)[: len(cache) // 2]:  # dicts keep insertion order: the oldest
+                    del cache[old]
+            cache[key] = (outcome, until)
