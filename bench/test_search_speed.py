@@ -2,15 +2,19 @@
 
     pytest bench/test_search_speed.py --benchmark-only --benchmark-json=bench/results/search.json
 
-Three shapes of policy set, each checked against deciding every candidate before timing:
+Figures and how to read them: bench/SEARCH.md. Three shapes of policy set, each checked
+against deciding every candidate before timing:
 
 - ``owner``: records owned by users, or in the user's department (``data.records[resource.id].owner
-  == identity.id``): the string comparisons through ``data`` are checked per candidate
-  without building a request, and only the survivors are decided (resource and subject search);
+  == identity.id``): no guard on the searched id, so every candidate is decided (resource
+  and subject search);
 - ``listed``: the permit rules name the records they allow (``resource.id in [...]``): the
-  decision tree and the rules' guards drop the others;
-- ``groups``: the permission is a ``contains`` on a list from ``data``, which the pruning does
-  not read: every candidate is built and decided (the worst case).
+  decision tree and the rules' guards drop the others before any is decided;
+- ``groups``: the permission is a ``contains`` on a list from ``data``: nothing can be
+  pruned, every candidate is decided (the worst case);
+
+and a first page of 10 results (``page.limit``) on ``groups``, which stops deciding after
+the eleventh permit.
 """
 
 from __future__ import annotations
@@ -112,3 +116,15 @@ def test_resource_search_10k_nothing_to_prune(benchmark, tmp_path_factory):
     _check_and_time(benchmark, engine, "resource", {"subject": {"type": "user", "id": "u1",
                                                                 "properties": {"groups": ["d3", "d7"]}},
                                                     "action": {"name": "view"}, "resource": {"type": "record"}})
+
+
+def test_resource_search_10k_first_page_of_10(benchmark, tmp_path_factory):
+    engine = _write(tmp_path_factory.mktemp("s") / "groups", GROUPS, DECLARATION)
+    benchmark.group = "search over 10,000 candidates"
+    body = {"subject": {"type": "user", "id": "u1", "properties": {"groups": ["d3", "d7"]}},
+            "action": {"name": "view"}, "resource": {"type": "record"}}
+    everything = search.search(engine, "resource", body)["results"]
+    first = search.search(engine, "resource", {**body, "page": {"limit": 10}})
+    assert first["results"] == everything[:10] and first["page"]["next_token"]
+    benchmark.extra_info["results"] = len(first["results"])
+    benchmark(search.search, engine, "resource", {**body, "page": {"limit": 10}})

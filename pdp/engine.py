@@ -20,7 +20,7 @@ from .compile.program import Program
 from .compile.verify import verify
 from .datafile import load_data
 from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
-from .request import parse_request
+from .request import candidate_probe, candidate_value, parse_request
 from .source import SourceFile
 from .syntax import ast
 from .syntax.parser import SyntaxProblem
@@ -85,6 +85,32 @@ class Engine:
         if self._evaluator is not None:
             return self._evaluator.decide_many(requests)
         return decide_batch(requests, lambda r: reference.decide(self.policy_set, r, self.revision), self.revision)
+
+    def allowed_candidates(self, request: dict, root: str, key: str, candidates: Sequence[object],
+                           limit: int = -1) -> list[int]:
+        """The indexes of ``candidates`` for which ``request`` with ``request[root][key]`` set to
+        the candidate is an ALLOW, in order, at most ``limit`` of them (all when negative).
+
+        The same answers as deciding each filled-in request, far cheaper: the request is
+        validated once and no Decision is built (AuthZEN search, ``pdp.authzen.search``).
+        Raises ``RequestError`` when the request is malformed apart from the candidate; a
+        candidate that no valid request could carry at ``root.key`` is never allowed.
+        """
+        if self._evaluator is not None:
+            return self._evaluator.allowed_candidates(request, root, key, candidates, limit)
+        parse_request(candidate_probe(request, root, key))  # RequestError before any candidate
+        out = []
+        for i, candidate in enumerate(candidates):
+            value = candidate_value(root, key, candidate)
+            if value is None:
+                continue
+            filled = dict(request)
+            filled[root] = {**candidate_probe(request, root, key)[root], key: value}
+            if self.decide(filled).decision == "ALLOW":
+                out.append(i)
+                if len(out) == limit:
+                    break
+        return out
 
     def explain(self, request: dict) -> Explanation:
         """Decide one request and say, for every rule, why it did or did not apply."""

@@ -209,3 +209,44 @@ def _kind(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+# ---- candidates: one request, one varying field (AuthZEN search) ------------------------------
+
+
+def candidate_probe(request: object, root: str, key: str) -> object:
+    """``request`` with ``request[root][key]`` set to a placeholder string: validating it
+    validates everything a candidate does not replace (the candidate is checked on its own by
+    ``candidate_value``). The maps on the way are copies; ``request`` is left as it is."""
+    if root not in ROOT_KEYS[:3]:
+        raise ValueError(f"a candidate stands in identity, action or resource, not {root!r}")
+    if not isinstance(request, dict):
+        return request  # parse_request says what is wrong with it
+    entity = request.get(root)
+    if entity is None:
+        entity = {}
+    elif isinstance(entity, str) and root == "action":
+        entity = {"name": entity}
+    if not isinstance(entity, dict):
+        return request
+    probe = dict(request)
+    probe[root] = {**entity, key: "x"}
+    return probe
+
+
+def candidate_value(root: str, key: str, value: object) -> str | None:
+    """The exact string a candidate stands for at ``root.key``, or None when no valid request
+    carries it there (not a string, empty where a non-empty one is required, a lone surrogate):
+    deciding it would raise RequestError, so it is never allowed."""
+    if type(value) is not str:
+        if not isinstance(value, str):
+            return None
+        value = str.__str__(value)
+    if not value and (root, key) in REQUIRED:
+        return None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return value

@@ -3,12 +3,17 @@ an allowed candidate), and the actions the policies name."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pdp
+from pdp import runtime
 from pdp.authzen import search
 from pdp.authzen.mapping import BadRequest
+from pdp.errors import RequestError
+
+from strategies import DOMAINS, policy_sets, requests, write_policy_set
 
 POLICY = """
 policy docs {
@@ -108,15 +113,14 @@ def test_pruning_keeps_only_what_a_permit_leaf_can_reach(tmp_path):
     assert search.permitted(e, eu, tuple(IDS)) == []  # ... and its `action.name != "purge"` says no
     read = search.parse("resource", {"subject": {"type": "user", "id": "u1"}, "action": {"name": "read"},
                                      "resource": {"type": "doc"}})
-    # owners: data.docs[resource.id].owner == identity.id, checked per id without deciding;
-    # public: its id list. u1 owns d1, d6 and d11
-    assert search.reachable(e.program.permit_tree, read.template, "resource", "id", tuple(IDS)) == [
-        "d1", "d2", "d3", "d6", "d11"]
+    # owners (data.docs[resource.id].owner == identity.id) may apply to any id: it is left to
+    # the evaluator, which decides a candidate for less than a check here costs. u1 owns d1,
+    # d6 and d11; public lists d1, d2 and d3
+    assert search.reachable(e.program.permit_tree, read.template, "resource", "id", tuple(IDS)) == IDS
     assert search.permitted(e, read, tuple(IDS)) == ["d1", "d2", "d3", "d6", "d11"]
-    # a subject search through the same lookup: the owner of d6 (and nobody else) may edit it
     edit = search.parse("subject", {"subject": {"type": "user"}, "action": {"name": "edit"},
                                     "resource": {"type": "doc", "id": "d6"}})
-    assert search.reachable(e.program.permit_tree, edit.template, "identity", "id", tuple(USERS)) == ["u1"]
+    assert search.permitted(e, edit, tuple(USERS)) == ["u1"]
     users = search.parse("resource", {"subject": {"type": "user", "id": "u0"}, "action": {"name": "audit"},
                                       "resource": {"type": "user"}})
     assert search.reachable(e.program.permit_tree, users.template, "resource", "id", tuple(USERS)) == []
@@ -174,3 +178,79 @@ def test_pages_cover_the_results_once(tmp_path):
         if not token:
             break
     assert seen == ids
+
+
+# ---- Engine.allowed_candidates: the same answers as deciding each candidate ------------------
+
+BACKENDS = [*sorted(runtime.EVALUATORS), "reference"]
+#: Where a candidate may stand: the searched entity's id (or name), or any other attribute.
+PLACES = [("identity", "id"), ("resource", "id"), ("action", "name"), ("resource", "owner"), ("identity", "env")]
+#: Candidates the generated policies compare with, and some no valid request could carry.
+CANDIDATES = st.lists(st.sampled_from([*DOMAINS["who"], *DOMAINS["action"], *DOMAINS["env"], "", "\ud800", 3, None]),
+                      max_size=12)
+
+
+def _filled(request: dict, root: str, key: str, candidate) -> dict:
+    filled = dict(request)
+    entity = filled.get(root)
+    entity = {"name": entity} if isinstance(entity, str) else dict(entity or {})
+    entity[key] = candidate
+    filled[root] = entity
+    return filled
+
+
+def _brute_force(e: pdp.Engine, request: dict, root: str, key: str, candidates) -> list[int]:
+    out = []
+    for i, c in enumerate(candidates):
+        try:
+            if e.decide(_filled(request, root, key, c)).allowed:
+                out.append(i)
+        except RequestError:
+            continue  # no valid request: never allowed
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(texts=policy_sets(), request=requests(), place=st.sampled_from(PLACES), candidates=CANDIDATES,
+       limit=st.sampled_from([-1, -1, 1, 2]))
+def test_allowed_candidates_are_the_candidates_a_decision_allows(tmp_path_factory, texts, request, place,
+                                                                 candidates, limit):
+    root = write_policy_set(tmp_path_factory.mktemp("gen") / "set", texts)
+    where, key = place
+    for backend in BACKENDS:
+        e = pdp.load(root, backend=backend)
+        want = _brute_force(e, request, where, key, candidates)
+        if limit >= 0:
+            want = want[:limit]
+        assert e.allowed_candidates(request, where, key, candidates, limit) == want, backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_allowed_candidates_validates_the_request_once(tmp_path, backend):
+    engine(tmp_path)
+    e = pdp.load(tmp_path / "p", backend=backend)
+    with pytest.raises(RequestError) as err:
+        e.allowed_candidates({"identity": {"type": "user"}, "action": "read", "resource": {"type": 3}},
+                             "identity", "id", [])  # no candidate: the request is still checked
+    assert err.value.path == "resource.type"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subject=st.sampled_from(USERS), action=st.sampled_from(["read", "edit", "audit"]),
+       candidates=st.lists(st.sampled_from(IDS + ["zz"]), max_size=16), limit=st.integers(1, 4))
+def test_pages_are_the_brute_force_answer_in_order(tmp_path_factory, subject, action, candidates, limit):
+    e = _shared_engine(tmp_path_factory)
+    body = {"subject": {"type": "user", "id": subject}, "action": {"name": action}, "resource": {"type": "doc"}}
+    query = search.parse("resource", body)
+    want = brute_force(e, query, candidates)
+    seen, token = [], ""
+    for _ in range(len(candidates) + 1):
+        paged = search.parse("resource", {**body, "page": {"limit": limit, "token": token}})
+        answer = search.answer(e, paged, tuple(candidates))
+        assert len(answer["results"]) <= limit
+        seen += [r["id"] for r in answer["results"]]
+        token = answer["page"]["next_token"]
+        if not token:
+            break
+        assert answer["results"], "a page with a next token shows results"
+    assert seen == want

@@ -11,15 +11,18 @@ What can be searched is declared by the policy set, in a data file ``authzen.dat
       action: [view, edit, delete]   # optional; by default the action names the policies
                                      # compare action.name with
 
-A search builds one request per candidate (the request's entity with ``id`` or ``name`` set
-to the candidate) and answers those decided ALLOW, in the declared order. Candidates that no
+A search answers the candidates for which the request, with the searched entity's ``id`` or
+``name`` set to the candidate, is decided ALLOW, in the declared order. Candidates that no
 permit rule can apply to are dropped first, by walking the policy set's permit decision tree
 (``compile.index``) with the fixed part of the request and reading the equality guards of
-the rules in the leaves reached (``reachable``); the rest are decided in one ``decide_many``.
+the rules in the leaves reached (``kept``); the rest are decided by
+``Engine.allowed_candidates`` (the request validated once, one map rewritten per candidate,
+no Decision built).
 
 Pagination: ``page.limit`` results per answer; ``page.next_token`` continues, ``""`` at the
-end. A token is tied to the request (every member but ``page``) and to the revision: one
-from another request or another revision is refused with 400.
+end. A page stops deciding once it has found one result more than it shows. A token is tied
+to the request (every member but ``page``) and to the revision: one from another request or
+another revision is refused with 400.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 from ..compile.cse import children
 from ..compile.ir import AND, ATTR, CACHED, COMPARE, CONST, EQ_STR, ERROR, IN_STRS, INDEX, LIST, LOOKUP, PATH
-from ..engine import Engine, collector_paused
+from ..engine import Engine
 from .mapping import BadRequest, _object, context, entity
 
 #: The data collection that declares what can be searched.
@@ -348,18 +351,18 @@ def _check(conjunct: tuple, template: dict, root: str, key: str):
     return None
 
 
-def _rule_filter(entry: tuple, template: dict, root: str, key: str) -> tuple[frozenset | None, list]:
-    """What one permit rule of a leaf could apply to: (the candidate values its equality
-    guards on the searched path allow, None for any; checks each candidate must pass). An
-    empty set: the rule cannot apply at all. A permit applies only when each conjunct of its
-    target and ``when`` is true (an error does not apply it), so a conjunct the request
-    surely fails rules it out."""
+def _rule_filter(entry: tuple, template: dict, root: str, key: str) -> frozenset | None:
+    """The candidate values one permit rule of a leaf could apply to, from its equality guards
+    on the searched path: None for any, an empty set when the rule cannot apply at all. A
+    permit applies only when each conjunct of its target and ``when`` is true (an error does
+    not apply it), so a conjunct the request surely fails, whatever the candidate, rules it
+    out. Conjuncts that depend on the candidate otherwise are left to the evaluator: deciding
+    a candidate in C costs less than checking it here (bench/SEARCH.md)."""
     allowed: frozenset | None = None
-    checks = []
     for clause in entry[1:3]:
         for c in _conjuncts(clause):
             if c[0] == CONST and c[1] is False:
-                return frozenset(), []
+                return frozenset()
             if c[0] in (EQ_STR, IN_STRS) and not c[3] and _unwrap(c[1])[0] == PATH:
                 path = _unwrap(c[1])
                 values = frozenset((c[2],)) if c[0] == EQ_STR else frozenset(c[2])
@@ -369,32 +372,30 @@ def _rule_filter(entry: tuple, template: dict, root: str, key: str) -> tuple[fro
                 if not (path[1] == root and tuple(path[2])[:1] == (key,)):
                     value = _resolve(template, path)
                     if type(value) is not str or value not in values:
-                        return frozenset(), []  # false, or an error: this permit cannot apply
+                        return frozenset()  # false, or an error: this permit cannot apply
                     continue
             found = _check(c, template, root, key)
-            if found is None:
-                continue
-            depends, may_hold = found
-            if not depends:
-                if not may_hold(None):
-                    return frozenset(), []
-            else:
-                checks.append(may_hold)
-    return allowed, checks
+            if found is not None and not found[0] and not found[1](None):
+                return frozenset()
+    return allowed
 
 
 def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidates: tuple[str, ...]) -> list[str]:
     """The candidates that some permit rule could apply to, in their order: the others
     cannot be allowed. ``template[root][key]`` is what each candidate fills in; every other
-    path is the template's.
+    path is the template's (see ``kept``)."""
+    keep = kept(permit_tree, template, root, key, candidates)
+    return [c for c in candidates if c in keep]
+
+
+def kept(permit_tree: tuple, template: dict, root: str, key: str, candidates: tuple[str, ...]) -> set[str]:
+    """The set of candidates that some permit rule could apply to.
 
     Walks the permit decision tree (``compile.index``) with the template, splitting the
     candidates at switches on the varying path; at each leaf, keeps those that one of its
-    rules admits: its equality guards, and its string comparisons through ``data`` lookups
-    (``data.records[resource.id].owner == identity.id``), evaluated per candidate without
-    building a request. Conservative wherever dispatch is not certain (a path
-    that does not resolve to a string follows both ``default`` and ``error``): pruning never
-    drops an allowed candidate.
+    rules admits by its equality guards (``_rule_filter``). Conservative wherever dispatch is
+    not certain (a path that does not resolve to a string follows both ``default`` and
+    ``error``): pruning never drops an allowed candidate.
     """
     keep: set[str] = set()
 
@@ -402,16 +403,12 @@ def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidate
         if not group:
             return
         if t[0] == "leaf":
-            rest = [c for c in group if c not in keep]
             for entry in t[1]:
-                allowed, checks = _rule_filter(entry, template, root, key)
-                if allowed is not None:
-                    admitted = [c for c in rest if c in allowed]
-                else:
-                    admitted = rest
-                for may_hold in checks:
-                    admitted = [c for c in admitted if may_hold(c)]
-                keep.update(admitted)
+                allowed = _rule_filter(entry, template, root, key)
+                if allowed is None:
+                    keep.update(group)  # a rule that may apply to any of them
+                    return
+                keep.update(c for c in group if c in allowed)
             return
         if t[0] != "switch":
             raise ValueError(f"unknown tree node {t[0]!r}")
@@ -437,51 +434,70 @@ def reachable(permit_tree: tuple, template: dict, root: str, key: str, candidate
             walk(error, group)
 
     walk(permit_tree, list(candidates))
-    return [c for c in candidates if c in keep]
+    return keep
 
 
 # ---- the search itself --------------------------------------------------------------------------
 
 
-def permitted(engine: Engine, query: Query, candidates: tuple[str, ...], template: dict | None = None) -> list[str]:
-    """The candidates for which the evaluation is a permit, in order.
+def allowed(engine: Engine, query: Query, candidates: tuple[str, ...], template: dict | None = None,
+            start: int = 0, wanted: int = -1) -> list[int]:
+    """The positions in ``candidates``, from ``start`` on, for which the evaluation is a permit,
+    in order, at most ``wanted`` of them (all when negative).
 
-    ``template`` is the request to fill in (``query.template`` by default; the server passes
-    it after adding ``context.peer``). Raises ``RequestError`` when the request is malformed.
+    Candidates no permit rule can apply to are dropped first (``kept``); the others are
+    decided by ``Engine.allowed_candidates``, which validates the request once and builds no
+    Decision, and stops once ``wanted`` are found. ``template`` is the request to fill in
+    (``query.template`` by default; the server passes it after adding ``context.peer``).
+    Raises ``RequestError`` when the request is malformed.
     """
     template = query.template if template is None else template
     root, key = KINDS[query.kind]
+    rest = candidates[start:]
     try:
-        survivors = reachable(engine.program.permit_tree, template, root, key, candidates)
+        keep = kept(engine.program.permit_tree, template, root, key, rest)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError):  # a tree shape this walk does not know
-        survivors = list(candidates)
-    if not survivors:
-        return []
-    entity = template[root]
-    with collector_paused():  # thousands of short-lived dicts: no cyclic garbage to look for
-        requests = []
-        for c in survivors:
-            request = dict(template)
-            request[root] = filled = dict(entity)
-            filled[key] = c
-            requests.append(request)
-        decisions = engine.decide_many(requests)
-    return [c for c, d in zip(survivors, decisions) if d.decision == "ALLOW"]
-
-
-def page(query: Query, revision: str, found: list[str]) -> dict:
-    """The answer: this page's results and the token of the next page."""
-    start = _offset(query, revision) if query.token else 0
-    end = len(found) if query.limit is None else min(len(found), start + query.limit)
-    if query.kind == ACTION:
-        results = [{"name": n} for n in found[start:end]]
+        keep = None
+    if keep is None or len(keep) == len(rest):
+        positions = range(start, len(candidates))
+        survivors = rest
     else:
-        results = [{"type": query.entity_type, "id": i} for i in found[start:end]]
-    return {"results": results, "page": {"next_token": _token(query, revision, end) if end < len(found) else ""}}
+        positions = [i for i, c in enumerate(rest, start) if c in keep]
+        survivors = [candidates[i] for i in positions]
+    return [positions[j] for j in engine.allowed_candidates(template, root, key, survivors, wanted)]
+
+
+def permitted(engine: Engine, query: Query, candidates: tuple[str, ...], template: dict | None = None) -> list[str]:
+    """The candidates for which the evaluation is a permit, in order (every page)."""
+    return [candidates[i] for i in allowed(engine, query, candidates, template)]
+
+
+def answer(engine: Engine, query: Query, candidates: tuple[str, ...], template: dict | None = None) -> dict:
+    """The page ``query`` asks for: its results and ``page.next_token``.
+
+    Lazy: from the token's position, candidates are decided only until ``page.limit`` permits
+    are found plus one, which says whether a next page exists (its token is the position after
+    the last result shown).
+    """
+    revision = engine.revision
+    start = min(_offset(query, revision), len(candidates)) if query.token else 0
+    limit = query.limit
+    found = allowed(engine, query, candidates, template, start, -1 if limit is None else limit + 1)
+    shown = found if limit is None else found[:limit]
+    next_token = _token(query, revision, shown[-1] + 1) if limit is not None and len(found) > limit else ""
+    if query.kind == ACTION:
+        results = [{"name": candidates[i]} for i in shown]
+    else:
+        results = [{"type": query.entity_type, "id": candidates[i]} for i in shown]
+    return {"results": results, "page": {"next_token": next_token}}
+
+
+#: Tokens hold a position among the candidates (format 2; format 1 held one among the results).
+_TOKEN_DOMAIN = b"pdp-search-2\0"
 
 
 def _digest(query: Query, revision: str, offset: bytes) -> bytes:
-    return hashlib.sha256(offset + revision.encode() + b"\0" + query.fingerprint).digest()[:12]
+    return hashlib.sha256(_TOKEN_DOMAIN + offset + revision.encode() + b"\0" + query.fingerprint).digest()[:12]
 
 
 def _token(query: Query, revision: str, offset: int) -> str:
@@ -502,6 +518,6 @@ def _offset(query: Query, revision: str) -> int:
 
 def search(engine: Engine, kind: str, body: Any) -> dict:
     """Answer a search request body with ``engine`` (no server limits; the server's own path
-    is ``parse`` ⇒ ``permitted`` ⇒ ``page``)."""
+    is ``parse`` ⇒ ``catalog(engine).candidates`` ⇒ ``answer``)."""
     query = parse(kind, body)
-    return page(query, engine.revision, permitted(engine, query, catalog(engine).candidates(query)))
+    return answer(engine, query, catalog(engine).candidates(query))

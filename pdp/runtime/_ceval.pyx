@@ -24,8 +24,8 @@ from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleE
                         failed_closed, frozen_map)
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
-from ..request import (indexed_request, parse_request, INT_MIN, INT_MAX, MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES,
-                       REQUIRED, ROOT_KEYS)
+from ..request import (candidate_probe, candidate_value, indexed_request, parse_request, INT_MIN, INT_MAX,
+                       MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES, REQUIRED, ROOT_KEYS)
 from ..values import CidrSet, parse_time, render, type_name, equal
 from ..access import index_value, missing, not_a_map, not_boolean
 
@@ -1504,6 +1504,62 @@ cdef class Evaluator:
                 raise TypeError("decide_parsed takes the attrs of pdp.request.parse_request")
         return self.run(_Context.__new__(_Context), roots, arrival)
 
+    cpdef list allowed_candidates(self, object request, str root, str key, object candidates,
+                                  Py_ssize_t limit=-1):
+        """The indexes of ``candidates`` for which ``request`` with ``request[root][key]`` set to
+        the candidate is an ALLOW, in order, at most ``limit`` of them (all when negative): the
+        AuthZEN search (pdp.authzen.search). The request is validated once (RequestError as
+        ``decide``); a candidate no valid request could carry there is left out. No Decision is
+        built: a forbid that applies or fails rules the candidate out, then a permit that
+        applies admits it, as ``run`` decides."""
+        cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
+        cdef object probe = candidate_probe(request, root, key)
+        cdef tuple roots = _plain_request(probe)
+        if roots is None:
+            roots = _roots(parse_request(probe, arrival))
+        cdef int slot = ROOT_KEYS.index(root)
+        cdef dict entity = dict(roots[slot])  # this copy alone carries each candidate in turn
+        cdef list filled = list(roots)
+        filled[slot] = entity
+        roots = tuple(filled)
+        cdef _Context ctx = _Context.__new__(_Context)
+        cdef list out = []
+        cdef Py_ssize_t i = -1
+        for candidate in candidates:
+            i += 1
+            if type(candidate) is not str or not _clean(<PyObject*>candidate) or not candidate:
+                candidate = candidate_value(root, key, candidate)
+                if candidate is None:
+                    continue
+            entity[key] = candidate
+            try:
+                if not self._allows(ctx, roots, arrival):
+                    continue
+            except Exception:  # a bug: that candidate fails closed, as decide_many's request would
+                continue
+            out.append(i)
+            if len(out) == limit:
+                break
+        ctx.clear_slots()
+        return out
+
+    cdef bint _allows(self, _Context ctx, tuple roots, double arrival) except -1:
+        """``run``'s decision is ALLOW, without its reasons, errors or Decision."""
+        ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
+        ctx.arrival = arrival
+        ctx.clear_slots()
+        ctx.slots = self.slots
+        ctx.now_value = _UNSET
+        ctx.errors = None
+        cdef object entry
+        for entry in self._leaf(self.forbid_tree, ctx).entries:
+            if _applies(<_Entry>entry, ctx) is not False:  # applies, or fails closed
+                return False
+        for entry in self._leaf(self.permit_tree, ctx).entries:
+            if _applies(<_Entry>entry, ctx) is True:
+                return True
+        return False
+
     cdef object run(self, _Context ctx, tuple roots, double arrival):
         """Decide the request whose four roots (ROOT_KEYS order) are ``roots``, in ``ctx``
         (a fresh one, or one reused by a batch: every field is set here)."""
@@ -1529,8 +1585,8 @@ cdef class Evaluator:
         return _decision(decision, reasons, _EMPTY if ctx.errors is None else tuple(ctx.errors),
                          self.revision, _nanos(CLOCK_MONOTONIC) - started)
 
-    cdef list _phase(self, object tree, _Context ctx):
-        """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
+    cdef inline _Leaf _leaf(self, object tree, _Context ctx):
+        """The leaf of ``tree`` that the request in ``ctx`` reaches."""
         cdef _Switch s
         cdef object value
         while type(tree) is _Switch:
@@ -1542,11 +1598,15 @@ cdef class Evaluator:
                 tree = s.error
             else:
                 tree = s.default
+        return <_Leaf>tree
+
+    cdef list _phase(self, object tree, _Context ctx):
+        """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
         cdef list reasons = None
         cdef object entry
         cdef _Rule rule
         cdef object applies
-        for entry in (<_Leaf>tree).entries:  # untyped: no per-item type test (entries are _Entrys)
+        for entry in self._leaf(tree, ctx).entries:  # untyped: no per-item type test (entries are _Entrys)
             rule = (<_Entry>entry).rule
             applies = _applies(<_Entry>entry, ctx)
             if applies is True:

@@ -20,7 +20,7 @@ from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Reason, RuleError, cap_
                         failed_closed, frozen_map)
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
-from ..request import parse_request
+from ..request import ROOT_KEYS, candidate_probe, candidate_value, parse_request
 from ..values import parse_time, render, type_name
 from ..access import index_value, missing, not_a_map, not_boolean
 
@@ -284,7 +284,47 @@ class Evaluator:
         permits = [] if forbids else self._phase(self._trees[1], ctx, errors)
         return combine(forbids, permits, errors, self.program.revision, time.perf_counter_ns() - started)
 
-    def _phase(self, tree, ctx: _Context, errors: list) -> list:
+    def allowed_candidates(self, request, root: str, key: str, candidates, limit: int = -1) -> list[int]:
+        """The indexes of ``candidates`` for which ``request`` with ``request[root][key]`` set to
+        the candidate is an ALLOW, in order, at most ``limit`` (all when negative); as the
+        compiled evaluator's (which says more)."""
+        arrival = time.time()
+        attrs = parse_request(candidate_probe(request, root, key), arrival).attrs
+        entity = dict(attrs[root])
+        roots = tuple(entity if name == root else attrs[name] for name in ROOT_KEYS)
+        forbid_tree, permit_tree = self._trees
+        out: list[int] = []
+        for i, candidate in enumerate(candidates):
+            candidate = candidate_value(root, key, candidate)
+            if candidate is None:
+                continue
+            entity[key] = candidate
+            ctx = _Context(roots, arrival)
+            try:
+                if any(self._holds(entry, ctx) is not False for entry in self._leaf(forbid_tree, ctx)[1]):
+                    continue  # a forbid applies or fails closed
+                if not any(self._holds(entry, ctx) is True for entry in self._leaf(permit_tree, ctx)[1]):
+                    continue
+            except Exception:  # a bug: that candidate fails closed
+                continue
+            out.append(i)
+            if len(out) == limit:
+                break
+        return out
+
+    @staticmethod
+    def _holds(entry, ctx: _Context):
+        """Whether a leaf entry's rule applies: True, False, or None when it fails."""
+        _rule, target, when, unless = entry
+        try:
+            return ((target is None or _condition(target(ctx), "target"))
+                    and (when is None or _condition(when(ctx), "when"))
+                    and not (unless is not None and _condition(unless(ctx), "unless")))
+        except EvalError:
+            return None
+
+    @staticmethod
+    def _leaf(tree, ctx: _Context):
         while tree[0] == "switch":
             _, path, branches, default, error = tree
             try:
@@ -293,6 +333,10 @@ class Evaluator:
                 tree = error
                 continue
             tree = branches.get(value, default) if type(value) is str else default
+        return tree
+
+    def _phase(self, tree, ctx: _Context, errors: list) -> list:
+        tree = self._leaf(tree, ctx)
         reasons = []
         for rule, target, when, unless in tree[1]:
             try:

@@ -153,8 +153,7 @@ class AuthzenService:
             query = searching.parse(kind, parse_body(raw))
             template = self._prepare(query.template, len(raw), peer)
             candidates = searching.catalog(engine).candidates(query)
-            found = searching.permitted(engine, query, candidates, template)
-            answer = searching.page(query, engine.revision, found)
+            answer = searching.answer(engine, query, candidates, template)
         except BadRequest as err:
             return self._rejected(request_id, query and query.template, str(err))
         except RequestError as err:
