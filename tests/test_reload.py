@@ -206,3 +206,47 @@ def test_what_the_watcher_counts_as_a_change(tmp_path):
     assert not is_watched(folder.resolve() / ".a.pdl.swp", folders, files)
     assert is_watched(single.resolve(), folders, files)
     assert not is_watched(single.parent.resolve() / "two.pdl", folders, files)
+
+
+COVERED = """
+policy payments {
+  target resource.type == "payment"
+  permit billing when identity.id == "billing" and action.name == "charge" reason "v1"
+  forbid dev when identity.env == "dev"
+}
+"""
+COVERING_SUITE = """\
+suite: covered
+tests:
+  - name: billing may charge
+    identity: {type: workload, id: billing, env: prod}
+    action: charge
+    resource: {type: payment, id: p1}
+    expect: allow
+  - name: dev may not
+    identity: {type: workload, id: billing, env: dev}
+    action: charge
+    resource: {type: payment, id: p1}
+    expect: deny
+"""
+
+
+def test_min_coverage_refuses_a_set_its_suites_cover_too_little(tmp_path):
+    root = tmp_path / "policies"
+    root.mkdir()
+    (root / "payments.pdl").write_text(COVERED, encoding="utf-8")
+    (root / "payments_test.yaml").write_text(COVERING_SUITE, encoding="utf-8")
+    assert PathSource((str(root),), min_coverage=100).build().rule_ids == ["payments.billing", "payments.dev"]
+    # a third rule no test makes apply: 2 of 3 rules covered
+    (root / "payments.pdl").write_text(COVERED.replace("}\n", "  permit refunds when action.name == \"refund\"\n}\n"),
+                                       encoding="utf-8")
+    with pytest.raises(Rejected, match=r"coverage by the policies' own suites is 66\.7% \(2 of 3 rules applied in "
+                                       r"some test, 1 suite\), below the minimum of 80% \(--min-coverage\); no test "
+                                       r"makes these apply: payments\.refunds"):
+        PathSource((str(root),), min_coverage=80).build()
+    assert PathSource((str(root),), min_coverage=66).build().rule_ids[-1] == "payments.refunds"
+    assert PathSource((str(root),)).build()  # no minimum: served
+    # without suites nothing is covered
+    (root / "payments_test.yaml").unlink()
+    with pytest.raises(Rejected, match=r"is 0\.0% \(0 of 3 rules .*no \*_test\.yaml suites\)"):
+        PathSource((str(root),), min_coverage=1).build()

@@ -181,3 +181,53 @@ def test_help_has_an_example(capsys):
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "example:" in out and "pdp serve policies/" in out and "--watch" in out
+
+
+def test_min_coverage_gates_the_start_and_every_reload(tmp_path):
+    from test_reload import COVERED, COVERING_SUITE
+
+    policies = write_policies(tmp_path / "policies", COVERED, COVERING_SUITE)
+    request = {"identity": {"type": "workload", "id": "billing", "env": "prod"}, "action": "charge",
+               "resource": {"type": "payment", "id": "p1"}}
+    untested = COVERED.replace("}\n", '  permit refunds when action.name == "refund"\n}\n')
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--min-coverage", "100",
+                      "--metrics-addr", "127.0.0.1:0") as server:
+        port = server.wait_ready()
+        metrics_port = int(server.wait_for(r"metrics on http://127.0.0.1:(\d+)/metrics").group(1))
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            first = client.check(request).revision
+            (policies / "policy.pdl").write_text(untested, encoding="utf-8")
+            server.signal(signal.SIGHUP)
+            server.wait_for(r"reload rejected; still serving revision " + first)
+            server.wait_for(r"coverage by the policies' own suites is 66\.7% .*below the minimum of 100% "
+                            r"\(--min-coverage\); no test makes these apply: payments\.refunds")
+            assert client.check(request).revision == first
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=WAIT).read().decode()
+            assert re.search(r'pdp_reloads_total\{result="rejected"\} 1\.0', text), text
+            # a test for the new rule brings the coverage back: the reload is served
+            (policies / "policy_test.yaml").write_text(COVERING_SUITE + """\
+  - name: anyone may refund
+    identity: {type: workload, id: x, env: prod}
+    action: refund
+    resource: {type: payment, id: p1}
+    expect: allow
+""", encoding="utf-8")
+            server.signal(signal.SIGHUP)
+            new = server.wait_for(r"reloaded: serving revision (\w+) \(was " + first).group(1)
+            assert client.check(request).revision == new != first
+        assert server.stop() == 0
+    # at start: exit 1 with the reason, nothing served
+    (policies / "policy_test.yaml").write_text(COVERING_SUITE, encoding="utf-8")
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--min-coverage", "90") as server:
+        assert server.proc.wait(WAIT) == 1
+        server.wait_for(r"the policies are not served:")
+        server.wait_for(r"66\.7% \(2 of 3 rules applied in some test, 1 suite\), below the minimum of 90%")
+
+
+def test_min_coverage_needs_the_suites(policies, capsys):
+    assert main(["serve", str(policies), "--min-coverage", "50", "--skip-tests"]) == 2
+    assert "--min-coverage is measured by running the suites" in capsys.readouterr().err
+    assert main(["serve", "--bundle", "x.bundle", "--min-coverage", "50"]) == 2
+    assert "a bundle carries none" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", str(policies), "--min-coverage", "101"])

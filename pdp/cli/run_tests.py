@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import PolicyError
+from .args import percent
 from ..testing import report
 from ..testing.runner import Tester
 
@@ -55,19 +56,9 @@ def register(sub) -> None:
     p.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML to FILE")
     p.add_argument("--coverage", action="store_true",
                    help="print rule coverage per policy: rules no test made apply, rules never evaluated")
-    p.add_argument("--min-coverage", type=_percent, metavar="P",
+    p.add_argument("--min-coverage", type=percent, metavar="P",
                    help="fail when less than P%% of the rules applied in some test (implies --coverage)")
     p.set_defaults(run=run)
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text.rstrip("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"a percentage is between 0 and 100, got {text}")
-    return value
 
 
 def run(args) -> int:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .args import positive
+from .args import percent, positive
 
 EXAMPLE = """example:
   $ pdp serve policies/ --addr 127.0.0.1:50051 --watch
@@ -26,7 +26,8 @@ EXAMPLE = """example:
   $ pdp serve policies/ --addr unix:/run/pdp/pdp.sock   # for a sidecar: a Unix socket, mode 0660
 
 A reload builds the new policy set in the background and runs its *_test.yaml suites; a set
-that fails to load or fails a test is rejected and the running revision keeps serving.
+that fails to load, fails a test or (with --min-coverage) is covered too little by them is
+rejected and the running revision keeps serving.
 With --client-ca (mTLS) the client certificate's SPIFFE ID is context.peer.spiffe_id.
 The TLS files are read again when they change (certificate rotation), for new connections.
 """
@@ -52,6 +53,10 @@ def register(sub) -> None:
                    help="reload when a policy, data or suite file changes (SIGHUP always reloads)")
     p.add_argument("--skip-tests", action="store_true",
                    help="serve a policy set without running its *_test.yaml suites first (also on reload)")
+    p.add_argument("--min-coverage", type=percent, metavar="PCT",
+                   help="refuse a policy set whose own *_test.yaml suites make less than PCT%% of its rules apply "
+                        "(the coverage of pdp test --coverage): at start (exit 1) and on every reload (rejected; "
+                        "the running revision keeps serving)")
     p.add_argument("--workers", type=positive, default=None, metavar="N",
                    help="processes sharing the port (SO_REUSEPORT); default: the CPUs this process may use (its "
                         "affinity, capped by the container's cgroup CPU quota, rounded up). 1 serves in this process")
@@ -120,6 +125,9 @@ def policy_source(args):
     if args.bundle:
         if args.paths:
             raise UsageError("give PATHs or --bundle FILE, not both")
+        if args.min_coverage is not None:
+            raise UsageError("--min-coverage is measured by the suites beside the policies; a bundle carries none "
+                             "(gate with pdp test --min-coverage before pdp build)")
         if args.verify_key:
             from .. import signing
 
@@ -132,7 +140,10 @@ def policy_source(args):
         raise UsageError("--verify-key checks the signature of a bundle: give it with --bundle FILE")
     if not args.paths:
         raise UsageError("give at least one PATH (policy and data files or folders), or --bundle FILE")
-    return PathSource(tuple(str(p) for p in args.paths), run_suites=not args.skip_tests)
+    if args.min_coverage is not None and args.skip_tests:
+        raise UsageError("--min-coverage is measured by running the suites: it cannot go with --skip-tests")
+    return PathSource(tuple(str(p) for p in args.paths), run_suites=not args.skip_tests,
+                      min_coverage=args.min_coverage)
 
 
 def server_options(args):

@@ -261,7 +261,7 @@ def _start(config: ServeConfig, **kwargs) -> Running | None:
     except PolicyError as err:
         log.error("cannot load the policies:\n%s", err)
     except Rejected as err:
-        log.error("the policies fail their own tests, so they are not served:\n%s", err)
+        log.error("the policies are not served:\n%s", err)
     except (BindError, OSError, ValueError) as err:
         log.error("%s", err)
     return None

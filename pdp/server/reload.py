@@ -2,9 +2,9 @@
 
 A ``PolicySource`` says where policies come from and how to build an engine from them;
 ``Reloader`` runs builds on its own thread, one at a time, when asked (``--watch`` file
-changes, SIGHUP, or ``request()``). A set that fails to load, or fails its own
-``*_test.yaml`` suites, is rejected: the previous revision keeps serving and the error is
-logged. Requests in flight finish on the engine they started with.
+changes, SIGHUP, or ``request()``). A set that fails to load, fails its own
+``*_test.yaml`` suites, or is covered by them less than ``--min-coverage`` asks, is
+rejected: the previous revision keeps serving and the error is logged. Requests in flight finish on the engine they started with.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ KUBERNETES_DATA_LINK = "..data"
 
 
 class Rejected(Exception):
-    """A policy set that loaded but may not serve (its own suites fail)."""
+    """A policy set that loaded but may not serve: its own suites fail, or cover too few rules.
+    ``str()`` says why."""
 
 
 class PolicySource(Protocol):
@@ -52,11 +53,14 @@ class PathSource:
     """Policy and data files or folders, as ``pdp.load`` reads them.
 
     With ``run_suites`` (the default) the ``*_test.yaml`` suites found under the same paths
-    must all pass (``pdp.testing``, as ``pdp test`` runs them) for the set to be accepted.
+    must all pass (``pdp.testing``, as ``pdp test`` runs them) for the set to be accepted;
+    with ``min_coverage`` (a percentage, ``--min-coverage``) they must also make at least that
+    share of the rules apply, as ``pdp test --coverage`` counts it.
     """
 
     paths: tuple[str, ...]
     run_suites: bool = True
+    min_coverage: float | None = None
 
     def build(self) -> Engine:
         if not self.run_suites:
@@ -65,12 +69,23 @@ class PathSource:
 
         tester = Tester.load(self.paths)
         suites = tester.load_suites()  # a broken suite is a PolicyError: rejected too
-        if suites:
-            result = tester.run(suites)
-            if result.failed:
-                first = result.failures[0]
-                raise Rejected(f"{result.failed} of {len(result.results)} policy tests failed; first: "
-                               f"{first.case.id}: {'; '.join(first.problems)}")
+        result = tester.run(suites) if suites else None
+        if result is not None and result.failed:
+            first = result.failures[0]
+            raise Rejected(f"the policies fail their own tests: {result.failed} of {len(result.results)} policy tests "
+                           f"failed; first: "
+                           f"{first.case.id}: {'; '.join(first.problems)}")
+        if self.min_coverage is not None:
+            coverage = result.coverage if result is not None else tester.coverage([])
+            if coverage.percent < self.min_coverage:
+                untested = [r.rule.id for r in coverage.rules if not r.covered]
+                shown = ", ".join(untested[:10]) + (f" and {len(untested) - 10} more" if len(untested) > 10 else "")
+                suites_found = (f"{len(suites)} suite{'s' if len(suites) > 1 else ''}" if suites
+                                else "no *_test.yaml suites")
+                raise Rejected(f"the rule coverage by the policies' own suites is {coverage.percent:.1f}% ({coverage.covered} of "
+                               f"{coverage.total} rules applied in some test, {suites_found}), below the "
+                               f"minimum of {self.min_coverage:g}% (--min-coverage); no test makes these "
+                               f"apply: {shown}")
         return tester.engine
 
     def watch_paths(self) -> Sequence[Path]:
