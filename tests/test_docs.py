@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -179,15 +180,23 @@ def test_the_index_links_every_page():
             assert f"({page.name}" in index, f"docs/README.md does not link {page.name}"
 
 
-@pytest.mark.parametrize("page", doc_pages(), ids=lambda p: p.name)
+def _anchors(page) -> set[str]:
+    """GitHub's ids of a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.*)$", text, re.M)}
+
+
+@pytest.mark.parametrize("page", [*doc_pages(), DOCS.parent / "README.md"], ids=lambda p: str(p.relative_to(DOCS.parent)))
 def test_relative_links_resolve(page):
     text = page.read_text(encoding="utf-8")
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
-        if re.match(r"[a-z]+:", target):
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+        if re.match(r"[a-z]+:", target) or Path(target).name in PLANNED:
             continue
-        if target in PLANNED:
-            continue
-        assert (page.parent / target).exists(), f"{page.name}: link to {target} does not resolve"
+        linked = (page.parent / target) if target else page
+        assert linked.exists(), f"{page.name}: link to {target} does not resolve"
+        if anchor and linked.suffix == ".md":
+            assert anchor in _anchors(linked), f"{page.name}: no heading #{anchor} in {linked.name}"
 
 
 def test_every_tested_block_is_understood():
