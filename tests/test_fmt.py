@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pdp.cli import main
-from pdp.syntax.formatter import _parser, _tokens, format_source
-from pdp.syntax.parser import SyntaxProblem
+from pdp.syntax.formatter import _tokens, format_source
+from pdp.syntax.parser import SyntaxProblem, lark_parser
 
 from strategies import load_policy_set, policy_sets, requests
 
@@ -235,7 +235,7 @@ def test_the_shipped_policies_are_formatted(capsys):
 def _scramble(text: str, seed: int) -> str:
     """The same tokens with random blanks, line breaks and comments between them."""
     rng = random.Random(seed)
-    tokens = sorted(_tokens(_parser().parse(text)), key=lambda t: t.start_pos)
+    tokens = sorted(_tokens(lark_parser(keep_all_tokens=True).parse(text, start="start")), key=lambda t: t.start_pos)
     out: list[str] = []
     for tok in tokens:
         out.append(tok.value)

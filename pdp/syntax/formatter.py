@@ -24,14 +24,13 @@ and nothing is written.
 from __future__ import annotations
 
 import bisect
-import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from lark import Lark, Token, Tree
+from lark import Token, Tree
 
 from ..source import SourceFile
-from .parser import _AcceptNamesEverywhere, grammar_text
+from .parser import lark_parser
 from .to_ast import parse_module
 
 #: Parse-tree nodes that are clauses of a rule: each goes on its own line under the rule's head.
@@ -51,13 +50,6 @@ class FormatError(Exception):
     """The formatted text would not mean what the original does (a bug in the formatter)."""
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=False, keep_all_tokens=True, postlex=_AcceptNamesEverywhere(),
-                start="start")
-
-
 def format_source(text: str, name: str = "<policy>") -> str:
     """The canonical form of a policy file's text.
 
@@ -67,7 +59,7 @@ def format_source(text: str, name: str = "<policy>") -> str:
     text = text.replace("\r\n", "\n")
     original = parse_module(text, SourceFile(name, text))  # positioned errors for bad input
     comments = _comments(text)
-    tree = _parser().parse(text)
+    tree = lark_parser(keep_all_tokens=True).parse(text, start="start")
     printer = _Printer(text, tree, comments)
     printer.file(tree)
     result = printer.result()

@@ -76,14 +76,16 @@ def grammar_text() -> str:
     return (Path(__file__).resolve().parents[2] / "grammar" / "pdl.lark").read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=1)
-def lark_parser() -> Lark:
+@functools.lru_cache(maxsize=2)
+def lark_parser(keep_all_tokens: bool = False) -> Lark:
+    """The parser; ``keep_all_tokens`` keeps punctuation and keywords in the tree (for pdp fmt)."""
     return Lark(
         grammar_text(),
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=False,
+        keep_all_tokens=keep_all_tokens,
         postlex=_AcceptNamesEverywhere(),
         start=["start", "expr"],
     )
