@@ -207,3 +207,22 @@ def test_every_tested_block_is_understood():
             known = "file" in block.attrs or "values" in block.words or block.lang == "console"
             assert known, f"{block.where}: a marked block that no test runs"
             assert not ("values" in block.words and block.lang != "pdl"), f"{block.where}: values blocks are pdl"
+
+
+def _commands():
+    from pdp.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sorted(sub.choices.items())
+
+
+@pytest.mark.parametrize("name,parser", _commands(), ids=[name for name, _ in _commands()])
+def test_cli_md_documents_every_command_and_flag(name, parser):
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert f"\n## pdp {name}\n" in text, f"docs/cli.md has no section '## pdp {name}'"
+    section = text.split(f"\n## pdp {name}\n", 1)[1].split("\n## ", 1)[0]
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert f"`{flag}" in section, f"docs/cli.md, section pdp {name}: {flag} is not documented"
