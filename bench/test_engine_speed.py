@@ -1,6 +1,8 @@
 """Issue 3's and issue 11's speed figures: decide / decide_many per decision, side by side with
 Cedar; the shipped library (policies/) with a realistic traffic mix and a set with many
-untargeted rules beside the 10-rule set; scaling with policy-set size, load and bundle start.
+untargeted rules beside the 10-rule set; scaling with policy-set size, load and bundle start;
+10,000 rules whose conditions test many attributes (workloads.varied) beside 10 such rules;
+a random ~350-rule set in PDL and Cedar (random_sets.py) against cedarpy's batch API.
 Run (medians are what counts):
 
     pytest bench/test_engine_speed.py --benchmark-only --benchmark-json=bench/results/engine.json
@@ -20,6 +22,7 @@ import pdp
 from pdp import runtime
 
 sys.path.insert(0, str(Path(__file__).parent))
+import random_sets  # noqa: E402
 import workloads  # noqa: E402
 
 BATCH = 200
@@ -159,3 +162,80 @@ def test_start_from_bundle_10k_rules(benchmark, scaling, tmp_path):
     benchmark.group = "start"
     engine = benchmark.pedantic(pdp.load_bundle, args=(bundle,), rounds=5, iterations=1)
     assert len(engine.rule_ids) == 10_000
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    """10 rules and 10,000 rules in 1,000 targeted policies whose conditions test many
+    attributes (workloads.varied: environments, tiers, scopes, actions, networks, globs, data
+    lookups, labels, ages), with requests of the same vocabulary."""
+    small = workloads.write_varied(tmp_path_factory.mktemp("v10"), 1, 10)
+    big = workloads.write_varied(tmp_path_factory.mktemp("v10k"), 1000, 10)
+    return small, big
+
+
+@pytest.mark.parametrize("size", ["10 rules", "10,000 rules in 1,000 policies"])
+def test_varied_conditions_per_decision(benchmark, varied, size):
+    root = varied[0] if size == "10 rules" else varied[1]
+    engine = pdp.load(root)
+    reqs = workloads.varied_requests(1 if size == "10 rules" else 1000, BATCH)
+    reference = pdp.load(root, backend="reference")
+    decisions = [reference.decide(r) for r in reqs]
+    assert [engine.decide(r) for r in reqs] == decisions
+    assert {d.decision for d in decisions} == {"ALLOW", "DENY"}
+    benchmark.group = "varied conditions: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    decide = engine.decide
+    benchmark(lambda: [decide(r) for r in reqs])
+
+
+def test_load_and_compile_10k_varied_rules(benchmark, varied):
+    benchmark.group = "start"
+    engine = benchmark.pedantic(pdp.load, args=(varied[1],), rounds=3, iterations=1)
+    assert len(engine.rule_ids) == 10_000
+
+
+@pytest.fixture(scope="module")
+def random_set(tmp_path_factory):
+    """A random policy set of about 350 rules in 60 policies, half of them with a random
+    condition as target and half untargeted (random_sets.py), in PDL and Cedar, and 200
+    requests; pdp and Cedar checked to agree on every error-free request."""
+    model = random_sets.policy_set()
+    root = workloads.write_pdl(tmp_path_factory.mktemp("random"), model.pdl())
+    reqs = random_sets.requests(BATCH)
+    return model, root, reqs
+
+
+def test_decide_random_350_rules(benchmark, random_set):
+    model, root, reqs = random_set
+    engine = pdp.load(root)
+    reference = pdp.load(root, backend="reference")
+    pdl_reqs = [r.pdl() for r in reqs]
+    decisions = [reference.decide(r) for r in pdl_reqs]
+    assert [engine.decide(r) for r in pdl_reqs] == decisions
+    assert {d.decision for d in decisions} == {"ALLOW", "DENY"}
+    benchmark.group = "random 350 rules: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    decide = engine.decide
+    benchmark(lambda: [decide(r) for r in pdl_reqs])
+
+
+def test_decide_many_random_350_rules(benchmark, random_set):
+    _, root, reqs = random_set
+    engine = pdp.load(root)
+    benchmark.group = "random 350 rules: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    benchmark(engine.decide_many, [r.pdl() for r in reqs])
+
+
+def test_cedarpy_batch_random_350_rules(benchmark, random_set):
+    cedarpy = pytest.importorskip("cedarpy")
+    model, root, reqs = random_set
+    cedar_reqs, entities = random_sets.cedar_batch(reqs)
+    policies = cedarpy.PolicySet.from_str(model.cedar()) if hasattr(cedarpy, "PolicySet") else model.cedar()
+    results = cedarpy.is_authorized_batch(cedar_reqs, policies, entities)
+    counts = random_sets.agreement(pdp.load(root).decide_many([r.pdl() for r in reqs]), results, model)
+    assert counts["error-free"] >= len(reqs) // 2 and 0 < counts["ALLOW"] < counts["error-free"], counts
+    benchmark.group = "random 350 rules: per batch of 200 decisions"
+    _per_decision(benchmark, len(reqs))
+    benchmark(cedarpy.is_authorized_batch, cedar_reqs, policies, entities)

@@ -238,3 +238,94 @@ def library_requests(data: dict, count: int, seed: int = 5) -> list[dict]:
                     "resource": {"type": rtype, "id": f"{rtype}-{n}", "env": env if chance(0.98) else "dev"},
                     "context": context})
     return out
+
+
+# ---- 1,000 targeted policies whose conditions test many attributes -----------------------------
+
+_TEAMS = tuple(f"team{i}" for i in range(40))
+_REGIONS = ("eu-1", "eu-2", "us-1", "us-2", "ap-1")
+_LABELS = ("pii", "public", "finance", "internal", "export")
+_CALLERS = tuple(f"svc-{i}" for i in range(60))
+
+
+def _varied_rule(rng: random.Random, t: str, k: int) -> tuple[str, str]:
+    """(effect, condition) of one rule on resource type ``t``: a shape drawn at random, with
+    constants of its own (environments, tiers, scopes, actions, networks, SPIFFE globs, data
+    lookups, labels, ages)."""
+    actions = sorted(rng.sample(ACTIONS, rng.randrange(1, 4)))
+    team = rng.choice(_TEAMS)
+    net = rng.randrange(256)
+    shapes = [
+        ("permit", f'action.name in {json.dumps(actions)} and identity.scopes contains "{t}:{actions[0]}"'),
+        ("permit", f'action.name == "{actions[0]}" and identity.env == resource.env and identity.tier >= {rng.randrange(4)}'),
+        ("forbid", f'identity.env == "{rng.choice(ENVS)}" and resource.env == "{rng.choice(("prod", "dev"))}"'),
+        ("forbid", f'identity.tier < {rng.randrange(1, 4)} and action.name in {json.dumps(actions)}'),
+        ("permit", 'identity.team == data.catalog.owners[resource.type] and action.name != "delete"'),
+        ("forbid", f'context.source_ip in cidr("10.{net}.0.0/16", "fd00:{net:x}::/32")'),
+        ("permit", f'identity.spiffe_id matches "spiffe://acme.prod/ns/{team}/sa/*" and action.name == "{actions[0]}"'),
+        ("forbid", f'age(identity.credential.issued_at) > {rng.choice((2, 6, 12, 24))}h'),
+        ("permit", f'resource.labels contains_any {json.dumps(sorted(rng.sample(_LABELS, 2)))} '
+                   f'and identity.tier >= {rng.randrange(1, 4)}'),
+        ("forbid", f'identity.id in {json.dumps(sorted(rng.sample(_CALLERS, 3)))}'),
+        ("permit", f'context.region in {json.dumps(sorted(rng.sample(_REGIONS, 2)))} and identity.env == "prod"'),
+        ("forbid", 'identity.tier < data.catalog.min_tier[resource.type] and action.name != "read"'),
+        ("permit", f'resource.owner == identity.id and action.name != "{rng.choice(ACTIONS)}"'),
+        ("forbid", f'resource.labels contains "{rng.choice(_LABELS)}" and not (identity.scopes contains "{t}:sensitive")'),
+        ("permit", f'identity.roles contains_any ["admin", "{t}-admin"] and identity.team == "{team}"'),
+    ]
+    return shapes[rng.randrange(len(shapes))]
+
+
+def varied(types: int, rules_per_type: int, seed: int = 3) -> tuple[str, dict]:
+    """(PDL source, data) of ``types`` policies, each targeted on its own resource type, of
+    ``rules_per_type`` rules whose shapes and constants are drawn at random (see
+    :func:`_varied_rule`), and the data they look up (owning team and minimum tier per type)."""
+    rng = random.Random(seed)
+    pdl = []
+    data = {"owners": {}, "min_tier": {}}
+    for i in range(types):
+        t = f"svc{i}"
+        data["owners"][t] = rng.choice(_TEAMS)
+        data["min_tier"][t] = rng.randrange(4)
+        pdl.append(f"policy {t} {{\n  target resource.type == \"{t}\"")
+        for k in range(rules_per_type):
+            effect, cond = _varied_rule(rng, t, k)
+            pdl.append(f"  {effect} rule_{k} when {cond}")
+        pdl.append("}")
+    return "\n".join(pdl) + "\n", data
+
+
+def write_varied(root: Path, types: int, rules_per_type: int) -> Path:
+    source, data = varied(types, rules_per_type)
+    write_pdl(root, source)
+    (root / "catalog.data.json").write_text(json.dumps(data))
+    return root
+
+
+def varied_requests(types: int, count: int, seed: int = 17) -> list[dict]:
+    """Requests for :func:`varied`: a resource type of the set, callers with environments,
+    tiers, teams, scopes, roles and SPIFFE IDs, credentials of various ages, sources inside
+    and outside the rules' networks; an attribute missing now and then."""
+    rng = random.Random(seed)
+    out = []
+    for n in range(count):
+        t = f"svc{rng.randrange(types)}"
+        who = rng.choice(_CALLERS)
+        team = rng.choice(_TEAMS)
+        net = rng.randrange(256)
+        identity = {"type": "workload", "id": who, "env": rng.choice(ENVS), "tier": rng.randrange(5), "team": team,
+                    "scopes": rng.sample([f"{t}:{a}" for a in ACTIONS] + [f"{t}:sensitive", "other:read"],
+                                         rng.randrange(4)),
+                    "roles": rng.sample(["admin", f"{t}-admin", "viewer"], rng.randrange(2)),
+                    "spiffe_id": f"spiffe://acme.prod/ns/{team}/sa/{who}",
+                    "credential": {"issued_at": f"2026-11-27T{rng.randrange(10):02d}:{rng.randrange(60):02d}:00Z"}}
+        resource = {"type": t, "id": f"r{n}", "env": rng.choice(("prod", "staging", "dev")),
+                    "owner": rng.choice(_CALLERS), "labels": rng.sample(_LABELS, rng.randrange(3))}
+        source_ip = f"10.{net}.{rng.randrange(256)}.{rng.randrange(1, 255)}" if rng.random() < 0.8 \
+            else f"fd00:{net:x}::{rng.randrange(1, 65535):x}"
+        context = {"time": "2026-11-27T10:05:00Z", "source_ip": source_ip, "region": rng.choice(_REGIONS)}
+        if rng.random() < 0.05:
+            del identity[rng.choice(["tier", "env", "team", "scopes"])]
+        out.append({"identity": identity, "action": {"name": rng.choice(ACTIONS)}, "resource": resource,
+                    "context": context})
+    return out

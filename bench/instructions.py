@@ -1,0 +1,117 @@
+"""Instructions per decision under callgrind: a count that stays put on a loaded machine, so
+engine changes can be compared while other jobs share the cores.
+
+    python bench/instructions.py [WORKLOAD ...]          # all workloads by default
+    python bench/instructions.py --profile library       # and the top functions inside Evaluator.decide
+
+Each workload is decided in two runs under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``),
+one round and three rounds of its requests after a warm-up (the program read from a bundle
+made beforehand); the difference of the two totals
+divided by the extra decisions is the cost of one ``decide`` (loading and start-up cancel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+REQUESTS = 200
+
+
+def _workload(name: str, tmp: Path):
+    """(policy path, requests) of a named workload (the ones test_engine_speed.py times)."""
+    import workloads
+
+    if name == "library":
+        import pdp
+        data = dict(pdp.load(workloads.LIBRARY, backend="reference").policy_set.data)
+        return workloads.LIBRARY, workloads.library_requests(data, REQUESTS)
+    if name == "targeted10":
+        return workloads.write_pdl(tmp, workloads.targeted(1, 10)[0]), workloads.requests(1, REQUESTS, seed=11)
+    if name == "targeted10k":
+        return workloads.write_pdl(tmp, workloads.targeted(1000, 10)[0]), workloads.requests(1000, REQUESTS, seed=11)
+    if name == "mixed300":
+        return workloads.write_pdl(tmp, workloads.mixed(30, 10)), workloads.requests(30, REQUESTS, seed=13)
+    if name == "varied10":
+        return workloads.write_varied(tmp, 1, 10), workloads.varied_requests(1, REQUESTS)
+    if name == "varied10k":
+        return workloads.write_varied(tmp, 1000, 10), workloads.varied_requests(1000, REQUESTS)
+    if name == "random350":
+        import random_sets
+        model = random_sets.policy_set()
+        return workloads.write_pdl(tmp, model.pdl()), [r.pdl() for r in random_sets.requests(REQUESTS)]
+    raise SystemExit(f"unknown workload {name!r}")
+
+
+WORKLOADS = ("targeted10", "library", "mixed300", "random350", "targeted10k", "varied10", "varied10k")
+
+
+def prepare(name: str, tmp: Path) -> Path:
+    """The workload's compiled bundle and requests in ``tmp`` (the runs under callgrind only
+    read them: compiling 10,000 rules under valgrind would take minutes)."""
+    import pdp
+
+    root, _ = _workload(name, tmp / name)
+    pdp.write_bundle(pdp.load(root), tmp / f"{name}.bundle")
+    return tmp
+
+
+def child(name: str, rounds: int, tmp: Path) -> None:
+    import pdp
+
+    engine = pdp.load_bundle(tmp / f"{name}.bundle")
+    with tempfile.TemporaryDirectory() as scratch:
+        _, reqs = _workload(name, Path(scratch))
+    decide = engine.decide
+    for r in reqs:  # warm: caches, interned strings
+        decide(r)
+    for _ in range(rounds):
+        for r in reqs:
+            decide(r)
+
+
+#: The C function of ``Evaluator.decide`` (``--profile`` collects inside it only).
+DECIDE = "__pyx_f_3pdp_7runtime_6_ceval_9Evaluator_decide"
+
+
+def _count(name: str, rounds: int, out: Path, *options: str) -> int:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    subprocess.run(["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}", sys.executable, __file__,
+                    "--child", name, str(rounds), str(out.parent)], check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    text = out.read_text(errors="replace")
+    return int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workloads", nargs="*", default=list(WORKLOADS))
+    parser.add_argument("--profile", action="store_true", help="also profile inside Evaluator.decide (one round)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), Path(args.child[2]))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.workloads:
+            prepare(name, Path(tmp))
+            one = _count(name, 1, Path(tmp) / f"{name}.1")
+            three = _count(name, 3, Path(tmp) / f"{name}.3")
+            print(f"{name}: {(three - one) / (2 * REQUESTS):,.0f} instructions per decision", flush=True)
+            if args.profile:
+                keep = Path(tmp) / f"{name}.decide"
+                inside = _count(name, 1, keep, "--collect-atstart=no", f"--toggle-collect={DECIDE}")
+                print(f"  inside Evaluator.decide: {inside / (2 * REQUESTS):,.0f} per decision (callgrind file {keep})")
+                subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", str(keep)], check=False)
+
+
+if __name__ == "__main__":
+    main()
