@@ -29,17 +29,36 @@ def _const_key(value: object) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+class ConstKeys:
+    """The interning key of a constant (``_const_key``), made once per map or list: every path
+    into ``data`` meets the same maps again (``data`` itself at each use), and writing them
+    out each time made loading grow with uses × data size. By identity, so the memo keeps each
+    value alive (its id stays its own); constants are never mutated."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[object, str]] = {}
+
+    def __call__(self, value: object) -> str:
+        if not isinstance(value, (dict, list)):
+            return _const_key(value)
+        found = self._memo.get(id(value))
+        if found is None:
+            found = self._memo[id(value)] = (value, _const_key(value))
+        return found[1]
+
+
 class Lowerer:
     def __init__(self, data: dict):
         self.data = data
         self._interned: dict[tuple, tuple] = {}
         self._lets: dict[tuple[str, str], tuple] = {}
+        self._const_keys = ConstKeys()
 
     def _make(self, key: tuple, node: tuple) -> tuple:
         return self._interned.setdefault(key, node)
 
     def const(self, value: object) -> tuple:
-        return self._make((CONST, _const_key(value)), (CONST, value))
+        return self._make((CONST, self._const_keys(value)), (CONST, value))
 
     def error(self, message: str) -> tuple:
         return self._make((ERROR, message), (ERROR, message))

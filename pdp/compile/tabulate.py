@@ -25,7 +25,7 @@ from ..errors import EvalError
 from ..values import CidrSet
 from .cse import children, replace_children
 from .ir import AND, CALL, CIDR, CONST, ERROR, INDEX, LOOKUP, NOW, OR, PATH
-from .lower import _const_key
+from .lower import ConstKeys
 from .specialize import fold_logic
 
 #: Tables with more keys are looked up at run time: their rows would make loads and bundles
@@ -53,6 +53,7 @@ class Tabulator:
         self._reads: dict[int, tuple[tuple, _Reads]] = {}
         self._done: dict[int, tuple[tuple, tuple]] = {}  # id ⇒ (node, rewritten): keeps ids unique
         self._grounds: dict[tuple, tuple] = {}
+        self._const_keys = ConstKeys()
 
     def rewrite(self, node: tuple | None) -> tuple | None:
         """``node`` with its largest qualifying sub-expressions tabulated."""
@@ -160,7 +161,7 @@ class Tabulator:
         return self._ground(value)
 
     def _ground(self, value: object) -> tuple:
-        return self._intern((CONST, _const_key(value)), (CONST, value))
+        return self._intern((CONST, self._const_keys(value)), (CONST, value))
 
     def _intern(self, key: tuple, node: tuple) -> tuple:
         return self._grounds.setdefault(key, node)
