@@ -163,3 +163,29 @@ def test_generated_ip_texts_agree(ips):
     _check_all(load_policy_set(texts, None), [
         {"identity": {"type": "w", "id": "x"}, "action": "r", "resource": {"type": "t"}, "context": {"source_ip": ip}}
         for ip in ips])
+
+
+#: Thirty untargeted policies, each with a `let` its two rules share: a CACHED slot each, so
+#: a request fills slots past the ones a context holds inline (the _Slots the compiled
+#: evaluator keeps between requests).
+MANY_SLOTS = "".join(f"""
+policy many{i} {{
+  let mine = resource.owner == identity.id or resource.tags contains "t{i}"
+  forbid f when mine and context.source_ip in cidr("10.{i}.0.0/16")
+  permit p when mine or identity.env == "{('prod', 'dev', 'staging')[i % 3]}" reason "mine is {{mine}}"
+}}
+""" for i in range(30))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=policy_sets(), reqs=st.lists(requests(), min_size=2, max_size=10))
+def test_slots_past_the_inline_ones_agree_with_the_reference(texts, reqs):
+    """Requests decided one after another reuse the evaluator's slot arrays: a value left
+    from an earlier request would show as a wrong decision, reason or error."""
+    engine = load_policy_set([MANY_SLOTS, *texts])
+    assert engine.program.slots > 24  # past the inline slots (_INLINE_SLOTS in _ceval.pyx)
+    _check_all(engine, reqs)
+    for name in EVALUATORS:
+        evaluator = runtime.EVALUATORS[name](engine.program)
+        want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
+        assert [_view(d) for d in evaluator.decide_many(reqs)] == want

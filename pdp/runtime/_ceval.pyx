@@ -13,7 +13,7 @@ from sys import intern
 cimport cython
 
 from libc.math cimport isfinite
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from .. import operators
@@ -117,13 +117,13 @@ cdef inline Py_UCS4 _at(str s, Py_ssize_t i) noexcept:
 
 # ---- times: the common RFC 3339 shapes in C; anything else goes to values.parse_time -----------
 
-cdef inline int _digits(str s, Py_ssize_t start, Py_ssize_t count):
+cdef inline int _digits(const unsigned char* s, Py_ssize_t start, Py_ssize_t count) noexcept:
     """The decimal number at s[start:start+count], or -1 when a character is not 0-9."""
     cdef int value = 0
     cdef int code
     cdef Py_ssize_t i
     for i in range(start, start + count):
-        code = <int>_at(s, i)
+        code = s[i]
         if code < 48 or code > 57:
             return -1
         value = value * 10 + (code - 48)
@@ -144,31 +144,32 @@ cdef int[12] _MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 cdef object _time_of(object x):
     """values.parse_time, with `YYYY-MM-DDTHH:MM:SS(Z|±HH:MM)` done in C (int result)."""
-    cdef str s
+    cdef const unsigned char* s
     cdef Py_ssize_t n
     cdef int year, month, day, hour, minute, second, oh = 0, om = 0, dim
-    cdef Py_UCS4 sep, zone
-    if type(x) is str:
-        s = <str>x
-        n = len(s)
+    cdef unsigned char sep, zone
+    # Read in place as bytes: a one-byte string (ASCII or Latin-1; any other is no such time).
+    if type(x) is str and _ukind(x) == 1:
+        s = <const unsigned char*>_udata(x)
+        n = len(<str>x)
         if n == 20 or n == 25:
             year, month, day = _digits(s, 0, 4), _digits(s, 5, 2), _digits(s, 8, 2)
             hour, minute, second = _digits(s, 11, 2), _digits(s, 14, 2), _digits(s, 17, 2)
-            sep, zone = _at(s, 10), _at(s, 19)
-            if (_at(s, 4) == u"-" and _at(s, 7) == u"-" and _at(s, 13) == u":" and _at(s, 16) == u":"
-                    and (sep == u"T" or sep == u"t" or sep == u" ")
+            sep, zone = s[10], s[19]
+            if (s[4] == c'-' and s[7] == c'-' and s[13] == c':' and s[16] == c':'
+                    and (sep == c'T' or sep == c't' or sep == c' ')
                     and year >= 1 and 1 <= month <= 12 and day >= 1 and 0 <= hour <= 23
                     and 0 <= minute <= 59 and 0 <= second <= 60):
                 dim = _MONTH_DAYS[month - 1]
                 if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
                     dim = 29
-                if n == 20 and (zone == u"Z" or zone == u"z"):
+                if n == 20 and (zone == c'Z' or zone == c'z'):
                     pass
-                elif n == 25 and (zone == u"+" or zone == u"-") and _at(s, 22) == u":":
+                elif n == 25 and (zone == c'+' or zone == c'-') and s[22] == c':':
                     oh, om = _digits(s, 20, 2), _digits(s, 23, 2)
                     if not (0 <= oh <= 23 and 0 <= om <= 59):
                         dim = 0  # out of range: let the Python path say so
-                    elif zone == u"+":
+                    elif zone == c'+':
                         oh, om = -oh, -om
                 else:
                     dim = 0
@@ -231,17 +232,56 @@ from cpython.ref cimport Py_XDECREF
 cdef enum:
     _INLINE_SLOTS = 24  # CACHED slots held in the context object itself (it stays a small object)
 
+@cython.final
+@cython.no_gc  # holds request values only: no cycles
+cdef class _Slots:
+    """The CACHED slots past the inline ones, for one request at a time: a C array of all of
+    them, with the numbers of those filled so that only they are cleared. The evaluator keeps
+    a few between requests: a program of 10,000 rules has thousands of slots, and making and
+    freeing a list that long on every request was most of a decision's cost (callgrind)."""
+    cdef PyObject** values  # NULL when empty, else an owned reference
+    cdef Py_ssize_t* filled
+    cdef Py_ssize_t count
+
+    def __dealloc__(self):
+        self.clear()
+        free(self.values)
+        free(self.filled)
+
+    cdef inline void clear(self) noexcept:
+        cdef Py_ssize_t i, slot
+        for i in range(self.count):
+            slot = self.filled[i]
+            Py_XDECREF(self.values[slot])
+            self.values[slot] = NULL
+        self.count = 0
+
+
+cdef _Slots _new_slots(Py_ssize_t size):
+    cdef _Slots s = _Slots.__new__(_Slots)
+    s.values = <PyObject**>calloc(size + 1, sizeof(PyObject*))
+    s.filled = <Py_ssize_t*>malloc((size + 1) * sizeof(Py_ssize_t))
+    if s.values == NULL or s.filled == NULL:
+        raise MemoryError()
+    return s
+
+
+#: _Slots an evaluator keeps for the next requests (one per request decided at once).
+cdef Py_ssize_t _SPARE_SLOTS = 4
+
+
 @cython.final  # direct (inlinable) method calls
 @cython.no_gc  # made per request; references request data only, never itself: no cycles
 cdef class _Context:
     cdef object identity, action, resource, context
     cdef double arrival
     # CACHED slots: the first _INLINE_SLOTS in the context itself (NULL when empty; owned
-    # references below ``filled``), no allocation per request; the others in ``cache``
-    # (_UNSET when empty; None until the first is used).
+    # references below ``filled``), no allocation per request; the others in ``more``
+    # (None until the first is used), taken from ``spare`` (the evaluator's) and given back.
     cdef PyObject* inline_slots[_INLINE_SLOTS]
     cdef Py_ssize_t filled
-    cdef list cache
+    cdef _Slots more
+    cdef list spare
     cdef Py_ssize_t slots
     cdef object now_value
     cdef list errors  # RuleErrors met so far (None until the first)
@@ -255,7 +295,19 @@ cdef class _Context:
             Py_XDECREF(self.inline_slots[i])
             self.inline_slots[i] = NULL
         self.filled = 0
-        self.cache = None
+        if self.more is not None:
+            self.more.clear()
+            if self.spare is not None and len(self.spare) < _SPARE_SLOTS:
+                self.spare.append(self.more)
+            self.more = None
+
+    cdef _Slots more_slots(self):
+        if self.more is None:
+            if self.spare:
+                self.more = <_Slots>self.spare.pop()
+            else:
+                self.more = _new_slots(self.slots)
+        return self.more
 
     cdef inline object root(self, int index):
         if index == 0:
@@ -902,7 +954,7 @@ cdef class _Cached(_Node):
     cdef object ev(self, _Context ctx):
         cdef object value
         cdef PyObject* held
-        cdef list cache
+        cdef _Slots more
         if self.slot < _INLINE_SLOTS:
             held = ctx.inline_slots[self.slot]
             if held != NULL:
@@ -913,15 +965,15 @@ cdef class _Cached(_Node):
             if self.slot >= ctx.filled:
                 ctx.filled = self.slot + 1
             return value
-        cache = ctx.cache
-        if cache is None:
-            cache = ctx.cache = [_UNSET] * ctx.slots  # made on first use: some requests fill no slot
-        else:
-            value = cache[self.slot]
-            if value is not _UNSET:
-                return value
-        value = self.inner.ev(ctx)
-        cache[self.slot] = value
+        more = ctx.more_slots()
+        held = more.values[self.slot]
+        if held != NULL:
+            return <object>held
+        value = self.inner.ev(ctx)  # (a node is never below itself: its slot is still empty)
+        Py_INCREF(value)
+        more.values[self.slot] = <PyObject*>value
+        more.filled[more.count] = self.slot
+        more.count += 1
         return value
 
 
@@ -1388,12 +1440,14 @@ cdef class Evaluator:
     cdef list rules
     cdef object forbid_tree, permit_tree
     cdef Py_ssize_t slots
+    cdef list spare  # _Slots for the next requests
 
     backend = "compiled"
 
     def __cinit__(self):
         # Linked by __init__; until then (Evaluator.__new__ alone) a decision finds no rule.
         self.rules = []
+        self.spare = []
         self.forbid_tree = self.permit_tree = _Leaf.__new__(_Leaf)
         (<_Leaf>self.forbid_tree).entries = ()
         self.revision = ""
@@ -1568,6 +1622,7 @@ cdef class Evaluator:
         ctx.arrival = arrival
         ctx.clear_slots()  # a context reused by a batch
         ctx.slots = self.slots
+        ctx.spare = self.spare
         ctx.now_value = _UNSET
         ctx.errors = None
         cdef list forbids = self._phase(self.forbid_tree, ctx)
@@ -1582,6 +1637,7 @@ cdef class Evaluator:
                 decision, reasons = _ALLOW, tuple(permits)
             else:
                 decision, reasons = _DENY, _DEFAULT_REASONS
+        ctx.clear_slots()  # the values are no longer needed; the _Slots go back to spare
         return _decision(decision, reasons, _EMPTY if ctx.errors is None else tuple(ctx.errors),
                          self.revision, _nanos(CLOCK_MONOTONIC) - started)
 
