@@ -13,6 +13,9 @@ testing policies"):
   other value replaces, ``null`` removes the key — "the good request, except …".
 - ``matrix`` entries expand identities × actions × resources into one test per cell, with
   an expectations table (one row per identity).
+- ``envoy`` on a test gives its request as Envoy would send it (method, path, principal, …;
+  ``envoy_cases``), mapped to the pdp request by the server's own Envoy mapping; ``envoy`` at
+  the top of a suite is deep-merged under every Envoy test's map.
 
 Every problem is a ``PolicyError`` positioned in the suite file; unknown keys are problems,
 so a typo never silently drops a check. Problems are collected across the whole file.
@@ -30,9 +33,10 @@ from ..request import parse_request
 from ..source import SourceFile
 from ..yamlio import MarkedList, MarkedMap, decode_text, load_yaml_marked
 
-SUITE_KEYS = ("suite", "description", "fixtures", "context", "data", "tests", "matrix")
+SUITE_KEYS = ("suite", "description", "fixtures", "context", "envoy", "data", "tests", "matrix")
 FIXTURE_KINDS = ("identities", "actions", "resources", "contexts")
-TEST_KEYS = ("name", "description", "identity", "action", "resource", "context", "with", "expect", "reasons")
+TEST_KEYS = ("name", "description", "identity", "action", "resource", "context", "envoy", "with", "expect",
+             "reasons")
 MATRIX_KEYS = ("name", "description", "identities", "actions", "resources", "context", "with", "expect")
 WITH_KEYS = ("identity", "action", "resource", "context")
 EXPECTATIONS = ("allow", "deny")
@@ -111,6 +115,7 @@ class _SuiteReader:
         self.problems: list[Diagnostic] = []
         self.fixtures: dict[str, dict] = {kind: {} for kind in FIXTURE_KINDS}
         self.default_context: dict = {}
+        self.default_envoy: MarkedMap | None = None
 
     # -- problems --
 
@@ -159,6 +164,14 @@ class _SuiteReader:
                 self.problem(document.value_marks["context"],
                              f"the suite's 'context' must be a mapping (merged into every test's context), "
                              f"got {_kind(context)}")
+        if "envoy" in document:
+            envoy = document["envoy"]
+            if isinstance(envoy, MarkedMap):
+                self.default_envoy = envoy
+            else:
+                self.problem(document.value_marks["envoy"],
+                             f"the suite's 'envoy' must be a mapping (merged under every Envoy test's 'envoy'), "
+                             f"got {_kind(envoy)}")
         if "data" in document:
             data = document["data"]
             suite.data_mark = document.value_marks["data"]
@@ -249,6 +262,12 @@ class _SuiteReader:
             context = _merge(context, built or {})
         if context:
             request["context"] = context
+        marks = {root: mark for root, (_, mark) in parts.items()}
+        return self.finish(item, request, marks, what, ok)
+
+    def finish(self, item: MarkedMap, request: dict, marks: dict[str, Mark], what: str, ok: bool = True) -> dict | None:
+        """Apply the test's ``with`` to a built request and check the result (SPEC §3);
+        ``marks`` place a problem with a request root."""
         if "with" in item:
             patch = item["with"]
             mark = item.value_marks["with"]
@@ -273,10 +292,39 @@ class _SuiteReader:
             parse_request(request)
         except RequestError as err:
             root = err.path.split(".", 1)[0].split("[", 1)[0]
-            mark = parts[root][1] if root in parts else (item.line, item.column)
-            self.problem(mark, f"{what}: the request is not valid: {err}")
+            self.problem(marks.get(root, (item.line, item.column)), f"{what}: the request is not valid: {err}")
             return None
         return request
+
+    def envoy_request(self, item: MarkedMap, what: str) -> dict | None:
+        """An Envoy test's request: its ``envoy`` map (over the suite's) ⇒ CheckRequest ⇒ the
+        server's mapping ⇒ the suite context under its context ⇒ ``with``."""
+        from ..server.envoy_authz import envoy_to_request
+        from .envoy_cases import EnvoyCaseError, to_check_request
+
+        given, mark = item["envoy"], item.value_marks["envoy"]
+        if not isinstance(given, MarkedMap):
+            self.problem(mark, f"'envoy' must be a mapping (method, path, principal, ...), got {_kind(given)}")
+            return None
+        fields = _merge(_plain(self.default_envoy) if self.default_envoy is not None else {}, _plain(given))
+        try:
+            check_request = to_check_request(fields)
+        except EnvoyCaseError as err:
+            self.problem(self.envoy_mark(given, err, mark), f"{what}: {err.message}")
+            return None
+        request = envoy_to_request(check_request)
+        request["context"] = _merge(_plain(self.default_context), request["context"])
+        return self.finish(item, request, {root: mark for root in WITH_KEYS}, what)
+
+    def envoy_mark(self, given: MarkedMap, err, mark: Mark) -> Mark:
+        """Where an Envoy entry's problem is: the test's entry, else the suite's, else the map."""
+        for source in (given, self.default_envoy):
+            if source is not None and err.key in source:
+                inner = source[err.key]
+                if err.name and isinstance(inner, MarkedMap) and err.name in inner:
+                    return inner.value_marks[err.name]
+                return (source.key_marks if err.at_key else source.value_marks)[err.key]
+        return mark
 
     def reasons(self, item: MarkedMap) -> tuple[tuple[str, ...], tuple[Mark, ...]] | None:
         if "reasons" not in item:
@@ -304,11 +352,21 @@ class _SuiteReader:
         self.keys(item, TEST_KEYS, "a test")
         name = self.name(item, "a test")
         what = f"test {name!r}" if name else "a test"
-        present = [self.require(item, key, what) for key in ("identity", "action", "resource", "expect")]
-        if name is None or not all(present):
-            return []
-        parts = {root: (item[root], item.value_marks[root]) for root in WITH_KEYS if item.get(root) is not None}
-        request = self.request(item, parts, what)
+        if "envoy" in item:
+            for root in WITH_KEYS:
+                if root in item:
+                    self.problem(item.key_marks[root],
+                                 f"{what} gives its request in 'envoy', so it cannot give '{root}' too "
+                                 f"(use 'with' to change the mapped request)")
+            if name is None or not self.require(item, "expect", what) or any(root in item for root in WITH_KEYS):
+                return []
+            request = self.envoy_request(item, what)
+        else:
+            present = [self.require(item, key, what) for key in ("identity", "action", "resource", "expect")]
+            if name is None or not all(present):
+                return []
+            parts = {root: (item[root], item.value_marks[root]) for root in WITH_KEYS if item.get(root) is not None}
+            request = self.request(item, parts, what)
         expect = self.expectation(item["expect"], item.value_marks["expect"])
         reasons = self.reasons(item)
         if request is None or expect is None or reasons is None:
