@@ -7,7 +7,6 @@ it reports is the one ``decide`` gives.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -16,9 +15,15 @@ from .decision import FAILED_CLOSED, Decision, Reason, RuleError, combine
 from .errors import EvalError
 from .reference import Evaluation, Tracer, TraceNode, _UNSET
 from .request import Request
+from .shown import cut, preview
+from .syntax import ast
 from .syntax.ast import to_text
 
 APPLIED, NOT_APPLIED, FAILED, NOT_EVALUATED = "applied", "not applied", "error", "not evaluated"
+#: How many of the permits that came closest a default DENY's trace lists first.
+MAX_CLOSEST = 5
+#: A trace line longer than this shows its value on a line of its own.
+_WIDE = 120
 
 
 @dataclass
@@ -33,12 +38,28 @@ class RuleTrace:
 
     def to_dict(self) -> dict:
         out = {"rule": self.rule, "effect": self.effect, "status": self.status, "note": self.note,
-               "clauses": [{"clause": name, **node.to_dict()} for name, node in self.clauses]}
+               "clauses": [{"clause": name, **node_dict(node)} for name, node in self.clauses]}
         if self.message is not None:
             out["message"] = self.message
         if self.error is not None:
             out["error"] = self.error
         return out
+
+
+@dataclass
+class NearMiss:
+    """A permit that came close to applying: its target held, and ``failing`` is the smallest
+    sub-expression of ``clause`` that kept it from applying (false in ``when``, true in
+    ``unless``, or an error)."""
+
+    trace: RuleTrace
+    clause: str  # when | unless
+    failing: TraceNode
+    progress: tuple[bool, int]  # how far it got: past `when`, and how many of its conditions held
+
+    def to_dict(self) -> dict:
+        return {"rule": self.trace.rule, "status": self.trace.status, "clause": self.clause,
+                "failing": node_dict(self.failing, children=False)}
 
 
 # PUBLIC: returned by Engine.explain.
@@ -47,41 +68,153 @@ class Explanation:
     decision: Decision
     rules: list[RuleTrace]
 
+    @property
+    def default_deny(self) -> bool:
+        return [r.rule for r in self.decision.reasons] == ["default"]
+
+    @property
+    def closest(self) -> list[NearMiss]:
+        """For a default DENY: the permits whose target held, those that got furthest first (in
+        source order among equals). Empty for any other decision."""
+        if not self.default_deny:
+            return []
+        misses = [m for m in map(_near_miss, self.rules) if m is not None]
+        return sorted(misses, key=lambda m: m.progress, reverse=True)  # stable: source order among equals
+
     def to_dict(self) -> dict:
-        return {"decision": self.decision.to_dict(), "rules": [r.to_dict() for r in self.rules]}
+        out: dict = {"decision": self.decision.to_dict()}
+        if self.default_deny:
+            out["closest"] = [m.to_dict() for m in self.closest]
+        out["rules"] = [r.to_dict() for r in self.rules]
+        return out
 
     def render(self) -> str:
-        """A readable trace, for ``pdp eval --explain``."""
+        """A readable trace, for ``pdp eval --explain``: the decision and its reasons; for a
+        default DENY, the permits that came closest; then every rule. Each value, expression,
+        message and error is cut at ``MAX_SHOWN_CHARS`` characters."""
         d = self.decision
         lines = [f"{d.decision}  (revision {d.revision})"]
         for reason in d.reasons:
-            message = f": {reason.message}" if reason.message else ""
+            message = f": {cut(reason.message)}" if reason.message else ""
             lines.append(f"  because {reason.effect} {reason.rule}{message}")
         for error in d.errors:
-            lines.append(f"  error in {error.rule}: {error.message}")
-        for trace in self.rules:
+            lines.append(f"  error in {error.rule}: {cut(error.message)}")
+        if self.default_deny:
             lines.append("")
-            lines.append(f"{trace.effect} {trace.rule}: {trace.status.upper()} — {trace.note}")
-            for clause, node in trace.clauses:
-                _render_node(node, lines, 1, f"{clause} ")
+            lines.extend(_render_closest(self.closest))
+        lines.extend(render_rules(self.rules))
         return "\n".join(lines)
 
 
-def _render_node(node: TraceNode, lines: list[str], depth: int, prefix: str = "") -> None:
+def render_rules(traces: list[RuleTrace]) -> list[str]:
+    """Each rule's trace after a blank line: its status and note, then each clause it
+    evaluated with the value (or error) of every sub-expression."""
+    lines: list[str] = []
+    for trace in traces:
+        lines.append("")
+        lines.append(f"{trace.effect} {trace.rule}: {trace.status.upper()} — {trace.note}")
+        for clause, node in trace.clauses:
+            _render_node(node, lines, 1, f"{clause} ")
+    return lines
+
+
+def _render_closest(misses: list[NearMiss]) -> list[str]:
+    if not misses:
+        return ["closest permits: none (no permit rule's target held)"]
+    lines = ["closest permits (their target held; the first got furthest):"]
+    for miss in misses[:MAX_CLOSEST]:
+        if miss.trace.status == FAILED:
+            how = "could not be evaluated" + ("" if miss.failing.error else f" ({cut(miss.trace.error or '')})")
+        else:
+            how = f"{miss.clause} is {'true' if miss.clause == 'unless' else 'false'}"
+        lines.append(f"  permit {miss.trace.rule}: {how}, because")
+        _render_node(miss.failing, lines, 2, max_depth=2)
+    if len(misses) > MAX_CLOSEST:
+        lines.append(f"  … and {len(misses) - MAX_CLOSEST} more (every rule is below)")
+    return lines
+
+
+def _near_miss(trace: RuleTrace) -> NearMiss | None:
+    """The near miss of a permit that did not apply although its target held, else None."""
+    if trace.effect != "permit" or trace.status not in (NOT_APPLIED, FAILED) or not trace.clauses:
+        return None
+    clause, node = trace.clauses[-1]  # the clause that stopped the rule
+    if clause == "target":
+        return None  # its target was false or failed: not close
+    stopping = clause == "unless"  # the value that stops a rule: a true unless, a false when
+    when = next((n for name, n in trace.clauses if name == "when"), None)
+    held = 0  # the conditions of `when` that held
+    if when is not None:
+        held = sum(c.value is True for c in when.children) if isinstance(when.expr, ast.And) else int(when.value is True)
+    progress = (stopping, held)  # stopped by `unless`: every condition of `when` held
+    return NearMiss(trace, clause, culprit(node, stopping), progress)
+
+
+def culprit(node: TraceNode, stopping: bool) -> TraceNode:
+    """The smallest sub-expression of the clause ``node`` that errored or took the value
+    ``stopping``: follow the error down, the operand that settled an ``and`` (false) or an
+    ``or`` (true), or a ``let`` name into its expression."""
+    while True:
+        if node.error is not None:
+            child = next((c for c in node.children if c.error is not None), None)
+        elif isinstance(node.expr, ast.And if stopping is False else ast.Or):
+            child = next((c for c in node.children if c.value is stopping), None)
+        elif isinstance(node.expr, ast.Name) and len(node.children) == 1 and node.children[0].value is node.value:
+            child = node.children[0]  # a let: its expression says more than its name
+        else:
+            child = None
+        if child is None:
+            return node
+        node = child
+
+
+def node_dict(node: TraceNode, children: bool = True) -> dict:
+    """A trace node as JSON: ``expr``; ``error``, or ``value`` — or, for a value longer than
+    ``MAX_SHOWN_CHARS`` characters of JSON, ``value_preview``, its start and an ellipsis;
+    ``children``."""
+    out: dict = {"expr": cut(node.text)}
     if node.error is not None:
-        outcome = f"error: {node.error}"
+        out["error"] = cut(node.error)
+    elif node.value is not _UNSET:
+        plain = _plain(node.value)
+        text, was_cut = preview(plain)
+        out["value_preview" if was_cut else "value"] = text if was_cut else plain
+    if children and node.children:
+        out["children"] = [node_dict(c) for c in node.children]
+    return out
+
+
+def _render_node(node: TraceNode, lines: list[str], depth: int, prefix: str = "", max_depth: int = -1) -> None:
+    if node.error is not None:
+        outcome = f"error: {cut(node.error)}"
     elif node.value is _UNSET:
         outcome = "not evaluated"
     else:
-        outcome = json.dumps(_shown(node.value), ensure_ascii=False)
-    lines.append(f"{'  ' * depth}{prefix}{node.text}  ⇒  {outcome}")
+        outcome = preview(_shown(node.value))[0]
+    head = f"{'  ' * depth}{prefix}{cut(node.text)}"
+    if len(head) + len(outcome) > _WIDE and len(outcome) > 40:  # a long value goes on its own line
+        lines.append(head)
+        lines.append(f"{'  ' * (depth + 1)}⇒  {outcome}")
+    else:
+        lines.append(f"{head}  ⇒  {outcome}")
+    if max_depth == 0:
+        return
     for child in node.children:
         if child.text != node.text:
-            _render_node(child, lines, depth + 1)
+            _render_node(child, lines, depth + 1, max_depth=max_depth - 1)
+
+
+def _plain(value: object) -> object:
+    """A value as JSON data: a ``cidr(...)`` set as the list of its networks."""
+    if isinstance(value, list):  # a list literal may hold cidr(...) sets
+        return [_plain(item) for item in value]
+    strings = getattr(value, "strings", None)
+    return strings() if callable(strings) else value
 
 
 def _shown(value: object) -> object:
-    if isinstance(value, list):  # a list literal may hold cidr(...) sets
+    """A value as the text trace shows it: a ``cidr(...)`` set as ``{"cidr": [...]}``."""
+    if isinstance(value, list):
         return [_shown(item) for item in value]
     strings = getattr(value, "strings", None)
     return {"cidr": strings()} if callable(strings) else value
@@ -158,7 +291,7 @@ def _trace_rule(evaluation: Evaluation, tracer: Tracer, target_traces: dict[int,
 
 def _untraced(evaluation: Evaluation, expr, policy: CheckedPolicy) -> TraceNode:
     """The trace node of a clause the tracer does not record (a literal such as ``when true``)."""
-    node = TraceNode(to_text(expr))
+    node = TraceNode(to_text(expr), expr=expr)
     try:
         node.value = evaluation.eval(expr, policy)
     except EvalError as err:

@@ -35,23 +35,7 @@ class TraceNode:
     value: object = _UNSET
     error: str | None = None
     children: list["TraceNode"] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        out: dict = {"expr": self.text}
-        if self.error is not None:
-            out["error"] = self.error
-        elif self.value is not _UNSET:
-            out["value"] = _plain(self.value)
-        if self.children:
-            out["children"] = [c.to_dict() for c in self.children]
-        return out
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, list):  # a list literal may hold cidr(...) sets
-        return [_plain(item) for item in value]
-    strings = getattr(value, "strings", None)
-    return strings() if callable(strings) else value
+    expr: object = field(default=None, repr=False, compare=False)  # the AST node (explain reads its kind)
 
 
 class Tracer:
@@ -59,8 +43,8 @@ class Tracer:
         self.root = TraceNode("")
         self.stack = [self.root]
 
-    def enter(self, text: str) -> TraceNode:
-        node = TraceNode(text)
+    def enter(self, expr: ast.Expr) -> TraceNode:
+        node = TraceNode(ast.to_text(expr), expr=expr)
         self.stack[-1].children.append(node)
         self.stack.append(node)
         return node
@@ -178,7 +162,7 @@ class Evaluation:
     def eval(self, e: ast.Expr, policy: CheckedPolicy) -> object:
         if self.tracer is None or _self_evident(e):
             return self._eval(e, policy)
-        node = self.tracer.enter(ast.to_text(e))
+        node = self.tracer.enter(e)
         try:
             node.value = self._eval(e, policy)
             return node.value

@@ -344,3 +344,151 @@ def test_explanations_of_generated_policy_sets(model, reqs):
             assert {r.rule: r.message for r in d.reasons} == applied
         else:
             assert [r.rule for r in d.reasons] == ["default"]
+            # The closest permits: exactly those whose target held (or that have none), each
+            # with a failing node inside its stopping clause that errored or took the stopping value.
+            held = {t.rule for t in explanation.rules
+                    if t.effect == "permit" and t.clauses and t.clauses[-1][0] != "target"}
+            assert {m.trace.rule for m in explanation.closest} == held
+            for miss in explanation.closest:
+                stopping_clause = miss.trace.clauses[-1][1]
+                assert any(node is miss.failing for node in walk(stopping_clause))
+                assert miss.failing.error is not None or miss.trace.status == "error" or \
+                    miss.failing.value is (miss.clause == "unless")
+
+
+# ---- values are cut for people ------------------------------------------------------------------
+
+
+INVENTORY = {f"spiffe://acme.prod/ns/team{i}/sa/api": {"team": f"team{i}", "owner": f"owner{i}@acme.example",
+                                                        "scopes": ["inventory:read"] * 3} for i in range(2000)}
+
+
+def test_a_large_data_file_is_cut_in_the_trace_and_in_json(make_engine, tmp_path, capsys):
+    """A 2,000-entry inventory: no trace line over 300 characters, in pdp eval --explain too."""
+    from pdp.cli import main
+
+    policy = ('policy p {\n  let entry = data.inventory[identity.id]\n'
+              '  permit r when entry.team == "warehouse" and action.name == "read"\n'
+              '  permit s when data.inventory == data.blocked\n'  # shows the whole inventory
+              '  forbid f when identity.id in data.blocked reason "{identity.note} blocked"\n}')
+    engine = make_engine(policy, data={"inventory": INVENTORY, "blocked": []})
+    req = request({"id": "spiffe://acme.prod/ns/team7/sa/api", "note": "n" * 5000}, context=NOW)
+    text = engine.explain(req).render()
+    assert max(len(line) for line in text.splitlines()) <= 300
+    assert "… (2000 entries)" in text
+    out = json.dumps(engine.explain(req).to_dict())
+    assert len(out) < 20_000  # the inventory alone is over 200,000 characters of JSON
+    s = traces(engine.explain(req))["p.s"]
+    node = node_for(clause(s, "when"), "data.inventory")
+    assert node.value is not None and len(node.value) == 2000  # the API keeps the value itself
+    shown = next(c for c in s.to_dict()["clauses"][0]["children"] if c["expr"] == "data.inventory")
+    assert "value" not in shown and shown["value_preview"].endswith("… (2000 entries)")
+    assert len(shown["value_preview"]) <= 200 + len("… (2000 entries)")
+    request_file = tmp_path / "req.json"
+    request_file.write_text(json.dumps(req))
+    policies = tmp_path / "set0"
+    assert main(["eval", str(policies), "--request", str(request_file), "--explain"]) == 0
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 300
+
+
+def test_short_values_are_shown_whole_and_long_strings_say_their_length(make_engine):
+    engine = make_engine('policy p {\n  permit r when identity.note == "x" and identity.tags == []\n}')
+    text = engine.explain(request({"note": "é" * 500, "tags": ["a"]}, context=NOW)).render()
+    assert '"' + "é" * 199 + "… (500 characters)" in text
+    text = engine.explain(request({"note": "x", "tags": ["a", "b"]}, context=NOW)).render()
+    assert 'identity.tags  ⇒  ["a", "b"]' in text
+
+
+def test_a_long_reason_message_is_cut_in_the_trace_only(make_engine):
+    engine = make_engine('policy p {\n  permit r reason "{identity.note}"\n}')
+    explanation = engine.explain(request({"note": "m" * 1000}, context=NOW))
+    assert explanation.decision.reasons[0].message == "m" * 1000
+    assert "because permit p.r: " + "m" * 200 + "…\n" in explanation.render() + "\n"
+
+
+# ---- a default DENY starts with the permits that came closest ------------------------------------
+
+
+CLOSE = """
+policy api {
+  target resource.type == "doc"
+  let senior = identity.level > 3
+  permit far when action.name == "write" and identity.team == "docs"
+  permit near when identity.team == "docs" and senior and action.name == "write"
+  permit nearest when identity.team == "docs" unless identity.suspended or identity.on_leave
+  permit broken when identity.team == "docs" and identity.clearance > 2
+}
+
+policy other {
+  target resource.type == "payment"
+  permit never
+}
+"""
+
+
+def test_a_default_deny_lists_the_closest_permits_first(make_engine):
+    engine = make_engine(CLOSE)
+    req = request({"team": "docs", "level": 5, "suspended": False, "on_leave": True}, action="read", context=NOW)
+    explanation = engine.explain(req)
+    assert [r.rule for r in explanation.decision.reasons] == ["default"]
+    closest = explanation.closest
+    assert [(m.trace.rule, m.clause) for m in closest] == [
+        ("api.nearest", "unless"), ("api.near", "when"), ("api.broken", "when"), ("api.far", "when")]
+    by_rule = {m.trace.rule: m.failing for m in closest}
+    assert (by_rule["api.nearest"].text, by_rule["api.nearest"].value) == ("identity.on_leave", True)
+    assert (by_rule["api.near"].text, by_rule["api.near"].value) == ('action.name == "write"', False)
+    assert (by_rule["api.broken"].text, by_rule["api.broken"].error) == ("identity.clearance",
+                                                                         "identity.clearance is missing")
+    assert (by_rule["api.far"].text, by_rule["api.far"].value) == ('action.name == "write"', False)
+    assert "other.never" not in by_rule  # its target did not hold
+    lines = explanation.render().splitlines()
+    assert lines[:4] == ["DENY  (revision " + explanation.decision.revision + ")",
+                         "  because forbid default: no permit rule matched",
+                         "  error in api.broken: identity.clearance is missing", ""]
+    assert lines[4] == "closest permits (their target held; the first got furthest):"
+    assert lines[5] == "  permit api.nearest: unless is true, because"
+    assert lines[6] == "    identity.on_leave  ⇒  true"
+    assert "  permit api.broken: could not be evaluated, because" in lines
+    assert "    identity.clearance  ⇒  error: identity.clearance is missing" in lines
+    assert lines.index("  permit api.nearest: unless is true, because") < lines.index(
+        "permit api.nearest: NOT APPLIED — unless is true")  # the full trace follows
+    out = explanation.to_dict()
+    assert list(out) == ["decision", "closest", "rules"]
+    assert out["closest"][0] == {"rule": "api.nearest", "status": "not applied", "clause": "unless",
+                                 "failing": {"expr": "identity.on_leave", "value": True}}
+    assert out["closest"][2]["failing"] == {"expr": "identity.clearance", "error": "identity.clearance is missing"}
+
+
+def test_the_failing_sub_condition_of_a_let_is_its_expression(make_engine):
+    engine = make_engine(CLOSE)
+    req = request({"team": "docs", "level": 1, "suspended": True}, action="read", context=NOW)
+    near = {m.trace.rule: m.failing for m in engine.explain(req).closest}["api.near"]
+    assert (near.text, near.value) == ("identity.level > 3", False)
+
+
+def test_no_closest_section_unless_the_deny_is_the_default(make_engine, payments):
+    engine = make_engine(CLOSE)
+    allowed = engine.explain(request({"team": "docs", "level": 5}, action="write", context=NOW))
+    assert allowed.decision.decision == "ALLOW" and allowed.closest == []
+    assert "closest" not in allowed.render() and "closest" not in allowed.to_dict()
+    forbidden = payments.explain(charge(identity={"env": "dev"}))
+    assert forbidden.decision.decision == "DENY" and forbidden.closest == []
+    assert "closest" not in forbidden.render() and "closest" not in forbidden.to_dict()
+
+
+def test_when_no_permit_target_held_the_trace_says_so(make_engine):
+    engine = make_engine(CLOSE)
+    explanation = engine.explain(request(resource={"type": "image"}, context=NOW))
+    assert explanation.closest == []
+    assert explanation.render().splitlines()[3] == "closest permits: none (no permit rule's target held)"
+    assert explanation.to_dict()["closest"] == []
+
+
+def test_at_most_five_closest_permits_are_listed(make_engine):
+    rules = "\n".join(f'  permit r{i} when action.name == "w{i}"' for i in range(8))
+    explanation = make_engine(f"policy p {{\n{rules}\n}}").explain(request(context=NOW))
+    assert len(explanation.closest) == 8
+    text = explanation.render()
+    assert text.count(", because") == 5
+    assert "  … and 3 more (every rule is below)" in text

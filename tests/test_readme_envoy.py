@@ -40,3 +40,20 @@ def test_the_readme_shows_the_commands_real_output(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert EVAL_NS.sub('"eval_ns": N', out) == EVAL_NS.sub('"eval_ns": N', expected)
     assert '"decision": "ALLOW"' in out  # the example shows an allowed call
+
+
+def test_the_readme_closest_permits_example_is_the_real_trace_start():
+    import json
+
+    from envoy.service.auth.v3 import external_auth_pb2 as ext
+    from google.protobuf import json_format
+
+    import pdp
+    from pdp.server.envoy_authz import envoy_to_request
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = next(block for block in FENCE.findall(readme) if block.startswith("DENY  (revision "))
+    document = json.loads((ROOT / "examples" / "envoy" / "check_request.json").read_text())
+    document["attributes"]["request"]["http"]["method"] = "DELETE"
+    request = envoy_to_request(json_format.ParseDict(document, ext.CheckRequest()))
+    assert pdp.load(ROOT / "examples" / "envoy").explain(request).render().startswith(shown)

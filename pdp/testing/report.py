@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Sequence
 
-from ..explain import Explanation, RuleTrace
+from ..explain import RuleTrace, render_rules
 from .runner import Coverage, RunResult, TestResult
 
 
@@ -47,7 +47,7 @@ def failure(result: TestResult, header: bool = True) -> str:
         traces = deciding_traces(result)
         if traces:
             lines.append("  trace:")
-            lines.extend("    " + line for line in _render_traces(result.explanation, traces))
+            lines.extend("    " + line for line in _render_traces(traces))
     return "\n".join(lines)
 
 
@@ -69,13 +69,9 @@ def deciding_traces(result: TestResult) -> list[RuleTrace]:
     return chosen
 
 
-def _render_traces(explanation: Explanation, traces: list[RuleTrace]) -> list[str]:
-    # The explain renderer draws one rule's clauses with their values; reuse it for the subset
-    # and drop its decision header (already printed above).
-    text = Explanation(explanation.decision, traces).render()
-    lines = text.split("\n")
-    first_rule = next((i for i, line in enumerate(lines) if i > 0 and line == ""), len(lines))
-    return [line for line in lines[first_rule + 1:] if line]  # no blank lines inside a failure
+def _render_traces(traces: list[RuleTrace]) -> list[str]:
+    # The explain renderer's rule traces, without its blank lines (none inside a failure).
+    return [line for line in render_rules(traces) if line]
 
 
 def passed_line(result: TestResult) -> str:
