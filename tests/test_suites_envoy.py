@@ -196,10 +196,13 @@ def test_a_bad_envoy_test_is_a_positioned_error(tmp_path, capsys, lines, where, 
 
 
 def test_a_bad_suite_level_envoy_entry_is_positioned_in_it(tmp_path, capsys):
-    project(tmp_path, "envoy: {principal: 7}\ntests:\n  - name: t\n    envoy: {method: GET}\n    expect: deny\n")
+    project(tmp_path, "envoy: {principal: 7}\ntests:\n  - name: t\n    envoy: {method: GET}\n    expect: deny\n"
+                      "  - name: u\n    envoy: {method: PUT}\n    expect: deny\n")
     code, _, err = run_cli(capsys, tmp_path)
     assert code == 1
-    assert err.startswith(f"{tmp_path / 'api_test.yaml'}:1:20: test 't': 'envoy.principal' must be a string")
+    assert err.startswith(f"{tmp_path / 'api_test.yaml'}:1:20: the suite's 'envoy': 'envoy.principal' must be a "
+                          f"string")
+    assert err.count("must be a string") == 1  # once, though both tests meet it
     project(tmp_path, "envoy: [x]\ntests: []\n")
     _, _, err = run_cli(capsys, tmp_path)
     assert err.startswith(f"{tmp_path / 'api_test.yaml'}:1:8: the suite's 'envoy' must be a mapping")
@@ -212,10 +215,11 @@ def test_the_example_suite_passes(capsys):
     assert "100.0%" in out
 
 
-def test_the_docs_excerpt_is_the_example_suite():
+@pytest.mark.parametrize("page", ["envoy.md", "suites.md"])
+def test_the_docs_excerpt_is_the_example_suite(page):
     import yaml
 
-    docs = (EXAMPLE.parent.parent / "docs" / "envoy.md").read_text(encoding="utf-8")
+    docs = (EXAMPLE.parent.parent / "docs" / page).read_text(encoding="utf-8")
     start = docs.index("```yaml\n# examples/envoy/inventory_test.yaml (excerpt)")
     excerpt = yaml.safe_load(docs[start + len("```yaml\n"):docs.index("```\n", start + 10)])
     shipped = yaml.safe_load((EXAMPLE / "inventory_test.yaml").read_text(encoding="utf-8"))

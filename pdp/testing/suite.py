@@ -310,21 +310,28 @@ class _SuiteReader:
         try:
             check_request = to_check_request(fields)
         except EnvoyCaseError as err:
-            self.problem(self.envoy_mark(given, err, mark), f"{what}: {err.message}")
+            self.envoy_problem(given, err, mark, what)
             return None
         request = envoy_to_request(check_request)
         request["context"] = _merge(_plain(self.default_context), request["context"])
         return self.finish(item, request, {root: mark for root in WITH_KEYS}, what)
 
-    def envoy_mark(self, given: MarkedMap, err, mark: Mark) -> Mark:
-        """Where an Envoy entry's problem is: the test's entry, else the suite's, else the map."""
-        for source in (given, self.default_envoy):
-            if source is not None and err.key in source:
-                inner = source[err.key]
-                if err.name and isinstance(inner, MarkedMap) and err.name in inner:
-                    return inner.value_marks[err.name]
-                return (source.key_marks if err.at_key else source.value_marks)[err.key]
-        return mark
+    def envoy_problem(self, given: MarkedMap, err, mark: Mark, what: str) -> None:
+        """Report a bad Envoy entry where it is written: in the test's map, else once in the
+        suite's (every Envoy test meets it), else at the test's map."""
+        for source, prefix in ((given, f"{what}: "), (self.default_envoy, "the suite's 'envoy': ")):
+            if source is None or err.key not in source:
+                continue
+            inner = source[err.key]
+            if err.name and isinstance(inner, MarkedMap) and err.name in inner:
+                at = inner.value_marks[err.name]
+            else:
+                at = (source.key_marks if err.at_key else source.value_marks)[err.key]
+            diagnostic = self.source.diagnostic(at[0], at[1], prefix + err.message, "suite_error")
+            if diagnostic not in self.problems:
+                self.problems.append(diagnostic)
+            return
+        self.problem(mark, f"{what}: {err.message}")
 
     def reasons(self, item: MarkedMap) -> tuple[tuple[str, ...], tuple[Mark, ...]] | None:
         if "reasons" not in item:
