@@ -19,6 +19,7 @@ from .compile.program import decode, encode
 from .engine import Engine, collector_paused
 from .errors import Diagnostic, PolicyError
 from .loader import revision
+from .tokens import Trust, load_trust
 
 #: A bundle larger than this is refused before it is read.
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
@@ -39,14 +40,16 @@ def write_bundle(engine: Engine, path: str | os.PathLike, sign_with=None) -> int
     return len(data)
 
 
-def load_bundle(path: str | os.PathLike, backend: str | None = None, verify_key=None) -> Engine:
+def load_bundle(path: str | os.PathLike, backend: str | None = None, verify_key=None, trust=None) -> Engine:
     """Start an engine from a bundle; a missing, corrupt or version-mismatched file is a PolicyError.
 
     ``verify_key`` (an Ed25519 public key, or the path of its PEM file): accept only a bundle
     signed with the matching private key; an unsigned, altered or otherwise signed one is a
-    PolicyError.
+    PolicyError. ``trust``: a trust file (SPEC §8), as for ``pdp.load``.
     """
     name = str(path)
+    if trust is not None and not isinstance(trust, Trust):
+        trust = load_trust(trust)
 
     def fail(message: str) -> PolicyError:
         return PolicyError(Diagnostic(name, 0, 0, message, "bundle_error"))
@@ -69,7 +72,7 @@ def load_bundle(path: str | os.PathLike, backend: str | None = None, verify_key=
             raise fail(f"the bundle's header says revision {program.revision}, but its sources hash to "
                        f"{recomputed}: the bundle was altered")
         try:
-            return Engine(program, sources, None, backend)
+            return Engine(program, sources, None, backend, trust)
         except PolicyError as err:  # the program is malformed (compile.verify): name the file
             raise PolicyError([Diagnostic(name, 0, 0, f"corrupt bundle: {d.message}", "bundle_error")
                                for d in err.diagnostics]) from None

@@ -15,16 +15,19 @@ from .check import UNKNOWN, CheckedPolicySet, check
 from .compile import compile_program
 from .decision import Decision, decide_batch, failed_closed
 from .errors import Diagnostic, PolicyError, RequestError
-from .explain import Explanation, explain
+from .explain import NOT_EVALUATED, Explanation, RuleTrace, explain
 from .compile.program import Program
 from .compile.verify import verify
 from .datafile import load_data
 from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
-from .request import candidate_probe, candidate_value, parse_request
+from .request import Request, candidate_probe, candidate_value, indexed_request, parse_request
 from .source import SourceFile
 from .syntax import ast
 from .syntax.parser import SyntaxProblem
 from .syntax.to_ast import parse_module
+from .tokens import Rejected, TokenGate, Trust, load_trust
+from .tokens.gate import rejected_decision
+from .tokens.verify import token_view
 from .yamlio import decode_text
 
 
@@ -34,25 +37,33 @@ class Engine:
 
     Built from source files (``pdp.load``) or from a compiled bundle (``pdp.load_bundle``); a
     bundle's engine parses its embedded sources only if ``explain`` is asked for.
+
+    With a trust file (``trust``, SPEC §8), ``decide`` verifies the request's ``context.token``
+    first: a token that does not verify is DENY with the single reason ``pdp.token`` and no
+    rule is evaluated; one that verifies is the root ``token``.
     """
 
     def __init__(self, program: Program, sources: Sequence[Source], policy_set: CheckedPolicySet | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, trust: Trust | None = None):
         self.program = program
         self.revision = program.revision
         self.sources = tuple(sources)
         self._policy_set = policy_set
         self.backend = backend or runtime.BACKEND
+        self.trust = trust
+        self.tokens = None if trust is None else TokenGate(trust)
         if self.backend == "reference":
             verify(program)  # the evaluators check the programs they link; this one decides from sources
             self._evaluator = None
-            self.decide = self._decide_reference  # type: ignore[method-assign]
+            self._decide_with = self._decide_reference
         else:
             if self.backend not in runtime.EVALUATORS:
                 raise ValueError(f"backend {self.backend!r} is not available; "
                                  f"available: {', '.join(sorted(runtime.EVALUATORS))}, reference")
             self._evaluator = runtime.EVALUATORS[self.backend](program)
-            self.decide = self._evaluator.decide  # type: ignore[method-assign]
+            self._decide_with = self._evaluator.decide
+        # Without a trust file nothing stands between a caller and the evaluator.
+        self.decide = self._decide_with if self.tokens is None else self._decide_token  # type: ignore[method-assign]
 
     @property
     def policy_set(self) -> CheckedPolicySet:
@@ -71,17 +82,55 @@ class Engine:
         """
         raise NotImplementedError  # pragma: no cover - __init__ always binds a backend
 
-    def _decide_reference(self, request: dict) -> Decision:
+    def _decide_reference(self, request: dict, token: dict | None = None) -> Decision:
         try:
-            return reference.decide(self.policy_set, parse_request(request), self.revision)
+            parsed = parse_request(request)
+            return reference.decide(self.policy_set, Request(parsed.attrs, parsed.arrival, token), self.revision)
         except RequestError:
             raise
         except Exception as exc:  # a bug: fail closed (each backend guards its own entry points)
             return failed_closed(exc, self.revision)
 
+    def _decide_token(self, request: dict) -> Decision:
+        """``decide`` with a trust file: the token gate, then the evaluator."""
+        try:
+            verified = self.tokens.check(request)  # type: ignore[union-attr]
+        except Rejected as rejected:
+            parse_request(request)  # a malformed request is a RequestError, token or not
+            return rejected_decision(rejected, self.revision)
+        except Exception as exc:  # a bug: fail closed
+            return failed_closed(exc, self.revision)
+        return self._decide_with(request) if verified is None else self._decide_with(request, verified.view)
+
+    def decide_verified(self, request: dict, claims: dict) -> Decision:
+        """Decide ``request`` as if it carried a token that verified with the payload
+        ``claims`` (its root ``token`` is made from them; nothing is checked). For test suites,
+        replays of decision logs, and callers that verified the token themselves."""
+        try:
+            view = token_view(claims)
+        except RequestError as err:
+            raise RequestError(f"token.{err.path}", err.message) from None
+        return self._decide_with(request, view)
+
+    def token_claims(self, request: dict) -> dict | None:
+        """The claims of ``request``'s verified token (from the gate's cache), or None when it
+        has none, it did not verify, or no trust file is loaded. For decision logs."""
+        context = request.get("context") if self.tokens is not None and type(request) is dict else None
+        if type(context) is not dict or context.get("token") is None:
+            return None
+        try:  # the token alone (cached): checking its binding again would see a DPoP proof replayed
+            return self.tokens.verified(context["token"], self.tokens.clock()).view["claims"]
+        except Exception:  # Rejected, or anything else: no claims to log
+            return None
+
     def decide_many(self, requests: Iterable[dict]) -> list[Decision]:
         """Decide many requests, in order. Every request is validated before any is decided;
         ``RequestError`` names the index of the first malformed one (``[3].identity.type``)."""
+        if self.tokens is not None:
+            requests = list(requests)
+            for i, raw in enumerate(requests):
+                indexed_request(i, raw)
+            return [self.decide(r) for r in requests]
         if self._evaluator is not None:
             return self._evaluator.decide_many(requests)
         return decide_batch(requests, lambda r: reference.decide(self.policy_set, r, self.revision), self.revision)
@@ -96,7 +145,15 @@ class Engine:
         Raises ``RequestError`` when the request is malformed apart from the candidate; a
         candidate that no valid request could carry at ``root.key`` is never allowed.
         """
-        if self._evaluator is not None:
+        token = None
+        if self.tokens is not None:
+            try:
+                verified = self.tokens.check(request)
+            except Rejected:  # no candidate is allowed with a token that does not verify
+                parse_request(candidate_probe(request, root, key))
+                return []
+            token = None if verified is None else verified.view
+        if self._evaluator is not None and token is None:  # the fast path knows no token
             return self._evaluator.allowed_candidates(request, root, key, candidates, limit)
         parse_request(candidate_probe(request, root, key))  # RequestError before any candidate
         out = []
@@ -106,15 +163,33 @@ class Engine:
                 continue
             filled = dict(request)
             filled[root] = {**candidate_probe(request, root, key)[root], key: value}
-            if self.decide(filled).decision == "ALLOW":
+            decision = self._decide_with(filled) if token is None else self._decide_with(filled, token)
+            if decision.decision == "ALLOW":
                 out.append(i)
                 if len(out) == limit:
                     break
         return out
 
-    def explain(self, request: dict) -> Explanation:
-        """Decide one request and say, for every rule, why it did or did not apply."""
-        return explain(self.policy_set, parse_request(request), self.revision)
+    def explain(self, request: dict, claims: dict | None = None) -> Explanation:
+        """Decide one request and say, for every rule, why it did or did not apply. With
+        ``claims``, the request's token is taken as verified with them (``decide_verified``)."""
+        parsed = parse_request(request)
+        if claims is not None:
+            try:
+                parsed = Request(parsed.attrs, parsed.arrival, token_view(claims))
+            except RequestError as err:
+                raise RequestError(f"token.{err.path}", err.message) from None
+        elif self.tokens is not None:
+            try:
+                verified = self.tokens.check(request)
+            except Rejected as rejected:
+                return Explanation(rejected_decision(rejected, self.revision),
+                                   [RuleTrace(rule.id, rule.effect, NOT_EVALUATED,
+                                              f"{rejected.message}, so no rule is evaluated")
+                                    for rule in self.program.rules])
+            if verified is not None:
+                parsed = Request(parsed.attrs, parsed.arrival, verified.view)
+        return explain(self.policy_set, parsed, self.revision)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -124,14 +199,18 @@ class Engine:
         return f"<pdp.Engine revision={self.revision} rules={len(self.program.rules)} backend={self.backend}>"
 
 
-def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str | None = None) -> Engine:
+def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str | None = None,
+         trust: str | os.PathLike | Trust | None = None) -> Engine:
     """Load policies and data from files or folders; raises ``PolicyError`` with every problem.
 
     ``pdp.load("policies/")``, ``pdp.load("a.pdl", "b.pdl")`` and ``pdp.load(["a", "b"])`` all work.
     ``backend`` picks an evaluator: ``"compiled"`` (the Cython extension), ``"python"`` (the
     same compiled program in pure Python) or ``"reference"`` (the AST evaluator that defines
-    the semantics); by default the fastest available.
+    the semantics); by default the fastest available. ``trust``: a trust file (SPEC §8), read
+    now, so that requests' tokens are verified.
     """
+    if trust is not None and not isinstance(trust, Trust):
+        trust = load_trust(trust)
     flat: list[str | os.PathLike] = []
     for p in paths:
         if isinstance(p, (list, tuple)):
@@ -152,7 +231,7 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str |
     with collector_paused():
         policy_set = _check_sources(sources)
         rev = revision([(s.relative, s.content) for s in sources])
-        return Engine(compile_program(policy_set, rev), sources, policy_set, backend)
+        return Engine(compile_program(policy_set, rev), sources, policy_set, backend, trust)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from .builtins import BUILTINS
 from .check import CheckedPolicy, CheckedPolicySet, CheckedRule
 from .decision import FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, cap_reason, combine
 from .errors import EvalError
-from .request import ROOT_KEYS, Request
+from .request import ROOT_KEYS, TOKEN_ROOT, Request
 from .syntax import ast
 from .values import parse_time, render, type_name
 
@@ -67,6 +67,7 @@ class Evaluation:
         self.policy_set = policy_set
         self.attrs = request.attrs
         self.arrival = request.arrival
+        self.token = request.token
         self.tracer = tracer
         # The policy set holds data read-only (a mapping proxy); expressions see a plain map.
         self.data = dict(policy_set.data)
@@ -179,6 +180,10 @@ class Evaluation:
             name = e.name
             if name in ROOT_KEYS:
                 return self.attrs[name]
+            if name == TOKEN_ROOT:
+                if self.token is None:
+                    raise EvalError(missing(TOKEN_ROOT))
+                return self.token
             if name == "data":
                 return self.data
             if name == "now":

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from .errors import RequestError
 
 ROOT_KEYS = ("identity", "action", "resource", "context")
+#: The root of the request's verified token (SPEC §8). Not a key a request may carry: the
+#: engine's token gate fills it from ``context.token``, and it is absent without a token.
+TOKEN_ROOT = "token"
 REQUIRED = (("identity", "type"), ("identity", "id"), ("action", "name"), ("resource", "type"))
 
 #: Integers outside this range cannot travel exactly on every layer (SPEC §3: 64 bits).
@@ -31,10 +34,12 @@ MAX_LIST_ITEMS = 10_000
 @dataclass(frozen=True)
 class Request:
     """A validated request. ``attrs`` holds the four root maps; ``arrival`` is the server clock
-    (epoch seconds) when the request arrived, used for ``now`` when ``context.time`` is absent."""
+    (epoch seconds) when the request arrived, used for ``now`` when ``context.time`` is absent;
+    ``token`` is its verified token (the root ``token``), None when it has none."""
 
     attrs: dict
     arrival: float
+    token: dict | None = None
 
     def root(self, name: str) -> dict:
         return self.attrs[name]

@@ -98,6 +98,9 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "data.x.levels[identity.id]": ("level", NUM),
     'identity["env"]': ("env", STR),
     'data.x["envs"]': ("env", LIST),
+    "token.scopes": ("scope", LIST),
+    "token.sub": ("who", STR),
+    "token.claims.env": ("env", STR),
 }
 
 #: Attribute paths that are usually (or always) missing, or of a surprising type.
@@ -114,6 +117,8 @@ ODD_ATTRIBUTES = [
     "identity.scopes[0]",
     'resource["owner"]',
     "data.x.roles.alice",
+    "token.bound",
+    "token.claims.level",
 ]
 
 STRING_POOL = sorted({v for d in DOMAINS.values() for v in d if isinstance(v, str)}) + [
@@ -314,7 +319,7 @@ class _ExprGen:
         return "[" + ", ".join(items) + trailing + "]"
 
     def map_(self, depth: int) -> Expr:
-        return Expr(self.pick(["identity", "action", "resource", "context", "data"]), MAP)
+        return Expr(self.pick(["identity", "action", "resource", "context", "token", "data"]), MAP)
 
     def cidr(self, depth: int) -> Expr:
         form = self.weighted([(3, "strings"), (1, "list"), (1, "dynamic")])
@@ -341,7 +346,7 @@ class _ExprGen:
             options += [
                 (1, lambda: Expr(f"data.x.roles[{self.roles_key(depth - 1)}]", ANY)),
                 (1, lambda: Expr(f"{self.at_least(self.list_(depth - 1), 5)}[{self.slot([NUM, STR], depth - 1).text}]", ANY)),
-                (1, lambda: Expr(f"{self.pick(['identity', 'resource', 'context'])}[{self.key(depth - 1).text}]", ANY)),
+                (1, lambda: Expr(f"{self.pick(['identity', 'resource', 'context', 'token'])}[{self.key(depth - 1).text}]", ANY)),
             ]
         return self.weighted(options)()
 
@@ -696,6 +701,25 @@ _CONTEXT = {
                                                        st.sampled_from(BAD_TIMES))),
     False: _attrs(source_ip=_SOURCE_IP, time=_optional(st.sampled_from(FIXED_TIMES), st.sampled_from(BAD_TIMES))),
 }
+
+
+def _present(**fields: st.SearchStrategy) -> st.SearchStrategy[dict]:
+    """``_attrs`` without nulls: a verified token's view holds JSON values only."""
+    return st.fixed_dictionaries(fields).map(lambda d: {k: v for k, v in d.items()
+                                                        if v is not _ABSENT and v is not None})
+
+
+#: The root ``token`` (SPEC §8): absent (no token) or the view of a verified token, as the
+#: token gate makes it (pdp/tokens/verify.py ``token_view``); its claims are the issuer's, of
+#: any JSON type.
+TOKEN_VIEWS = st.one_of(st.none(), _present(
+    iss=st.just("https://sts.example"),
+    sub=_optional(_domain("who")),
+    aud=st.lists(st.sampled_from(["api", "other"]), max_size=2),
+    scopes=st.lists(_domain("scope"), max_size=3, unique=True),
+    bound=st.booleans(),
+    claims=_present(env=_optional(_domain("env"), _ODD_SCALARS), level=_optional(_domain("level"), _ODD_SCALARS)),
+))
 
 
 @st.composite

@@ -198,7 +198,7 @@ def test_check_errors_json(tmp_path, capsys, monkeypatch):
     assert (code, err) == (1, "")
     assert json.loads(out) == {"ok": False, "errors": [{
         "file": "bad.pdl", "line": 2, "column": 17, "code": "pdl_unknown_name",
-        "message": "unknown name 'nope'; expected identity, action, resource, context, data, now or a let name"}]}
+        "message": "unknown name 'nope'; expected identity, action, resource, context, token, data, now or a let name"}]}
 
 
 def test_check_a_missing_path(tmp_path, capsys, monkeypatch):

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from pdp import reference, runtime
 from pdp.compile import compile_program
-from pdp.request import parse_request
+from pdp.request import Request, parse_request
 
-from strategies import load_policy_set, policy_sets, requests
+from strategies import TOKEN_VIEWS, load_policy_set, policy_sets, requests
 
 EVALUATORS = sorted(runtime.EVALUATORS)  # "compiled" (when built) and "python"
 
@@ -31,24 +31,26 @@ def _check_all(engine, reqs) -> None:
     flat = compile_program(engine.policy_set, engine.revision, indexed=False)
     evaluators = {(name, kind): runtime.EVALUATORS[name](program)
                   for name in EVALUATORS for kind, program in (("indexed", indexed), ("flat", flat))}
-    for raw in reqs:
+    for item in reqs:
+        raw, token = item if type(item) is tuple else (item, None)  # token: the root ``token``
         parsed = parse_request(raw)
-        want = _view(reference.decide(engine.policy_set, parsed, engine.revision))
+        want = _view(reference.decide(engine.policy_set, Request(parsed.attrs, parsed.arrival, token), engine.revision))
         for key, evaluator in evaluators.items():
-            got = _view(evaluator.decide_parsed(parsed.attrs, parsed.arrival))
-            assert got == want, f"{key} differs from the reference for {raw!r}"
+            got = _view(evaluator.decide_parsed(parsed.attrs, parsed.arrival, token))
+            assert got == want, f"{key} differs from the reference for {raw!r} with token {token!r}"
             # The raw-dict entry point validates (fast path or reference path) and agrees too.
-            assert _view(evaluator.decide(raw)) == want, f"{key}.decide differs for {raw!r}"
+            assert _view(evaluator.decide(raw, token)) == want, f"{key}.decide differs for {raw!r}"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(texts=policy_sets(), reqs=st.lists(requests(), min_size=1, max_size=8))
+@given(texts=policy_sets(), reqs=st.lists(st.tuples(requests(), TOKEN_VIEWS), min_size=1, max_size=8))
 def test_compiled_evaluators_agree_with_the_reference(texts, reqs):
     _check_all(load_policy_set(texts), reqs)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(texts=policy_sets(min_policies=4, max_policies=8), reqs=st.lists(requests(), min_size=4, max_size=12))
+@given(texts=policy_sets(min_policies=4, max_policies=8),
+       reqs=st.lists(st.tuples(requests(), TOKEN_VIEWS), min_size=4, max_size=12))
 def test_index_agrees_on_larger_policy_sets(texts, reqs):
     _check_all(load_policy_set(texts), reqs)
 

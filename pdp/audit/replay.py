@@ -88,14 +88,32 @@ def replay(paths: Iterable[str], candidate: Engine, *, examples: int = 10, stats
     return result
 
 
+def decide_logged(engine: Engine, request: dict):
+    """Decide a logged input: a verified token was logged as its claims (SPEC §11), and the
+    candidate decides on those claims as the live engine did on the token."""
+    context = request.get("context")
+    claims = context.get("token") if type(context) is dict else None
+    if type(claims) is not dict:
+        return engine.decide(request)
+    rest = {k: v for k, v in context.items() if k != "token"}
+    return engine.decide_verified({**request, "context": rest}, claims)
+
+
+def _with_claims(request: dict) -> bool:
+    context = request.get("context")
+    return type(context) is dict and type(context.get("token")) is dict
+
+
 def _decide(engine: Engine, lines: list[dict], requests: list[dict], result: ReplayResult, examples: int) -> None:
     try:
+        if any(_with_claims(r) for r in requests):
+            raise RequestError("", "decided one by one")  # decide_many takes no claims
         decisions = engine.decide_many(requests)
     except RequestError:
         decisions = []
         for request in requests:
             try:
-                decisions.append(engine.decide(request))
+                decisions.append(decide_logged(engine, request))
             except RequestError:
                 decisions.append(None)
     revisions = result.logged_revisions

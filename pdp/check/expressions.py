@@ -19,7 +19,8 @@ from ..glob import glob_error
 from ..syntax import ast
 from ..values import parse_network, type_name
 
-ROOT_TYPES = {"identity": MAP, "action": MAP, "resource": MAP, "context": MAP, "data": MAP, "now": NUMBER}
+ROOT_TYPES = {"identity": MAP, "action": MAP, "resource": MAP, "context": MAP, "token": MAP, "data": MAP,
+              "now": NUMBER}
 ORDERING = ("<", "<=", ">", ">=")
 #: A data path's value when it is not known at load time (a key that is not a literal), and
 #: the value of a data file that failed to load (its own error says why; no path into it is
@@ -112,7 +113,7 @@ class ExpressionChecker:
             self.error(e, f"{e.name!r} is a function; call it as {e.name}(...)", "pdl_unknown_name")
         else:
             self.error(e, f"unknown name {e.name!r}; expected identity, action, resource, context, "
-                          f"data, now or a let name", "pdl_unknown_name")
+                          f"token, data, now or a let name", "pdl_unknown_name")
         return ANY
 
     def _container(self, obj: ast.Expr, allowed: tuple[str, ...], access: str) -> None:

@@ -40,10 +40,11 @@ NAMES = {
     DEFINED: "DEFINED", CACHED: "CACHED", LOOKUP: "LOOKUP",
 }
 
-from ..request import REQUIRED, ROOT_KEYS
+from ..request import REQUIRED, ROOT_KEYS, TOKEN_ROOT
 
-#: Request roots a PATH may start from, by index (the request's own, pdp.request).
-ROOTS = ROOT_KEYS
+#: Request roots a PATH may start from, by index: the request's own (pdp.request), then its
+#: verified token, which may be absent (a path on it is then missing).
+ROOTS = (*ROOT_KEYS, TOKEN_ROOT)
 
 #: Paths every valid request has as non-empty strings (SPEC §3): they never fail to resolve.
 REQUIRED_PATHS = tuple((root, (field,)) for root, field in REQUIRED)

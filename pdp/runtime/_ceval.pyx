@@ -25,7 +25,7 @@ from ..decision import (FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleE
 from ..errors import EvalError, RequestError
 from ..glob import compile_glob
 from ..request import (candidate_probe, candidate_value, indexed_request, parse_request, INT_MIN, INT_MAX,
-                       MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES, REQUIRED, ROOT_KEYS)
+                       MAX_DEPTH, MAX_LIST_ITEMS, MAX_VALUES, REQUIRED, ROOT_KEYS, TOKEN_ROOT)
 from ..values import CidrSet, parse_time, render, type_name, equal
 from ..access import index_value, missing, not_a_map, not_boolean
 
@@ -274,6 +274,7 @@ cdef Py_ssize_t _SPARE_SLOTS = 4
 @cython.no_gc  # made per request; references request data only, never itself: no cycles
 cdef class _Context:
     cdef object identity, action, resource, context
+    cdef object token  # the verified token (the root ``token``); None when the request has none
     cdef double arrival
     # CACHED slots: the first _INLINE_SLOTS in the context itself (NULL when empty; owned
     # references below ``filled``), no allocation per request; the others in ``more``
@@ -316,7 +317,9 @@ cdef class _Context:
             return self.action
         if index == 2:
             return self.resource
-        return self.context
+        if index == 3:
+            return self.context
+        return self.token
 
     cdef object now_or_err(self):
         cdef object now = self.now_value
@@ -373,12 +376,15 @@ cdef class _Path(_Node):
     cdef tuple keys
     cdef tuple texts
     cdef tuple missing  # the error of each key being missing: worded once, at load
+    cdef _Err absent  # the error of the root being absent (the token root only)
     cdef Py_ssize_t n
 
     cdef object ev(self, _Context ctx):
         cdef object value = ctx.root(self.root)
         cdef object found
         cdef Py_ssize_t i
+        if value is None:  # the token root of a request without a token
+            return self.absent
         for i in range(self.n):
             if type(value) is not dict:
                 return _lazy(not_a_map, (self.texts[i], value))
@@ -1035,7 +1041,7 @@ cdef _Node _link_new(tuple node, dict memo):
         e = _Error.__new__(_Error)
         e.err = _Err(node[1])
         return e
-    if op == ir.PATH and len(node[2]) == 1:
+    if op == ir.PATH and len(node[2]) == 1 and node[1] != TOKEN_ROOT:  # (the token root may be absent)
         p1 = _Path1.__new__(_Path1)
         p1.root, p1.key, p1.missing = ir.ROOTS.index(node[1]), intern(node[2][0]), _Err(missing(node[3][1]))
         return p1
@@ -1045,6 +1051,7 @@ cdef _Node _link_new(tuple node, dict memo):
         p.keys = tuple(intern(k) for k in node[2])  # identity hits in dict look-ups
         p.texts = tuple(node[3])
         p.missing = tuple(_Err(missing(t)) for t in node[3][1:])
+        p.absent = _Err(missing(node[3][0]))
         p.n = len(p.keys)
         return p
     if op == ir.NOW:
@@ -1505,17 +1512,21 @@ cdef class Evaluator:
         s.error = None if error is None else self._tree(error, memo, linked_entries)
         return s
 
-    cpdef object decide(self, object raw):
+    cpdef object decide(self, object raw, object token=None):
         """Decide one request dict; raises RequestError when it is malformed. Any other
-        exception (a bug) fails closed: DENY with the reason ``internal_error``."""
+        exception (a bug) fails closed: DENY with the reason ``internal_error``. ``token`` is
+        the request's verified token (the root ``token``; None: absent)."""
         cdef tuple roots
+        cdef _Context ctx
         try:
             roots = _plain_request(raw)
             if roots is None:
                 # Anything unusual (nulls, tuples, errors): the reference validation, which
                 # normalizes or raises RequestError with the path.
                 roots = _roots(parse_request(raw, -1.0))
-            return self.run(_Context.__new__(_Context), roots, -1.0)  # arrival: read if needed
+            ctx = _Context.__new__(_Context)
+            ctx.token = token
+            return self.run(ctx, roots, -1.0)  # arrival: read if needed
         except RequestError:
             raise
         except Exception as exc:
@@ -1550,13 +1561,17 @@ cdef class Evaluator:
                 out.append(failed_closed(exc, self.revision))
         return out
 
-    def decide_parsed(self, dict attrs, double arrival):
+    def decide_parsed(self, dict attrs, double arrival, token=None):
         """Decide a request already validated: the ``attrs`` of ``request.parse_request``."""
         cdef tuple roots = (attrs["identity"], attrs["action"], attrs["resource"], attrs["context"])
         for root in roots:
             if type(root) is not dict:  # the evaluation reads the roots as dicts unchecked
                 raise TypeError("decide_parsed takes the attrs of pdp.request.parse_request")
-        return self.run(_Context.__new__(_Context), roots, arrival)
+        if token is not None and type(token) is not dict:
+            raise TypeError("a verified token is a dict")
+        cdef _Context ctx = _Context.__new__(_Context)
+        ctx.token = token
+        return self.run(ctx, roots, arrival)
 
     cpdef list allowed_candidates(self, object request, str root, str key, object candidates,
                                   Py_ssize_t limit=-1):
@@ -1616,7 +1631,7 @@ cdef class Evaluator:
 
     cdef object run(self, _Context ctx, tuple roots, double arrival):
         """Decide the request whose four roots (ROOT_KEYS order) are ``roots``, in ``ctx``
-        (a fresh one, or one reused by a batch: every field is set here)."""
+        (a fresh one, or one reused by a batch: every field but ``token`` is set here)."""
         cdef long long started = _nanos(CLOCK_MONOTONIC)
         ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
         ctx.arrival = arrival

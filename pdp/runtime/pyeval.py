@@ -179,7 +179,7 @@ def link(node: tuple):
 def constant_value(node: tuple) -> object:
     """The value of a node that reads neither the request nor the time (raises EvalError):
     the compiler folds such nodes with this evaluator, so folding words errors as it does."""
-    return link(node)(_Context(({}, {}, {}, {}), float("nan")))
+    return link(node)(_Context(({}, {}, {}, {}, None), float("nan")))
 
 
 def _link_path(node: tuple):
@@ -189,6 +189,8 @@ def _link_path(node: tuple):
 
     def path(ctx):
         value = ctx.roots[index]
+        if value is None:  # the token root of a request without a token
+            raise EvalError(missing(texts[0]))
         for i, key in enumerate(keys):
             if type(value) is not dict:
                 raise EvalError(not_a_map(texts[i], value))
@@ -260,12 +262,13 @@ class Evaluator:
         return ("switch", linked(path), {k: self._link_tree(v, linked) for k, v in branches.items()},
                 self._link_tree(default, linked), None if error is None else self._link_tree(error, linked))
 
-    def decide(self, raw: dict):
+    def decide(self, raw: dict, token: dict | None = None):
         """Decide one request; raises RequestError when it is malformed. Any other exception
-        (a bug) fails closed: DENY with the reason ``internal_error``."""
+        (a bug) fails closed: DENY with the reason ``internal_error``. ``token`` is the
+        request's verified token (the root ``token``; None: absent)."""
         try:
             request = parse_request(raw)
-            return self.decide_parsed(request.attrs, request.arrival)
+            return self.decide_parsed(request.attrs, request.arrival, token)
         except RequestError:
             raise
         except Exception as exc:
@@ -276,9 +279,9 @@ class Evaluator:
         internal error fails that request closed."""
         return decide_batch(requests, lambda r: self.decide_parsed(r.attrs, r.arrival), self.program.revision)
 
-    def decide_parsed(self, attrs: dict, arrival: float):
+    def decide_parsed(self, attrs: dict, arrival: float, token: dict | None = None):
         started = time.perf_counter_ns()
-        ctx = _Context((attrs["identity"], attrs["action"], attrs["resource"], attrs["context"]), arrival)
+        ctx = _Context((attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], token), arrival)
         errors: list = []
         forbids = self._phase(self._trees[0], ctx, errors)
         permits = [] if forbids else self._phase(self._trees[1], ctx, errors)

@@ -10,11 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Union
 
-from ..request import ROOT_KEYS
+from ..request import ROOT_KEYS, TOKEN_ROOT
 from ..source import Span
 
-#: The names an expression may start from: the request's roots, then the loaded data and the time.
-ROOTS = (*ROOT_KEYS, "data", "now")
+#: The names an expression may start from: the request's roots, its verified token, then the
+#: loaded data and the time.
+ROOTS = (*ROOT_KEYS, TOKEN_ROOT, "data", "now")
 
 
 def _span() -> Span:

@@ -151,11 +151,12 @@ class Tester:
         self.rule_ids = {r.id for r in self.rules}
 
     @classmethod
-    def load(cls, paths: Iterable[str | Path]) -> "Tester":
-        """Load the policies and data under ``paths``; raises ``PolicyError``."""
+    def load(cls, paths: Iterable[str | Path], trust: str | Path | None = None) -> "Tester":
+        """Load the policies and data under ``paths`` (and the trust file ``trust``, SPEC §8);
+        raises ``PolicyError``."""
         paths = list(paths)
         entries = discover(paths)
-        return cls(load(paths), entries)
+        return cls(load(paths, trust=trust), entries)
 
     @property
     def suite_files(self) -> list:
@@ -228,8 +229,11 @@ class Tester:
         started = time.perf_counter()
         engine = self.engine_for(suite)
         try:
-            decision = engine.decide(case.request)
-            explanation = engine.explain(case.request)
+            if case.token is None:
+                decision = engine.decide(case.request)
+            else:  # the test's token is taken as verified: suites test policies, not signatures
+                decision = engine.decide_verified(case.request, case.token)
+            explanation = engine.explain(case.request, claims=case.token)
         except RequestError as err:  # suites are validated when read; this is a safety net
             return TestResult(case, [f"the request is not valid: {err}"], seconds=time.perf_counter() - started)
         problems = []

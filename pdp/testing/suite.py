@@ -27,15 +27,16 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Diagnostic, PolicyError, RequestError
+from ..errors import Diagnostic, EvalError, PolicyError, RequestError
 from ..loader import MAX_POLICY_BYTES
 from ..request import parse_request
 from ..source import SourceFile
+from ..values import parse_time
 from ..yamlio import MarkedList, MarkedMap, decode_text, load_yaml_marked
 
 SUITE_KEYS = ("suite", "description", "fixtures", "context", "envoy", "data", "tests", "matrix")
-FIXTURE_KINDS = ("identities", "actions", "resources", "contexts")
-TEST_KEYS = ("name", "description", "identity", "action", "resource", "context", "envoy", "with", "expect",
+FIXTURE_KINDS = ("identities", "actions", "resources", "contexts", "tokens")
+TEST_KEYS = ("name", "description", "identity", "action", "resource", "context", "envoy", "token", "with", "expect",
              "reasons")
 MATRIX_KEYS = ("name", "description", "identities", "actions", "resources", "context", "with", "expect")
 WITH_KEYS = ("identity", "action", "resource", "context")
@@ -59,6 +60,8 @@ class TestCase:
     line: int
     column: int
     reason_marks: tuple[Mark, ...] = ()
+    #: The payload of a token taken as verified (the root ``token`` is made from it), or None.
+    token: dict | None = None
 
     @property
     def id(self) -> str:
@@ -376,9 +379,30 @@ class _SuiteReader:
             request = self.request(item, parts, what)
         expect = self.expectation(item["expect"], item.value_marks["expect"])
         reasons = self.reasons(item)
+        token = None
+        if item.get("token") is not None:
+            token = self.token(item["token"], item.value_marks["token"])
+            if token is None:
+                return []
         if request is None or expect is None or reasons is None:
             return []
-        return [TestCase(suite.name, name, request, expect, reasons[0], self.display, mark[0], mark[1], reasons[1])]
+        return [TestCase(suite.name, name, request, expect, reasons[0], self.display, mark[0], mark[1], reasons[1],
+                         token)]
+
+    def token(self, value: object, mark: Mark) -> dict | None:
+        """A test's token: the payload (a fixture name or a map) of a token taken as verified.
+        ``iat``, ``nbf`` and ``exp`` may be written as RFC 3339 times; they become epoch seconds."""
+        claims = self.part("tokens", value, mark)
+        if claims is None:
+            return None
+        for claim in ("iat", "nbf", "exp"):
+            if isinstance(claims.get(claim), str):
+                try:
+                    claims[claim] = parse_time(claims[claim])
+                except EvalError as err:
+                    self.problem(mark, f"token {claim}: {err.message}")
+                    return None
+        return claims
 
     def name(self, item: MarkedMap, what: str) -> str | None:
         if not self.require(item, "name", what):
@@ -518,4 +542,5 @@ def _shown(value: object) -> str:
 
 
 def _one(kind: str) -> str:
-    return {"identities": "identity", "actions": "action", "resources": "resource", "contexts": "context"}[kind]
+    return {"identities": "identity", "actions": "action", "resources": "resource", "contexts": "context",
+            "tokens": "token"}[kind]

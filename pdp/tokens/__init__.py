@@ -4,11 +4,8 @@
 verified token (its ``view`` is the language's root ``token``), None, or raises ``Rejected``.
 """
 
-from .gate import TokenGate
+from .gate import TOKEN_RULE, TokenGate
 from .trust import Issuer, Trust, load_trust
 from .verify import Rejected, Verified
-
-#: The rule id of the single reason of a decision whose token was rejected.
-TOKEN_RULE = "pdp.token"
 
 __all__ = ["TOKEN_RULE", "Issuer", "Rejected", "TokenGate", "Trust", "Verified", "load_trust"]

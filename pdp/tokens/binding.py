@@ -13,6 +13,7 @@ request offers comes from its ``context`` (docs/tokens.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import warnings
@@ -33,12 +34,13 @@ DPOP_MAX_AGE = 60.0
 #: Proofs remembered at once (their ``jti``s, until they are stale); beyond, new proofs are
 #: refused rather than an old one forgotten (a forgotten ``jti`` could be replayed).
 MAX_REPLAY_ENTRIES = 100_000
-_MAX_CERTIFICATES = 1024
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
 
+@functools.lru_cache(maxsize=1024)  # a client presents its certificate on every request
 def certificate_thumbprint(pem: str | bytes) -> str:
-    """``x5t#S256`` of a PEM certificate: base64url, unpadded, of the SHA-256 of its DER."""
+    """``x5t#S256`` of a PEM certificate: base64url, unpadded, of the SHA-256 of its DER;
+    raises ValueError when ``pem`` is not one."""
     data = pem.encode("ascii") if isinstance(pem, str) else pem
     cert = x509.load_pem_x509_certificate(data)
     return b64url(hashlib.sha256(cert.public_bytes(Encoding.DER)).digest())
@@ -79,7 +81,6 @@ class Binding:
     def __init__(self, leeway: float, replays: ReplayCache = REPLAYS):
         self.leeway = leeway
         self.replays = replays
-        self._thumbprints: dict[str, str] = {}
 
     def check(self, verified: Verified, context: dict, now: float) -> None:
         """Raise ``Rejected`` unless every confirmation method of the token is met."""
@@ -107,16 +108,10 @@ class Binding:
         pem = tls.get("peer_certificate") if type(tls) is dict else None
         if not isinstance(pem, str):
             return None
-        thumbprint = self._thumbprints.get(pem)
-        if thumbprint is None:
-            try:
-                thumbprint = certificate_thumbprint(pem)
-            except ValueError:
-                raise Rejected(CERTIFICATE_BINDING, "context.tls.peer_certificate is not a PEM certificate") from None
-            if len(self._thumbprints) >= _MAX_CERTIFICATES:
-                self._thumbprints.clear()
-            self._thumbprints[pem] = thumbprint
-        return thumbprint
+        try:
+            return certificate_thumbprint(pem)
+        except ValueError:
+            raise Rejected(CERTIFICATE_BINDING, "context.tls.peer_certificate is not a PEM certificate") from None
 
     def dpop(self, verified: Verified, context: dict, now: float) -> None:
         """RFC 9449 §4.3: the proof in ``context.dpop`` for this token and this request."""

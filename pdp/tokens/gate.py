@@ -12,6 +12,7 @@ import hashlib
 import threading
 import time
 
+from ..decision import DENY, Decision, Reason
 from .binding import Binding
 from .trust import Trust
 from .verify import EXPIRED, STABLE, Rejected, Verified, verify
@@ -21,6 +22,13 @@ MAX_CACHED = 10_000
 #: A cached rejection is forgotten after this long (a verified token stays until it expires).
 REJECTION_SECONDS = 60.0
 TOKEN_KEY = "token"
+#: The rule id of the single reason of a decision whose token was rejected.
+TOKEN_RULE = "pdp.token"
+
+
+def rejected_decision(rejected: Rejected, revision: str) -> Decision:
+    """DENY with the single reason ``pdp.token``: ``token rejected: WHY``."""
+    return Decision(DENY, (Reason(TOKEN_RULE, "forbid", rejected.message, {}),), (), revision, 0)
 
 
 class TokenGate:

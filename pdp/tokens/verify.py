@@ -196,17 +196,35 @@ def _claims(trust: Trust, issuer: Issuer, payload: dict, token: str, now: float)
     if cnf is not None and not isinstance(cnf, dict):
         raise Rejected(MALFORMED, "cnf is not an object")
     try:
-        claims = normalize_value(payload, "claims")
+        view = token_view(payload)
     except RequestError as err:
         raise Rejected(MALFORMED, f"{err.path}: {err.message}") from None
-    view: dict = {"iss": issuer.issuer, "aud": audiences, "scopes": _scopes(payload),
-                  "expires_at": rfc3339(exp), "bound": bool(cnf), "claims": claims}
-    if isinstance(payload.get("sub"), str):
-        view["sub"] = payload["sub"]
-    if iat is not None:
-        view["issued_at"] = rfc3339(iat)
     ath = b64url(hashlib.sha256(token.encode("ascii")).digest())
     return Verified(view, cnf or None, exp + leeway, ath)
+
+
+def token_view(payload: dict) -> dict:
+    """The root ``token`` of the language for a verified payload (SPEC §8): ``iss``, ``sub``,
+    ``aud`` (a list), ``scopes``, ``issued_at`` and ``expires_at`` (RFC 3339), ``bound`` (the
+    token carries a ``cnf``: a token whose binding did not match never gets this far) and
+    ``claims`` (the payload as JSON values). Raises ``RequestError`` for a value that is not
+    one (an integer beyond 64 bits)."""
+    claims = normalize_value(payload, "claims")
+    view: dict = {"scopes": _scopes(claims), "bound": bool(claims.get("cnf")), "claims": claims}
+    for claim in ("iss", "sub"):
+        if isinstance(claims.get(claim), str):
+            view[claim] = claims[claim]
+    aud = claims.get("aud")
+    view["aud"] = [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] \
+        if isinstance(aud, list) else []
+    for claim, name in (("iat", "issued_at"), ("exp", "expires_at")):
+        value = claims.get(claim)
+        if type(value) in (int, float):
+            try:
+                view[name] = rfc3339(value)
+            except (OverflowError, OSError, ValueError):
+                raise RequestError(f"claims.{claim}", "is not a time") from None
+    return view
 
 
 def _audiences(payload: dict) -> list[str]:
