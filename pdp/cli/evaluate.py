@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="with --explain, print the trace as JSON")
     p.add_argument("--envoy-deny-body", choices=["reasons", "rules", "none"], default="reasons",
                    help="with --envoy: the body of a 403, as pdp serve --envoy-deny-body (default: reasons)")
+    p.add_argument("--trust", metavar="FILE",
+                   help="verify the request's context.token against this trust file (docs/tokens.md); "
+                        "the token's exp and iat are checked on this machine's clock")
     p.set_defaults(run=run)
 
 
@@ -74,7 +77,7 @@ def _reject_constant(name: str):
 
 def run(args) -> int:
     try:
-        engine = load(args.paths)
+        engine = load(args.paths, trust=args.trust)
     except PolicyError as err:
         print(err, file=sys.stderr)
         return 1

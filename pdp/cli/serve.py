@@ -29,6 +29,8 @@ A reload builds the new policy set in the background and runs its *_test.yaml su
 that fails to load, fails a test or (with --min-coverage) is covered too little by them is
 rejected and the running revision keeps serving.
 With --client-ca (mTLS) the client certificate's SPIFFE ID is context.peer.spiffe_id.
+With --trust FILE a token in context.token is verified first: one that does not verify is
+DENY (pdp.token: token rejected: WHY) before any rule.
 The TLS files are read again when they change (certificate rotation), for new connections.
 """
 
@@ -49,6 +51,10 @@ def register(sub) -> None:
     p.add_argument("--http-addr", metavar="HOST:PORT",
                    help="also serve the AuthZEN Authorization API 1.0 over HTTP here (same policies, TLS, "
                         "decision log and metrics; README: AuthZEN over HTTP)")
+    p.add_argument("--trust", metavar="FILE",
+                   help="verify each request's bearer token (context.token; Envoy: authorization: Bearer) "
+                        "against the issuers this trust file names (docs/tokens.md); policies read it as the "
+                        "root `token`; re-read with the policies on every reload")
     p.add_argument("--watch", action="store_true",
                    help="reload when a policy, data or suite file changes (SIGHUP always reloads)")
     p.add_argument("--skip-tests", action="store_true",
@@ -122,6 +128,9 @@ def policy_source(args):
     """
     from ..server.reload import BundleSource, PathSource
 
+    trust = str(args.trust) if args.trust else None
+    if trust is not None and not Path(trust).is_file():
+        raise UsageError(f"--trust: no such file: {trust}")
     if args.bundle:
         if args.paths:
             raise UsageError("give PATHs or --bundle FILE, not both")
@@ -135,7 +144,7 @@ def policy_source(args):
                 signing.load_public_key(args.verify_key)
             except signing.SigningError as err:
                 raise UsageError(f"--verify-key: {err}") from None
-        return BundleSource(str(args.bundle), args.verify_key)
+        return BundleSource(str(args.bundle), args.verify_key, trust)
     if args.verify_key:
         raise UsageError("--verify-key checks the signature of a bundle: give it with --bundle FILE")
     if not args.paths:
@@ -143,7 +152,7 @@ def policy_source(args):
     if args.min_coverage is not None and args.skip_tests:
         raise UsageError("--min-coverage is measured by running the suites: it cannot go with --skip-tests")
     return PathSource(tuple(str(p) for p in args.paths), run_suites=not args.skip_tests,
-                      min_coverage=args.min_coverage)
+                      min_coverage=args.min_coverage, trust=trust)
 
 
 def server_options(args):
@@ -176,7 +185,8 @@ def run(args) -> int:
         if args.shadow:
             from ..server.reload import PathSource
 
-            shadow = PathSource(tuple(str(p) for p in args.shadow), run_suites=not args.skip_tests)
+            shadow = PathSource(tuple(str(p) for p in args.shadow), run_suites=not args.skip_tests,
+                                trust=str(args.trust) if args.trust else None)
         options = server_options(args)
         workers = args.workers
         if is_unix(args.addr):

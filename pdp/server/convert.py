@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RequestError
+from ..tokens.binding import CNF_CERTIFICATE as CERTIFICATE_THUMBPRINT
+from ..tokens.binding import certificate_thumbprint
 from ..wire import decision_to_pb
 
 __all__ = ["Decoded", "check_attribute_count", "count_values", "decision_to_pb", "deserializer",
@@ -87,14 +89,20 @@ def peer_attributes(auth_context: dict) -> dict | None:
 
     ``spiffe_id`` is the certificate's SPIFFE ID (its one ``spiffe://`` URI SAN, as gRPC
     reports it); ``uri_sans`` every URI SAN, ``dns_sans`` every DNS SAN, and ``common_name``
-    the subject CN, each when present.
+    the subject CN, each when present; ``x5t#S256`` the certificate's SHA-256 thumbprint
+    (what a certificate-bound token names, RFC 8705).
     """
     def texts(key: str) -> list[str]:
         return [v.decode("utf-8", "replace") for v in auth_context.get(key, ())]
 
-    if not auth_context.get("x509_pem_cert"):
+    pem = auth_context.get("x509_pem_cert")
+    if not pem:
         return None
     peer: dict[str, Any] = {"authenticated": True}
+    try:  # what a certificate-bound token's cnf names (RFC 8705; SPEC §8)
+        peer[CERTIFICATE_THUMBPRINT] = certificate_thumbprint(pem[0])
+    except ValueError:
+        pass  # gRPC verified it: cannot happen; without it, bound tokens are refused
     spiffe = texts("peer_spiffe_id")
     uris = texts("x509_uri") or [u for u in texts("x509_subject_alternative_name") if "://" in u]
     if not spiffe:

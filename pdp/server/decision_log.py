@@ -93,6 +93,10 @@ class DecisionLog:
         include_input: write each decision's ``input`` (``--decision-log-input off`` clears it).
     """
 
+    #: request ⇒ the claims of its verified token, or None (the serving engine's
+    #: ``token_claims``): the log carries claims, never a token (SPEC §8, §11).
+    token_claims: Callable[[dict], dict | None] | None = None
+
     def __init__(self, path: str, max_queue: int = 10_000, on_drop: Callable[[int], None] | None = None,
                  include_input: bool = True):
         self.path = path
@@ -256,7 +260,7 @@ class DecisionLog:
             record["revision"] = decision.revision
             record["latency_us"] = round(latency_ns / 1000, 1)
             if self.include_input and type(request) is dict:
-                record["input"] = as_decided(request)
+                record["input"] = as_decided(request, self.token_claims)
             if shadow is not None:
                 record["shadow"] = {"decision": shadow.decision, "revision": shadow.revision,
                                     "reasons": [r.rule for r in shadow.reasons]}
@@ -266,11 +270,12 @@ class DecisionLog:
         return (json.dumps(redact(record), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
-def as_decided(request: dict) -> dict:
+def as_decided(request: dict, token_claims: Callable[[dict], dict | None] | None = None) -> dict:
     """The request in the form the engine decided it: ``action`` as a map (a bare string is
     its name) and JSON nulls (absent values) left out. Redaction happens with the rest of the
-    line. A token is not in requests yet (SPEC §8 is not implemented): when it is, its verified
-    claims are to replace it here."""
+    line. ``context.token`` is replaced by the claims of the verified token (``token_claims``
+    of the request; ``pdp replay`` decides on them) and is redacted when it did not verify;
+    a DPoP proof is left out."""
     out = {}
     for root in ("identity", "action", "resource", "context"):
         value = request.get(root)
@@ -278,6 +283,12 @@ def as_decided(request: dict) -> dict:
             value = {"name": value}
         if value is not None:
             out[root] = _without_nulls(value)
+    context = out.get("context")
+    if type(context) is dict and ("token" in context or "dpop" in context):
+        context.pop("dpop", None)
+        if "token" in context:
+            claims = token_claims(request) if token_claims is not None else None
+            context["token"] = claims if type(claims) is dict else REDACTED
     return out
 
 

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -76,13 +77,31 @@ def envoy_to_request(check_request: ext.CheckRequest) -> dict[str, Any]:
         if key != "resource_type" and key not in RESERVED_RESOURCE_KEYS:
             resource[key] = extensions[key]
 
-    context: dict[str, Any] = {"headers": _headers(http)}
+    headers = _headers(http)
+    context: dict[str, Any] = {"headers": headers}
     ip = _source_ip(source)
     if ip:
         context["source_ip"] = ip
     if attrs.request.HasField("time"):
         context["time"] = attrs.request.time.ToJsonString()
+    _token_inputs(context, headers, http, path, source)
     return {"identity": identity, "action": {"name": http.method}, "resource": resource, "context": context}
+
+
+def _token_inputs(context: dict, headers: dict, http, path: str, source) -> None:
+    """What pdp's token verification reads (SPEC §8, docs/tokens.md): the ``Bearer`` token of
+    ``authorization`` as ``context.token``, the ``dpop`` header as ``context.dpop``, the
+    request's method and URL (a DPoP proof's ``htm`` and ``htu``) as ``context.http``, and the
+    client certificate Envoy forwards (``include_peer_certificate``; URL-encoded PEM) as
+    ``context.tls.peer_certificate``. The headers themselves stay in ``context.headers``."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        context["token"] = credentials.strip()
+    if headers.get("dpop"):
+        context["dpop"] = headers["dpop"]
+    context["http"] = {"method": http.method, "url": f"{http.scheme or 'https'}://{http.host}{path}"}
+    if source.certificate:
+        context["tls"] = {"peer_certificate": unquote(source.certificate)}
 
 
 def _headers(http) -> dict[str, str]:

@@ -12,6 +12,7 @@ over ``max_message_bytes``, 404 for an unknown path, 405 for a wrong method.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import ssl
@@ -19,6 +20,8 @@ import threading
 
 from aiohttp import web
 
+from ..tokens.binding import CNF_CERTIFICATE
+from ..tokens.verify import b64url
 from .app import BindError
 from .authzen import ENDPOINTS, WELL_KNOWN, AuthzenService
 from .holder import EngineHolder
@@ -141,7 +144,14 @@ class HttpServer:
     @staticmethod
     def _peer(request: web.Request) -> dict | None:
         transport = request.transport
-        return peer_attributes(transport.get_extra_info("peercert")) if transport is not None else None
+        if transport is None:
+            return None
+        peer = peer_attributes(transport.get_extra_info("peercert"))
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if peer is not None and der:  # what a certificate-bound token's cnf names (RFC 8705)
+            peer[CNF_CERTIFICATE] = b64url(hashlib.sha256(der).digest())
+        return peer
 
     @web.middleware
     async def _answer_json(self, request: web.Request, handler) -> web.StreamResponse:

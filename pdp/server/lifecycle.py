@@ -76,6 +76,8 @@ class Running:
             self.decision_log = DecisionLog(config.decision_log, config.decision_log_queue,
                                             on_drop=self.metrics.dropped if self.metrics else None,
                                             include_input=config.decision_log_input)
+            holder = self.holder
+            self.decision_log.token_claims = lambda request: holder.engine.token_claims(request)
         self.shadow = None
         self.shadow_reloader = None
         if config.shadow is not None:

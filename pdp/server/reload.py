@@ -19,6 +19,8 @@ from typing import Protocol
 
 from ..engine import Engine, load
 from ..errors import PolicyError
+from ..tokens import load_trust
+from ..tokens.keys import FileKeys
 from .holder import EngineHolder
 
 log = logging.getLogger("pdp.server")
@@ -61,13 +63,14 @@ class PathSource:
     paths: tuple[str, ...]
     run_suites: bool = True
     min_coverage: float | None = None
+    trust: str | None = None  # --trust FILE (SPEC §8): read again on every reload
 
     def build(self) -> Engine:
         if not self.run_suites:
-            return load(list(self.paths))
+            return load(list(self.paths), trust=self.trust)
         from ..testing import Tester  # the runner of `pdp test`
 
-        tester = Tester.load(self.paths)
+        tester = Tester.load(self.paths, trust=self.trust)
         suites = tester.load_suites()  # a broken suite is a PolicyError: rejected too
         result = tester.run(suites) if suites else None
         if result is not None and result.failed:
@@ -89,7 +92,7 @@ class PathSource:
         return tester.engine
 
     def watch_paths(self) -> Sequence[Path]:
-        return [Path(p) for p in self.paths]
+        return [Path(p) for p in self.paths] + trust_files(self.trust)
 
     def describe(self) -> str:
         return " ".join(self.paths)
@@ -107,17 +110,32 @@ class BundleSource:
 
     path: str
     verify_key: str | None = None
+    trust: str | None = None  # --trust FILE (SPEC §8): read again on every reload
 
     def build(self) -> Engine:
         from ..bundle import load_bundle
 
-        return load_bundle(self.path, verify_key=self.verify_key)
+        return load_bundle(self.path, verify_key=self.verify_key, trust=self.trust)
 
     def watch_paths(self) -> Sequence[Path]:
-        return [Path(self.path)]
+        return [Path(self.path)] + trust_files(self.trust)
 
     def describe(self) -> str:
         return f"--bundle {self.path}"
+
+
+def trust_files(trust: str | None) -> list[Path]:
+    """The trust file and the JWKS files it names: a change to any of them reloads (a key
+    rotation published as a new JWKS file takes effect without a signal)."""
+    if trust is None:
+        return []
+    files = [Path(trust)]
+    try:
+        loaded = load_trust(trust)
+    except PolicyError:
+        return files  # the reload reports it; the file itself is still watched
+    files.extend(Path(issuer.keys.path) for issuer in loaded.issuers.values() if isinstance(issuer.keys, FileKeys))
+    return files
 
 
 @dataclass

@@ -1,0 +1,230 @@
+"""Verified tokens in ``pdp serve``: certificate binding (RFC 8705) over pdp's own mTLS, over
+Envoy and from ``context.tls``; DPoP proofs (RFC 9449); no token string in logs or metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+import urllib.request
+
+import grpc
+import pytest
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_grpc
+
+import pdp
+from pdp.client import Client
+from pdp.server import ServerOptions, TLSConfig
+from pdp.server.envoy_authz import envoy_to_request
+from pdp.tokens import mint
+from pdp.tokens.binding import certificate_thumbprint
+
+from serverkit import WAIT, ServeProcess, make_certs, running
+from test_envoy import envoy_request
+from tokenkit import key, token, write_trust
+
+POLICY = """
+policy api {
+  target resource.type == "api"
+  permit bound_writer
+    when token.bound and token.scopes contains "payments:write"
+    reason "bound token of {token.sub}"
+}
+
+policy http {
+  target resource.type == "http"
+  permit bound_caller when token.bound reason "bound"
+}
+"""
+
+API = {"identity": {"type": "workload", "id": "billing"}, "action": "charge", "resource": {"type": "api"}}
+URL = "https://api.acme/v1/payments"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def engine(tmp_path):
+    (tmp_path / "p.pdl").write_text(POLICY)
+    return pdp.load(tmp_path / "p.pdl", trust=write_trust(tmp_path / "trust", [key("ES256", "es1")]))
+
+
+def _bound_to(cert_path) -> str:
+    return token(key("ES256", "es1"), "ES256", cnf={"x5t#S256": certificate_thumbprint(cert_path.read_bytes())})
+
+
+def _with(request: dict, **context) -> dict:
+    return {**request, "context": {**request.get("context", {}), **context}}
+
+
+def _reason(decision) -> str:
+    return decision.reasons[0].message
+
+
+# ---- certificate binding over pdp's own mTLS
+
+
+def test_certificate_binding_over_pdps_own_mtls(engine, certs):
+    options = ServerOptions(tls=TLSConfig(certs.server_cert, certs.server_key, certs.ca))
+    mine, other = _bound_to(certs.client_cert), _bound_to(certs.other_client_cert)
+    with running(engine, options) as (_, port):
+        with Client(f"127.0.0.1:{port}", root_ca=certs.ca, cert=certs.client_cert, key=certs.client_key) as client:
+            decision = client.check(_with(API, token=mine))
+            assert decision.allowed and _reason(decision) == "bound token of spiffe://acme.prod/ns/billing/sa/api"
+            assert _reason(client.check(_with(API, token=other))) == \
+                "token rejected: certificate binding: another client certificate"
+            # a PEM in context.tls does not replace the connection's own certificate
+            spoofed = _with(API, token=other, tls={"peer_certificate": certs.other_client_cert.read_text()})
+            assert _reason(client.check(spoofed)) == "token rejected: certificate binding: another client certificate"
+    # TLS without a client certificate: nothing to bind to
+    with running(engine, ServerOptions(tls=TLSConfig(certs.server_cert, certs.server_key))) as (_, port):
+        with Client(f"127.0.0.1:{port}", root_ca=certs.ca) as client:
+            assert _reason(client.check(_with(API, token=mine))) == \
+                "token rejected: certificate binding: no client certificate"
+
+
+def test_certificate_binding_from_context_tls(engine, certs):
+    mine = _bound_to(certs.client_cert)
+    assert engine.decide(_with(API, token=mine, tls={"peer_certificate": certs.client_cert.read_text()})).allowed
+    assert _reason(engine.decide(_with(API, token=mine, tls={"peer_certificate": "not a PEM"}))) == \
+        "token rejected: certificate binding: context.tls.peer_certificate is not a PEM certificate"
+    assert _reason(engine.decide(_with(API, token=mine))) == "token rejected: certificate binding: no client certificate"
+
+
+# ---- over Envoy
+
+
+def _envoy(tok=None, cert=None, dpop=None, path="/v1/payments"):
+    headers = {}
+    if tok is not None:
+        headers["authorization"] = f"Bearer {tok}"
+    if dpop is not None:
+        headers["dpop"] = dpop
+    request = envoy_request(method="POST", path=path, headers=headers)
+    if cert is not None:
+        request.attributes.source.certificate = urllib.parse.quote(cert.read_text())
+    return request
+
+
+def test_envoy_maps_bearer_dpop_certificate_and_url():
+    request = envoy_to_request(_envoy("abc.def.ghi", dpop="proof", path="/v1/payments?x=1"))
+    context = request["context"]
+    assert context["token"] == "abc.def.ghi" and context["dpop"] == "proof"
+    assert context["http"] == {"method": "POST", "url": "https://api.acme/v1/payments"}
+    assert "tls" not in context
+
+
+def test_certificate_binding_over_envoy(engine, certs):
+    mine = _bound_to(certs.client_cert)
+    with running(engine) as (_, port):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ext_grpc.AuthorizationStub(channel)
+            assert stub.Check(_envoy(mine, certs.client_cert), timeout=WAIT).status.code == 0
+            denied = stub.Check(_envoy(mine, certs.other_client_cert), timeout=WAIT)
+            assert denied.status.code == 7 and denied.denied_response.status.code == 403
+            body = json.loads(denied.denied_response.body)
+            assert body["reasons"] == [{"rule": "pdp.token",
+                                        "message": "token rejected: certificate binding: another client certificate"}]
+            assert mine not in denied.denied_response.body
+            no_cert = json.loads(stub.Check(_envoy(mine), timeout=WAIT).denied_response.body)
+            assert no_cert["reasons"][0]["message"] == "token rejected: certificate binding: no client certificate"
+            expired = token(key("ES256", "es1"), "ES256", now=time.time() - 7200)
+            assert json.loads(stub.Check(_envoy(expired), timeout=WAIT).denied_response.body)["reasons"][0] == {
+                "rule": "pdp.token", "message": "token rejected: expired"}
+
+
+# ---- DPoP
+
+
+def _dpop_bound(holder_key):
+    return token(key("ES256", "es1"), "ES256", cnf={"jkt": mint.jkt(holder_key)})
+
+
+def test_dpop_accepted_replayed_wrong_htu_stale_iat(engine):
+    holder = mint.generate_key("ES256")
+    tok = _dpop_bound(holder)
+    http = {"method": "POST", "url": URL}
+
+    def decide(proof, **context):
+        return engine.decide(_with(API, token=tok, dpop=proof, http=context.get("http", http)))
+
+    proof = mint.dpop_proof(holder, "ES256", "POST", URL + "?page=2", tok)  # the query is not compared
+    assert decide(proof).allowed
+    assert _reason(decide(proof)) == "token rejected: dpop: the proof was used before (jti replayed)"
+    assert _reason(decide(mint.dpop_proof(holder, "ES256", "POST", "https://api.acme/v1/other", tok))) == \
+        "token rejected: dpop: htu is not the request's URL"
+    assert _reason(decide(mint.dpop_proof(holder, "ES256", "GET", URL, tok))) == \
+        "token rejected: dpop: htm is not the request's method"
+    stale = mint.dpop_proof(holder, "ES256", "POST", URL, tok, now=time.time() - 600)
+    assert _reason(decide(stale)).startswith("token rejected: dpop: the proof is not fresh")
+    other_holder = mint.generate_key("ES256")
+    assert _reason(decide(mint.dpop_proof(other_holder, "ES256", "POST", URL, tok))) == \
+        "token rejected: dpop: the proof's key is not the one the token is bound to (cnf.jkt)"
+    assert _reason(decide(mint.dpop_proof(holder, "ES256", "POST", URL, "another.token.value"))) == \
+        "token rejected: dpop: ath is not the hash of this token"
+    assert _reason(engine.decide(_with(API, token=tok, http=http))) == \
+        "token rejected: dpop: the token is DPoP-bound and the request carries no proof"
+    assert _reason(decide(mint.dpop_proof(holder, "ES256", "POST", URL, tok), http={})).startswith(
+        "token rejected: dpop: the request has no context.http.method")
+    assert mint.dpop_proof(holder, "ES256", "POST", URL, tok).count(".") == 2
+
+
+def test_dpop_over_envoy(engine):
+    holder = mint.generate_key("EdDSA")
+    tok = _dpop_bound(holder)
+    with running(engine) as (_, port):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ext_grpc.AuthorizationStub(channel)
+            proof = mint.dpop_proof(holder, "EdDSA", "POST", URL, tok)
+            assert stub.Check(_envoy(tok, dpop=proof), timeout=WAIT).status.code == 0
+            replayed = json.loads(stub.Check(_envoy(tok, dpop=proof), timeout=WAIT).denied_response.body)
+            assert replayed["reasons"][0]["message"] == "token rejected: dpop: the proof was used before (jti replayed)"
+
+
+# ---- secrets: no token string in logs, metrics or errors after a real server run
+
+
+def test_no_token_in_decision_log_metrics_or_server_log(tmp_path, engine):
+    policies = tmp_path / "serve"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY)
+    trust = write_trust(tmp_path / "trust2", [key("ES256", "es1")])
+    log_path = tmp_path / "decisions.jsonl"
+    good = token(key("ES256", "es1"), "ES256", cnf={"x5t#S256": "not-this-connection"})
+    plain = token(key("ES256", "es1"), "ES256", client_id="billing")
+    bad = token(key("ES256", "es2"), "ES256")
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--trust", str(trust),
+                      "--decision-log", str(log_path), "--metrics-addr", "127.0.0.1:0",
+                      "--log-level", "DEBUG") as server:
+        port = server.wait_ready()
+        pattern = re.compile(r"metrics on http://127\.0\.0\.1:(\d+)")
+        seen = [m for m in map(pattern.search, server.lines) if m]
+        metrics_port = int((seen[0] if seen else server.wait_for(pattern.pattern)).group(1))
+        with Client(f"127.0.0.1:{port}") as client:
+            for tok in (good, plain, bad, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"):
+                client.check(_with(API, token=tok))
+            with pytest.raises(pdp.RequestError) as info:
+                client.check({"identity": {"type": "w"}, "action": "a", "resource": {"type": "api"},
+                              "context": {"token": plain}})
+            assert plain not in str(info.value)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=WAIT) as answer:
+            metrics = answer.read().decode()
+        assert "pdp.token" in metrics or "pdp_decisions" in metrics
+        assert server.stop() == 0
+    text = log_path.read_text()
+    everything = text + "\n".join(server.lines) + metrics
+    for tok in (good, plain, bad):
+        for piece in (tok, tok.split(".")[2]):  # the whole token, and its signature alone
+            assert piece not in everything
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    decided = [line for line in lines if line.get("decision")]
+    assert len(decided) == 4
+    # the token that verified is logged as its claims; the others are redacted
+    verified = decided[1]["input"]["context"]["token"]
+    assert verified["client_id"] == "billing" and verified["iss"] == "https://sts.acme.example"
+    assert decided[0]["reasons"] == ["pdp.token"] and decided[2]["reasons"] == ["pdp.token"]
+    assert decided[2]["input"]["context"]["token"] == "[REDACTED]"
