@@ -11,9 +11,9 @@ import os
 import sys
 
 from .. import __version__
-from . import bench, build, check, evaluate, fmt, health, replay, report, review, run_tests, serve
+from . import bench, build, check, evaluate, fmt, health, replay, report, review, run_tests, serve, token
 
-COMMANDS = (check, fmt, evaluate, run_tests, report, build, serve, health, bench, replay, review)
+COMMANDS = (check, fmt, evaluate, run_tests, report, build, serve, health, bench, replay, review, token)
 
 
 class _Parser(argparse.ArgumentParser):
