@@ -90,16 +90,17 @@ def envoy_to_request(check_request: ext.CheckRequest) -> dict[str, Any]:
 
 def _token_inputs(context: dict, headers: dict, http, path: str, source) -> None:
     """What pdp's token verification reads (SPEC §8, docs/tokens.md): the ``Bearer`` token of
-    ``authorization`` as ``context.token``, the ``dpop`` header as ``context.dpop``, the
-    request's method and URL (a DPoP proof's ``htm`` and ``htu``) as ``context.http``, and the
-    client certificate Envoy forwards (``include_peer_certificate``; URL-encoded PEM) as
-    ``context.tls.peer_certificate``. The headers themselves stay in ``context.headers``."""
+    ``authorization`` as ``context.token``, the ``dpop`` header as ``context.dpop`` with the
+    request's method and URL (what the proof's ``htm`` and ``htu`` must match) as
+    ``context.http``, and the client certificate Envoy forwards (``include_peer_certificate``;
+    URL-encoded PEM) as ``context.tls.peer_certificate``. The headers themselves stay in
+    ``context.headers``; a request without these is mapped as before."""
     scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         context["token"] = credentials.strip()
     if headers.get("dpop"):
         context["dpop"] = headers["dpop"]
-    context["http"] = {"method": http.method, "url": f"{http.scheme or 'https'}://{http.host}{path}"}
+        context["http"] = {"method": http.method, "url": f"{http.scheme or 'https'}://{http.host}{path}"}
     if source.certificate:
         context["tls"] = {"peer_certificate": unquote(source.certificate)}
 
