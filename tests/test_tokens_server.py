@@ -228,3 +228,29 @@ def test_no_token_in_decision_log_metrics_or_server_log(tmp_path, engine):
     assert verified["client_id"] == "billing" and verified["iss"] == "https://sts.acme.example"
     assert decided[0]["reasons"] == ["pdp.token"] and decided[2]["reasons"] == ["pdp.token"]
     assert decided[2]["input"]["context"]["token"] == "[REDACTED]"
+
+
+def test_shadow_decides_a_dpop_bound_request_on_its_claims(tmp_path, engine):
+    """The candidate must not see the live request's DPoP proof as a replay."""
+    from pdp.server import EngineHolder
+    from pdp.server.shadow import ShadowLog
+
+    candidate = pdp.load(tmp_path / "p.pdl")  # no trust file needed: it decides on claims
+    shadow = ShadowLog(EngineHolder(candidate))
+    shadow.token_claims = engine.token_claims
+    holder = mint.generate_key("ES256")
+    tok = _dpop_bound(holder)
+    request = _with(API, token=tok, dpop=mint.dpop_proof(holder, "ES256", "POST", URL, tok),
+                    http={"method": "POST", "url": URL})
+    try:
+        live = engine.decide(request)
+        assert live.allowed
+        shadow.record("pdp", "r1", request, live, 1000)
+        assert shadow.flush(WAIT)
+        assert shadow.outcomes["agree"] == 1
+        rejected = engine.decide(_with(API, token="garbage"))
+        shadow.record("pdp", "r2", _with(API, token="garbage"), rejected, 1000)
+        assert shadow.flush(WAIT)
+        assert shadow.outcomes["agree"] == 2
+    finally:
+        shadow.close()

@@ -76,8 +76,10 @@ class Running:
             self.decision_log = DecisionLog(config.decision_log, config.decision_log_queue,
                                             on_drop=self.metrics.dropped if self.metrics else None,
                                             include_input=config.decision_log_input)
-            holder = self.holder
-            self.decision_log.token_claims = lambda request: holder.engine.token_claims(request)
+        holder = self.holder
+        token_claims = lambda request: holder.engine.token_claims(request)  # noqa: E731
+        if self.decision_log is not None:
+            self.decision_log.token_claims = token_claims
         self.shadow = None
         self.shadow_reloader = None
         if config.shadow is not None:
@@ -85,6 +87,7 @@ class Running:
 
             shadow_holder = EngineHolder(config.shadow.build())
             self.shadow = ShadowLog(shadow_holder, self.decision_log, self.metrics, config.shadow_queue)
+            self.shadow.token_claims = token_claims
             self.shadow_reloader = Reloader(shadow_holder, config.shadow, on_result=_shadow_reloaded)
             log.info("shadow: every request is decided by the candidate revision %s too", shadow_holder.revision)
         options = replace(config.options, decision_log=self.shadow or self.decision_log, metrics=self.metrics)

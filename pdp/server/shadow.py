@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Any
 
+from ..decision import Decision
+from ..tokens import TOKEN_RULE
 from .decision_log import _rfc3339
 from .holder import EngineHolder
 
@@ -120,6 +122,23 @@ class ShadowLog:
             except Exception:  # never let one odd request stop shadowing
                 log.exception("shadow: cannot decide a request with the candidate")
 
+    #: request ⇒ the claims of its verified token (the live engine's ``token_claims``), or None.
+    token_claims: Any = None
+
+    def _candidate_decides(self, request: dict, live: Any) -> Any:
+        """The candidate's decision. A token the live engine verified is decided on its claims
+        (a DPoP proof is good once: checking it again would see a replay); a token it rejected
+        is rejected alike, the trust file being the same."""
+        context = request["context"]
+        if context.get("token") is not None and self.token_claims is not None:
+            if live.reasons and live.reasons[0].rule == TOKEN_RULE:
+                return Decision(live.decision, live.reasons, live.errors, self.holder.engine.revision, 0)
+            claims = self.token_claims(request)
+            if claims is not None:
+                rest = {k: v for k, v in context.items() if k != "token"}
+                return self.holder.engine.decide_verified({**request, "context": rest}, claims)
+        return self.holder.engine.decide(request)
+
     def _shadow(self, when: float, api: str, request_id: str, request: Any, decision: Any, latency_ns: int) -> None:
         shadow = None
         if type(request) is dict:
@@ -129,7 +148,7 @@ class ShadowLog:
             else:
                 at = request
             try:
-                shadow = self.holder.engine.decide(at)
+                shadow = self._candidate_decides(at, decision)
             except Exception as exc:  # RequestError: the candidate refuses what the live set took
                 log.warning("shadow: the candidate refuses request %r: %s", request_id, exc)
         if shadow is not None:
