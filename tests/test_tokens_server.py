@@ -254,3 +254,21 @@ def test_shadow_decides_a_dpop_bound_request_on_its_claims(tmp_path, engine):
         assert shadow.outcomes["agree"] == 2
     finally:
         shadow.close()
+
+
+def test_authzen_evaluation_reads_context_token(engine):
+    from pdp.server import EngineHolder
+    from pdp.server.authzen import AuthzenService
+
+    service = AuthzenService(EngineHolder(engine), ServerOptions())
+    tok = token(key("ES256", "es1"), "ES256", cnf={"x5t#S256": "elsewhere"})
+    body = {"subject": {"type": "workload", "id": "billing"}, "action": {"name": "charge"},
+            "resource": {"type": "api", "id": "a"}, "context": {"token": tok}}
+    status, answer = service.evaluation(json.dumps(body).encode())
+    assert status == 200 and answer["decision"] is False
+    assert answer["context"]["reasons"] == [{"rule": "pdp.token", "effect": "forbid",
+                                             "message": "token rejected: certificate binding: no client certificate"}]
+    body["context"]["token"] = token(key("ES256", "es1"), "ES256", scope="payments:write",
+                                     cnf={"x5t#S256": "abc"})
+    status, answer = service.evaluation(json.dumps(body).encode(), peer={"authenticated": True, "x5t#S256": "abc"})
+    assert answer["decision"] is True
