@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -225,3 +226,23 @@ def test_replay_decides_logged_claims(tmp_path):
                        "scope": "payments:write", "client_id": "billing", "iat": int(time.time()),
                        "exp": int(time.time()) + 600})
     assert decide_logged(engine, logged).reasons[0].rule == "payments.billing"
+
+
+def test_review_reads_the_scopes_of_logged_tokens(tmp_path):
+    """A decision log keeps a verified token's claims; pdp review counts its scopes."""
+    from pdp.audit.review import review
+
+    (tmp_path / "p.pdl").write_text('policy docs {\n  target resource.type == "doc"\n'
+                                    '  permit read when token.scopes contains "docs:read"\n}\n')
+    engine = pdp.load(tmp_path / "p.pdl")
+    claims = {"iss": ISSUER, "sub": "bot", "scope": "docs:read docs:write", "iat": 1795773600, "exp": 1795774500}
+    line = {"time": "2026-11-27T10:05:00Z", "request_id": "r1", "api": "pdp",
+            "identity": {"type": "workload", "id": "bot"}, "action": "read", "resource": {"type": "doc", "id": "d"},
+            "decision": "ALLOW", "reasons": ["docs.read"], "revision": engine.revision, "latency_us": 3.0,
+            "input": {"identity": {"type": "workload", "id": "bot"}, "action": {"name": "read"},
+                      "resource": {"type": "doc", "id": "d"}, "context": {"token": claims}}}
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps(line) + "\n")
+    view = review([str(log)], engine).identities["bot"]
+    assert view.scopes_presented == {"docs:read", "docs:write"}
+    assert view.scopes_used == {"docs:read"}

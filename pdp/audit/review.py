@@ -1,8 +1,8 @@
 """``pdp review``: the access review of the machine identities seen in decision logs (SPEC §11).
 
 Per identity (by ``identity.id``): requests, allowed, denied, first and last seen (times from
-the log lines), the scopes presented (``identity.scopes`` of the logged inputs, and
-``token.scopes`` once tokens exist), the scopes used (the scope literals that an applying
+the log lines), the scopes presented (``identity.scopes`` of the logged inputs, and the
+``token.scopes`` of a verified token, whose claims the log keeps), the scopes used (the scope literals that an applying
 permit tested true: pdp.audit.scopes reads which literals each permit tests from the policy
 AST; for each allowed line, the permits among its reasons are the ones that applied, and each
 of their tests is checked against the scopes that line presented), the scopes unused
@@ -21,8 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..engine import Engine
+from ..errors import RequestError
 from ..testing.controls import KNOWN_FRAMEWORKS, control_ids
 from .logfile import ReadStats, records
+from ..tokens.verify import token_view
 from .scopes import ScopeTest, lifetime_rules, permit_scope_tests
 
 #: The controls a finding that no rule names bears on.
@@ -212,10 +214,23 @@ def review(paths: Iterable[str], engine: Engine, inventory: str = "identities",
     return result
 
 
+def _logged_token(request: dict) -> dict | None:
+    """The root ``token`` of a logged input: the log keeps a verified token's claims as
+    ``context.token`` (SPEC §11), from which the view policies saw is made again."""
+    context = request.get("context")
+    claims = context.get("token") if type(context) is dict else None
+    if type(claims) is not dict:
+        return None
+    try:
+        return token_view(claims)
+    except RequestError:
+        return None
+
+
 def _presented(request: dict) -> dict[str, set[str]]:
     out = {}
     for root in ("identity", "token"):
-        holder = request.get(root)
+        holder = request.get("identity") if root == "identity" else _logged_token(request)
         scopes = holder.get("scopes") if type(holder) is dict else None
         if type(scopes) is list:
             out[root] = {s for s in scopes if type(s) is str}
@@ -230,7 +245,7 @@ def _credential(request) -> dict:
     identity = request.get("identity")
     credential = identity.get("credential") if type(identity) is dict else None
     if type(credential) is not dict:
-        token = request.get("token")
+        token = _logged_token(request)
         credential = {k: token[k] for k in ("iss", "sub", "issued_at", "expires_at") if k in token} \
             if type(token) is dict else {}
     return {k: v for k, v in credential.items() if type(v) in (str, int, float, bool)}
