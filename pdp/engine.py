@@ -52,6 +52,8 @@ class Engine:
         self.backend = backend or runtime.BACKEND
         self.trust = trust
         self.tokens = None if trust is None else TokenGate(trust)
+        #: What a reload compares besides the revision: the trust file and its key sets.
+        self.trust_digest = None if trust is None else trust.digest
         if self.backend == "reference":
             verify(program)  # the evaluators check the programs they link; this one decides from sources
             self._evaluator = None

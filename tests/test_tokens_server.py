@@ -272,3 +272,28 @@ def test_authzen_evaluation_reads_context_token(engine):
                                      cnf={"x5t#S256": "abc"})
     status, answer = service.evaluation(json.dumps(body).encode(), peer={"authenticated": True, "x5t#S256": "abc"})
     assert answer["decision"] is True
+
+
+def test_a_reload_reads_the_trust_file_and_its_key_set_again(tmp_path):
+    from pdp.server import EngineHolder
+    from pdp.server.reload import PathSource, Reloader, trust_files
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY)
+    old, new = key("ES256", "2026-11"), key("ES256", "2026-12")
+    trust = write_trust(tmp_path / "trust", [old])
+    source = PathSource((str(policies),), trust=str(trust))
+    assert {p.name for p in trust_files(str(trust))} == {"trust.yaml", "issuer.jwks.json"}
+    holder = EngineHolder(source.build())
+    reloader = Reloader(holder, source)
+    request = _with(API, token=token(new, "ES256"))
+    assert _reason(holder.engine.decide(request)) == "token rejected: unknown key: no key '2026-12'"
+    assert reloader.reload_now().result == "unchanged"
+    write_trust(tmp_path / "trust", [old, new])  # the issuer publishes its next key
+    assert reloader.reload_now().result == "ok"
+    assert holder.engine.decide(request).reasons[0].rule == "default"  # verified; no rule permits it
+    (tmp_path / "trust" / "trust.yaml").write_text("issuers: nope\n")
+    result = reloader.reload_now()
+    assert result.result == "rejected" and "trust.yaml:1:10" in result.error
+    assert holder.engine.decide(request).reasons[0].rule == "default"  # the last good set serves

@@ -189,7 +189,8 @@ class Reloader:
                 log.exception("reload: unexpected error")
                 result = ReloadResult("rejected", previous, previous, f"internal error: {err!r}")
             else:
-                if engine.revision == previous:
+                if engine.revision == previous and (getattr(engine, "trust_digest", None)
+                                                    == getattr(self.holder.engine, "trust_digest", None)):
                     result = ReloadResult("unchanged", previous, previous)
                 else:
                     self.holder.swap(engine)

@@ -8,6 +8,7 @@ pdp hammer the issuer), and the last good set is kept when a fetch fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import ssl
@@ -68,6 +69,7 @@ class KeySet:
     def __init__(self, keys: list[PublicKey]):
         self.keys = tuple(keys)
         self.by_kid = {k.kid: k for k in keys if k.kid is not None}
+        self.digest = ""  # of the file it was read from (a reload compares them)
 
     def find(self, kid: str | None, alg: str) -> PublicKey | None:
         """The key for a token: by ``kid``; without one, the only key that fits ``alg``."""
@@ -119,7 +121,7 @@ def parse_jwks(document: object) -> KeySet:
 
 
 def read_jwks(path: str) -> KeySet:
-    """A JWKS file ⇒ ``KeySet``; raises ValueError."""
+    """A JWKS file ⇒ ``KeySet`` (its ``digest`` the SHA-256 of the file); raises ValueError."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_JWKS_BYTES + 1)
@@ -131,7 +133,9 @@ def read_jwks(path: str) -> KeySet:
         document = json.loads(data)
     except ValueError as exc:
         raise ValueError(f"the key set is not JSON: {exc}") from None
-    return parse_jwks(document)
+    keys = parse_jwks(document)
+    keys.digest = hashlib.sha256(data).hexdigest()
+    return keys
 
 
 class KeySource:

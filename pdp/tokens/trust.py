@@ -7,6 +7,8 @@ its line and column, all of them at once, like a policy file's.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -49,6 +51,9 @@ class Trust:
     path: str
     issuers: dict[str, Issuer] = field(default_factory=dict)
     leeway: float = DEFAULT_LEEWAY
+    #: SHA-256 of the trust file and the JWKS files it names: a reload that changes none of
+    #: them and no policy changes nothing.
+    digest: str = ""
 
 
 def load_trust(path: str | os.PathLike) -> Trust:
@@ -71,7 +76,11 @@ def parse_trust(text: str, name: str, folder: str) -> Trust:
     trust = reader.document(document)
     if reader.problems:
         raise PolicyError(reader.problems)
-    return trust
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
+    for issuer in trust.issuers.values():
+        if isinstance(issuer.keys, FileKeys):
+            digest.update(issuer.keys.keys.digest.encode())
+    return dataclasses.replace(trust, digest=digest.hexdigest())
 
 
 class _Reader:
