@@ -127,11 +127,9 @@ class _Reader:
         jwt_svid = entry.get("jwt_svid", False)
         if type(jwt_svid) is not bool:
             self.problem(entry.value_marks["jwt_svid"], "`jwt_svid` must be true or false")
-        timeout = entry.get("jwks_timeout", DEFAULT_JWKS_TIMEOUT)
-        if "jwks_timeout" in entry:
-            timeout = self._duration(entry, "jwks_timeout", DEFAULT_JWKS_TIMEOUT)
-            if timeout is not None and timeout <= 0:
-                self.problem(entry.value_marks["jwks_timeout"], "`jwks_timeout` must be more than 0s")
+        timeout = self._duration(entry, "jwks_timeout", DEFAULT_JWKS_TIMEOUT)
+        if not timeout or timeout <= 0:
+            self.problem(entry.value_marks["jwks_timeout"], "`jwks_timeout` must be more than 0s")
         keys = self._keys(entry, where, timeout or DEFAULT_JWKS_TIMEOUT)
         if len(self.problems) > before or iss is None or keys is None:
             return None
