@@ -157,7 +157,11 @@ def test_key_without_kid_is_the_only_key_of_its_type(tmp_path):
     two = [k, mint.generate_key("ES256")]
     assert verify(load_trust(write_trust(tmp_path / "one", [k])), token(k, "ES256"), time.time())
     assert _why(load_trust(write_trust(tmp_path / "two", two)), token(k, "ES256")) == \
-        "token rejected: unknown key: no single ES256 key"
+        "token rejected: unknown key: no kid, and not exactly one EC key"
+    # the only EC key, of another curve: it does not fit ES256
+    p384 = mint.generate_key("ES384")
+    assert _why(load_trust(write_trust(tmp_path / "other-curve", [p384])), token(k, "ES256")).startswith(
+        "token rejected: algorithm: ES256 does not fit the EC key")
 
 
 def test_signature(es_trust):

@@ -72,11 +72,13 @@ class KeySet:
         self.digest = ""  # of the file it was read from (a reload compares them)
 
     def find(self, kid: str | None, alg: str) -> PublicKey | None:
-        """The key for a token: by ``kid``; without one, the only key that fits ``alg``."""
+        """The key for a token: by ``kid``; without one, the only key of the type ``alg``
+        needs (SPEC §8). Whether it fits ``alg`` is checked after."""
         if kid is not None:
             return self.by_kid.get(kid)
-        fitting = [k for k in self.keys if k.fits(alg)]
-        return fitting[0] if len(fitting) == 1 else None
+        kty = KEY_TYPES.get(alg, (None, None))[0]
+        of_type = [k for k in self.keys if k.kty == kty]
+        return of_type[0] if len(of_type) == 1 else None
 
 
 def parse_jwks(document: object) -> KeySet:

@@ -159,7 +159,8 @@ def _key(issuer: Issuer, header: dict, alg: str) -> PublicKey:
         if newer is not None:
             key = newer.find(kid, alg)
     if key is None:
-        raise Rejected(UNKNOWN_KEY, f"no key {kid[:100]!r}" if kid is not None else f"no single {alg} key")
+        raise Rejected(UNKNOWN_KEY, f"no key {kid[:100]!r}" if kid is not None
+                       else f"no kid, and not exactly one {KEY_TYPES[alg][0]} key")
     if not key.fits(alg):
         raise Rejected(ALGORITHM, f"{alg} does not fit the {key.kty} key {key.kid or ''}".rstrip())
     return key
