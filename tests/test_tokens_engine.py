@@ -246,3 +246,12 @@ def test_review_reads_the_scopes_of_logged_tokens(tmp_path):
     view = review([str(log)], engine).identities["bot"]
     assert view.scopes_presented == {"docs:read", "docs:write"}
     assert view.scopes_used == {"docs:read"}
+
+
+def test_search_candidates_see_the_verified_token(engines):
+    """AuthZEN search (Engine.allowed_candidates) decides each candidate with the request's token."""
+    request = _request(_tok(), rtype="payment")
+    for backend, engine in engines.items():
+        assert engine.allowed_candidates(request, "action", "name", ["charge", "read", "refund"]) == [0, 1, 2], backend
+        assert engine.allowed_candidates(_request(_tok(aud="other")), "action", "name", ["charge"]) == [], backend
+        assert engine.allowed_candidates(_request(rtype="status"), "resource", "id", ["a", "b"]) == [0, 1], backend

@@ -294,7 +294,7 @@ class Evaluator:
         arrival = time.time()
         attrs = parse_request(candidate_probe(request, root, key), arrival).attrs
         entity = dict(attrs[root])
-        roots = tuple(entity if name == root else attrs[name] for name in ROOT_KEYS)
+        roots = (*(entity if name == root else attrs[name] for name in ROOT_KEYS), None)  # no token
         forbid_tree, permit_tree = self._trees
         out: list[int] = []
         for i, candidate in enumerate(candidates):
