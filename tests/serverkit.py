@@ -259,6 +259,23 @@ class ServeProcess:
             self.proc.wait(WAIT)
 
 
+def scrape_until(metrics_port: int, pattern: str, timeout: float = WAIT) -> str:
+    """The metrics page once it matches ``pattern``. Counters are updated after the log line or
+    the answer a test waits on (and, with workers, reach the parent over a pipe), so a test polls
+    instead of reading the page once; AssertionError with the last page after ``timeout``."""
+    import time
+    import urllib.request
+
+    deadline = _now() + timeout
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=timeout).read().decode()
+        if re.search(pattern, text):
+            return text
+        if _now() > deadline:
+            raise AssertionError(f"no metrics matching {pattern!r} within {timeout}s:\n{text}")
+        time.sleep(0.05)
+
+
 def _now() -> float:
     import time
 

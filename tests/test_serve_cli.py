@@ -8,11 +8,10 @@ import re
 import signal
 import socket
 import threading
-import urllib.request
 
 import grpc
 import pytest
-from serverkit import ALLOWED, WAIT, ServeProcess, write_policies
+from serverkit import ALLOWED, WAIT, ServeProcess, scrape_until, write_policies
 
 from pdp.cli import main
 from pdp.client import Client
@@ -85,8 +84,7 @@ def test_workers_share_the_port_sum_their_metrics_and_reload_together(policies):
         for _ in range(8):  # separate connections, spread over the workers by the kernel
             with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
                 assert client.check(ALLOWED).allowed
-        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=WAIT).read().decode()
-        assert re.search(r'pdp_decisions_total\{api="pdp",decision="ALLOW"\} 8\.0', text), text
+        scrape_until(metrics_port, r'pdp_decisions_total\{api="pdp",decision="ALLOW"\} 8\.0')
         # --watch: the parent sees the change and each worker reloads.
         (policies / "policy.pdl").write_text(V2, encoding="utf-8")
         revision = server.wait_for(r"reloaded: serving revision (\w+)").group(1)
@@ -202,8 +200,7 @@ def test_min_coverage_gates_the_start_and_every_reload(tmp_path):
             server.wait_for(r"coverage by the policies' own suites is 66\.7% .*below the minimum of 100% "
                             r"\(--min-coverage\); no test makes these apply: payments\.refunds")
             assert client.check(request).revision == first
-            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=WAIT).read().decode()
-            assert re.search(r'pdp_reloads_total\{result="rejected"\} 1\.0', text), text
+            scrape_until(metrics_port, r'pdp_reloads_total\{result="rejected"\} 1\.0')
             # a test for the new rule brings the coverage back: the reload is served
             (policies / "policy_test.yaml").write_text(COVERING_SUITE + """\
   - name: anyone may refund
