@@ -144,8 +144,9 @@ class Engine:
 
         The same answers as deciding each filled-in request, far cheaper: the request is
         validated once and no Decision is built (AuthZEN search, ``pdp.authzen.search``).
-        Raises ``RequestError`` when the request is malformed apart from the candidate; a
-        candidate that no valid request could carry at ``root.key`` is never allowed.
+        Raises ``RequestError`` when the request is malformed apart from the candidate.
+        Candidates are ids and names: one that is not a string, or that no valid request could
+        carry at ``root.key``, is never allowed (``request.candidate_value``).
         """
         token = None
         if self.tokens is not None:

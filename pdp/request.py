@@ -240,9 +240,10 @@ def candidate_probe(request: object, root: str, key: str) -> object:
 
 
 def candidate_value(root: str, key: str, value: object) -> str | None:
-    """The exact string a candidate stands for at ``root.key``, or None when no valid request
-    carries it there (not a string, empty where a non-empty one is required, a lone surrogate):
-    deciding it would raise RequestError, so it is never allowed."""
+    """The exact string a candidate stands for at ``root.key``, or None when it is never allowed:
+    not a string (search candidates are ids and names, even where a request could carry a
+    number), or a string no valid request carries there (empty where a non-empty one is
+    required, a lone surrogate)."""
     if type(value) is not str:
         if not isinstance(value, str):
             return None

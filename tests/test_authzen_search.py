@@ -202,6 +202,8 @@ def _filled(request: dict, root: str, key: str, candidate) -> dict:
 def _brute_force(e: pdp.Engine, request: dict, root: str, key: str, candidates) -> list[int]:
     out = []
     for i, c in enumerate(candidates):
+        if not isinstance(c, str):
+            continue  # candidates are ids and names: any other value is never allowed
         try:
             if e.decide(_filled(request, root, key, c)).allowed:
                 out.append(i)
