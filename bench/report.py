@@ -509,7 +509,10 @@ def _per_10k(mem: list[dict]) -> dict:
 def _headline(data: dict) -> list[str]:
     ip = data["inprocess"]["engines"]
     m = data["machine"]
-    out = [f"On {m['cores']} cores of an {m['cpu']} ({m['python']}), one thread:", ""]
+    out = [f"On {m['cores']} cores of an {m['cpu']} ({m['python']}), one thread, on the synthetic workloads "
+           "below (each policy targets one resource type: a best case for pdp's index). The shipped library "
+           "with a realistic traffic mix, many untargeted rules, 10,000 rules with varied conditions and random "
+           "policy sets against Cedar are in bench/ENGINE.md.", ""]
     p = ip["pdp"]["single"]
     out.append(f"- **pdp decides in {us(p['p50_ns'])} p50, {us(p['p99_ns'])} p99** (100 rules, in process; "
                f"{p['per_s']:,.0f} decisions/s on one thread"
