@@ -8,6 +8,8 @@ import re
 import signal
 import socket
 import threading
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -85,10 +87,9 @@ def test_workers_share_the_port_sum_their_metrics_and_reload_together(policies):
             with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
                 assert client.check(ALLOWED).allowed
         scrape_until(metrics_port, r'pdp_decisions_total\{api="pdp",decision="ALLOW"\} 8\.0')
-        # --watch: the parent sees the change and each worker reloads.
+        # --watch: the parent sees the change, and logs it once every worker serves it
         (policies / "policy.pdl").write_text(V2, encoding="utf-8")
         revision = server.wait_for(r"reloaded: serving revision (\w+)").group(1)
-        server.wait_for(r"reloaded: serving revision " + revision)
         for _ in range(4):
             with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
                 assert client.check(ALLOWED).revision == revision
@@ -228,3 +229,61 @@ def test_min_coverage_needs_the_suites(policies, capsys):
     assert "a bundle carries none" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", str(policies), "--min-coverage", "101"])
+
+
+def test_workers_reload_count_and_log_once_for_the_server(policies):
+    """--workers 2: the parent reloads for the server. Two bad pushes are two rejected reloads
+    (not one per worker) and two log lines; no worker logs a "no change" at start; decisions
+    and request errors are summed over the workers."""
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2", "--watch", "--metrics-addr",
+                      "127.0.0.1:0", "--http-addr", "127.0.0.1:0") as server:
+        metrics_port = int(server.wait_for(r"metrics of 2 workers on http://127.0.0.1:(\d+)/metrics").group(1))
+        port = int(server.wait_for(r"serving on 127.0.0.1:(\d+) with 2 workers").group(1))
+        http_port = int(server.wait_for(r"AuthZEN over HTTP on http://127.0.0.1:(\d+)").group(1))
+
+        def metrics() -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=WAIT).read().decode()
+
+        def bad_http_request() -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{http_port}/access/v1/evaluation", data=b"{",
+                                             method="POST")
+            try:
+                urllib.request.urlopen(request, timeout=WAIT)
+            except urllib.error.HTTPError as err:
+                return err.code
+            return 200
+
+        for _ in range(6):  # separate connections: both workers decide and refuse some
+            with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+                assert client.check(ALLOWED).allowed
+            assert bad_http_request() == 400
+        first = re.search(r"revision (\w+) \(", "\n".join(server.lines))
+        for n in (1, 2):  # two bad pushes
+            (policies / "policy.pdl").write_text(f"policy broken{n} {{\n", encoding="utf-8")
+            server.wait_for(r"ERROR reload rejected; still serving revision")
+            _until(lambda n=n: re.search(rf'pdp_reloads_total\{{result="rejected"\}} {n}\.0', metrics()))
+        (policies / "policy.pdl").write_text(V2, encoding="utf-8")
+        revision = server.wait_for(r"INFO reloaded: serving revision (\w+)").group(1)
+        for _ in range(4):  # logged once every worker serves it
+            with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+                assert client.check(ALLOWED).revision == revision
+        text = metrics()
+        assert re.search(r'pdp_reloads_total\{result="rejected"\} 2\.0', text), text
+        assert re.search(r'pdp_reloads_total\{result="ok"\} 1\.0', text), text
+        assert re.search(r'pdp_decisions_total\{api="pdp",decision="ALLOW"\} 10\.0', text), text
+        assert re.search(r'pdp_request_errors_total\{api="authzen",code="INVALID_ARGUMENT"\} 6\.0', text), text
+        assert server.stop() == 0
+    log = "\n".join(server.lines)
+    assert len(re.findall(r"reload rejected", log)) == 2, log
+    assert len(re.findall(r"reloaded: serving revision", log)) == 1, log
+    assert "no change" not in log, log
+    assert first is not None
+
+
+def _until(check, timeout: float = WAIT) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -2,8 +2,10 @@
 
 One process (``--workers 1``) serves itself. With ``--workers N`` a parent process starts N
 workers that each bind the same port (SO_REUSEPORT: the kernel spreads connections over
-them), forwards SIGTERM/SIGINT/SIGHUP to them, watches files for them, and serves their
-summed metrics.
+them), forwards SIGTERM/SIGINT/SIGHUP to them, and serves their summed metrics. The parent
+also builds and gates every revision, once for the server (``_Published``): it watches the
+files, logs and counts each reload once, and hands the revisions it accepts to the workers
+as a bundle they load, so that every worker serves what was checked.
 
 Shutdown: health turns NOT_SERVING for every service, new calls are still answered for
 ``shutdown_delay`` seconds (so load balancers that poll health stop sending), then the
@@ -25,18 +27,21 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ..bundle import write_bundle
+from ..errors import PolicyError
 from . import unix
 from .app import SERVICES, BindError, build_server
 from .decision_log import DecisionLog
 from .holder import EngineHolder
 from .logs import setup_logging
-from .metrics import MULTIPROC_ENV, Metrics, mark_dead, serve_multiprocess, split_address
+from .metrics import MULTIPROC_ENV, Metrics, ServerReloads, mark_dead, serve_multiprocess, split_address
 from .options import ServerOptions
-from .reload import PolicySource, Reloader, ReloadResult, watch_changes
+from .reload import BundleSource, PolicySource, Rejected, Reloader, ReloadResult
 
 log = logging.getLogger("pdp.server")
 
@@ -60,6 +65,10 @@ class ServeConfig:
     http_address: str | None = None  # AuthZEN over HTTP (SPEC §10), beside gRPC
     shadow: PolicySource | None = None  # --shadow: a candidate set that decides every request too (SPEC §11)
     shadow_queue: int = 10_000
+    #: A worker of ``--workers N``: its parent builds, gates, logs and counts each reload once
+    #: for the server, and publishes the revisions it accepts as bundles that this worker
+    #: loads (``source`` and ``shadow`` are then those bundles).
+    follower: bool = False
 
 
 class Running:
@@ -69,6 +78,9 @@ class Running:
                  serve_metrics: bool = True):
         self.config = config
         engine = config.source.build()  # PolicyError / Rejected: nothing was started yet
+        prepare = _warm_search if config.http_address else None
+        if prepare is not None:
+            prepare(engine)
         self.holder = EngineHolder(engine)
         self.metrics = Metrics() if (config.metrics_addr or os.environ.get(MULTIPROC_ENV)) else None
         self.decision_log = None
@@ -88,12 +100,15 @@ class Running:
             shadow_holder = EngineHolder(config.shadow.build())
             self.shadow = ShadowLog(shadow_holder, self.decision_log, self.metrics, config.shadow_queue)
             self.shadow.token_claims = token_claims
-            self.shadow_reloader = Reloader(shadow_holder, config.shadow, on_result=_shadow_reloaded)
-            log.info("shadow: every request is decided by the candidate revision %s too", shadow_holder.revision)
+            self.shadow_reloader = Reloader(shadow_holder, config.shadow, quiet=config.follower,
+                                            on_result=None if config.follower else _shadow_reloaded)
+            if not config.follower:
+                log.info("shadow: every request is decided by the candidate revision %s too", shadow_holder.revision)
         options = replace(config.options, decision_log=self.shadow or self.decision_log, metrics=self.metrics)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._on_reload = on_reload
-        self.reloader = Reloader(self.holder, config.source, on_result=self._reloaded)
+        self.reloader = Reloader(self.holder, config.source, on_result=self._reloaded, prepare=prepare,
+                                 quiet=config.follower)
         self.metrics_http = None
         self.metrics_port = None
         self.server = None
@@ -152,7 +167,8 @@ class Running:
 
     def _reloaded(self, result: ReloadResult) -> None:
         if self.metrics is not None:
-            self.metrics.reloaded(result.result)
+            if not self.config.follower:  # a follower's parent counts the server's reloads
+                self.metrics.reloaded(result.result)
             if result.result == "ok":
                 self.metrics.serving(result.revision, result.previous)
         if self._on_reload is not None:
@@ -190,6 +206,14 @@ class Running:
         self._close_logs()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
+
+
+def _warm_search(engine) -> None:
+    """Build the AuthZEN search catalog of a revision before it serves, not in the first search
+    request (for an engine from a bundle it parses the embedded sources)."""
+    from ..authzen.search import catalog
+
+    catalog(engine)
 
 
 def _shadow_reloaded(result: ReloadResult) -> None:
@@ -258,18 +282,20 @@ def warn_if_pure_python(backend: str) -> None:
 
 
 def _start(config: ServeConfig, **kwargs) -> Running | None:
-    from ..errors import PolicyError
-    from .reload import Rejected
-
     try:
         return Running(config, **kwargs)
-    except PolicyError as err:
-        log.error("cannot load the policies:\n%s", err)
-    except Rejected as err:
-        log.error("the policies are not served:\n%s", err)
+    except (PolicyError, Rejected) as err:
+        _not_served(err)
     except (BindError, OSError, ValueError) as err:
         log.error("%s", err)
     return None
+
+
+def _not_served(err: Exception) -> None:
+    if isinstance(err, PolicyError):
+        log.error("cannot load the policies:\n%s", err)
+    else:
+        log.error("the policies are not served:\n%s", err)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,16 +303,30 @@ def _start(config: ServeConfig, **kwargs) -> Running | None:
 
 
 def _worker_main(config: ServeConfig, events) -> None:
-    """A worker process: serve ``config`` and report readiness on ``events`` (its own pipe)."""
+    """A worker process: serve ``config`` and report on ``events`` (its own pipe): readiness,
+    then the revision each reload left it serving (the parent waits for those)."""
     setup_logging(config.log_level)
     stop = threading.Event()
     _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set})
-    running = _start(config, serve_metrics=False)
+    sending = threading.Lock()  # the reload thread reports too
+
+    def report(kind: str, text: str) -> None:
+        with sending:
+            try:
+                events.send((kind, os.getpid(), text))
+            except (OSError, ValueError):  # the parent is gone: SIGTERM follows
+                pass
+
+    def reloaded(result: ReloadResult) -> None:
+        report(*(("rejected", result.error) if result.result == "rejected" else ("revision", result.revision)))
+
+    running = _start(config, serve_metrics=False, on_reload=reloaded)
     if running is None:
-        events.send(("failed", os.getpid(), ""))
+        report("failed", "")
         raise SystemExit(1)
     _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: running.hangup})
-    events.send(("ready", os.getpid(), running.describe()))
+    report("revision", running.holder.revision)  # before "ready": the parent checks it is the latest
+    report("ready", running.describe())
     while not stop.wait(1.0):
         pass
     running.stop()
@@ -347,8 +387,9 @@ class _WorkerEvents:
         return None
 
 
-def _log_worker_events(events: _WorkerEvents) -> list[int]:
-    """Log what replacement workers report; returns the pids that became ready."""
+def _log_worker_events(events: _WorkerEvents, loaded: _Loaded) -> list[int]:
+    """Log what replacement workers report, and note the revisions workers loaded; returns the
+    pids that became ready."""
     ready = []
     while True:
         event = events.get(timeout=0)
@@ -358,8 +399,94 @@ def _log_worker_events(events: _WorkerEvents) -> list[int]:
         if kind == "ready":
             log.info("worker %d: %s", pid, text)
             ready.append(pid)
+        elif kind == "revision":
+            loaded.report(pid, text, "")
+        elif kind == "rejected":
+            loaded.report(pid, "", text)
         else:
             log.error("worker %d could not start%s", pid, f": {text}" if text else "")
+
+
+class _Loaded:
+    """What each worker reported loading after a reload, for the parent to wait on."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._reports: dict[int, tuple[str, str]] = {}  # pid: (revision, error)
+
+    def report(self, pid: int, revision: str, error: str) -> None:
+        with self._changed:
+            self._reports[pid] = (revision, error)
+            self._changed.notify_all()
+
+    def revision(self, pid: int) -> str:
+        with self._changed:
+            return self._reports.get(pid, ("", ""))[0]
+
+    def forget(self, pids: list[int]) -> None:
+        with self._changed:
+            for pid in pids:
+                self._reports.pop(pid, None)
+
+    def wait(self, revision: str, live: Callable[[], set[int]], pids: list[int], timeout: float) -> dict[int, str]:
+        """Until each of ``pids`` serves ``revision``, failed to load it or is gone; returns
+        what went wrong, by pid."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                waiting = [pid for pid in pids if pid in live() and self._reports.get(pid, ("", ""))[0] != revision
+                           and not self._reports.get(pid, ("", ""))[1]]
+                left = deadline - time.monotonic()
+                if not waiting or left <= 0:
+                    break
+                self._changed.wait(min(left, 0.5))
+            failed = {pid: self._reports[pid][1] for pid in pids if self._reports.get(pid, ("", ""))[1]}
+            failed.update({pid: f"no answer within {timeout:.0f}s" for pid in waiting})
+        return failed
+
+
+@dataclass
+class _Published:
+    """One policy set of a ``--workers`` server as the parent keeps it. The parent builds and
+    gates every revision once, for the server (so each reload is logged and counted once),
+    and publishes the revisions it accepts as a bundle in its private run folder, which the
+    workers load on SIGHUP: they serve exactly what the parent checked, without parsing."""
+
+    holder: EngineHolder
+    path: Path
+    trust: str | None = None  # --trust FILE: the workers read it too (a bundle does not carry it)
+
+    @classmethod
+    def first(cls, source: PolicySource, path: Path) -> _Published:
+        engine = source.build()  # PolicyError / Rejected: nothing is served
+        write_bundle(engine, path)
+        return cls(EngineHolder(engine), path, getattr(source, "trust", None))
+
+    def follower_source(self) -> BundleSource:
+        return BundleSource(str(self.path), trust=self.trust)
+
+    def publisher(self, workers: Callable[[], set[int]], loaded: _Loaded | None,
+                  timeout: float = 60.0) -> Callable:
+        """A ``Reloader.prepare`` that publishes a revision to the live workers; with ``loaded``
+        it returns when each serves it (so the parent's one log line is true of the server)."""
+        def publish(engine) -> None:
+            write_bundle(engine, self.path)  # atomically: a worker started now loads it too
+            pids = sorted(workers())
+            if loaded is not None:
+                loaded.forget(pids)
+            for pid in pids:
+                _hangup(pid)
+            if loaded is not None:
+                for pid, error in loaded.wait(engine.revision, workers, pids, timeout).items():
+                    log.error("worker %d did not load revision %s: %s", pid, engine.revision, error)
+        return publish
+
+
+def _hangup(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:  # it just died: its replacement starts from the latest bundle
+        pass
 
 
 def _not_serving_placeholder(address: str, options: ServerOptions) -> grpc.Server | None:
@@ -402,21 +529,52 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             log.error("%s", err)
             return 1
         config = replace(config, http_address=_join(split_address(config.http_address)[0], http_port))
+    run_dir = Path(tempfile.mkdtemp(prefix="pdp-run-"))  # private (0700): the published bundles, metrics
+    try:
+        live = _Published.first(config.source, run_dir / "live.bundle")
+        shadow = _Published.first(config.shadow, run_dir / "shadow.bundle") if config.shadow is not None else None
+    except Exception as err:  # noqa: BLE001 - PolicyError, Rejected, or a bundle that cannot be written
+        reservation.close()
+        if http_reservation is not None:
+            http_reservation.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(err, (PolicyError, Rejected)):
+            _not_served(err)
+        else:
+            log.error("cannot publish the policies to the workers: %s", err)
+        return 1
     metrics_dir = None
+    server_reloads = None
     if config.metrics_addr:
-        metrics_dir = tempfile.mkdtemp(prefix="pdp-metrics-")
+        metrics_dir = str(run_dir / "metrics")
+        os.mkdir(metrics_dir)
         os.environ[MULTIPROC_ENV] = metrics_dir  # read by each worker's prometheus_client at import
-    worker_config = replace(config, address=_join(host, port), watch=False, workers=1,
+        server_reloads = ServerReloads()
+    worker_config = replace(config, address=_join(host, port), watch=False, workers=1, follower=True,
+                            source=live.follower_source(), shadow=shadow and shadow.follower_source(),
                             options=replace(config.options, reuse_port=True))
     ctx = multiprocessing.get_context("spawn")
     events = _WorkerEvents(ctx)
     if threading.current_thread() is threading.main_thread():
         _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGHUP: hup.set})
     procs = [events.start(worker_config, f"pdp-worker-{i}") for i in range(config.workers)]
+    loaded = _Loaded()
+    answering: set[int] = set()  # workers that are ready and alive (a starting one has no SIGHUP handler yet)
+
+    def workers() -> set[int]:
+        return {p.pid for p in procs if p.exitcode is None and p.pid in answering}
+
+    def counted(result: ReloadResult) -> None:
+        if server_reloads is not None:
+            server_reloads.reloaded(result.result)
+
+    reloader = Reloader(live.holder, config.source, on_result=counted, prepare=live.publisher(workers, loaded))
+    shadow_reloader = None
+    if shadow is not None:
+        shadow_reloader = Reloader(shadow.holder, config.shadow, on_result=_shadow_reloaded,
+                                   prepare=shadow.publisher(workers, None))
     code = 0
     metrics_http = None
-    watcher = None
-    shadow_watcher = None
     placeholder = None  # the parent's NOT_SERVING health while no worker answers
     try:
         ready_count = 0
@@ -436,23 +594,28 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                     break
                 continue
             kind, pid, text = event
+            if kind == "revision":
+                loaded.report(pid, text, "")
+                continue
             if kind != "ready":
                 code = 1
                 break
             ready_count += 1
+            answering.add(pid)
             log.info("worker %d: %s", pid, text)
         reservation.close()
         if http_reservation is not None:
             http_reservation.close()
         if code == 0 and not stop.is_set():
             if metrics_dir is not None:
-                metrics_http, mport = serve_multiprocess(config.metrics_addr, metrics_dir)
+                metrics_http, mport = serve_multiprocess(config.metrics_addr, metrics_dir, server_reloads)
                 log.info("metrics of %d workers on http://%s/metrics", len(procs),
                          _join(split_address(config.metrics_addr)[0], mport))
-            if config.watch:
-                watcher = _ParentWatcher(config.source, hup).start()
-                if config.shadow is not None:  # the candidate is watched too; SIGHUP reloads both sets
-                    shadow_watcher = _ParentWatcher(config.shadow, hup).start()
+            for r in (reloader, shadow_reloader):
+                if r is not None:
+                    r.start()
+                    if config.watch:  # the candidate is watched too; SIGHUP reloads both sets
+                        r.watch()
             from ..runtime import BACKEND  # what each worker's engine runs on: they share the environment
 
             warn_if_pure_python(BACKEND)
@@ -463,14 +626,18 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             if ready is not None:
                 ready(port)
             restarts: list[float] = []  # when replacements were started, for the give-up rule
-            answering = {p.pid for p in procs}  # workers that are ready and alive
             while not stop.wait(0.5):
-                if hup.is_set():
+                if hup.is_set():  # SIGHUP: the workers reopen their decision logs; the parent reloads
                     hup.clear()
-                    for p in procs:
-                        if p.exitcode is None:
-                            os.kill(p.pid, signal.SIGHUP)
-                answering.update(_log_worker_events(events))
+                    for pid in workers():
+                        _hangup(pid)
+                    for r in (reloader, shadow_reloader):
+                        if r is not None:
+                            r.request()
+                for pid in _log_worker_events(events, loaded):
+                    answering.add(pid)
+                    if loaded.revision(pid) != live.holder.revision:  # it started from a bundle since replaced
+                        _hangup(pid)
                 answering.intersection_update(p.pid for p in procs if p.exitcode is None)
                 if answering and placeholder is not None:
                     placeholder.stop(None)
@@ -514,39 +681,11 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                 code = 1
             if metrics_dir is not None and p.pid is not None:
                 mark_dead(p.pid, metrics_dir)
-        if watcher is not None:
-            watcher.stop()
-        if shadow_watcher is not None:
-            shadow_watcher.stop()
+        for r in (reloader, shadow_reloader):
+            if r is not None:
+                r.stop()
         if metrics_http is not None:
             metrics_http.shutdown()
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
     log.info("stopped")
     return code
-
-
-class _ParentWatcher:
-    """``--watch`` with workers: the parent watches and tells each worker (SIGHUP)."""
-
-    def __init__(self, source: PolicySource, hup: threading.Event):
-        self.source = source
-        self.hup = hup
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-
-        def on_ready() -> None:
-            self._ready.set()
-            hup.set()  # catch up with changes made while the workers started
-
-        self._thread = threading.Thread(target=watch_changes, args=(source, self._stop, hup.set, on_ready),
-                                        name="pdp-watch", daemon=True)
-
-    def start(self) -> _ParentWatcher:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)

@@ -3,12 +3,14 @@ errors, reloads and the serving revision, decision-log drops.
 
 Each ``Metrics`` has its own registry, so several servers in one process (tests) never share
 counters. With ``--workers N`` the workers write to a shared multiprocess directory and the
-parent process serves the sum (``serve_multiprocess``).
+parent process serves the sum (``serve_multiprocess``), with the reloads it counts itself
+(``ServerReloads``): the parent reloads for the server, the workers follow.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -16,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 #: Latency buckets in seconds: 50 µs to 1 s, dense where a decision's answer time lives.
 BUCKETS = (50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 750e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25,
            1.0)
+RELOADS_HELP = "Policy reloads, by result (ok, rejected, unchanged)"
 
 
 class Metrics:
@@ -34,8 +37,7 @@ class Metrics:
         self.errors = Counter("pdp_request_errors",
                               "Requests that got no decision, by API and gRPC status code name",
                               ["api", "code"], registry=r)
-        self.reloads = Counter("pdp_reloads", "Policy reloads, by result (ok, rejected, unchanged)",
-                               ["result"], registry=r)
+        self.reloads = Counter("pdp_reloads", RELOADS_HELP, ["result"], registry=r)
         self.revision = Gauge("pdp_policy_revision", "1 for the revision being served", ["revision"],
                               registry=r, multiprocess_mode="livemax")
         self._backend = Gauge("pdp_backend_info", "1 for the evaluator deciding: compiled (the Cython "
@@ -103,12 +105,39 @@ class Metrics:
         return server, server.server_address[1]
 
 
-def serve_multiprocess(address: str, directory: str):
-    """Serve the sum of the workers' metrics written under ``directory``; returns (server, port)."""
+class ServerReloads:
+    """``pdp_reloads_total`` of a ``--workers`` server, kept by the parent: it reloads for the
+    server (each worker then loads what it accepted), so each reload counts once, not once per
+    worker. A collector of plain counts, whatever prometheus_client's multiprocess mode does
+    with the parent's own metrics."""
+
+    def __init__(self):
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def reloaded(self, result: str) -> None:
+        with self._lock:
+            self._counts[result] = self._counts.get(result, 0) + 1
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily("pdp_reloads", RELOADS_HELP, labels=["result"])
+        with self._lock:
+            for result, count in sorted(self._counts.items()):
+                family.add_metric([result], count)
+        yield family
+
+
+def serve_multiprocess(address: str, directory: str, *collectors):
+    """Serve the sum of the workers' metrics written under ``directory``, and ``collectors``
+    (the parent's own); returns (server, port)."""
     from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
+    for collector in collectors:
+        registry.register(collector)
     host, port = split_address(address)
     server, _thread = start_http_server(port, host, registry=registry)
     return server, server.server_address[1]

@@ -160,6 +160,12 @@ class Reloader:
     holder: EngineHolder
     source: PolicySource
     on_result: Callable[[ReloadResult], None] | None = None
+    #: Runs on a new revision before it is swapped in (an exception rejects it): warming what
+    #: requests would otherwise build, or publishing it to the workers of ``--workers``.
+    prepare: Callable[[Engine], None] | None = None
+    #: A worker that follows its parent's reloads: the parent logs each reload of the server
+    #: once, so this one logs only what went wrong.
+    quiet: bool = False
     _wanted: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list = field(default_factory=list)
@@ -193,20 +199,30 @@ class Reloader:
                                                     == getattr(self.holder.engine, "trust_digest", None)):
                     result = ReloadResult("unchanged", previous, previous)
                 else:
-                    self.holder.swap(engine)
-                    result = ReloadResult("ok", engine.revision, previous)
+                    result = self._swap(engine, previous)
             result.seconds = time.monotonic() - started
+        info = log.debug if self.quiet else log.info
         if result.result == "rejected":
             log.error("reload rejected; still serving revision %s:\n%s", previous, result.error)
         elif result.result == "ok":
-            log.info("reloaded: serving revision %s (was %s) after %.2fs", result.revision, previous,
-                     result.seconds)
+            info("reloaded: serving revision %s (was %s) after %.2fs", result.revision, previous, result.seconds)
         elif not self._catch_up:
-            log.info("reload: no change (revision %s)", previous)
+            info("reload: no change (revision %s)", previous)
         self._catch_up = False
         if self.on_result is not None:
             self.on_result(result)
         return result
+
+    def _swap(self, engine: Engine, previous: str) -> ReloadResult:
+        if self.prepare is not None:
+            try:
+                self.prepare(engine)
+            except Exception as err:  # noqa: BLE001 - not served, whatever went wrong
+                log.exception("reload: preparing revision %s failed", engine.revision)
+                return ReloadResult("rejected", previous, previous, f"preparing revision {engine.revision} "
+                                                                    f"failed: {err}")
+        self.holder.swap(engine)
+        return ReloadResult("ok", engine.revision, previous)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
