@@ -217,10 +217,10 @@ def _brute_force(e: pdp.Engine, request: dict, root: str, key: str, candidates) 
        limit=st.sampled_from([-1, -1, 1, 2]))
 def test_allowed_candidates_are_the_candidates_a_decision_allows(tmp_path_factory, texts, request, place,
                                                                  candidates, limit):
-    root = write_policy_set(tmp_path_factory.mktemp("gen") / "set", texts)
+    loaded = pdp.load(write_policy_set(tmp_path_factory.mktemp("gen") / "set", texts))
     where, key = place
     for backend in BACKENDS:
-        e = pdp.load(root, backend=backend)
+        e = pdp.Engine(loaded.program, loaded.sources, loaded.policy_set, backend)
         want = _brute_force(e, request, where, key, candidates)
         if limit >= 0:
             want = want[:limit]
