@@ -110,6 +110,7 @@ GOOD = {"subject": {"type": "user", "id": "alice"}, "action": {"name": "view"},
 @pytest.mark.parametrize("body, member", [
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "request body: must be a JSON object"),
+    (b"null", "request body: must be a JSON object, got null"),
     ({"action": GOOD["action"], "resource": GOOD["resource"]}, "subject: is required"),
     ({**GOOD, "subject": "alice"}, "subject: must be a JSON object"),
     ({**GOOD, "subject": {"id": "alice"}}, "subject.type: is required"),
@@ -290,6 +291,34 @@ def test_evaluations_without_items_is_one_evaluation_and_bad_options_are_400(sea
 
 
 # ---- well-known configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host, shown", [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")])
+def test_well_known_configuration_without_a_host_names_the_address_reached(host, shown):
+    import socket
+
+    from pdp.server.http import HttpServer
+
+    try:
+        socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET).close()
+    except OSError:
+        pytest.skip(f"no {host} here")
+    server = HttpServer(EngineHolder(pdp.load(CONFORMANCE / "search")), f"[{host}]:0" if ":" in host else f"{host}:0",
+                        grace=1.0)
+    port = server.start()
+    try:
+        with socket.create_connection((host, port), timeout=WAIT) as sock:
+            sock.sendall(b"GET /.well-known/authzen-configuration HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    finally:
+        server.stop()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"200", head
+    document = json.loads(body)
+    assert document["policy_decision_point"] == f"http://{shown}:{port}"
+    assert document["access_evaluation_endpoint"] == f"http://{shown}:{port}{EVALUATION}"
 
 
 def test_well_known_configuration_uses_the_host_the_client_used(search_server):

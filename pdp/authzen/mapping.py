@@ -41,6 +41,13 @@ def _object(value: Any, member: str) -> dict:
     return value
 
 
+def request_body(value: Any) -> dict:
+    """The JSON value of a whole body, which must be an object (``null`` is one that is not)."""
+    if type(value) is not dict:
+        raise BadRequest("request body", "must be a JSON object" + (", got null" if value is None else ""))
+    return value
+
+
 def entity(body: dict, name: str, required: tuple[str, ...] | None = None) -> dict:
     """``body[name]`` (an AuthZEN entity) ⇒ a pdp attribute map; ``required`` overrides the
     fields that must be present (a search leaves out the one it searches for)."""
@@ -72,7 +79,7 @@ def context(body: dict) -> dict | None:
 
 def to_request(body: Any) -> dict:
     """An Access Evaluation request body ⇒ a pdp request."""
-    body = _object(body, "request body")
+    body = request_body(body)
     request = {"identity": entity(body, "subject"), "action": entity(body, "action"),
                "resource": entity(body, "resource")}
     ctx = context(body)
@@ -85,7 +92,7 @@ def batch(body: Any) -> tuple[list[dict | BadRequest], bool | None] | None:
     """An Access Evaluations request body ⇒ (one pdp request or the BadRequest of each item,
     the decision that stops the batch or None); None when the body has no ``evaluations``
     (AuthZEN: it is then a single Access Evaluation)."""
-    body = _object(body, "request body")
+    body = request_body(body)
     items = body.get("evaluations")
     if items is None or items == []:
         return None

@@ -38,7 +38,7 @@ from typing import Any
 from ..compile.cse import children
 from ..compile.ir import AND, ATTR, CACHED, COMPARE, CONST, EQ_STR, ERROR, IN_STRS, INDEX, LIST, LOOKUP, PATH
 from ..engine import Engine
-from .mapping import BadRequest, _object, context, entity
+from .mapping import BadRequest, _object, context, entity, request_body
 
 #: The data collection that declares what can be searched.
 DECLARATION = "authzen"
@@ -62,7 +62,7 @@ class Query:
 
 def parse(kind: str, body: Any) -> Query:
     """A Search request body ⇒ Query; BadRequest names the member that is wrong."""
-    body = _object(body, "request body")
+    body = request_body(body)
     searched = {SUBJECT: "subject", RESOURCE: "resource", ACTION: "action"}[kind]
     template: dict = {}
     for name, root in (("subject", "identity"), ("action", "action"), ("resource", "resource")):

@@ -138,7 +138,11 @@ class HttpServer:
         return app
 
     async def _configuration(self, request: web.Request) -> web.Response:
-        host = request.headers.get("Host") or f"{request.url.host}:{self.port}"
+        host = request.headers.get("Host")
+        if not host:  # HTTP/1.0 without Host: the address it reached
+            local = request.transport.get_extra_info("sockname") if request.transport is not None else None
+            name = local[0] if local else (request.url.host or "localhost")
+            host = f"[{name}]:{self.port}" if ":" in name else f"{name}:{self.port}"
         return _json(200, self.service.configuration(f"{self.scheme}://{host}"))
 
     @staticmethod
