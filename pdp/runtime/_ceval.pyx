@@ -1573,6 +1573,17 @@ cdef class Evaluator:
         ctx.token = token
         return self.run(ctx, roots, arrival)
 
+    cdef inline void _start(self, _Context ctx, tuple roots, double arrival):
+        """Set every field of ``ctx`` for the request whose four roots are ``roots`` (a fresh
+        context, or one reused by a batch or a search)."""
+        ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
+        ctx.arrival = arrival
+        ctx.clear_slots()  # a context reused by a batch or a search
+        ctx.slots = self.slots
+        ctx.spare = self.spare
+        ctx.now_value = _UNSET
+        ctx.errors = None
+
     cpdef list allowed_candidates(self, object request, str root, str key, object candidates,
                                   Py_ssize_t limit=-1):
         """The indexes of ``candidates`` for which ``request`` with ``request[root][key]`` set to
@@ -1614,12 +1625,7 @@ cdef class Evaluator:
 
     cdef bint _allows(self, _Context ctx, tuple roots, double arrival) except -1:
         """``run``'s decision is ALLOW, without its reasons, errors or Decision."""
-        ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
-        ctx.arrival = arrival
-        ctx.clear_slots()
-        ctx.slots = self.slots
-        ctx.now_value = _UNSET
-        ctx.errors = None
+        self._start(ctx, roots, arrival)
         cdef object entry
         for entry in self._leaf(self.forbid_tree, ctx).entries:
             if _applies(<_Entry>entry, ctx) is not False:  # applies, or fails closed
@@ -1633,13 +1639,7 @@ cdef class Evaluator:
         """Decide the request whose four roots (ROOT_KEYS order) are ``roots``, in ``ctx``
         (a fresh one, or one reused by a batch: every field but ``token`` is set here)."""
         cdef long long started = _nanos(CLOCK_MONOTONIC)
-        ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
-        ctx.arrival = arrival
-        ctx.clear_slots()  # a context reused by a batch
-        ctx.slots = self.slots
-        ctx.spare = self.spare
-        ctx.now_value = _UNSET
-        ctx.errors = None
+        self._start(ctx, roots, arrival)
         cdef list forbids = self._phase(self.forbid_tree, ctx)
         cdef list permits
         cdef str decision
