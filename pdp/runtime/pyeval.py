@@ -281,11 +281,15 @@ class Evaluator:
 
     def decide_parsed(self, attrs: dict, arrival: float, token: dict | None = None):
         started = time.perf_counter_ns()
-        ctx = _Context((attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], token), arrival)
+        ctx = self._context((attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], token), arrival)
         errors: list = []
         forbids = self._phase(self._trees[0], ctx, errors)
         permits = [] if forbids else self._phase(self._trees[1], ctx, errors)
         return combine(forbids, permits, errors, self.program.revision, time.perf_counter_ns() - started)
+
+    def _context(self, roots: tuple, arrival: float) -> _Context:
+        """The context of one request (decide and allowed_candidates both make theirs here)."""
+        return _Context(roots, arrival)
 
     def allowed_candidates(self, request, root: str, key: str, candidates, limit: int = -1) -> list[int]:
         """The indexes of ``candidates`` for which ``request`` with ``request[root][key]`` set to
@@ -302,7 +306,7 @@ class Evaluator:
             if candidate is None:
                 continue
             entity[key] = candidate
-            ctx = _Context(roots, arrival)
+            ctx = self._context(roots, arrival)
             try:
                 if any(self._holds(entry, ctx) is not False for entry in self._leaf(forbid_tree, ctx)[1]):
                     continue  # a forbid applies or fails closed
