@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pdp.syntax.formatter import comment_start
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 #: The request of a ``values`` block whose example has no ``request.json``.
@@ -131,29 +133,11 @@ def value_lines(block: Block) -> list[ValueLine]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        cut = _comment_start(line)
+        cut = comment_start(line)
         if cut is None:
             raise ValueError(f"{block.path.name}:{block.line + 1 + offset}: a values line needs '# RESULT'")
         found.append(ValueLine(block, block.line + 1 + offset, line[:cut].strip(), line[cut + 1:].strip()))
     return found
-
-
-def _comment_start(line: str) -> int | None:
-    """Where the ``#`` comment starts, outside string literals."""
-    in_string = escaped = False
-    for i, char in enumerate(line):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == "#":
-            return i
-    return None
 
 
 # ---- comparing output --------------------------------------------------------------------------

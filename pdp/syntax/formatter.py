@@ -87,26 +87,33 @@ class _Comment:
     alone: bool  # nothing but blanks before it on its line
 
 
+def comment_start(line: str) -> int | None:
+    """Where a line's ``#`` comment starts, as the lexer finds it: outside string literals
+    (which never span lines); None without one."""
+    in_string = escaped = False
+    for i, char in enumerate(line):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "#":
+            return i
+    return None
+
+
 def _comments(text: str) -> list[_Comment]:
-    """Every ``#`` comment, found as the lexer finds them: outside string literals (which never
-    span lines)."""
+    """Every ``#`` comment of ``text``, with its offset and line."""
     found: list[_Comment] = []
     offset = 0
     for number, line in enumerate(text.split("\n"), start=1):
-        in_string = escaped = False
-        for i, char in enumerate(line):
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == '"':
-                    in_string = False
-            elif char == '"':
-                in_string = True
-            elif char == "#":
-                found.append(_Comment(offset + i, number, line[i:].rstrip(), not line[:i].strip()))
-                break
+        i = comment_start(line)
+        if i is not None:
+            found.append(_Comment(offset + i, number, line[i:].rstrip(), not line[:i].strip()))
         offset += len(line) + 1
     return found
 

@@ -24,6 +24,8 @@ import math
 from typing import Any
 from urllib.parse import quote
 
+from .suite import _kind  # one wording of a YAML value's kind in suite errors
+
 #: The keys of an ``envoy:`` map, in the order the docs list them.
 ENVOY_KEYS = ("method", "path", "host", "headers", "principal", "context_extensions", "certificate",
               "source_address", "time", "jwt")
@@ -142,17 +144,3 @@ def _set_time(timestamp, value: object) -> None:
         pass
     raise EnvoyCaseError("time", f"'envoy.time' must be an RFC 3339 time (2026-11-27T10:05:00Z) or epoch "
                                  f"seconds, got {value!r}")
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "a mapping" if isinstance(value, dict) else type(value).__name__
