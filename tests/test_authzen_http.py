@@ -14,7 +14,7 @@ from authzenkit import CONFORMANCE, Client, serving, vectors
 from pdp.server import EngineHolder, ServerOptions, TLSConfig
 from pdp.server.decision_log import DecisionLog
 from pdp.server.metrics import Metrics
-from serverkit import WAIT, ServeProcess, make_certs, write_policies
+from serverkit import WAIT, ServeProcess, make_certs, scrape_until, write_policies
 
 EVALUATION = "/access/v1/evaluation"
 EVALUATIONS = "/access/v1/evaluations"
@@ -479,6 +479,86 @@ def test_decisions_are_logged_and_counted(tmp_path):
     assert value("pdp_request_errors_total", {"api": "authzen", "code": "INVALID_ARGUMENT"}) == 1
 
 
+def test_searches_are_logged_and_counted_one_line_each_without_tokens(tmp_path):
+    from pdp.audit.replay import replay
+
+    path = tmp_path / "decisions.jsonl"
+    log = DecisionLog(str(path))
+    metrics = Metrics()
+    engine = pdp.load(CONFORMANCE / "search")
+    views = {"subject": {"type": "user", "id": "alice"}, "action": {"name": "view"}, "resource": {"type": "record"}}
+    try:
+        with serving(engine, ServerOptions(decision_log=log, metrics=metrics)) as (_, port):
+            client = Client(port)
+            first = client.post(SEARCH + "resource", {**views, "page": {"limit": 3}}, {"X-Request-ID": "s-1"})[2]
+            token = first["page"]["next_token"]
+            assert len(first["results"]) == 3 and token
+            second = client.post(SEARCH + "resource", {**views, "page": {"limit": 3, "token": token}})[2]
+            assert len(second["results"]) == 3
+            status, _, body = client.post(SEARCH + "subject", {"subject": {"type": "user"}, "action": {"name": "edit"},
+                                                               "resource": {"type": "record", "id": "999"}})
+            assert status == 200 and body["results"] == []
+            status, _, body = client.post(SEARCH + "action", {"subject": {"type": "user", "id": "erin"},
+                                                              "resource": {"type": "record", "id": "105"}},
+                                          {"X-Request-ID": "s-4"})
+            assert status == 200 and len(body["results"]) == 3
+            status, _, _ = client.post(SEARCH + "subject", {**views, "subject": {"type": "robot"},
+                                                            "resource": {"type": "record", "id": "101"}})
+            assert status == 400
+            client.close()
+        assert log.flush(WAIT)
+    finally:
+        log.close()
+    text = path.read_text()
+    assert token not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [(x["request_id"], x.get("search"), x.get("revision")) for x in lines] == [
+        ("s-1", {"kind": "resource", "results": 3, "more": True}, engine.revision),
+        ("", {"kind": "resource", "results": 3, "more": True}, engine.revision),
+        ("", {"kind": "subject", "results": 0, "more": False}, engine.revision),
+        ("s-4", {"kind": "action", "results": 3, "more": False}, engine.revision),
+        ("", None, None),
+    ]
+    assert all(x["api"] == "authzen" and "input" not in x and isinstance(x["latency_us"], float) for x in lines[:4])
+    assert all("decision" not in x and "reasons" not in x for x in lines[:4])
+    assert (lines[0]["identity"], lines[0]["action"], lines[0]["resource"]) == (
+        {"type": "user", "id": "alice"}, "view", {"type": "record", "id": None})
+    assert (lines[2]["identity"], lines[2]["resource"]) == ({"type": "user", "id": None}, {"type": "record", "id": "999"})
+    assert (lines[3]["identity"], lines[3]["action"]) == ({"type": "user", "id": "erin"}, None)
+    assert lines[4]["decision"] is None and "subject.type" in lines[4]["error"]
+    value = metrics.registry.get_sample_value
+    assert value("pdp_searches_total", {"kind": "resource", "outcome": "found"}) == 2
+    assert value("pdp_searches_total", {"kind": "subject", "outcome": "empty"}) == 1
+    assert value("pdp_searches_total", {"kind": "action", "outcome": "found"}) == 1
+    assert value("pdp_searches_total", {"kind": "subject", "outcome": "invalid"}) == 1
+    assert value("pdp_search_seconds_count", {"kind": "resource"}) == 2
+    assert value("pdp_decisions_total", {"api": "authzen", "decision": "ALLOW"}) is None  # no decision per candidate
+    # replay and review pass over search lines: only the refused search is a skipped request
+    replayed = replay([str(path)], engine)
+    assert (replayed.decisions, replayed.skipped) == (0, 1)
+
+
+def test_with_a_shadow_candidate_a_search_is_logged_once_and_not_shadowed(tmp_path):
+    from pdp.server.shadow import ShadowLog
+
+    path = tmp_path / "decisions.jsonl"
+    engine = pdp.load(CONFORMANCE / "search")
+    shadow = ShadowLog(EngineHolder(engine), DecisionLog(str(path)))
+    try:
+        with serving(engine, ServerOptions(decision_log=shadow)) as (_, port):
+            client = Client(port)
+            status, _, body = client.post(SEARCH + "action", {"subject": {"type": "user", "id": "erin"},
+                                                              "resource": {"type": "record", "id": "105"}})
+            assert status == 200 and len(body["results"]) == 3
+            client.close()
+        assert shadow.flush(WAIT)
+    finally:
+        shadow.close()
+    (line,) = [json.loads(x) for x in path.read_text().splitlines()]
+    assert line["search"] == {"kind": "action", "results": 3, "more": False} and "shadow" not in line
+    assert shadow.outcomes == {"agree": 0, "allow_to_deny": 0, "deny_to_allow": 0}
+
+
 # ---- pdp serve --http-addr ----------------------------------------------------------------------
 
 
@@ -518,6 +598,34 @@ def test_pdp_serve_http_addr_with_workers(tmp_path):
             assert client.post(EVALUATION, GOOD)[2]["decision"] is True
             client.close()
         assert proc.stop() == 0
+
+
+def test_pdp_serve_workers_log_and_count_searches(tmp_path):
+    root = tmp_path / "policies"
+    root.mkdir()
+    for f in (CONFORMANCE / "search").iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    log_path = tmp_path / "decisions.jsonl"
+    search = {"subject": {"type": "user", "id": "alice"}, "action": {"name": "delete"}, "resource": {"type": "record"}}
+    with ServeProcess(str(root), "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "2",
+                      "--skip-tests", "--metrics-addr", "127.0.0.1:0", "--decision-log", str(log_path)) as proc:
+        metrics_port = int(proc.wait_for(r"metrics of 2 workers on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+        port = int(proc.wait_for(r"AuthZEN over HTTP on http://127\.0\.0\.1:(\d+)").group(1))
+        for i in range(4):  # new connections: the kernel spreads them over the workers
+            client = Client(port)
+            status, _, body = client.post(SEARCH + "resource", search, {"X-Request-ID": f"w-{i}"})
+            assert status == 200 and [r["id"] for r in body["results"]] == ["101", "107", "113", "119"]
+            assert client.post(SEARCH + "action", {"subject": {"type": "user"}})[0] == 400
+            client.close()
+        scrape_until(metrics_port, r'pdp_searches_total\{kind="resource",outcome="found"\} 4\.0')
+        page = scrape_until(metrics_port, r'pdp_searches_total\{kind="action",outcome="invalid"\} 4\.0')
+        assert 'pdp_search_seconds_count{kind="resource"} 4.0' in page
+        assert proc.stop() == 0
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    searches = sorted(x["request_id"] for x in lines if x.get("search") == {"kind": "resource", "results": 4,
+                                                                             "more": False})
+    assert searches == ["w-0", "w-1", "w-2", "w-3"]
+    assert sum(1 for x in lines if x.get("error")) == 4
 
 
 def test_pdp_serve_http_addr_that_cannot_be_bound_exits_1(tmp_path):

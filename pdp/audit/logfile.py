@@ -120,6 +120,12 @@ class Progress:
             sys.stderr.flush()
 
 
+def is_request(record: dict) -> bool:
+    """Whether a line logs a request, decided or refused: not a drop report, nor an AuthZEN
+    search (one line per search, no decision), which replay and review pass over uncounted."""
+    return "event" not in record and "search" not in record
+
+
 def logged_input(record: dict) -> dict | None:
     """The request of a decided line, ready to decide again "at its logged time": when the
     input has no ``context.time`` (the server used its clock), the line's ``time`` is set as

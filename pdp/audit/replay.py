@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..engine import Engine
 from ..errors import RequestError
-from .logfile import ReadStats, logged_input, records
+from .logfile import ReadStats, is_request, logged_input, records
 
 CHUNK = 2048
 ALLOW_TO_DENY = "allow_to_deny"
@@ -71,7 +71,7 @@ def replay(paths: Iterable[str], candidate: Engine, *, examples: int = 10, stats
     for record in records(paths, stats):
         request = logged_input(record)
         if request is None:
-            if "event" not in record:  # drop reports are not decisions
+            if is_request(record):
                 result.skipped += 1
             continue
         pending_lines.append(record)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ..engine import Engine
 from ..errors import RequestError
 from ..testing.controls import KNOWN_FRAMEWORKS, control_ids
-from .logfile import ReadStats, records
+from .logfile import ReadStats, is_request, records
 from ..tokens.verify import token_view
 from .scopes import ScopeTest, lifetime_rules, permit_scope_tests
 
@@ -165,7 +165,7 @@ def review(paths: Iterable[str], engine: Engine, inventory: str = "identities",
     for record in records(paths, stats):
         decision = record.get("decision")
         if decision not in ("ALLOW", "DENY"):
-            if "event" not in record:
+            if is_request(record):
                 result.skipped += 1
             continue
         who = record.get("identity") or {}

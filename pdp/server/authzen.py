@@ -2,7 +2,8 @@
 
 Adds to ``pdp.authzen`` what the gRPC servicer adds to the engine: the serving engine read
 once per call (one answer, one revision), the per-request attribute limit, ``context.peer``
-from the mTLS client certificate, the decision log and metrics (api ``"authzen"``).
+from the mTLS client certificate, the decision log and metrics (api ``"authzen"``; a search
+is one log line and one count of ``pdp_searches_total``, not a decision per candidate).
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ class AuthzenService:
     # ---- POST /access/v1/search/{subject,resource,action}
 
     def search(self, kind: str, raw: bytes, request_id: str = "", peer: dict | None = None) -> tuple[int, dict]:
+        started = _perf_ns()
         engine = self.holder.engine
         query = None
         try:
@@ -155,14 +157,26 @@ class AuthzenService:
             candidates = searching.catalog(engine).candidates(query)
             answer = searching.answer(engine, query, candidates, template)
         except BadRequest as err:
-            return self._rejected(request_id, query and query.template, str(err))
+            return self._search_rejected(kind, request_id, query and query.template, str(err))
         except RequestError as err:
-            return self._rejected(request_id, query and query.template, authzen_path(err))
+            return self._search_rejected(kind, request_id, query and query.template, authzen_path(err))
         except Exception:
             log.exception("AuthZEN %s search %r: unexpected error", kind, request_id)
-            return self._rejected(request_id, None, "internal error in pdp (logged on the server)", 500)
+            return self._search_rejected(kind, request_id, None, "internal error in pdp (logged on the server)", 500)
+        elapsed = _perf_ns() - started
+        found, more = len(answer["results"]), answer["page"]["next_token"] != ""
+        if self.metrics is not None:
+            self.metrics.searched(kind, "found" if found else "empty", elapsed / 1e9)
+        if self.log is not None:
+            self.log.record_search(API, request_id, template, kind, found, more, engine.revision, elapsed)
         answer["context"] = {"revision": engine.revision}
         return 200, answer
+
+    def _search_rejected(self, kind: str, request_id: str, request: Any, message: str,
+                         status: int = 400) -> tuple[int, dict]:
+        if self.metrics is not None:
+            self.metrics.searched(kind, "invalid" if status == 400 else "failed")
+        return self._rejected(request_id, request, message, status)
 
     # ---- GET /.well-known/authzen-configuration
 

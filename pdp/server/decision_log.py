@@ -11,7 +11,10 @@ What a line holds: ``time``, ``request_id``, ``api`` (``pdp``, ``envoy``, ...),
 (rule ids), ``revision``, ``latency_us``, ``input`` (the request as decided, so that ``pdp
 replay`` and ``pdp review`` can decide it again; left out with ``include_input=False``),
 ``shadow`` when a candidate set decided it too (pdp.server.shadow), and ``error`` for a
-request that got no decision. Every value goes through ``redact``: a string shaped like a
+request that got no decision. An AuthZEN search is one line with ``search`` (``kind``,
+``results``: how many the answer holds, ``more``: whether a next page exists) in place of
+``decision`` and ``reasons``, and no ``input``: it is no decision to replay, and its page
+tokens never reach the log. Every value goes through ``redact``: a string shaped like a
 secret (a JWT, a bearer token, a long opaque token) and any scalar under a secret-sounding
 key become ``"[REDACTED]"``.
 
@@ -32,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("pdp.server")
 
@@ -48,6 +51,15 @@ _SECRET_SHAPES = re.compile(
     re.IGNORECASE)
 
 _STOP = object()
+
+
+class SearchAnswer(NamedTuple):
+    """What the log keeps of an answered AuthZEN search (queued where a decision goes)."""
+
+    kind: str  # subject, resource or action
+    results: int
+    more: bool
+    revision: str
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -133,6 +145,16 @@ class DecisionLog:
         """Queue a request that got no decision."""
         try:
             self._put((time.time(), api, request_id, request, None, 0, error, None))
+        except queue.Full:
+            self._dropped()
+
+    def record_search(self, api: str, request_id: str, template: dict, kind: str, results: int, more: bool,
+                      revision: str, latency_ns: int) -> None:
+        """Queue one answered search: ``template`` is the request with the searched member
+        unfilled, ``results`` the number answered, ``more`` whether a next page exists."""
+        try:
+            self._put((time.time(), api, request_id, template, SearchAnswer(kind, results, more, revision),
+                       latency_ns, None, None))
         except queue.Full:
             self._dropped()
 
@@ -254,7 +276,11 @@ class DecisionLog:
             "action": action if type(action) is str else _field(action, "name"),
             "resource": {"type": _field(resource, "type"), "id": _field(resource, "id")},
         }
-        if decision is not None:
+        if type(decision) is SearchAnswer:
+            record["search"] = {"kind": decision.kind, "results": decision.results, "more": decision.more}
+            record["revision"] = decision.revision
+            record["latency_us"] = round(latency_ns / 1000, 1)
+        elif decision is not None:
             record["decision"] = decision.decision
             record["reasons"] = [r.rule for r in decision.reasons]
             record["revision"] = decision.revision

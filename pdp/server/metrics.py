@@ -1,5 +1,5 @@
 """Prometheus metrics (``--metrics-addr``): decisions by result and by rule, latency, request
-errors, reloads and the serving revision, decision-log drops.
+errors, AuthZEN searches, reloads and the serving revision, decision-log drops.
 
 Each ``Metrics`` has its own registry, so several servers in one process (tests) never share
 counters. With ``--workers N`` the workers write to a shared multiprocess directory and the
@@ -37,6 +37,12 @@ class Metrics:
         self.errors = Counter("pdp_request_errors",
                               "Requests that got no decision, by API and gRPC status code name",
                               ["api", "code"], registry=r)
+        self.searches = Counter("pdp_searches",
+                                "AuthZEN searches, by kind (subject, resource, action) and outcome (found: one "
+                                "result or more, empty: none, invalid: a 400, failed: a 500)",
+                                ["kind", "outcome"], registry=r)
+        self.search_latency = Histogram("pdp_search_seconds", "Time to answer one AuthZEN search in the server, "
+                                        "by kind", ["kind"], buckets=BUCKETS, registry=r)
         self.reloads = Counter("pdp_reloads", RELOADS_HELP, ["result"], registry=r)
         self.revision = Gauge("pdp_policy_revision", "1 for the revision being served", ["revision"],
                               registry=r, multiprocess_mode="livemax")
@@ -78,6 +84,12 @@ class Metrics:
     def error(self, api: str, code: str) -> None:
         self.errors.labels(api, code).inc()
 
+    def searched(self, kind: str, outcome: str, seconds: float | None = None) -> None:
+        """Count one search; observe its latency when it was answered."""
+        self.searches.labels(kind, outcome).inc()
+        if seconds is not None:
+            self.search_latency.labels(kind).observe(seconds)
+
     def reloaded(self, result: str) -> None:
         self.reloads.labels(result).inc()
 
@@ -114,6 +126,12 @@ class ServerReloads:
     def __init__(self):
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def searched(self, kind: str, outcome: str, seconds: float | None = None) -> None:
+        """Count one search; observe its latency when it was answered."""
+        self.searches.labels(kind, outcome).inc()
+        if seconds is not None:
+            self.search_latency.labels(kind).observe(seconds)
 
     def reloaded(self, result: str) -> None:
         with self._lock:

@@ -81,6 +81,11 @@ class ShadowLog:
         if self.inner is not None:
             self.inner.record_error(api, request_id, request, error)
 
+    def record_search(self, *args) -> None:
+        """A search is not a decision to shadow: straight to the log."""
+        if self.inner is not None:
+            self.inner.record_search(*args)
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is shadowed (and written, with a log)."""
         done = threading.Event()
