@@ -628,6 +628,51 @@ def test_pdp_serve_workers_log_and_count_searches(tmp_path):
     assert sum(1 for x in lines if x.get("error")) == 4
 
 
+def _raw_exchange(port: int, payload: bytes) -> bytes:
+    """Send ``payload`` on a new connection; everything the server sends until it closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(payload)
+        received = b""
+        for _ in range(1000):  # bounded: the server closes after its answer
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_bytes_that_are_not_http_get_a_json_400_and_no_traceback(tmp_path, workers):
+    root = tmp_path / "policies"
+    root.mkdir()
+    for f in (CONFORMANCE / "search").iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    payloads = [b"\x00\xff\xfe garbage \x01\x02\r\n\r\n",                     # not a request line
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32),   # a TLS ClientHello
+                b"GET /.well-known/authzen-configuration HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                b"POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n",
+                b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"]           # a request line too long
+    with ServeProcess(str(root), "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", workers,
+                      "--skip-tests") as proc:
+        port = int(proc.wait_for(r"AuthZEN over HTTP on http://127\.0\.0\.1:(\d+)").group(1))
+        for payload in payloads:
+            head, _, body = _raw_exchange(port, payload).partition(b"\r\n\r\n")
+            status_line, *header_lines = head.decode("latin-1").split("\r\n")
+            headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+            assert status_line.split()[1] == "400", (payload[:40], head)
+            assert headers["content-type"].startswith("application/json")
+            assert json.loads(body)["error"].startswith("malformed HTTP request: "), body
+            proc.wait_for(r"INFO AuthZEN over HTTP: malformed HTTP request: .* \(from 127\.0\.0\.1\)")
+        client = Client(port)  # still serving
+        assert client.post(EVALUATION, GOOD)[:3:2] == (200, client.post(EVALUATION, GOOD)[2])
+        client.close()
+        assert proc.stop() == 0
+        proc.wait_for(r"stopped")
+    assert not [line for line in proc.lines if "Traceback" in line or "Error handling request" in line]
+
+
 def test_pdp_serve_http_addr_that_cannot_be_bound_exits_1(tmp_path):
     import socket
 

@@ -6,7 +6,10 @@ requests in flight finish. Decisions take microseconds and never wait, so handle
 on the loop itself. bench/HTTP.md has the measurements that chose aiohttp.
 
 Every answer is JSON and echoes ``X-Request-ID``: 400 ``{"error"}`` naming the member, 413
-over ``max_message_bytes``, 404 for an unknown path, 405 for a wrong method.
+over ``max_message_bytes``, 404 for an unknown path, 405 for a wrong method, and a 400 for
+bytes aiohttp cannot parse as HTTP. The server is aiohttp's low-level one (``web.Server``):
+six fixed paths need no router, and it is where a connection's protocol can answer parse
+errors (``_Connection``).
 """
 
 from __future__ import annotations
@@ -100,6 +103,43 @@ def _json(status: int, payload: dict) -> web.Response:
     return web.Response(body=_dumps(payload).encode(), status=status, content_type=_JSON)
 
 
+def _one_line(text: str) -> str:
+    """aiohttp's parser message on one line, without its caret line."""
+    return " ".join(part for part in text.split() if part.strip("^"))
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's protocol for one connection, answering what it cannot parse (garbage bytes,
+    TLS on the plain port, a malformed header) as pdp answers everything: JSON, and one log
+    line instead of a traceback, since a client's bytes are not pdp's error. aiohttp hands
+    such requests to ``handle_error``, never to a handler or a middleware
+    (aio-libs/aiohttp#3287), so this is where they are answered; the connection is closed."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # as aiohttp does: the answer is already on its way
+            raise ConnectionError("the response is already sent; cannot send the error")
+        if status >= 500:  # a bug in pdp, or a timeout: worth a traceback
+            log.error("AuthZEN over HTTP: unexpected error answering %s %s", request.method, request.path,
+                      exc_info=exc)
+            text = "internal error in pdp (logged on the server)"
+        else:
+            text = f"malformed HTTP request: {_one_line(message or str(exc or '')) or 'cannot be parsed'}"
+            log.info("AuthZEN over HTTP: %s (from %s)", text, request.remote)
+        response = _json(status, {"error": text})
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, whose connections are ``_Connection``s."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=asyncio.get_running_loop(), access_log=None)
+
+
 class HttpServer:
     """The AuthZEN endpoints of ``holder``'s engine on ``address`` (``host:port``; 0 picks)."""
 
@@ -113,31 +153,66 @@ class HttpServer:
         self.mutual_tls = self.options.tls is not None and self.options.tls.mutual
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.BaseRunner | None = None
         self._thread: threading.Thread | None = None
+        self._routes = self._route_table()
 
-    # ---- the application
+    # ---- the endpoints
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.options.max_message_bytes, middlewares=[self._answer_json])
+    def _route_table(self) -> dict[str, tuple[str, object]]:
+        """Path ⇒ (method, handler)."""
         service = self.service
-
-        def endpoint(call):
-            async def handle(request: web.Request) -> web.Response:
-                raw = await request.read()
-                peer = self._peer(request) if self.mutual_tls else None
-                return _json(*call(raw, request.headers.get(REQUEST_ID, ""), peer))
-            return handle
-
-        app.router.add_post(ENDPOINTS["access_evaluation_endpoint"], endpoint(service.evaluation))
-        app.router.add_post(ENDPOINTS["access_evaluations_endpoint"], endpoint(service.evaluations))
+        routes: dict[str, tuple[str, object]] = {
+            ENDPOINTS["access_evaluation_endpoint"]: ("POST", self._post(service.evaluation)),
+            ENDPOINTS["access_evaluations_endpoint"]: ("POST", self._post(service.evaluations)),
+        }
         for kind in ("subject", "resource", "action"):
-            app.router.add_post(ENDPOINTS[f"search_{kind}_endpoint"],
-                                endpoint(lambda raw, rid, peer, kind=kind: service.search(kind, raw, rid, peer)))
-        app.router.add_get(WELL_KNOWN, self._configuration)
-        return app
+            routes[ENDPOINTS[f"search_{kind}_endpoint"]] = (
+                "POST", self._post(lambda raw, rid, peer, kind=kind: service.search(kind, raw, rid, peer)))
+        routes[WELL_KNOWN] = ("GET", self._configuration)
+        return routes
 
-    async def _configuration(self, request: web.Request) -> web.Response:
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request aiohttp parsed: its endpoint's answer, or 404/405; X-Request-ID echoed."""
+        route = self._routes.get(request.path)
+        if route is None:
+            response = _json(404, {"error": f"no AuthZEN endpoint at {request.path}"})
+        elif request.method == route[0] or (route[0] == "GET" and request.method == "HEAD"):
+            response = await route[1](request)
+        else:
+            allow = "GET, HEAD" if route[0] == "GET" else route[0]
+            response = _json(405, {"error": f"{request.method} is not allowed on {request.path}; use {allow}"})
+            response.headers["Allow"] = allow
+        request_id = request.headers.get(REQUEST_ID)
+        if request_id is not None:
+            response.headers[REQUEST_ID] = request_id
+        return response
+
+    def _post(self, call):
+        async def handle(request: web.BaseRequest) -> web.Response:
+            raw = await self._body(request)
+            if raw is None:
+                return _json(413, {"error": "the request body is larger than the server's limit of "
+                                            f"{self.options.max_message_bytes} bytes"})
+            peer = self._peer(request) if self.mutual_tls else None
+            return _json(*call(raw, request.headers.get(REQUEST_ID, ""), peer))
+        return handle
+
+    async def _body(self, request: web.BaseRequest) -> bytes | None:
+        """The request's body; None (reading no further) when it is over ``max_message_bytes``."""
+        limit = self.options.max_message_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            return None
+        chunks, size = [], 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _configuration(self, request: web.BaseRequest) -> web.Response:
         host = request.headers.get("Host")
         if not host:  # HTTP/1.0 without Host: the address it reached
             local = request.transport.get_extra_info("sockname") if request.transport is not None else None
@@ -146,7 +221,7 @@ class HttpServer:
         return _json(200, self.service.configuration(f"{self.scheme}://{host}"))
 
     @staticmethod
-    def _peer(request: web.Request) -> dict | None:
+    def _peer(request: web.BaseRequest) -> dict | None:
         transport = request.transport
         if transport is None:
             return None
@@ -156,28 +231,6 @@ class HttpServer:
         if peer is not None and der:  # what a certificate-bound token's cnf names (RFC 8705)
             peer[CNF_CERTIFICATE] = b64url(hashlib.sha256(der).digest())
         return peer
-
-    @web.middleware
-    async def _answer_json(self, request: web.Request, handler) -> web.StreamResponse:
-        """JSON bodies for aiohttp's own errors (404, 405, 413), and X-Request-ID on every answer."""
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status == 413:
-                message = f"the request body is larger than the server's limit of {self.options.max_message_bytes} bytes"
-            elif exc.status == 405:
-                message = f"{request.method} is not allowed on {request.path}; use {exc.headers.get('Allow', '')}"
-            elif exc.status == 404:
-                message = f"no AuthZEN endpoint at {request.path}"
-            else:
-                message = exc.reason
-            response = _json(exc.status, {"error": message})
-            if "Allow" in exc.headers:
-                response.headers["Allow"] = exc.headers["Allow"]
-        request_id = request.headers.get(REQUEST_ID)
-        if request_id is not None:
-            response.headers[REQUEST_ID] = request_id
-        return response
 
     # ---- running in a thread
 
@@ -189,9 +242,11 @@ class HttpServer:
         except (OSError, ValueError, ssl.SSLError) as err:
             raise BindError(f"cannot serve TLS on {self.address} (AuthZEN over HTTP): {err}") from None
         loop = asyncio.new_event_loop()
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=self.grace)
+        runner = None
 
         async def bind() -> int:
+            nonlocal runner
+            runner = web.ServerRunner(_Server(self.answer), handle_signals=False, shutdown_timeout=self.grace)
             await runner.setup()
             site = web.TCPSite(runner, host, port, ssl_context=context, backlog=1024,
                                reuse_port=self.options.reuse_port or None)
@@ -201,7 +256,8 @@ class HttpServer:
         try:
             self.port = loop.run_until_complete(bind())
         except OSError as exc:
-            loop.run_until_complete(runner.cleanup())
+            if runner is not None:
+                loop.run_until_complete(runner.cleanup())
             loop.close()
             raise BindError(f"cannot listen on {self.address} (AuthZEN over HTTP): {exc.strerror or exc}") from None
         self._loop, self._runner = loop, runner
