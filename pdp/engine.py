@@ -10,7 +10,7 @@ import gc
 import os
 from typing import Iterable, Sequence
 
-from . import reference, runtime
+from . import clock, reference, runtime
 from .check import UNKNOWN, CheckedPolicySet, check
 from .compile import compile_program
 from .decision import Decision, decide_batch, failed_closed
@@ -40,11 +40,18 @@ class Engine:
 
     With a trust file (``trust``, SPEC §8), ``decide`` verifies the request's ``context.token``
     first: a token that does not verify is DENY with the single reason ``pdp.token`` and no
-    rule is evaluated; one that verifies is the root ``token``.
+    rule is evaluated; one that verifies is the root ``token``. The token's own times (``exp``,
+    ``nbf``, ``iat``) are always checked against the server clock.
+
+    ``max_clock_skew`` (seconds; None by default) bounds the clock a caller may set: a
+    ``context.time`` further than that from the server clock makes ``now`` an evaluation
+    error (pdp.clock; ``pdp serve`` uses 30 s), on every path: ``decide``, ``decide_many``,
+    ``decide_verified``, ``decide_at``, ``allowed_candidates``, ``explain``. Without it
+    ``context.time`` is taken as given.
     """
 
     def __init__(self, program: Program, sources: Sequence[Source], policy_set: CheckedPolicySet | None = None,
-                 backend: str | None = None, trust: Trust | None = None):
+                 backend: str | None = None, trust: Trust | None = None, max_clock_skew: float | None = None):
         self.program = program
         self.revision = program.revision
         self.sources = tuple(sources)
@@ -54,6 +61,7 @@ class Engine:
         self.tokens = None if trust is None else TokenGate(trust)
         #: What a reload compares besides the revision: the trust file and its key sets.
         self.trust_digest = None if trust is None else trust.digest
+        self.max_clock_skew = None if max_clock_skew is None else clock.check_max_skew(max_clock_skew)
         if self.backend == "reference":
             verify(program)  # the evaluators check the programs they link; this one decides from sources
             self._evaluator = None
@@ -62,7 +70,7 @@ class Engine:
             if self.backend not in runtime.EVALUATORS:
                 raise ValueError(f"backend {self.backend!r} is not available; "
                                  f"available: {', '.join(sorted(runtime.EVALUATORS))}, reference")
-            self._evaluator = runtime.EVALUATORS[self.backend](program)
+            self._evaluator = runtime.EVALUATORS[self.backend](program, self.max_clock_skew)
             self._decide_with = self._evaluator.decide
         # Without a trust file nothing stands between a caller and the evaluator.
         self.decide = self._decide_with if self.tokens is None else self._decide_token  # type: ignore[method-assign]
@@ -87,7 +95,8 @@ class Engine:
     def _decide_reference(self, request: dict, token: dict | None = None) -> Decision:
         try:
             parsed = parse_request(request)
-            return reference.decide(self.policy_set, Request(parsed.attrs, parsed.arrival, token), self.revision)
+            return reference.decide(self.policy_set, Request(parsed.attrs, parsed.arrival, token), self.revision,
+                                    self.max_clock_skew)
         except RequestError:
             raise
         except Exception as exc:  # a bug: fail closed (each backend guards its own entry points)
@@ -108,11 +117,15 @@ class Engine:
         """Decide ``request`` as if it carried a token that verified with the payload
         ``claims`` (its root ``token`` is made from them; nothing is checked). For test suites,
         replays of decision logs, and callers that verified the token themselves."""
+        return self._decide_with(request, self._token_view(claims))
+
+    @staticmethod
+    def _token_view(claims: dict) -> dict:
+        """The root ``token`` of a token verified with ``claims``; RequestError at ``token.PATH``."""
         try:
-            view = token_view(claims)
+            return token_view(claims)
         except RequestError as err:
             raise RequestError(f"token.{err.path}", err.message) from None
-        return self._decide_with(request, view)
 
     def token_claims(self, request: dict) -> dict | None:
         """The claims of ``request``'s verified token (from the gate's cache), or None when it
@@ -125,6 +138,41 @@ class Engine:
         except Exception:  # Rejected, or anything else: no claims to log
             return None
 
+    def decide_at(self, request: dict, server_time: float, claims: dict | None = None) -> Decision:
+        """Decide ``request`` as if it had arrived when the server clock read ``server_time``
+        (epoch seconds): that is ``now`` when the request has no ``context.time``, and what
+        the clock bound measures ``context.time`` against. With ``claims`` its token is taken
+        as verified with them (``decide_verified``); otherwise a trust file's gate checks it
+        now. For deciding later what arrived earlier (shadow mode); raises ``RequestError``
+        like ``decide``."""
+        parsed = parse_request(request, server_time)
+        if claims is not None:
+            token = self._token_view(claims)
+        elif self.tokens is None:
+            token = None
+        else:
+            try:
+                verified = self.tokens.check(request)
+            except Rejected as rejected:
+                return rejected_decision(rejected, self.revision)
+            except Exception as exc:  # a bug: fail closed
+                return failed_closed(exc, self.revision)
+            token = None if verified is None else verified.view
+        try:
+            if self._evaluator is None:
+                return reference.decide(self.policy_set, Request(parsed.attrs, parsed.arrival, token), self.revision,
+                                        self.max_clock_skew)
+            return self._evaluator.decide_parsed(parsed.attrs, parsed.arrival, token)
+        except Exception as exc:  # a bug: fail closed, as decide does
+            return failed_closed(exc, self.revision)
+
+    def with_max_clock_skew(self, seconds: float | None) -> "Engine":
+        """This policy set with another clock bound (None: take ``context.time`` as given).
+
+        A new engine: this one is unchanged (the suites of a reload run on an engine without
+        a bound, the server then serves one with it)."""
+        return Engine(self.program, self.sources, self._policy_set, self.backend, self.trust, seconds)
+
     def decide_many(self, requests: Iterable[dict]) -> list[Decision]:
         """Decide many requests, in order. Every request is validated before any is decided;
         ``RequestError`` names the index of the first malformed one (``[3].identity.type``)."""
@@ -135,7 +183,8 @@ class Engine:
             return [self.decide(r) for r in requests]
         if self._evaluator is not None:
             return self._evaluator.decide_many(requests)
-        return decide_batch(requests, lambda r: reference.decide(self.policy_set, r, self.revision), self.revision)
+        return decide_batch(requests, lambda r: reference.decide(self.policy_set, r, self.revision, self.max_clock_skew),
+                            self.revision)
 
     def allowed_candidates(self, request: dict, root: str, key: str, candidates: Sequence[object],
                            limit: int = -1) -> list[int]:
@@ -178,10 +227,7 @@ class Engine:
         ``claims``, the request's token is taken as verified with them (``decide_verified``)."""
         parsed = parse_request(request)
         if claims is not None:
-            try:
-                parsed = Request(parsed.attrs, parsed.arrival, token_view(claims))
-            except RequestError as err:
-                raise RequestError(f"token.{err.path}", err.message) from None
+            parsed = Request(parsed.attrs, parsed.arrival, self._token_view(claims))
         elif self.tokens is not None:
             try:
                 verified = self.tokens.check(request)
@@ -192,25 +238,27 @@ class Engine:
                                     for rule in self.program.rules])
             if verified is not None:
                 parsed = Request(parsed.attrs, parsed.arrival, verified.view)
-        return explain(self.policy_set, parsed, self.revision)
+        return explain(self.policy_set, parsed, self.revision, self.max_clock_skew)
 
     @property
     def rule_ids(self) -> list[str]:
         return [rule.id for rule in self.program.rules]
 
     def __repr__(self) -> str:
-        return f"<pdp.Engine revision={self.revision} rules={len(self.program.rules)} backend={self.backend}>"
+        bound = "" if self.max_clock_skew is None else f" max_clock_skew={self.max_clock_skew:g}s"
+        return f"<pdp.Engine revision={self.revision} rules={len(self.program.rules)} backend={self.backend}{bound}>"
 
 
 def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str | None = None,
-         trust: str | os.PathLike | Trust | None = None) -> Engine:
+         trust: str | os.PathLike | Trust | None = None, max_clock_skew: float | None = None) -> Engine:
     """Load policies and data from files or folders; raises ``PolicyError`` with every problem.
 
     ``pdp.load("policies/")``, ``pdp.load("a.pdl", "b.pdl")`` and ``pdp.load(["a", "b"])`` all work.
     ``backend`` picks an evaluator: ``"compiled"`` (the Cython extension), ``"python"`` (the
     same compiled program in pure Python) or ``"reference"`` (the AST evaluator that defines
     the semantics); by default the fastest available. ``trust``: a trust file (SPEC §8), read
-    now, so that requests' tokens are verified.
+    now, so that requests' tokens are verified. ``max_clock_skew`` bounds ``context.time``
+    against the server clock, as ``pdp serve`` does (see ``Engine``).
     """
     if trust is not None and not isinstance(trust, Trust):
         trust = load_trust(trust)
@@ -234,7 +282,7 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str |
     with collector_paused():
         policy_set = _check_sources(sources)
         rev = revision([(s.relative, s.content) for s in sources])
-        return Engine(compile_program(policy_set, rev), sources, policy_set, backend, trust)
+        return Engine(compile_program(policy_set, rev), sources, policy_set, backend, trust, max_clock_skew)
 
 
 @contextlib.contextmanager

@@ -220,10 +220,11 @@ def _shown(value: object) -> object:
     return {"cidr": strings()} if callable(strings) else value
 
 
-def explain(policy_set: CheckedPolicySet, request: Request, revision: str) -> Explanation:
+def explain(policy_set: CheckedPolicySet, request: Request, revision: str,
+            max_clock_skew: float | None = None) -> Explanation:
     started = time.perf_counter_ns()
     tracer = Tracer()
-    evaluation = Evaluation(policy_set, request, tracer)
+    evaluation = Evaluation(policy_set, request, tracer, max_clock_skew)
     target_traces: dict[int, TraceNode] = {}
     traces: list[RuleTrace] = []
     errors: list[RuleError] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from . import operators
+from . import clock, operators
 from .access import index_value, missing, not_a_map
 from .builtins import BUILTINS
 from .check import CheckedPolicy, CheckedPolicySet, CheckedRule
@@ -63,11 +63,13 @@ class Tracer:
 class Evaluation:
     """The evaluation of one request against one policy set."""
 
-    def __init__(self, policy_set: CheckedPolicySet, request: Request, tracer: Tracer | None = None):
+    def __init__(self, policy_set: CheckedPolicySet, request: Request, tracer: Tracer | None = None,
+                 max_clock_skew: float | None = None):
         self.policy_set = policy_set
         self.attrs = request.attrs
         self.arrival = request.arrival
         self.token = request.token
+        self.max_clock_skew = max_clock_skew  # None: context.time is taken as given (pdp.clock)
         self.tracer = tracer
         # The policy set holds data read-only (a mapping proxy); expressions see a plain map.
         self.data = dict(policy_set.data)
@@ -141,6 +143,12 @@ class Evaluation:
                     self._now = parse_time(context["time"])
                 except EvalError as err:
                     self._now = EvalError(f"context.time: {err.message}")
+                else:
+                    if self.max_clock_skew is not None:
+                        try:
+                            clock.bounded(self._now, self.arrival, self.max_clock_skew)
+                        except EvalError as err:
+                            self._now = err
             else:
                 self._now = self.arrival
         if isinstance(self._now, EvalError):
@@ -250,10 +258,14 @@ def _self_evident(e: ast.Expr) -> bool:
 # ---- the decision procedure --------------------------------------------------------------
 
 
-def decide(policy_set: CheckedPolicySet, request: Request, revision: str) -> Decision:
-    """Decide one request (SPEC §2): all candidate forbids, then — if none applied — permits."""
+def decide(policy_set: CheckedPolicySet, request: Request, revision: str,
+           max_clock_skew: float | None = None) -> Decision:
+    """Decide one request (SPEC §2): all candidate forbids, then — if none applied — permits.
+
+    With ``max_clock_skew`` a ``context.time`` further than that from ``request.arrival`` (the
+    server clock) makes ``now`` an evaluation error (pdp.clock)."""
     started = time.perf_counter_ns()
-    evaluation = Evaluation(policy_set, request)
+    evaluation = Evaluation(policy_set, request, max_clock_skew=max_clock_skew)
     errors: list[RuleError] = []
     forbids = _applying(evaluation, policy_set.rules("forbid"), errors)
     permits = [] if forbids else _applying(evaluation, policy_set.rules("permit"), errors)

@@ -55,6 +55,27 @@ def test_index_agrees_on_larger_policy_sets(texts, reqs):
     _check_all(load_policy_set(texts), reqs)
 
 
+#: Server clocks around FIXED_TIMES (strategies.py): 2026-11-27T10:05:00Z is 1795773900.
+_ARRIVALS = [1795773900, 1795773900.25, 1795773930, 1795773930.25, 1795773869.75, 1795773870, 1795773900 - 86400]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=policy_sets(), reqs=st.lists(requests(), min_size=1, max_size=6),
+       arrival=st.sampled_from(_ARRIVALS), skew=st.sampled_from([0, 0.25, 30, 3600]))
+def test_evaluators_agree_with_a_clock_bound(texts, reqs, arrival, skew):
+    """With a clock bound every evaluator refuses the same context.times with the same
+    message, at the edges of the bound too (pdp.clock)."""
+    engine = load_policy_set(texts)
+    flat = compile_program(engine.policy_set, engine.revision, indexed=False)
+    evaluators = {(name, kind): runtime.EVALUATORS[name](program, skew)
+                  for name in EVALUATORS for kind, program in (("indexed", engine.program), ("flat", flat))}
+    for raw in reqs:
+        parsed = parse_request(raw, arrival)
+        want = _view(reference.decide(engine.policy_set, parsed, engine.revision, skew))
+        for key, evaluator in evaluators.items():
+            assert _view(evaluator.decide_parsed(parsed.attrs, arrival)) == want, f"{key} differs for {raw!r}"
+
+
 TARGETED = """
 policy p{n} {{
   target resource.type == "t{m}" and action.name in ["read", "write"]

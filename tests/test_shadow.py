@@ -91,10 +91,10 @@ def test_a_full_shadow_queue_drops_and_counts_and_still_logs(tmp_path):
     class SlowEngine:
         revision = "slow"
 
-        def decide(self, request):
+        def decide_at(self, request, server_time):
             deciding.set()
             assert release.wait(WAIT)
-            return engine.decide(request)
+            return engine.decide_at(request, server_time)
 
     path = tmp_path / "d.jsonl"
     inner = DecisionLog(str(path))

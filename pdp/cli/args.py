@@ -25,3 +25,13 @@ def percent(text: str) -> float:
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"a percentage is between 0 and 100, got {text}")
     return value
+
+
+def duration(text: str) -> float:
+    """A duration as the policy language writes it (``30s``, ``1m30s``, ``500ms``), in seconds."""
+    from ..syntax.literals import parse_duration
+
+    try:
+        return float(parse_duration(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .args import percent, positive
+from .args import duration, percent, positive
 
 EXAMPLE = """example:
   $ pdp serve policies/ --addr 127.0.0.1:50051 --watch
@@ -86,6 +86,10 @@ def register(sub) -> None:
     p.add_argument("--shadow-queue", type=positive, default=10_000, metavar="N",
                    help="requests waiting to be shadowed beyond which new ones are not (counted in "
                         "pdp_shadow_dropped_total)")
+    p.add_argument("--max-clock-skew", type=duration, default=30.0, metavar="DURATION",
+                   help="a request's context.time further than this from the server clock, either way, makes "
+                        "`now` an evaluation error: forbids that read it fail closed (default 30s; a duration as "
+                        "policies write it: 30s, 2m, 1m30s)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key): serve TLS only")
     p.add_argument("--tls-key", metavar="PEM", help="server private key")
@@ -209,5 +213,6 @@ def run(args) -> int:
                          decision_log_input=args.decision_log_input == "on",
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
                          workers=workers or cpu_count(), log_level=args.log_level,
-                         http_address=args.http_addr, shadow=shadow, shadow_queue=args.shadow_queue)
+                         http_address=args.http_addr, shadow=shadow, shadow_queue=args.shadow_queue,
+                         max_clock_skew=args.max_clock_skew)
     return serve(config)

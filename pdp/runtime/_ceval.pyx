@@ -16,7 +16,7 @@ from libc.math cimport isfinite
 from libc.stdlib cimport calloc, free, malloc
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
-from .. import operators
+from .. import clock, operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.verify import verify
@@ -276,6 +276,7 @@ cdef class _Context:
     cdef object identity, action, resource, context
     cdef object token  # the verified token (the root ``token``); None when the request has none
     cdef double arrival
+    cdef double max_skew  # the clock bound (pdp.clock); negative: context.time is taken as given
     # CACHED slots: the first _INLINE_SLOTS in the context itself (NULL when empty; owned
     # references below ``filled``), no allocation per request; the others in ``more``
     # (None until the first is used), taken from ``spare`` (the evaluator's) and given back.
@@ -329,6 +330,13 @@ cdef class _Context:
                     now = _time_of(self.context["time"])
                 except EvalError as err:
                     now = _Err("context.time: " + err.message)
+                else:
+                    if self.max_skew >= 0:
+                        try:
+                            now = clock.bounded(now, self.arrival if self.arrival >= 0
+                                                else _nanos(CLOCK_REALTIME) / 1e9, self.max_skew)
+                        except EvalError as err:
+                            now = _from(err)
             else:
                 # The server clock, read when first needed: the same instant as the request's
                 # arrival to within the evaluation's microseconds, and most requests never ask.
@@ -1448,6 +1456,7 @@ cdef class Evaluator:
     cdef object forbid_tree, permit_tree
     cdef Py_ssize_t slots
     cdef list spare  # _Slots for the next requests
+    cdef double max_skew  # negative: no clock bound
 
     backend = "compiled"
 
@@ -1458,9 +1467,16 @@ cdef class Evaluator:
         self.forbid_tree = self.permit_tree = _Leaf.__new__(_Leaf)
         (<_Leaf>self.forbid_tree).entries = ()
         self.revision = ""
+        self.max_skew = -1.0
 
-    def __init__(self, program):
+    @property
+    def max_clock_skew(self):
+        """The clock bound in seconds (pdp.clock), or None: context.time is taken as given."""
+        return None if self.max_skew < 0 else self.max_skew
+
+    def __init__(self, program, max_clock_skew=None):
         verify(program)  # PolicyError unless well-formed: linking below trusts every field
+        self.max_skew = -1.0 if max_clock_skew is None else clock.check_max_skew(max_clock_skew)
         cdef dict memo = {}
         self.program = program
         self.revision = program.revision
@@ -1578,6 +1594,7 @@ cdef class Evaluator:
         context, or one reused by a batch or a search)."""
         ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
         ctx.arrival = arrival
+        ctx.max_skew = self.max_skew
         ctx.clear_slots()  # a context reused by a batch or a search
         ctx.slots = self.slots
         ctx.spare = self.spare

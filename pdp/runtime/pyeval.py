@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .. import operators
+from .. import clock, operators
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.program import Program
@@ -29,11 +29,12 @@ _ROOT_INDEX = {name: i for i, name in enumerate(ir.ROOTS)}
 
 
 class _Context:
-    __slots__ = ("roots", "arrival", "cache", "_now")
+    __slots__ = ("roots", "arrival", "max_skew", "cache", "_now")
 
-    def __init__(self, roots: tuple, arrival: float):
+    def __init__(self, roots: tuple, arrival: float, max_skew: float | None = None):
         self.roots = roots
         self.arrival = arrival
+        self.max_skew = max_skew  # None: context.time is taken as given (pdp.clock)
         self.cache: dict = {}
         self._now = _UNSET
 
@@ -46,6 +47,12 @@ class _Context:
                     now = parse_time(context["time"])
                 except EvalError as err:
                     now = EvalError(f"context.time: {err.message}")
+                else:
+                    if self.max_skew is not None:
+                        try:
+                            now = clock.bounded(now, self.arrival, self.max_skew)
+                        except EvalError as err:
+                            now = err
             else:
                 now = self.arrival
             self._now = now
@@ -238,9 +245,11 @@ class Evaluator:
 
     backend = "python"
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, max_clock_skew: float | None = None):
         verify(program)  # PolicyError unless well-formed, as the compiled evaluator
         self.program = program
+        # None: context.time is taken as given (pdp.clock)
+        self.max_clock_skew = None if max_clock_skew is None else clock.check_max_skew(max_clock_skew)
         memo: dict[int, object] = {}
 
         def linked(node):
@@ -289,7 +298,7 @@ class Evaluator:
 
     def _context(self, roots: tuple, arrival: float) -> _Context:
         """The context of one request (decide and allowed_candidates both make theirs here)."""
-        return _Context(roots, arrival)
+        return _Context(roots, arrival, self.max_clock_skew)
 
     def allowed_candidates(self, request, root: str, key: str, candidates, limit: int = -1) -> list[int]:
         """The indexes of ``candidates`` for which ``request`` with ``request[root][key]`` set to

@@ -41,7 +41,8 @@ from .holder import EngineHolder
 from .logs import setup_logging
 from .metrics import MULTIPROC_ENV, Metrics, ServerReloads, mark_dead, serve_multiprocess, split_address
 from .options import ServerOptions
-from .reload import BundleSource, PolicySource, Rejected, Reloader, ReloadResult
+from ..clock import DEFAULT_MAX_SKEW
+from .reload import BundleSource, ClockBound, PolicySource, Rejected, Reloader, ReloadResult
 
 log = logging.getLogger("pdp.server")
 
@@ -69,6 +70,10 @@ class ServeConfig:
     #: for the server, and publishes the revisions it accepts as bundles that this worker
     #: loads (``source`` and ``shadow`` are then those bundles).
     follower: bool = False
+    # --max-clock-skew: a context.time further than this from the server clock makes `now` an
+    # evaluation error (pdp.clock, SPEC §1); a caller must not be able to move the clock. The
+    # engines that serve have the bound; the suites that gate a revision run without it.
+    max_clock_skew: float = DEFAULT_MAX_SKEW
 
 
 class Running:
@@ -77,7 +82,8 @@ class Running:
     def __init__(self, config: ServeConfig, on_reload: Callable[[ReloadResult], None] | None = None,
                  serve_metrics: bool = True):
         self.config = config
-        engine = config.source.build()  # PolicyError / Rejected: nothing was started yet
+        source = ClockBound(config.source, config.max_clock_skew)
+        engine = source.build()  # PolicyError / Rejected: nothing was started yet
         prepare = _warm_search if config.http_address else None
         if prepare is not None:
             prepare(engine)
@@ -97,17 +103,18 @@ class Running:
         if config.shadow is not None:
             from .shadow import ShadowLog
 
-            shadow_holder = EngineHolder(config.shadow.build())
+            shadow_source = ClockBound(config.shadow, config.max_clock_skew)
+            shadow_holder = EngineHolder(shadow_source.build())
             self.shadow = ShadowLog(shadow_holder, self.decision_log, self.metrics, config.shadow_queue)
             self.shadow.token_claims = token_claims
-            self.shadow_reloader = Reloader(shadow_holder, config.shadow, quiet=config.follower,
+            self.shadow_reloader = Reloader(shadow_holder, shadow_source, quiet=config.follower,
                                             on_result=None if config.follower else _shadow_reloaded)
             if not config.follower:
                 log.info("shadow: every request is decided by the candidate revision %s too", shadow_holder.revision)
         options = replace(config.options, decision_log=self.shadow or self.decision_log, metrics=self.metrics)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._on_reload = on_reload
-        self.reloader = Reloader(self.holder, config.source, on_result=self._reloaded, prepare=prepare,
+        self.reloader = Reloader(self.holder, source, on_result=self._reloaded, prepare=prepare,
                                  quiet=config.follower)
         self.metrics_http = None
         self.metrics_port = None

@@ -138,6 +138,22 @@ def trust_files(trust: str | None) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class ClockBound:
+    """``source``, whose engines bound ``context.time`` to within ``max_clock_skew`` seconds of
+    the server clock (pdp.clock). Its suites still run on the unbounded engine, as ``pdp test``
+    runs them; the bounded copy is what serves."""
+
+    source: PolicySource
+    max_clock_skew: float
+
+    def build(self) -> Engine:
+        return self.source.build().with_max_clock_skew(self.max_clock_skew)
+
+    def watch_paths(self) -> Sequence[Path]:
+        return self.source.watch_paths()
+
+
 @dataclass
 class ReloadResult:
     """What one reload did: ``result`` is ``ok``, ``unchanged`` or ``rejected``."""

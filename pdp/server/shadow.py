@@ -10,10 +10,11 @@ is not shadowed: its line is logged without ``shadow`` and the drop is counted
 (``pdp_shadow_dropped_total``). The live answer is never waited for, changed or delayed by
 anything but the CPU the thread takes.
 
-The candidate decides "at the time of the live decision": a request without ``context.time``
-gets the time of the live decision as ``context.time``, as ``pdp replay`` does, so that a
-backlog in the queue does not age credentials. The candidate has its own engine (and, once
-velocity limits exist, must never take units from the live budgets).
+The candidate decides "at the time of the live decision" (``Engine.decide_at``): ``now`` of a
+request without ``context.time``, and the clock bound's reference, are the time of the live
+decision, so that a backlog in the queue neither ages credentials nor trips the clock bound.
+The candidate has its own engine (and, once velocity limits exist, must never take units from
+the live budgets).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any
 
 from ..decision import Decision
 from ..tokens import TOKEN_RULE
-from .decision_log import _rfc3339
 from .holder import EngineHolder
 
 log = logging.getLogger("pdp.server")
@@ -130,30 +130,26 @@ class ShadowLog:
     #: request ⇒ the claims of its verified token (the live engine's ``token_claims``), or None.
     token_claims: Any = None
 
-    def _candidate_decides(self, request: dict, live: Any) -> Any:
-        """The candidate's decision. A token the live engine verified is decided on its claims
-        (a DPoP proof is good once: checking it again would see a replay); a token it rejected
-        is rejected alike, the trust file being the same."""
-        context = request["context"]
-        if context.get("token") is not None and self.token_claims is not None:
+    def _candidate_decides(self, request: dict, live: Any, when: float) -> Any:
+        """The candidate's decision at ``when``, the time of the live one (``Engine.decide_at``).
+        A token the live engine verified is decided on its claims (a DPoP proof is good once:
+        checking it again would see a replay); a token it rejected is rejected alike, the trust
+        file being the same."""
+        context = request.get("context")
+        if type(context) is dict and context.get("token") is not None and self.token_claims is not None:
             if live.reasons and live.reasons[0].rule == TOKEN_RULE:
                 return Decision(live.decision, live.reasons, live.errors, self.holder.engine.revision, 0)
             claims = self.token_claims(request)
             if claims is not None:
                 rest = {k: v for k, v in context.items() if k != "token"}
-                return self.holder.engine.decide_verified({**request, "context": rest}, claims)
-        return self.holder.engine.decide(request)
+                return self.holder.engine.decide_at({**request, "context": rest}, when, claims)
+        return self.holder.engine.decide_at(request, when)
 
     def _shadow(self, when: float, api: str, request_id: str, request: Any, decision: Any, latency_ns: int) -> None:
         shadow = None
         if type(request) is dict:
-            context = request.get("context")
-            if type(context) is not dict or "time" not in context:
-                at = {**request, "context": {**(context if type(context) is dict else {}), "time": _rfc3339(when)}}
-            else:
-                at = request
             try:
-                shadow = self._candidate_decides(at, decision)
+                shadow = self._candidate_decides(request, decision, when)
             except Exception as exc:  # RequestError: the candidate refuses what the live set took
                 log.warning("shadow: the candidate refuses request %r: %s", request_id, exc)
         if shadow is not None:

@@ -1,0 +1,247 @@
+"""The clock bound (SPEC §1): in ``pdp serve`` a ``context.time`` further than
+``--max-clock-skew`` (30 s by default) from the server clock makes ``now`` an evaluation error;
+``pdp eval``, ``pdp test`` and the Python API take ``context.time`` as given.
+
+Engine-level tests run every backend; server tests run a real ``pdp serve`` process and call
+it over gRPC (Check, CheckBatch, CheckStream), Envoy's Check and AuthZEN over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+import grpc
+import pytest
+from authzenkit import Client as HttpClient
+from envoy.service.auth.v3 import external_auth_pb2_grpc as ext_grpc
+from serverkit import WAIT, ServeProcess
+from test_envoy import envoy_request
+
+import pdp
+from pdp import runtime
+from pdp.cli import main
+from pdp.client import Client
+
+BACKENDS = sorted(runtime.EVALUATORS) + ["reference"]
+
+POLICY = """\
+policy api {
+  target resource.type == "doc"
+
+  forbid stale_token
+    unless age(identity.issued_at) < 15m
+    reason "token issued {age(identity.issued_at)}s ago"
+
+  permit business_hours
+    when now > 0
+    reason "at {now}"
+}
+
+policy http {
+  target resource.type == "http"
+  forbid time_travel when now < 0
+  permit anyone when true
+}
+"""
+
+SUITE = """\
+suite: api
+tests:
+  - name: an old fixed time is taken as given by the suites
+    identity: {type: workload, id: a, issued_at: "2026-11-27T10:00:00Z"}
+    action: read
+    resource: {type: doc}
+    context: {time: "2026-11-27T10:05:00Z"}
+    expect: allow
+"""
+
+
+def stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def request_at(context_time: object, issued_ago: float = 60.0) -> dict:
+    now = time.time()
+    request = {"identity": {"type": "workload", "id": "a", "issued_at": stamp(now - issued_ago)},
+               "action": "read", "resource": {"type": "doc"}}
+    if context_time is not None:
+        request["context"] = {"time": context_time}
+    return request
+
+
+@pytest.fixture
+def policies(tmp_path):
+    root = tmp_path / "policies"
+    root.mkdir()
+    (root / "api.pdl").write_text(POLICY, encoding="utf-8")
+    (root / "api_test.yaml").write_text(SUITE, encoding="utf-8")
+    return root
+
+
+# ---- the engine ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_old_or_future_context_time_fails_closed_with_a_bound(policies, backend):
+    engine = pdp.load(policies, backend=backend, max_clock_skew=30)
+    # The clock reads later than the stamp: a past offset grows, a future one shrinks.
+    for offset, words in ((-3600, "1h behind"), (-6 * 86400 - 4560, "6d1h16m behind"), (125.5, "2m5s ahead of")):
+        d = engine.decide(request_at(stamp(time.time() + offset)))
+        assert d.decision == "DENY"
+        assert [r.rule for r in d.reasons] == ["api.stale_token"]
+        message = d.reasons[0].message
+        assert message.startswith(f"failed closed: context.time is {words} the server clock"), message
+        assert message.endswith("the server clock; at most 30s is allowed (--max-clock-skew)")
+        assert [e.rule for e in d.errors] == ["api.stale_token"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_context_time_within_the_bound_is_used(policies, backend):
+    engine = pdp.load(policies, backend=backend, max_clock_skew=30)
+    now = time.time()
+    for context_time in (stamp(now - 20), stamp(now + 20), now - 5, int(now), None):
+        d = engine.decide(request_at(context_time))
+        assert d.decision == "ALLOW" and d.errors == (), context_time
+    # Within the bound, a token older than 15 minutes is still stale: the time was used.
+    d = engine.decide(request_at(stamp(now), issued_ago=3600))
+    assert d.decision == "DENY" and d.reasons[0].message.startswith(("token issued 3599.", "token issued 3600"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_permit_that_reads_an_unbounded_time_does_not_apply(tmp_path, backend):
+    (tmp_path / "p.pdl").write_text('policy p {\n  permit hours when now > 0\n}\n')
+    engine = pdp.load(tmp_path, backend=backend).with_max_clock_skew(30)
+    d = engine.decide(request_at(stamp(time.time() - 86400)))
+    assert d.decision == "DENY" and [r.rule for r in d.reasons] == ["default"]
+    assert [(e.rule, e.message) for e in d.errors] == [
+        ("p.hours", "context.time is 1d behind the server clock; at most 30s is allowed (--max-clock-skew)")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_a_bound_context_time_is_taken_as_given(policies, backend):
+    engine = pdp.load(policies, backend=backend)
+    assert engine.max_clock_skew is None
+    d = engine.decide({"identity": {"type": "workload", "id": "a", "issued_at": "2026-11-27T10:00:00Z"},
+                       "action": "read", "resource": {"type": "doc"}, "context": {"time": "2026-11-27T10:05:00Z"}})
+    assert d.decision == "ALLOW"
+    bounded = engine.with_max_clock_skew(30)
+    assert bounded.max_clock_skew == 30 and engine.max_clock_skew is None  # a new engine
+    assert bounded.decide({"identity": {"type": "workload", "id": "a", "issued_at": "2026-11-27T10:00:00Z"},
+                           "action": "read", "resource": {"type": "doc"},
+                           "context": {"time": "2026-11-27T10:05:00Z"}}).decision == "DENY"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_malformed_context_time_keeps_its_own_message(policies, backend):
+    engine = pdp.load(policies, backend=backend, max_clock_skew=30)
+    d = engine.decide(request_at("yesterday"))
+    assert d.reasons[0].message == "failed closed: context.time: 'yesterday' is not an RFC 3339 time"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decide_at_measures_the_bound_against_the_given_server_time(policies, backend):
+    engine = pdp.load(policies, backend=backend, max_clock_skew=30)
+    fixed = {"identity": {"type": "workload", "id": "a", "issued_at": "2026-11-27T10:00:00Z"},
+             "action": "read", "resource": {"type": "doc"}, "context": {"time": "2026-11-27T10:05:00Z"}}
+    assert engine.decide_at(fixed, 1795773900 + 10).decision == "ALLOW"
+    d = engine.decide_at(fixed, 1795773900 + 31)
+    assert d.decision == "DENY" and "31s behind the server clock" in d.reasons[0].message
+    # No context.time: now is the given server time (10 minutes after the token was issued).
+    del fixed["context"]
+    assert engine.decide_at(fixed, 1795773600 + 600).decision == "ALLOW"
+    assert engine.decide_at(fixed, 1795773600 + 3600).decision == "DENY"
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "30s", True])
+def test_a_bad_bound_is_refused(policies, bad):
+    with pytest.raises(ValueError, match="clock bound"):
+        pdp.load(policies, max_clock_skew=bad)
+
+
+def test_explain_uses_the_bound_too(policies):
+    engine = pdp.load(policies, max_clock_skew=30)
+    explanation = engine.explain(request_at(stamp(time.time() - 3600)))
+    assert explanation.decision.decision == "DENY"
+    assert "1h behind the server clock" in json.dumps(explanation.to_dict())
+
+
+# ---- pdp serve -------------------------------------------------------------------------------
+
+
+def test_pdp_serve_bounds_the_clock_on_every_api(policies):
+    """gRPC Check, CheckBatch and CheckStream, Envoy's Check and AuthZEN over HTTP: an old or
+    future context.time fails closed, one within the default 30 s is used."""
+    args = (str(policies), "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "1")
+    with ServeProcess(*args) as server:
+        port = server.wait_ready()
+        http_port = int(server.wait_for(r"AuthZEN over HTTP on http://127\.0\.0\.1:(\d+)").group(1))
+        now = time.time()
+        old, future, recent = stamp(now - 3600), stamp(now + 3600), stamp(now - 5)
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            d = client.check(request_at(old))
+            assert d.decision == "DENY" and "context.time is 1h behind the server clock" in d.reasons[0].message
+            d = client.check(request_at(future))
+            assert d.decision == "DENY" and "ahead of the server clock" in d.reasons[0].message
+            assert client.check(request_at(recent)).decision == "ALLOW"
+            assert client.check(request_at(None)).decision == "ALLOW"
+            batch = client.check_batch([request_at(old), request_at(recent), request_at(future)])
+            assert [d.decision for d in batch] == ["DENY", "ALLOW", "DENY"]
+            stream = list(client.check_stream([request_at(recent), request_at(old)]))
+            assert [d.decision for d in stream] == ["ALLOW", "DENY"]
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            envoy = ext_grpc.AuthorizationStub(channel)
+            # Envoy's request.time becomes context.time (SPEC §7.1).
+            answer = envoy.Check(envoy_request(seconds=int(now) - 3600), timeout=WAIT)
+            assert answer.status.code == 7
+            body = json.loads(answer.denied_response.body)
+            assert body["reasons"][0]["rule"] == "http.time_travel"
+            assert "context.time is 1h behind the server clock" in body["reasons"][0]["message"]
+            assert envoy.Check(envoy_request(seconds=int(now)), timeout=WAIT).status.code == 0
+
+        http = HttpClient(http_port)
+        try:
+            def evaluation(context_time):
+                body = {"subject": {"type": "workload", "id": "a", "properties": {"issued_at": stamp(now - 60)}},
+                        "action": {"name": "read"}, "resource": {"type": "doc", "id": "d1"},
+                        "context": {"time": context_time}}
+                status, _, answer = http.post("/access/v1/evaluation", body)
+                assert status == 200
+                return answer["decision"]
+
+            assert evaluation(old) is False and evaluation(future) is False and evaluation(recent) is True
+        finally:
+            http.close()
+        assert server.stop() == 0
+
+
+def test_pdp_serve_max_clock_skew_widens_or_narrows_the_bound(policies):
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--max-clock-skew", "2m") as server:
+        port = server.wait_ready()
+        with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
+            assert client.check(request_at(stamp(time.time() - 90))).decision == "ALLOW"  # over 30s, within 2m
+            d = client.check(request_at(stamp(time.time() - 150)))
+            assert d.decision == "DENY" and d.reasons[0].message.endswith("at most 2m is allowed (--max-clock-skew)")
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("value, problem", [("30", "write whole amounts with the units"), ("1.5m", "whole numbers"),
+                                            ("30s1m", "in the order d h m s ms"), ("-5s", "write whole amounts")])
+def test_a_bad_max_clock_skew_is_a_usage_error(policies, capsys, value, problem):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(policies), f"--max-clock-skew={value}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--max-clock-skew" in err and problem in err
+
+
+def test_pdp_eval_takes_context_time_as_given(policies, tmp_path, capsys):
+    request = tmp_path / "r.json"
+    request.write_text(json.dumps({"identity": {"type": "workload", "id": "a", "issued_at": "2026-11-27T10:00:00Z"},
+                                   "action": "read", "resource": {"type": "doc"},
+                                   "context": {"time": "2026-11-27T10:05:00Z"}}))
+    assert main(["eval", str(policies), "--request", str(request)]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == "ALLOW"
+    assert main(["test", str(policies)]) == 0
