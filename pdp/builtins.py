@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
+from . import times
 from .errors import EvalError
 from .values import CidrSet, parse_time, type_name
 
@@ -28,6 +29,12 @@ class Builtin:
     impl: Callable | None  # (now, *args) -> value; raises EvalError
     doc: str
     reads_now: bool = False  # the value depends on the request time, not only on the arguments
+    #: Static types by position, where they differ between arguments (else ``arg_types``).
+    positional: tuple[tuple[str, ...], ...] = ()
+
+    def types_of(self, position: int) -> tuple[str, ...]:
+        """The static types argument ``position`` may have."""
+        return self.positional[position] if position < len(self.positional) else self.arg_types
 
     def arity_text(self) -> str:
         if self.max_args is None:
@@ -93,6 +100,9 @@ def _cached_cidr_set(texts: tuple[str, ...]) -> CidrSet:
     return _parse_cidr_set(texts)  # an EvalError is raised, not cached
 
 
+#: A time (RFC 3339 string or epoch number), then an IANA time zone name.
+_ZONED_ARGS = ((STRING, NUMBER), (STRING,))
+
 BUILTINS: dict[str, Builtin] = {
     b.name: b
     for b in (
@@ -107,5 +117,20 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("age", 1, 1, (STRING, NUMBER), NUMBER, _age, "now - time(x), in seconds", reads_now=True),
         Builtin("cidr", 1, None, (STRING, LIST), CIDR, _cidr,
                 "a set of IPv4/IPv6 networks, for `ip in cidr(...)`; arguments are strings or lists of strings"),
+        Builtin("hour", 2, 2, (STRING, NUMBER), NUMBER, times.IMPLEMENTATIONS["hour"],
+                "the hour (0 to 23) of a time in an IANA time zone: hour(now, \"Europe/Paris\")",
+                positional=_ZONED_ARGS),
+        Builtin("minute", 2, 2, (STRING, NUMBER), NUMBER, times.IMPLEMENTATIONS["minute"],
+                "the minute (0 to 59) of a time in an IANA time zone", positional=_ZONED_ARGS),
+        Builtin("weekday", 2, 2, (STRING, NUMBER), STRING, times.IMPLEMENTATIONS["weekday"],
+                "the day of the week of a time in an IANA time zone: \"Mon\", \"Tue\", ... \"Sun\"",
+                positional=_ZONED_ARGS),
+        Builtin("date", 2, 2, (STRING, NUMBER), STRING, times.IMPLEMENTATIONS["date"],
+                "the calendar date of a time in an IANA time zone, as \"YYYY-MM-DD\"", positional=_ZONED_ARGS),
+        Builtin("duration", 1, 1, (NUMBER,), STRING, times.duration_of,
+                "a number of seconds as people read a duration: duration(522994) is \"6d1h16m\""),
     )
 }
+
+#: Functions whose second argument names an IANA time zone (a literal one is checked at load).
+ZONED = ("hour", "minute", "weekday", "date")

@@ -8,9 +8,9 @@ default, fail-closed forbids, permit errors):
   ``context.source_ip/time``, and ``data.x`` (the fixed :data:`DATA` below, written next to
   the policies by :func:`write_policy_set`).
 
-Policies use every operator and built-in, literals of every kind (strings with escapes,
-ints, floats, durations, lists, ``cidr(...)``), ``let``s, targets, annotations and reasons
-with ``{expr}`` interpolation. Expressions are generated *typed*, mirroring the static
+Policies use every operator and built-in (the time functions in IANA zones among them),
+literals of every kind (strings with escapes, ints, floats, durations, lists, ``cidr(...)``),
+``let``s, targets, annotations and reasons with ``{expr}`` interpolation. Expressions are generated *typed*, mirroring the static
 checker (SPEC §1.1): where a static type is known it is one the operator accepts, so every
 generated program loads. Runtime errors are generated on purpose through attributes, whose
 type is only known per request: missing attributes, wrong types, bad times and IPs, missing
@@ -128,6 +128,10 @@ GLOBS = ["*", "**", "a*", "*e", "al?ce", "?ob", "p*d", "*:write", "payments:*", 
 DURATIONS = ["500ms", "90s", "15m", "1h", "7d", "1h30m", "2d12h", "0s"]
 NUMBERS = ["0", "1", "2", "3", "-1", "2.5", "3.0", "1e3", "-0.5", "9223372036854775807"]
 TIMES = ["2026-11-27T10:00:00Z", "2026-01-01T00:00:00+02:00", "2026-11-27T10:05:00.5Z", "not a time"]
+#: Time zones of hour(t, zone) and the other time functions: whole, half and quarter hour
+#: offsets, summer time on either hemisphere.
+ZONES = ["UTC", "Europe/Paris", "Asia/Kolkata", "America/St_Johns", "Pacific/Chatham", "Australia/Sydney"]
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 NETWORKS = ["10.0.0.0/8", "192.168.0.0/16", "fd00::/8", "10.1.2.3", "2001:db8::/32", "0.0.0.0/0",
             "::/0", "172.16.0.0/12"]
 ANNOTATION_KEYS = ["owner", "control", "severity", "ticket"]
@@ -259,6 +263,7 @@ class _ExprGen:
             ])()
         return self.weighted([
             (6, lambda: self.sensible_compare(depth)),
+            (1, lambda: self.calendar_compare(depth - 1)),
             (8 if self.careful else 2, lambda: self.guarded_compare(depth)),
             (0 if self.careful else 2, lambda: self.any_compare(depth)),
             (1, lambda: Expr(self.pick(["true", "false"]), BOOL)),
@@ -280,9 +285,21 @@ class _ExprGen:
 
     def string(self, depth: int) -> Expr:
         if depth > 0 and self.coin(4):
-            func = self.pick(["lower", "upper"])
-            return Expr(f"{func}({self.slot([STR], depth - 1).text})", STR)
+            return self.weighted([
+                (4, lambda: Expr(f"{self.pick(['lower', 'upper'])}({self.slot([STR], depth - 1).text})", STR)),
+                (2, lambda: self.calendar(self.pick(["weekday", "date"]), depth - 1)),
+                (1, lambda: Expr(f"duration({self.slot([NUM], depth - 1).text})", STR)),
+            ])()
         return Expr(json_text(self.pick(STRING_POOL)), STR)
+
+    def calendar(self, func: str, depth: int) -> Expr:
+        """``hour``/``minute``/``weekday``/``date`` of a time in a zone (now and then one known
+        only per request, which may be no zone at all)."""
+        zone = self.weighted([(6, lambda: json_text(self.pick(ZONES))),  # a literal must be a zone (a load error)
+                              (1, lambda: self.pick(["identity.env", "resource.owner", 'lower("UTC")',
+                                                     'upper("utc")', "data.x.roles[identity.id]"]))])()
+        time = Expr("now", NUM) if self.coin(2) else self.time_arg(depth)
+        return Expr(f"{func}({time.text}, {zone})", NUM if func in ("hour", "minute") else STR)
 
     def number(self, depth: int) -> Expr:
         options: list = [
@@ -295,6 +312,7 @@ class _ExprGen:
                 (1, lambda: Expr(f"len({self.slot([STR, LIST, MAP], depth - 1).text})", NUM)),
                 (1, lambda: Expr(f"time({self.time_arg(depth - 1).text})", NUM)),
                 (1, lambda: Expr(f"age({self.time_arg(depth - 1).text})", NUM)),
+                (1, lambda: self.calendar(self.pick(["hour", "minute"]), depth - 1)),
             ]
         return self.weighted(options)()
 
@@ -403,6 +421,22 @@ class _ExprGen:
         if op == "contains" and self.coin(4):
             return Expr(f"{lit()} in {attr}", BOOL, 4)
         return Expr(f"{attr} {op} {right}", BOOL, 4)
+
+    def calendar_compare(self, depth: int) -> Expr:
+        """Business hours and days, as policies write them."""
+        func = self.pick(["hour", "minute", "weekday", "date"])
+        call = self.calendar(func, depth)
+        if func == "weekday":
+            if self.coin(2):
+                days = self.some(WEEKDAYS, 1, 3, unique=True)
+                return Expr(f"{call.text} {self.pick(['in', 'not in'])} {self.list_text([json_text(d) for d in days])}",
+                            BOOL, 4)
+            return Expr(f"{call.text} {self.pick(['==', '!='])} {json_text(self.pick(WEEKDAYS))}", BOOL, 4)
+        if func == "date":
+            return Expr(f"{call.text} {self.pick(['==', '<', '>='])} {json_text(self.pick(['2026-11-27', '2026-11-28']))}",
+                        BOOL, 4)
+        bound = self.pick(["0", "9", "10", "17", "30", "59"])
+        return Expr(f"{call.text} {self.pick(['<', '>=', '==', '!='])} {bound}", BOOL, 4)
 
     def guarded_compare(self, depth: int) -> Expr:
         """``defined(a) and a ...`` (or ``not defined(a) or a ...``): how authors avoid errors."""

@@ -13,10 +13,11 @@ import difflib
 from typing import Callable, Mapping
 
 from ..access import index_value
-from ..builtins import ANY, BOOL, BUILTINS, CIDR, LIST, MAP, NUMBER, STRING
+from ..builtins import ANY, BOOL, BUILTINS, CIDR, LIST, MAP, NUMBER, STRING, ZONED
 from ..errors import Diagnostic, EvalError
 from ..glob import glob_error
 from ..syntax import ast
+from ..times import zone_error
 from ..values import parse_network, type_name
 
 ROOT_TYPES = {"identity": MAP, "action": MAP, "resource": MAP, "context": MAP, "token": MAP, "data": MAP,
@@ -181,13 +182,23 @@ class ExpressionChecker:
             return builtin.result
         if builtin.name == "defined":
             return builtin.result
-        for arg, kind in zip(e.args, arg_types):
-            if kind != ANY and kind not in builtin.arg_types:
-                wanted = " or ".join(builtin.arg_types)
-                self.error(arg, f"{e.func} expects a {wanted}, got {kind}", "pdl_type")
+        for position, (arg, kind) in enumerate(zip(e.args, arg_types)):
+            wanted = builtin.types_of(position)
+            if kind != ANY and kind not in wanted:
+                what = "a time zone name (a string) as its second argument" if builtin.name in ZONED and position \
+                    else f"a {' or '.join(wanted)}"
+                self.error(arg, f"{e.func} expects {what}, got {kind}", "pdl_type")
         if builtin.name == "cidr":
             self._cidr_literals(e)
+        if builtin.name in ZONED:
+            self._zone_literal(e.args[1])
         return builtin.result
+
+    def _zone_literal(self, zone: ast.Expr) -> None:
+        if isinstance(zone, ast.Literal) and isinstance(zone.value, str):
+            problem = zone_error(zone.value)
+            if problem:
+                self.error(zone, problem, "pdl_zone")
 
     def _cidr_literals(self, e: ast.Call) -> None:
         for arg in e.args:
