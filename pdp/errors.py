@@ -26,7 +26,8 @@ class Diagnostic:
     """One positioned problem in a policy, data or suite file.
 
     ``line`` and ``column`` are 1-based; both are 0 when the problem has no position
-    (a missing path, an unreadable file).
+    (a missing path, an unreadable file). ``severity`` is ``error`` (the set cannot load) or
+    ``warning`` (``pdp check``'s lint: it loads, but something in it cannot be meant).
     """
 
     file: str
@@ -35,11 +36,13 @@ class Diagnostic:
     message: str
     code: str = "pdl_error"
     source_line: str | None = None
+    severity: str = "error"
 
     def render(self) -> str:
+        message = f"warning: {self.message}" if self.severity == "warning" else self.message
         if self.line <= 0:
-            return f"{self.file}: {self.message}"
-        head = f"{self.file}:{self.line}:{self.column}: {self.message}"
+            return f"{self.file}: {message}"
+        head = f"{self.file}:{self.line}:{self.column}: {message}"
         if self.source_line is None:
             return head
         line, column = self.source_line, self.column

@@ -15,6 +15,7 @@ from ..builtins import BUILTINS
 from ..errors import Diagnostic
 from ..syntax import ast
 from .expressions import ROOT_TYPES, UNKNOWN, ExpressionChecker
+from .lint import lint_rules
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class CheckedPolicySet:
 
     policies: tuple[CheckedPolicy, ...]
     data: Mapping[str, object] = field(default_factory=dict)
+    #: Lint (pdp.check.lint): what loads but cannot be meant, as diagnostics of severity
+    #: "warning", sorted like errors; ``pdp check`` prints them.
+    warnings: tuple[Diagnostic, ...] = ()
 
     def rules(self, effect: str) -> list[tuple[CheckedPolicy, CheckedRule]]:
         """Rules of one effect, in source order."""
@@ -63,6 +67,7 @@ def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[Checke
     and the diagnostics found."""
     data = dict(data)
     diagnostics: list[Diagnostic] = []
+    warnings: list[Diagnostic] = []
     report = diagnostics.append
     seen_policies: dict[str, ast.Policy] = {}
     checked: list[CheckedPolicy] = []
@@ -77,12 +82,15 @@ def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[Checke
             else:
                 seen_policies[policy.name] = policy
             _keyword_name("policy", policy.name, policy.name_span, report)
-            checked_policy = _check_policy(policy, report, position, data)
+            checked_policy = _check_policy(policy, report, position, data, warnings.append)
+            lint_rules(checked_policy, warnings.append)
             position += len(checked_policy.rules)
             checked.append(checked_policy)
     rank = {m.path: i for i, m in enumerate(modules)}
-    diagnostics.sort(key=lambda d: (rank.get(d.file, -1), d.line, d.column))
-    return CheckedPolicySet(tuple(checked), MappingProxyType(data)), diagnostics
+    order = lambda d: (rank.get(d.file, -1), d.line, d.column)  # noqa: E731
+    diagnostics.sort(key=order)
+    warnings.sort(key=order)
+    return CheckedPolicySet(tuple(checked), MappingProxyType(data), tuple(warnings)), diagnostics
 
 
 #: Words of the language: they may follow `.` as attribute names, but may not name a policy,
@@ -110,7 +118,7 @@ def _annotations(items: tuple[ast.Annotation, ...], report) -> dict[str, str]:
     return result
 
 
-def _check_policy(policy: ast.Policy, report, position: int, data: dict[str, object]) -> CheckedPolicy:
+def _check_policy(policy: ast.Policy, report, position: int, data: dict[str, object], warn) -> CheckedPolicy:
     policy_annotations = _annotations(policy.annotations, report)
     all_lets = {item.name for item in policy.items if isinstance(item, ast.Let)}
     let_types: dict[str, str] = {}
@@ -119,7 +127,7 @@ def _check_policy(policy: ast.Policy, report, position: int, data: dict[str, obj
     rule_names: dict[str, ast.Rule] = {}
     target: ast.Target | None = None
 
-    checker = ExpressionChecker(report, let_types.get, lambda name: name in all_lets, data)
+    checker = ExpressionChecker(report, let_types.get, lambda name: name in all_lets, data, warn)
     for item in policy.items:
         if isinstance(item, ast.Target):
             if target is not None:

@@ -9,6 +9,7 @@ unknown data name is an error everywhere; a path that does not resolve, outside 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import Callable, Mapping
 
@@ -19,6 +20,7 @@ from ..glob import glob_error
 from ..syntax import ast
 from ..times import zone_error
 from ..values import parse_network, type_name
+from .lint import lint_comparison
 
 ROOT_TYPES = {"identity": MAP, "action": MAP, "resource": MAP, "context": MAP, "token": MAP, "data": MAP,
               "now": NUMBER}
@@ -30,6 +32,14 @@ UNKNOWN = object()
 #: At most this many keys are listed when a data path names none of them.
 _KEYS_SHOWN = 8
 STRING_OPS = ("matches", "startswith", "endswith")
+
+
+def _value_type(value: object) -> str:
+    if isinstance(value, dict):
+        return MAP
+    if isinstance(value, list):
+        return LIST
+    return _literal_type(value)
 
 
 def _literal_type(value: object) -> str:
@@ -44,8 +54,10 @@ class ExpressionChecker:
     """Checks expressions in one policy; ``visible(name)`` gives a let's type or None."""
 
     def __init__(self, report: Callable[[Diagnostic], None], lets_before: Callable[[str], str | None],
-                 let_later: Callable[[str], bool], data: dict[str, object]):
+                 let_later: Callable[[str], bool], data: dict[str, object],
+                 warn: Callable[[Diagnostic], None] | None = None):
         self.report = report
+        self.warn = warn  # lint (pdp check): what loads but cannot be meant
         self.lets_before = lets_before
         self.let_later = let_later
         self.data = data
@@ -56,6 +68,10 @@ class ExpressionChecker:
 
     def error(self, node, message: str, code: str) -> None:
         self.report(node.span.diagnostic(message, code))
+
+    def warning(self, node, message: str, code: str) -> None:
+        if self.warn is not None:
+            self.warn(dataclasses.replace(node.span.diagnostic(message, code), severity="warning"))
 
     def condition(self, expr: ast.Expr, clause: str) -> None:
         """Check a target/when/unless expression, which must be a boolean."""
@@ -160,6 +176,13 @@ class ExpressionChecker:
         span = e.span
         self.report(span.file.diagnostic(span.end_line, span.end_column - len(e.name), message, code))
 
+    def _known(self, e: ast.Expr, kind: str) -> str:
+        """``kind``, or for a data path that resolved at load, the type of its value."""
+        if kind != ANY:
+            return kind
+        value = self._data_values.get(id(e), UNKNOWN)
+        return ANY if value is UNKNOWN else _value_type(value)
+
     def _boolean(self, operand: ast.Expr, op: str) -> None:
         kind = self.check(operand)
         if kind not in (BOOL, ANY):
@@ -216,6 +239,8 @@ class ExpressionChecker:
         left, right = self.check(e.left), self.check(e.right)
         op = e.op
         known = left != ANY and right != ANY
+        if self.warn is not None:
+            lint_comparison(self, e, self._known(e.left, left), self._known(e.right, right))
         if op in ("==", "!="):
             return
         if op in ORDERING:
