@@ -13,7 +13,7 @@ from typing import Callable
 
 from . import times
 from .errors import EvalError
-from .values import CidrSet, parse_time, type_name
+from .values import CidrSet, parse_time, quote_key, type_name
 
 # Static types the checker knows; "any" is a value only known at request time.
 STRING, NUMBER, BOOL, LIST, MAP, CIDR, ANY = "string", "number", "bool", "list", "map", "cidr set", "any"
@@ -76,6 +76,51 @@ def _cidr(now, *args):
     return cidr_set(tuple(texts))
 
 
+def _index_by(now, collection, field):
+    return index_by(collection, field)
+
+
+#: Indexes kept once built, by (collection, field): `index_by(data.identities, "spiffe_id")` is
+#: folded at load by the compiler, but the reference evaluator (and a collection known only per
+#: request) calls it per request. Each entry holds its collection, so its id cannot be reused.
+_INDEXES: dict[tuple[int, str], tuple[object, dict]] = {}
+_MAX_INDEXES = 64
+
+
+def index_by(collection: object, field: object) -> dict:
+    """The built-in ``index_by``: the entries of ``collection`` (a map's values, a list's items)
+    keyed by their ``field``, a string. Entries that are not maps, or whose ``field`` is absent
+    or not a string, are left out; two entries with one value are an error."""
+    if not isinstance(field, str):
+        raise EvalError(f"index_by expects a field name (a string) as its second argument, got {type_name(field)}")
+    key = (id(collection), field)
+    cached = _INDEXES.get(key)
+    if cached is not None and cached[0] is collection:
+        return cached[1]
+    if isinstance(collection, dict):
+        entries = collection.items()
+    elif isinstance(collection, list):
+        entries = enumerate(collection)
+    else:
+        raise EvalError(f"index_by expects a map or a list of entries, got {type_name(collection)}")
+    index: dict = {}
+    origins: dict = {}  # value ⇒ the key or position of its entry, for the message
+    where = quote_key if isinstance(collection, dict) else (lambda i: f"[{i}]")
+    for at, entry in entries:
+        if type(entry) is dict:
+            value = entry.get(field)
+            if type(value) is str:
+                if value in index:
+                    raise EvalError(f"index_by: the entries {where(origins[value])} and {where(at)} both have {field} "
+                                    f"{quote_key(value)}; an index needs unique values")
+                index[value] = entry
+                origins[value] = at
+    if len(_INDEXES) >= _MAX_INDEXES:
+        _INDEXES.clear()  # a crude bound: the indexes that matter are rebuilt once
+    _INDEXES[key] = (collection, index)
+    return index
+
+
 #: Sets of at most this many networks are kept once parsed: `cidr(data.networks[...])` sees
 #: the same few lists on every request (parsing one network costs ~10 µs); a bound keeps
 #: request data from filling the cache with large entries.
@@ -127,6 +172,10 @@ BUILTINS: dict[str, Builtin] = {
                 positional=_ZONED_ARGS),
         Builtin("date", 2, 2, (STRING, NUMBER), STRING, times.IMPLEMENTATIONS["date"],
                 "the calendar date of a time in an IANA time zone, as \"YYYY-MM-DD\"", positional=_ZONED_ARGS),
+        Builtin("index_by", 2, 2, (MAP, LIST), MAP, _index_by,
+                "the entries of a map or list keyed by one of their fields: "
+                "index_by(data.identities, \"spiffe_id\")[identity.spiffe_id]",
+                positional=((MAP, LIST), (STRING,))),
         Builtin("duration", 1, 1, (NUMBER,), STRING, times.duration_of,
                 "a number of seconds as people read a duration: duration(522994) is \"6d1h16m\""),
     )

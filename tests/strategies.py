@@ -56,6 +56,10 @@ DATA: dict = {
         "envs": ["prod", "staging"],
         "flag": True,
         "levels": {"alice": 3, "bob": 1.5},
+        # index_by(...) tables: entries found by another field than their key
+        "people": {"p1": {"login": "alice", "team": "pay"}, "p2": {"login": "bob", "team": "ops"},
+                   "p3": {"team": "pay"}, "p4": {"login": 7}},
+        "hosts": [{"name": "web", "ip": "10.1.2.3"}, {"name": "db", "ip": "fd00::1"}, "junk"],
     }
 }
 
@@ -74,6 +78,8 @@ DOMAINS: dict[str, list] = {
     "scope": ["payments:write", "payments:read", "admin"],
     "tag": ["public", "pii", "finance"],
     "ip": ["10.1.2.3", "192.168.1.1", "fd00::1", "::ffff:10.1.2.3", "2001:db8::1"],
+    "team": ["pay", "ops"],
+    "host": ["web", "db"],
 }
 
 #: Attributes that expressions read: text ⇒ (domain, the type a well-formed request gives it).
@@ -101,6 +107,8 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "token.scopes": ("scope", LIST),
     "token.sub": ("who", STR),
     "token.claims.env": ("env", STR),
+    'index_by(data.x.people,"login")[identity.id].team': ("team", STR),
+    'index_by(data.x.hosts,"ip")[context.source_ip].name': ("host", STR),
 }
 
 #: Attribute paths that are usually (or always) missing, or of a surprising type.
@@ -119,6 +127,8 @@ ODD_ATTRIBUTES = [
     "data.x.roles.alice",
     "token.bound",
     "token.claims.level",
+    'index_by(resource.tags,"name")[identity.id]',  # a collection known per request
+    'index_by(data.x.people,identity.env)[identity.id]',  # a field known per request
 ]
 
 STRING_POOL = sorted({v for d in DOMAINS.values() for v in d if isinstance(v, str)}) + [

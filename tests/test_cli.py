@@ -159,7 +159,7 @@ def test_check_errors_are_positioned_on_stderr(tmp_path, capsys, monkeypatch):
         "bad.pdl:2:35: unexpected character '&'; use 'and' to combine conditions\n"
         '  permit r when subject.id == "x" && true\n'
         "                                  ^\n"
-        "worse.pdl:2:17: unknown function 'lenn'; the functions are age, cidr, date, defined, duration, hour, len, lower, minute, time, upper, weekday\n"
+        "worse.pdl:2:17: unknown function 'lenn'; the functions are age, cidr, date, defined, duration, hour, index_by, len, lower, minute, time, upper, weekday\n"
         "  permit r when lenn(1)\n"
         "                ^\n"
         "worse.pdl:3:10: duplicate rule 'r' in policy 'q'; first defined at worse.pdl:2:10\n"

@@ -161,3 +161,30 @@ def test_large_tables_are_left_to_run_time(tmp_path, monkeypatch):
     request = {"identity": {"type": "w", "id": "alice", "env": "dev"}, "action": "read", "resource": {"type": "doc"},
                "context": {"source_ip": "192.168.1.1"}}
     assert _view(engine.decide(request)) == _view(reference.decide(request))
+
+
+def test_index_by_of_loaded_data_is_built_at_load_and_tabulated(tmp_path):
+    """index_by(data..., "field") is folded to a constant map when the policies load, so a request
+    looks its key up like any data table (tabulated into a LOOKUP), never rebuilding the index."""
+    identities = {f"svc{i}": {"spiffe_id": f"spiffe://acme/ns/svc{i}/sa/api", "env": "prod"} for i in range(50)}
+    texts = ['policy p {\n  permit same_env when index_by(data.identities, "spiffe_id")[identity.id].env == resource.env\n}\n']
+    engine = pdp.load(write_policy_set(tmp_path / "s", texts, {"identities": identities}))
+    nodes = list(_all_nodes((engine.program.forbid_tree, engine.program.permit_tree)))
+    assert not any(n[0] == ir.CALL for n in nodes)
+    assert any(n[0] == ir.LOOKUP for n in nodes)
+    d = engine.decide({"identity": {"type": "workload", "id": "spiffe://acme/ns/svc7/sa/api"}, "action": "GET",
+                       "resource": {"type": "http", "env": "prod"}})
+    assert d.decision == "ALLOW"
+
+
+def _all_nodes(value, seen=None):
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, tuple) and value and isinstance(value[0], int) and not isinstance(value[0], bool) \
+            and value[0] in ir.NAMES:
+        yield value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
+    for item in items:
+        yield from _all_nodes(item, seen)

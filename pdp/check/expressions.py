@@ -14,7 +14,7 @@ import difflib
 from typing import Callable, Mapping
 
 from ..access import index_value
-from ..builtins import ANY, BOOL, BUILTINS, CIDR, LIST, MAP, NUMBER, STRING, ZONED
+from ..builtins import ANY, BOOL, BUILTINS, CIDR, LIST, MAP, NUMBER, STRING, ZONED, index_by
 from ..errors import Diagnostic, EvalError
 from ..glob import glob_error
 from ..syntax import ast
@@ -215,7 +215,21 @@ class ExpressionChecker:
             self._cidr_literals(e)
         if builtin.name in ZONED:
             self._zone_literal(e.args[1])
+        if builtin.name == "index_by":
+            self._index_of_data(e)
         return builtin.result
+
+    def _index_of_data(self, e: ast.Call) -> None:
+        """``index_by`` of loaded data by a literal field is built at load: its errors (two
+        entries with one value, data that is not a map or list) are load errors here."""
+        collection = self._data_values.get(id(e.args[0]), UNKNOWN)
+        field = e.args[1]
+        if collection is UNKNOWN or not (isinstance(field, ast.Literal) and isinstance(field.value, str)):
+            return
+        try:
+            index_by(collection, field.value)
+        except EvalError as err:
+            self.error(e, f"{ast.to_text(e.args[0])}: {err.message}", "pdl_index")
 
     def _zone_literal(self, zone: ast.Expr) -> None:
         if isinstance(zone, ast.Literal) and isinstance(zone.value, str):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from ..access import index_value, missing, not_a_map
-from ..builtins import cidr_set
+from ..builtins import cidr_set, index_by
 from ..check import CheckedPolicy
 from ..errors import EvalError
 from ..glob import glob_error
@@ -148,6 +148,11 @@ class Lowerer:
         for arg in args:
             if arg[0] == ERROR:
                 return arg
+        if e.func == "index_by" and all(a[0] == CONST for a in args):
+            try:  # an index of the loaded data: built once, here
+                return self.const(index_by(args[0][1], args[1][1]))
+            except EvalError as err:
+                return self.error(err.message)
         if e.func == "cidr" and all(a[0] == CONST for a in args):
             texts: list[str] = []
             for a in args:
