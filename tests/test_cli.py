@@ -140,7 +140,7 @@ def test_check_ok_json(policies, capsys):
     code, out, err = run(["check", str(policies), "--json"], capsys)
     assert (code, err) == (0, "")
     assert json.loads(out) == {"ok": True, "policies": 1, "rules": 3, "data": 1,
-                               "revision": pdp.load(policies).revision}
+                               "revision": pdp.load(policies).revision, "warnings": []}
 
 
 def test_check_counts_several_files(tmp_path, capsys):
