@@ -244,9 +244,12 @@ def _remote(args, modes: tuple[str, ...]) -> dict:
 
 
 def _compare_with_local(args, lines, remote_decisions) -> dict:
+    from ..clock import DEFAULT_MAX_SKEW
     from ..engine import load
 
-    engine = load(args.paths, backend=args.backend)
+    # pdp serve bounds context.time to its clock (pdp.clock): decide here as it does, or a
+    # request with an old fixed time would look like a different policy set.
+    engine = load(args.paths, backend=args.backend, max_clock_skew=DEFAULT_MAX_SKEW)
     for (number, request), theirs in zip(lines, remote_decisions):
         ours = engine.decide(request)
         if ours.decision != theirs.decision or [r.rule for r in ours.reasons] != [r.rule for r in theirs.reasons]:
