@@ -99,7 +99,10 @@ def local_time(func: str, x: object, zone: object) -> datetime:
         raise EvalError(problem)  # type: ignore[arg-type]
     if not _EPOCH_MIN + 86400 <= seconds <= _EPOCH_MAX - 86400:  # a day's margin for the zone's offset
         raise EvalError(f"{func}: the time {render(seconds)} is outside the years 1 to 9999")
-    return (_EPOCH + timedelta(seconds=seconds)).astimezone(found)
+    try:
+        return datetime.fromtimestamp(seconds, found)  # 3x faster than the arithmetic below
+    except (OverflowError, OSError, ValueError):  # the platform's own limits (negative times on some)
+        return (_EPOCH + timedelta(seconds=seconds)).astimezone(found)
 
 
 def _hour(now, x, zone):

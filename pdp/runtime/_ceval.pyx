@@ -324,6 +324,7 @@ cdef class _Context:
 
     cdef object now_or_err(self):
         cdef object now = self.now_value
+        cdef double server, offset
         if now is _UNSET:
             if "time" in self.context:
                 try:
@@ -332,11 +333,15 @@ cdef class _Context:
                     now = _Err("context.time: " + err.message)
                 else:
                     if self.max_skew >= 0:
-                        try:
-                            now = clock.bounded(now, self.arrival if self.arrival >= 0
-                                                else _nanos(CLOCK_REALTIME) / 1e9, self.max_skew)
-                        except EvalError as err:
-                            now = _from(err)
+                        server = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
+                        # Python's int - float is float(int) - float: the same test as pdp.clock's,
+                        # which is called only to word the error.
+                        offset = <double>now - server
+                        if not (-self.max_skew <= offset <= self.max_skew):
+                            try:
+                                clock.bounded(now, server, self.max_skew)
+                            except EvalError as err:
+                                now = _from(err)
             else:
                 # The server clock, read when first needed: the same instant as the request's
                 # arrival to within the evaluation's microseconds, and most requests never ask.
