@@ -276,7 +276,10 @@ cdef class _Context:
     cdef object identity, action, resource, context
     cdef object token  # the verified token (the root ``token``); None when the request has none
     cdef double arrival
-    cdef double max_skew  # the clock bound (pdp.clock); negative: context.time is taken as given
+    # The clock bound (pdp.clock), when ``bounded``: a context made without setting it (its
+    # fields start at zero) takes context.time as given.
+    cdef bint bounded
+    cdef double max_skew
     # CACHED slots: the first _INLINE_SLOTS in the context itself (NULL when empty; owned
     # references below ``filled``), no allocation per request; the others in ``more``
     # (None until the first is used), taken from ``spare`` (the evaluator's) and given back.
@@ -332,7 +335,7 @@ cdef class _Context:
                 except EvalError as err:
                     now = _Err("context.time: " + err.message)
                 else:
-                    if self.max_skew >= 0:
+                    if self.bounded:
                         server = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
                         # Python's int - float is float(int) - float: the same test as pdp.clock's,
                         # which is called only to word the error.
@@ -1461,7 +1464,8 @@ cdef class Evaluator:
     cdef object forbid_tree, permit_tree
     cdef Py_ssize_t slots
     cdef list spare  # _Slots for the next requests
-    cdef double max_skew  # negative: no clock bound
+    cdef bint bounded  # a clock bound of max_skew seconds (pdp.clock)
+    cdef double max_skew
 
     backend = "compiled"
 
@@ -1472,16 +1476,16 @@ cdef class Evaluator:
         self.forbid_tree = self.permit_tree = _Leaf.__new__(_Leaf)
         (<_Leaf>self.forbid_tree).entries = ()
         self.revision = ""
-        self.max_skew = -1.0
 
     @property
     def max_clock_skew(self):
         """The clock bound in seconds (pdp.clock), or None: context.time is taken as given."""
-        return None if self.max_skew < 0 else self.max_skew
+        return self.max_skew if self.bounded else None
 
     def __init__(self, program, max_clock_skew=None):
         verify(program)  # PolicyError unless well-formed: linking below trusts every field
-        self.max_skew = -1.0 if max_clock_skew is None else clock.check_max_skew(max_clock_skew)
+        self.bounded = max_clock_skew is not None
+        self.max_skew = clock.check_max_skew(max_clock_skew) if self.bounded else 0.0
         cdef dict memo = {}
         self.program = program
         self.revision = program.revision
@@ -1599,7 +1603,7 @@ cdef class Evaluator:
         context, or one reused by a batch or a search)."""
         ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
         ctx.arrival = arrival
-        ctx.max_skew = self.max_skew
+        ctx.bounded, ctx.max_skew = self.bounded, self.max_skew
         ctx.clear_slots()  # a context reused by a batch or a search
         ctx.slots = self.slots
         ctx.spare = self.spare
