@@ -9,6 +9,7 @@ About 50 s of CPU; on a loaded 2-core machine it has taken up to four minutes.""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import queue
@@ -31,6 +32,14 @@ from pdp.client import Client
 REPO = Path(__file__).resolve().parents[1]
 PIP_TIMEOUT = 600  # bounds a stuck download or compiler, far above the usual minute
 REQUEST = json.loads((REPO / "examples" / "charge.json").read_text())
+
+
+def _now_request() -> dict:
+    """REQUEST at the current time: pdp serve refuses a context.time off its clock (SPEC §1)."""
+    stamp = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()  # noqa: E731
+    now = time.time()
+    identity = {**REQUEST["identity"], "credential": {"issued_at": stamp(now - 300)}}
+    return {**REQUEST, "identity": identity, "context": {**REQUEST["context"], "time": stamp(now)}}
 
 
 def _copy_build_context(target: Path) -> None:
@@ -101,7 +110,7 @@ def test_the_wheel_builds_installs_and_serves(tmp_path):
         health = _run(str(bin_dir / "pdp"), "health", "--addr", f"127.0.0.1:{port}", cwd=outside)
         assert health.stdout == "SERVING\n"
         with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
-            decision = client.check(REQUEST)
+            decision = client.check(_now_request())
         assert decision.decision == "ALLOW"
         assert [r.rule for r in decision.reasons] == ["payments.billing_may_charge"]
         server.signal(signal.SIGTERM)
