@@ -263,3 +263,141 @@ def test_search_candidates_are_decided_with_the_bound_too(tmp_path, backend):
     assert engine.with_max_clock_skew(30).allowed_candidates(old, "resource", "id", ["a", "x", "b"]) == []
     recent = {**old, "context": {"time": stamp(time.time())}}
     assert engine.with_max_clock_skew(30).allowed_candidates(recent, "resource", "id", ["a", "x", "b"]) == [0, 2]
+
+
+# ---- verified tokens (SPEC §8) ------------------------------------------------------------------
+
+TOKEN_POLICY = """\
+policy payments {
+  target resource.type == "payment"
+
+  forbid stale_token
+    when defined(token) and age(token.issued_at) > 10m
+    reason "token issued {duration(age(token.issued_at))} ago"
+
+  permit billing when token.sub matches "spiffe://acme.prod/**"
+}
+"""
+
+
+@pytest.fixture
+def token_setup(tmp_path):
+    from tokenkit import key, write_trust
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "payments.pdl").write_text(TOKEN_POLICY)
+    return tmp_path / "p", write_trust(tmp_path / "trust", [key("ES256", "es1")])
+
+
+def _paying(context_time, tok=None, rid="p1") -> dict:
+    context = {} if context_time is None else {"time": context_time}
+    if tok is not None:
+        context["token"] = tok
+    return {"identity": {"type": "workload", "id": "billing"}, "action": "charge",
+            "resource": {"type": "payment", "id": rid}, "context": context}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_token_path_applies_the_bound(token_setup, backend):
+    """decide, decide_many, decide_verified, decide_at (with claims), allowed_candidates and
+    explain of an engine with a trust file bound context.time as decide does without one."""
+    from tokenkit import ISSUER, AUDIENCE, key, token
+
+    policies, trust = token_setup
+    bounded = pdp.load(policies, backend=backend, trust=trust, max_clock_skew=30)
+    unbounded = pdp.load(policies, backend=backend, trust=trust)
+    now = float(int(time.time()))  # whole seconds: the offsets below are exact
+    tok = token(key("ES256", "es1"), "ES256", now=now - 60)
+    old = stamp(now - 3600)
+
+    def recent() -> str:
+        return stamp(time.time() - 1)
+
+    def failed_closed(d) -> bool:
+        return (d.decision == "DENY" and [r.rule for r in d.reasons] == ["payments.stale_token"]
+                and "context.time is 1h behind the server clock" in d.reasons[0].message)
+
+    assert failed_closed(bounded.decide(_paying(old, tok)))
+    assert bounded.decide(_paying(recent(), tok)).decision == "ALLOW"
+    # Without a bound the old time is taken as given: the token was issued after it.
+    assert unbounded.decide(_paying(old, tok)).decision == "ALLOW"
+
+    batch = bounded.decide_many([_paying(old, tok), _paying(recent(), tok), _paying(None, tok)])
+    assert failed_closed(batch[0]) and [d.decision for d in batch[1:]] == ["ALLOW", "ALLOW"]
+
+    claims = {"iss": ISSUER, "sub": "spiffe://acme.prod/ns/billing/sa/api", "aud": AUDIENCE,
+              "iat": int(now - 60), "exp": int(now + 600)}
+    assert failed_closed(bounded.decide_verified(_paying(old), claims))
+    assert bounded.decide_verified(_paying(recent()), claims).decision == "ALLOW"
+    assert unbounded.decide_verified(_paying(old), claims).decision == "ALLOW"
+
+    # decide_at measures context.time against the time it is given, the token's claims or not.
+    assert failed_closed(bounded.decide_at(_paying(old), now, claims))
+    assert bounded.decide_at(_paying(old), now - 3600, claims).decision == "ALLOW"
+    assert failed_closed(bounded.decide_at(_paying(old, tok), now))
+    assert bounded.decide_at(_paying(old, tok), now - 3590).decision == "ALLOW"
+
+    assert bounded.allowed_candidates(_paying(old, tok), "resource", "id", ["a", "b"]) == []
+    assert bounded.allowed_candidates(_paying(recent(), tok), "resource", "id", ["a", "b"]) == [0, 1]
+    assert unbounded.allowed_candidates(_paying(old, tok), "resource", "id", ["a", "b"]) == [0, 1]
+
+    assert failed_closed(bounded.explain(_paying(old, tok)).decision)
+    assert failed_closed(bounded.explain(_paying(old), claims).decision)
+    assert unbounded.explain(_paying(old, tok)).decision.decision == "ALLOW"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_token_is_checked_against_the_server_clock_never_context_time(token_setup, backend):
+    """exp, nbf and iat are the server clock's business (SPEC §8): a context.time at which the
+    token would have been valid does not revive an expired one, bound or not."""
+    from tokenkit import key, token
+
+    policies, trust = token_setup
+    now = time.time()
+    expired = token(key("ES256", "es1"), "ES256", now=now - 7200, lifetime=600)
+    early = token(key("ES256", "es1"), "ES256", now=now + 3600)
+    not_before = token(key("ES256", "es1"), "ES256", nbf=int(now + 3600))
+    for engine in (pdp.load(policies, backend=backend, trust=trust),
+                   pdp.load(policies, backend=backend, trust=trust, max_clock_skew=30)):
+        d = engine.decide(_paying(stamp(now - 7000), expired))
+        assert [r.message.split(":")[0] for r in d.reasons] == ["token rejected"] and "expired" in d.reasons[0].message
+        for tok, at in ((early, now + 3700), (not_before, now + 3700)):
+            d = engine.decide(_paying(stamp(at), tok))
+            assert d.decision == "DENY" and d.reasons[0].message.startswith("token rejected: not yet valid"), \
+                d.reasons[0].message
+
+
+def test_authzen_evaluation_and_search_with_a_token_are_bounded(token_setup, tmp_path):
+    """The server's AuthZEN service decides a request carrying context.token on the bounded
+    engine: evaluation and search alike."""
+    from tokenkit import key, token
+    from pdp.server import EngineHolder
+    from pdp.server.authzen import AuthzenService
+    from pdp.server.options import ServerOptions
+
+    policies, trust = token_setup
+    (policies / "authzen.data.yaml").write_text("search:\n  resource:\n    payment: payments\n")
+    (policies / "payments.data.yaml").write_text("p1: {}\np2: {}\n")
+    service = AuthzenService(EngineHolder(pdp.load(policies, trust=trust, max_clock_skew=30)), ServerOptions())
+    tok = token(key("ES256", "es1"), "ES256", now=time.time() - 60)
+
+    def body(context_time) -> dict:
+        return {"subject": {"type": "workload", "id": "billing"}, "action": {"name": "charge"},
+                "resource": {"type": "payment", "id": "p1"}, "context": {"time": context_time, "token": tok}}
+
+    old = stamp(time.time() - 3600)
+    status, answer = service.evaluation(json.dumps(body(old)).encode())
+    assert status == 200 and answer["decision"] is False
+    assert "1h behind the server clock" in answer["context"]["reasons"][0]["message"]
+    status, answer = service.evaluation(json.dumps(body(stamp(time.time()))).encode())
+    assert status == 200 and answer["decision"] is True
+
+    def search(context_time) -> list:
+        request = body(context_time)
+        request["resource"] = {"type": "payment"}
+        status, answer = service.search("resource", json.dumps(request).encode())
+        assert status == 200, answer
+        return [r["id"] for r in answer["results"]]
+
+    assert search(old) == []
+    assert search(stamp(time.time())) == ["p1", "p2"]
