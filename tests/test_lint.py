@@ -125,3 +125,18 @@ def test_an_unknown_data_name_fails_check_with_its_position(tmp_path, capsys):
     assert code == 1
     assert (f"{tmp_path}/p.pdl:2:20: unknown data name 'identites': no identites.data.yaml, .yml or .json is "
             "loaded; did you mean data.identities?") in out
+
+
+def test_the_readme_warning_example_is_the_real_output(tmp_path, capsys, monkeypatch):
+    """README's lint section shows a policy and what ``pdp check`` prints for it, verbatim."""
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Warnings: `pdp check` lint"):]
+    policy, shown = re.search(r"```\n(policy hours \{.*?\n)```\n\n```console\n\$ pdp check hours.pdl\n(.*?)```",
+                              section, re.S).groups()
+    (tmp_path / "hours.pdl").write_text(policy, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "hours.pdl"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err + captured.out == shown
