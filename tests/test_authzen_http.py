@@ -616,7 +616,9 @@ def test_pdp_serve_workers_log_and_count_searches(tmp_path):
             status, _, body = client.post(SEARCH + "resource", search, {"X-Request-ID": f"w-{i}"})
             assert status == 200 and [r["id"] for r in body["results"]] == ["101", "107", "113", "119"]
             assert client.post(SEARCH + "action", {"subject": {"type": "user"}})[0] == 400
+            assert client.post(EVALUATION, GOOD, {"X-Request-ID": f"e-{i}"})[2]["decision"] is True
             client.close()
+        scrape_until(metrics_port, r'pdp_decisions_total\{api="authzen",decision="ALLOW"\} 4\.0')
         scrape_until(metrics_port, r'pdp_searches_total\{kind="resource",outcome="found"\} 4\.0')
         page = scrape_until(metrics_port, r'pdp_searches_total\{kind="action",outcome="invalid"\} 4\.0')
         assert 'pdp_search_seconds_count{kind="resource"} 4.0' in page
@@ -626,6 +628,7 @@ def test_pdp_serve_workers_log_and_count_searches(tmp_path):
                                                                              "more": False})
     assert searches == ["w-0", "w-1", "w-2", "w-3"]
     assert sum(1 for x in lines if x.get("error")) == 4
+    assert sorted(x["request_id"] for x in lines if x.get("decision") == "ALLOW") == ["e-0", "e-1", "e-2", "e-3"]
 
 
 def _raw_exchange(port: int, payload: bytes) -> bytes:
@@ -671,6 +674,53 @@ def test_bytes_that_are_not_http_get_a_json_400_and_no_traceback(tmp_path, worke
         assert proc.stop() == 0
         proc.wait_for(r"stopped")
     assert not [line for line in proc.lines if "Traceback" in line or "Error handling request" in line]
+
+
+def test_pdp_serve_http_addr_with_mtls_options(tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    root = write_policies(tmp_path / "p", PEER_POLICY, None)
+    body = {"subject": {"type": "workload", "id": "w"}, "action": {"name": "a"}, "resource": {"type": "r", "id": "1"}}
+    with ServeProcess(str(root), "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "1",
+                      "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
+                      "--client-ca", str(certs.ca)) as proc:
+        port = int(proc.wait_for(r"AuthZEN over HTTP on https://127\.0\.0\.1:(\d+)").group(1))
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        context.load_cert_chain(str(certs.client_cert), str(certs.client_key))
+        client = Client(port, context)
+        status, _, answer = client.post(EVALUATION, body)
+        assert status == 200 and answer["context"]["reasons"][0]["rule"] == "peer.billing_peer"
+        client.close()
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):  # no client certificate
+            client = Client(port, ssl.create_default_context(cafile=str(certs.ca)))
+            client.post(EVALUATION, body)
+        client.close()
+        assert proc.stop() == 0
+
+
+def test_pdp_serve_workers_reload_the_http_answers_together(tmp_path):
+    root = tmp_path / "policies"
+    root.mkdir()
+    for f in (CONFORMANCE / "search").iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    delete = {**GOOD, "action": {"name": "delete"}}
+    with ServeProcess(str(root), "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--workers", "2",
+                      "--skip-tests", "--watch") as proc:
+        port = int(proc.wait_for(r"AuthZEN over HTTP on http://127\.0\.0\.1:(\d+)").group(1))
+        client = Client(port)
+        first = client.post(EVALUATION, delete)[2]["context"]["revision"]
+        client.close()
+        policy = (root / "records.pdl").read_text().replace('action.name == "delete" and owns', "false")
+        (root / "records.pdl").write_text(policy)
+        revision = proc.wait_for(r"reloaded: serving revision (\w+)").group(1)
+        assert revision != first
+        for _ in range(6):  # new connections, spread over both workers: each serves the new revision
+            client = Client(port)
+            status, _, body = client.post(EVALUATION, delete)
+            assert status == 200 and body["decision"] is False and body["context"]["revision"].startswith(revision)
+            status, _, body = client.post(SEARCH + "action", {"subject": GOOD["subject"], "resource": GOOD["resource"]})
+            assert sorted(r["name"] for r in body["results"]) == ["edit", "view"]  # delete is gone
+            client.close()
+        assert proc.stop() == 0
 
 
 def test_pdp_serve_http_addr_that_cannot_be_bound_exits_1(tmp_path):
