@@ -59,8 +59,9 @@ class Engine:
         self.backend = backend or runtime.BACKEND
         self.trust = trust
         self.tokens = None if trust is None else TokenGate(trust)
-        #: What a reload compares besides the revision: the trust file and its key sets.
-        self.trust_digest = None if trust is None else trust.digest
+        #: The trust file's own revision (its content and its key files'), None without one:
+        #: served and compared by reloads beside ``revision``, which hashes the policies only.
+        self.trust_revision = None if trust is None else trust.revision
         self.max_clock_skew = None if max_clock_skew is None else clock.check_max_skew(max_clock_skew)
         if self.backend == "reference":
             verify(program)  # the evaluators check the programs they link; this one decides from sources

@@ -290,10 +290,55 @@ def test_a_reload_reads_the_trust_file_and_its_key_set_again(tmp_path):
     request = _with(API, token=token(new, "ES256"))
     assert _reason(holder.engine.decide(request)) == "token rejected: unknown key: no key '2026-12'"
     assert reloader.reload_now().result == "unchanged"
+    before = holder.engine.trust_revision
     write_trust(tmp_path / "trust", [old, new])  # the issuer publishes its next key
-    assert reloader.reload_now().result == "ok"
+    result = reloader.reload_now()
+    assert result.result == "ok" and result.revision == result.previous  # the policies did not change
+    assert result.previous_trust == before and result.trust == holder.engine.trust_revision != before
+    assert pdp.load(policies).revision == holder.engine.revision  # SPEC §2: the revision hashes the policies
     assert holder.engine.decide(request).reasons[0].rule == "default"  # verified; no rule permits it
     (tmp_path / "trust" / "trust.yaml").write_text("issuers: nope\n")
     result = reloader.reload_now()
     assert result.result == "rejected" and "trust.yaml:1:10" in result.error
     assert holder.engine.decide(request).reasons[0].rule == "default"  # the last good set serves
+
+
+def test_a_served_trust_change_alone_is_reloaded_and_visible(tmp_path):
+    """A real ``pdp serve --watch --workers 2``: publishing a key in the JWKS file (policies
+    unchanged) reloads every worker; the trust revision, not the policy revision, says so in
+    the log and the metrics."""
+    from serverkit import scrape_until
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY)
+    old, new = key("ES256", "2026-11"), key("ES256", "2026-12")
+    trust = write_trust(tmp_path / "trust", [old])
+    request = _with(API, token=token(new, "ES256"))
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2", "--trust", str(trust),
+                      "--watch", "--metrics-addr", "127.0.0.1:0") as server:
+        ready = server.wait_for(r"serving on 127\.0\.0\.1:(\d+) with 2 workers \(.*trust (\w+),")
+        port, first_trust = int(ready.group(1)), ready.group(2)
+        workers = [l for l in server.lines if re.search(r"worker \d+: serving revision \w+ \(.*trust " + first_trust, l)]
+        assert len(workers) == 2, server.lines
+        revision = re.search(r"serving revision (\w+)", workers[0]).group(1)
+        metrics = [m for m in map(re.compile(r"metrics of 2 workers on http://127\.0\.0\.1:(\d+)").search,
+                                  server.lines) if m]
+        metrics_port = int(metrics[0].group(1))
+        scrape_until(metrics_port, r'pdp_trust_revision\{revision="%s"\} 1\.0' % first_trust)
+        with Client(f"127.0.0.1:{port}") as client:
+            assert _reason(client.check(request)) == "token rejected: unknown key: no key '2026-12'"
+
+        write_trust(tmp_path / "trust", [old, new])  # the issuer publishes its next key: trust.yaml is unchanged
+        reloaded = server.wait_for(r"reloaded: serving revision (\w+) \(was (\w+)\) .*; trust (\w+) \(was (\w+)\)")
+        assert reloaded.group(1) == reloaded.group(2) == revision  # the policies did not change
+        second_trust = reloaded.group(3)
+        assert reloaded.group(4) == first_trust and second_trust != first_trust
+        for _ in range(12):  # new connections: SO_REUSEPORT spreads them over both workers
+            with Client(f"127.0.0.1:{port}") as client:
+                decision = client.check(request)
+                assert decision.reasons[0].rule == "default", decision  # verified; no rule permits it
+                assert decision.revision == revision
+        page = scrape_until(metrics_port, r'pdp_trust_revision\{revision="%s"\} 1\.0' % second_trust)
+        assert re.search(r'pdp_trust_revision\{revision="%s"\} 0\.0' % first_trust, page), page
+        assert server.stop() == 0

@@ -146,6 +146,7 @@ class Running:
                 self.shadow_reloader.watch()
         if self.metrics is not None:
             self.metrics.serving(engine.revision)
+            self.metrics.trusting(engine.trust_revision)
             self.metrics.backend(engine.backend)
 
     def hangup(self) -> None:
@@ -178,6 +179,7 @@ class Running:
                 self.metrics.reloaded(result.result)
             if result.result == "ok":
                 self.metrics.serving(result.revision, result.previous)
+                self.metrics.trusting(result.trust, result.previous_trust)
         if self._on_reload is not None:
             self._on_reload(result)
 
@@ -185,7 +187,8 @@ class Running:
         engine = self.holder.engine
         tls = self.config.options.tls
         mode = "plaintext" if tls is None else ("mTLS" if tls.mutual else "TLS")
-        return (f"serving revision {engine.revision} ({len(engine.rule_ids)} rules, backend={engine.backend}) "
+        trust = "" if engine.trust_revision is None else f", trust {engine.trust_revision}"
+        return (f"serving revision {engine.revision} ({len(engine.rule_ids)} rules, backend={engine.backend}{trust}) "
                 f"on {self.where} ({mode}, pid {os.getpid()})")
 
     @property
@@ -626,8 +629,9 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
             from ..runtime import BACKEND  # what each worker's engine runs on: they share the environment
 
             warn_if_pure_python(BACKEND)
-            log.info("serving on %s with %d workers (backend=%s, pid %d)", _join(host, port), len(procs), BACKEND,
-                     os.getpid())
+            trust = live.holder.engine.trust_revision
+            log.info("serving on %s with %d workers (backend=%s%s, pid %d)", _join(host, port), len(procs), BACKEND,
+                     "" if trust is None else f", trust {trust}", os.getpid())
             if http_port is not None:
                 log.info("AuthZEN over HTTP on %s", _http_url(config, http_port))
             if ready is not None:

@@ -1,5 +1,6 @@
 """Prometheus metrics (``--metrics-addr``): decisions by result and by rule, latency, request
-errors, AuthZEN searches, reloads and the serving revision, decision-log drops.
+errors, AuthZEN searches, reloads and the serving revision (and trust file revision),
+decision-log drops.
 
 Each ``Metrics`` has its own registry, so several servers in one process (tests) never share
 counters. With ``--workers N`` the workers write to a shared multiprocess directory and the
@@ -46,6 +47,8 @@ class Metrics:
         self.reloads = Counter("pdp_reloads", RELOADS_HELP, ["result"], registry=r)
         self.revision = Gauge("pdp_policy_revision", "1 for the revision being served", ["revision"],
                               registry=r, multiprocess_mode="livemax")
+        self.trust = Gauge("pdp_trust_revision", "1 for the revision of the --trust file (and the key files it "
+                           "names) being served", ["revision"], registry=r, multiprocess_mode="livemax")
         self._backend = Gauge("pdp_backend_info", "1 for the evaluator deciding: compiled (the Cython "
                               "extension) or python (the slower pure-Python fallback)", ["backend"],
                               registry=r, multiprocess_mode="livemax")
@@ -97,6 +100,13 @@ class Metrics:
         if previous and previous != revision:
             self.revision.labels(previous).set(0)
         self.revision.labels(revision).set(1)
+
+    def trusting(self, revision: str | None, previous: str | None = None) -> None:
+        """The trust file's revision being served (nothing without ``--trust``)."""
+        if previous and previous != revision:
+            self.trust.labels(previous).set(0)
+        if revision:
+            self.trust.labels(revision).set(1)
 
     def backend(self, name: str) -> None:
         self._backend.labels(name).set(1)

@@ -156,13 +156,24 @@ class ClockBound:
 
 @dataclass
 class ReloadResult:
-    """What one reload did: ``result`` is ``ok``, ``unchanged`` or ``rejected``."""
+    """What one reload did: ``result`` is ``ok``, ``unchanged`` or ``rejected``; ``trust`` and
+    ``previous_trust`` are the trust file's revisions (None without ``--trust``)."""
 
     result: str
     revision: str
     previous: str
     error: str = ""
     seconds: float = 0.0
+    trust: str | None = None
+    previous_trust: str | None = None
+
+    def trust_note(self) -> str:
+        """``; trust T (was U)`` for a log line, or nothing without a trust file."""
+        if self.trust is None and self.previous_trust is None:
+            return ""
+        if self.trust == self.previous_trust:
+            return f"; trust {self.trust}"
+        return f"; trust {self.trust} (was {self.previous_trust})"
 
 
 @dataclass
@@ -203,6 +214,7 @@ class Reloader:
         with self._lock:
             started = time.monotonic()
             previous = self.holder.revision
+            previous_trust = self.holder.engine.trust_revision
             try:
                 engine = self.source.build()
             except (PolicyError, Rejected) as err:
@@ -211,19 +223,22 @@ class Reloader:
                 log.exception("reload: unexpected error")
                 result = ReloadResult("rejected", previous, previous, f"internal error: {err!r}")
             else:
-                if engine.revision == previous and (getattr(engine, "trust_digest", None)
-                                                    == getattr(self.holder.engine, "trust_digest", None)):
+                # A new trust file (or key file) alone is a change to serve, like a policy's.
+                if engine.revision == previous and engine.trust_revision == previous_trust:
                     result = ReloadResult("unchanged", previous, previous)
                 else:
                     result = self._swap(engine, previous)
             result.seconds = time.monotonic() - started
+            result.previous_trust = previous_trust
+            result.trust = self.holder.engine.trust_revision
         info = log.debug if self.quiet else log.info
         if result.result == "rejected":
-            log.error("reload rejected; still serving revision %s:\n%s", previous, result.error)
+            log.error("reload rejected; still serving revision %s%s:\n%s", previous, result.trust_note(), result.error)
         elif result.result == "ok":
-            info("reloaded: serving revision %s (was %s) after %.2fs", result.revision, previous, result.seconds)
+            info("reloaded: serving revision %s (was %s) after %.2fs%s", result.revision, previous, result.seconds,
+                 result.trust_note())
         elif not self._catch_up:
-            info("reload: no change (revision %s)", previous)
+            info("reload: no change (revision %s%s)", previous, result.trust_note())
         self._catch_up = False
         if self.on_result is not None:
             self.on_result(result)

@@ -51,9 +51,10 @@ class Trust:
     path: str
     issuers: dict[str, Issuer] = field(default_factory=dict)
     leeway: float = DEFAULT_LEEWAY
-    #: SHA-256 of the trust file and the JWKS files it names: a reload that changes none of
-    #: them and no policy changes nothing.
-    digest: str = ""
+    #: A content hash of the trust file and the JWKS files it names (16 hex digits, like a
+    #: policy revision): served beside the policy revision, so that a change to trust alone is
+    #: visible, and a reload that changes neither changes nothing.
+    revision: str = ""
 
 
 def load_trust(path: str | os.PathLike) -> Trust:
@@ -80,7 +81,7 @@ def parse_trust(text: str, name: str, folder: str) -> Trust:
     for issuer in trust.issuers.values():
         if isinstance(issuer.keys, FileKeys):
             digest.update(issuer.keys.keys.digest.encode())
-    return dataclasses.replace(trust, digest=digest.hexdigest())
+    return dataclasses.replace(trust, revision=digest.hexdigest()[:16])
 
 
 class _Reader:
