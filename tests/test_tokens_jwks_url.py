@@ -12,28 +12,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import pdp
 from pdp.tokens import load_trust
 from pdp.tokens import mint
+from pdp.tokens.keys import FETCH_WAIT
 from pdp.tokens.verify import Rejected, verify
 
-from serverkit import make_certs
+from serverkit import WAIT, make_certs
 from tokenkit import ISSUER, key, token
 
 
 class Issuer:
     """A JWKS endpoint: serves ``self.document`` at /jwks.json; counts requests; can fail,
-    hang or redirect."""
+    hang, redirect, or answer ``delay`` seconds late."""
 
     def __init__(self, certs):
         self.document: dict = {"keys": []}
         self.requests = 0
         self.mode = "ok"  # ok | error | hang | redirect
+        self.delay = 0.0
         self.release = threading.Event()
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - the http.server name
                 issuer.requests += 1
+                if issuer.delay:
+                    issuer.release.wait(issuer.delay)
                 if issuer.mode == "hang":
                     issuer.release.wait(10)
                 if issuer.mode == "redirect":
@@ -93,13 +98,16 @@ class Clock:
         return self.now
 
 
-def _trust(tmp_path, issuer, certs, extra=""):
+def _trust(tmp_path, issuer, certs, extra="", wait=WAIT):
+    """The trust file of ``issuer``, with a clock the test moves; a request waits up to ``wait``
+    seconds for a fetch (long by default: these tests count fetches, not waits)."""
     path = tmp_path / "trust.yaml"
     path.write_text(f"issuers:\n  - issuer: {json.dumps(ISSUER)}\n    jwks: {json.dumps(issuer.url)}\n"
                     f"    jwks_ca: {json.dumps(str(certs.ca))}\n    audiences: [payments-api]\n{extra}")
     trust = load_trust(path)
     keys = trust.issuers[ISSUER].keys
     keys.clock = Clock()
+    keys.wait = wait
     return trust, keys
 
 
@@ -117,8 +125,12 @@ def test_fetched_when_first_needed_then_cached(tmp_path, issuer, certs):
     for _ in range(5):
         assert verify(trust, token(k1, "ES256"), time.time())
     assert issuer.requests == 1
-    keys.clock.now += 301  # the cached set is old: fetched again
-    assert verify(trust, token(k1, "ES256"), time.time())
+    keys.clock.now += 301  # the cached set is old: fetched again, in the background
+    issuer.delay = 3.0
+    started = time.monotonic()
+    assert verify(trust, token(k1, "ES256"), time.time())  # the old set serves meanwhile
+    assert time.monotonic() - started < 2.0
+    assert keys.settle(WAIT)
     assert issuer.requests == 2
 
 
@@ -153,10 +165,13 @@ def test_the_last_good_set_is_kept_when_a_fetch_fails(tmp_path, issuer, certs):
         issuer.mode = mode
         keys.clock.now += 301
         assert verify(trust, token(k1, "ES256"), time.time())  # refetch failed: the old set serves
+        assert keys.settle(WAIT)
     assert issuer.requests == 3
     issuer.document = {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}  # a bad set is a failed fetch too
     issuer.mode = "ok"
     keys.clock.now += 301
+    assert verify(trust, token(k1, "ES256"), time.time())
+    assert keys.settle(WAIT) and issuer.requests == 4
     assert verify(trust, token(k1, "ES256"), time.time())
 
 
@@ -175,3 +190,68 @@ def test_an_untrusted_certificate_is_a_failed_fetch(tmp_path, issuer, certs):
     path.write_text(f"issuers:\n  - issuer: {json.dumps(ISSUER)}\n    jwks: {json.dumps(issuer.url)}\n"
                     f"    audiences: [payments-api]\n")  # no jwks_ca: the system CAs do not know the test CA
     assert _why(load_trust(path), token(key("ES256", "url-1"), "ES256")).startswith("token rejected: unknown key")
+
+
+POLICY = 'policy api { target resource.type == "api" permit writer when token.scopes contains "payments:write" }'
+REQUEST = {"identity": {"type": "workload", "id": "billing"}, "action": "charge", "resource": {"type": "api"}}
+
+
+def _engine(tmp_path, trust):
+    (tmp_path / "p.pdl").write_text(POLICY)
+    return pdp.load(tmp_path / "p.pdl", trust=trust)
+
+
+def test_a_slow_issuer_holds_no_request(tmp_path, issuer, certs):
+    """Requests that need a key while the issuer is slow share one fetch, wait for it at most
+    FETCH_WAIT, and are answered unknown key; the requests after the fetch verify."""
+    k1 = key("ES256", "slow-1")
+    issuer.document = mint.jwks(k1)
+    issuer.delay = 3.0
+    trust, keys = _trust(tmp_path, issuer, certs, wait=FETCH_WAIT)
+    engine = _engine(tmp_path, trust)
+    request = {**REQUEST, "context": {"token": token(k1, "ES256")}}
+    start = threading.Barrier(8)
+    answers = []
+
+    def one():
+        start.wait(WAIT)
+        began = time.monotonic()
+        decision = engine.decide(request)
+        answers.append((time.monotonic() - began, decision))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert len(answers) == 8
+    for seconds, decision in answers:
+        assert [(r.rule, r.message) for r in decision.reasons] == \
+            [("pdp.token", "token rejected: unknown key: no key 'slow-1'")]
+        assert seconds < 2.0  # the fetch takes 3 s: no request waited for it
+    assert keys.settle(WAIT)
+    assert issuer.requests == 1  # one fetch for all of them
+    assert engine.decide(request).allowed  # the fetch landed: the key is known now
+    assert issuer.requests == 1
+
+
+def test_a_request_on_an_event_loop_never_waits_for_a_fetch(tmp_path, issuer, certs):
+    """AuthZEN over HTTP decides on its asyncio loop: a fetch must not hold the loop."""
+    import asyncio
+
+    k1 = key("ES256", "loop-1")
+    issuer.document = mint.jwks(k1)
+    issuer.delay = 3.0
+    trust, keys = _trust(tmp_path, issuer, certs, wait=WAIT)  # off a loop, this would wait
+    engine = _engine(tmp_path, trust)
+    request = {**REQUEST, "context": {"token": token(k1, "ES256")}}
+
+    async def decide():
+        began = time.monotonic()
+        return engine.decide(request), time.monotonic() - began
+
+    decision, seconds = asyncio.run(decide())
+    assert decision.reasons[0].message == "token rejected: unknown key: no key 'loop-1'"
+    assert seconds < 2.0
+    assert keys.settle(WAIT)
+    assert asyncio.run(decide())[0].allowed

@@ -3,11 +3,13 @@
 A file is read when the trust file loads (and again on every reload). A URL is fetched when
 a key is first needed, kept for ``CACHE_SECONDS``, fetched again early when a token names a
 ``kid`` the set lacks, but at most once per ``REFETCH_INTERVAL`` (random ``kid``s must not make
-pdp hammer the issuer), and the last good set is kept when a fetch fails.
+pdp hammer the issuer), and the last good set is kept when a fetch fails. Fetches run in the
+background: a request waits for one at most ``FETCH_WAIT``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -27,6 +29,9 @@ log = logging.getLogger("pdp.tokens")
 CACHE_SECONDS = 300.0
 #: At most one fetch per this many seconds, whatever tokens arrive.
 REFETCH_INTERVAL = 30.0
+#: A request that needs a key the set lacks waits at most this long for the fetch it starts
+#: or joins; the fetch itself goes on in the background (for up to the issuer's timeout).
+FETCH_WAIT = 0.25
 #: A JWKS larger than this is refused (a key set is a few KB).
 MAX_JWKS_BYTES = 1 << 20
 
@@ -146,8 +151,9 @@ class KeySource:
     def current(self) -> KeySet:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def refreshed(self) -> KeySet | None:
-        """A newer set, when one may and can be had now (an unknown ``kid`` asks); else None."""
+    def refreshed(self, seen: KeySet) -> KeySet | None:
+        """A set newer than ``seen`` (which lacked a key), when one may and can be had now;
+        else None."""
         return None
 
 
@@ -163,54 +169,76 @@ class FileKeys(KeySource):
 
 
 class UrlKeys(KeySource):
-    """A JWKS URL: fetched when first needed, cached, refetched at most once per interval."""
+    """A JWKS URL: fetched when first needed, cached, refetched at most once per interval.
+
+    Fetches run on a thread of their own, one at a time: a request never waits for the issuer
+    longer than ``wait`` seconds (``FETCH_WAIT``). A request whose key is not in the set joins
+    the fetch in flight (or starts one, when the interval allows) and waits that long for it;
+    when the fetch takes longer, the request is answered without the key (``unknown key``) and
+    the requests after the fetch find it. A set older than ``cache_seconds`` is fetched again
+    in the background while it goes on serving.
+    """
 
     def __init__(self, url: str, timeout: float, ca_file: str | None = None,
                  cache_seconds: float = CACHE_SECONDS, refetch_interval: float = REFETCH_INTERVAL,
-                 clock=time.monotonic):
+                 clock=time.monotonic, wait: float = FETCH_WAIT):
         self.url = url
         self.timeout = timeout
         self.ca_file = ca_file
         self.cache_seconds = cache_seconds
         self.refetch_interval = refetch_interval
         self.clock = clock
+        self.wait = wait
         self.fetches = 0  # attempts, for tests and logs
         self._keys = KeySet([])
         self._fetched_at: float | None = None  # the last good fetch
         self._tried_at: float | None = None  # the last attempt, good or not
+        self._in_flight: threading.Event | None = None  # set when the running fetch ends
         self._lock = threading.Lock()
 
     def current(self) -> KeySet:
-        now = self.clock()
-        if self._fetched_at is None or now - self._fetched_at >= self.cache_seconds:
-            self._fetch_if_allowed(now)
+        fetched_at = self._fetched_at
+        if fetched_at is None or self.clock() - fetched_at >= self.cache_seconds:
+            self._start_fetch()  # this request goes on with what there is
         return self._keys
 
-    def refreshed(self) -> KeySet | None:
-        before = self._keys
-        self._fetch_if_allowed(self.clock())
-        return self._keys if self._keys is not before else None
+    def refreshed(self, seen: KeySet) -> KeySet | None:
+        if self._keys is seen and self._start_fetch() is not None and _may_wait():
+            self.settle(self.wait)
+        return self._keys if self._keys is not seen else None
 
-    def _fetch_if_allowed(self, now: float) -> None:
-        if self._tried_at is not None and now - self._tried_at < self.refetch_interval:
-            return
-        if not self._lock.acquire(blocking=False):
-            return  # another thread is fetching: use what there is meanwhile
-        try:
-            if self._tried_at is not None and self.clock() - self._tried_at < self.refetch_interval:
-                return
-            self._tried_at = self.clock()
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the fetch in flight; True when none is left."""
+        in_flight = self._in_flight
+        return in_flight is None or in_flight.wait(timeout)
+
+    def _start_fetch(self) -> threading.Event | None:
+        """The fetch in flight, or a new one when the interval allows; None when neither."""
+        with self._lock:
+            if self._in_flight is not None:
+                return self._in_flight
+            now = self.clock()
+            if self._tried_at is not None and now - self._tried_at < self.refetch_interval:
+                return None
+            self._tried_at = now
             self.fetches += 1
-            try:
-                keys = parse_jwks(json.loads(self._download()))
-            except (OSError, ValueError) as exc:
-                log.warning("JWKS %s: fetch failed, keeping the last good key set (%d keys): %s",
-                            self.url, len(self._keys.keys), exc)
-                return
+            done = self._in_flight = threading.Event()
+        threading.Thread(target=self._fetch, args=(done,), name="pdp-jwks-fetch", daemon=True).start()
+        return done
+
+    def _fetch(self, done: threading.Event) -> None:
+        try:
+            keys = parse_jwks(json.loads(self._download()))
+        except Exception as exc:  # noqa: BLE001 - OSError, ValueError, http.client's errors: all a failed fetch
+            log.warning("JWKS %s: fetch failed, keeping the last good key set (%d keys): %s",
+                        self.url, len(self._keys.keys), exc)
+        else:
             self._keys = keys
             self._fetched_at = self.clock()
         finally:
-            self._lock.release()
+            with self._lock:
+                self._in_flight = None
+            done.set()
 
     def _download(self) -> bytes:
         context = ssl.create_default_context(cafile=self.ca_file)
@@ -221,6 +249,16 @@ class UrlKeys(KeySource):
         if len(data) > MAX_JWKS_BYTES:
             raise ValueError(f"the key set is larger than {MAX_JWKS_BYTES} bytes")
         return data
+
+
+def _may_wait() -> bool:
+    """False on a thread that runs an asyncio event loop (AuthZEN over HTTP decides on its
+    loop): waiting there would hold every request of the loop, so such a request does not."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

@@ -155,7 +155,7 @@ def _key(issuer: Issuer, header: dict, alg: str) -> PublicKey:
     keys = issuer.keys.current()
     key = keys.find(kid, alg)
     if key is None:
-        newer = issuer.keys.refreshed()  # a rotated key set: fetched at most once per interval
+        newer = issuer.keys.refreshed(keys)  # a rotated key set: fetched at most once per interval
         if newer is not None:
             key = newer.find(kid, alg)
     if key is None:
