@@ -4,12 +4,15 @@ and summed metrics, and the exit codes of bad starts."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -103,6 +106,100 @@ def test_workers_that_cannot_load_make_the_parent_exit_1(tmp_path):
     with ServeProcess(str(broken), "--addr", "127.0.0.1:0", "--workers", "2") as server:
         assert server.proc.wait(WAIT) == 1
         server.wait_for(r"cannot load the policies")
+
+
+#: A ``sitecustomize`` for the worker processes of the tests below: while the file ``hold``
+#: exists, a starting worker waits at interpreter start-up (before any pdp code runs, so
+#: before it can have a signal handler) and says so with a file ``held-PID``.
+HOLD_WORKERS = """\
+import os, sys, time
+if "--multiprocessing-fork" in sys.argv:
+    here = os.path.dirname(os.path.abspath(__file__))
+    hold = os.path.join(here, "hold")
+    if os.path.exists(hold):
+        open(os.path.join(here, f"held-{os.getpid()}"), "w").close()
+        deadline = time.monotonic() + 60
+        while os.path.exists(hold) and time.monotonic() < deadline:
+            time.sleep(0.05)
+"""
+
+
+class HeldWorkers:
+    """Holds the workers ``pdp serve --workers`` starts while ``hold()`` is on."""
+
+    def __init__(self, folder, monkeypatch):
+        self.folder = folder
+        folder.mkdir()
+        (folder / "sitecustomize.py").write_text(HOLD_WORKERS, encoding="utf-8")
+        monkeypatch.setenv("PYTHONPATH", str(folder))  # ServeProcess adds pdp's own folder before it
+
+    def hold(self) -> None:
+        (self.folder / "hold").touch()
+
+    def release(self) -> None:
+        (self.folder / "hold").unlink()
+
+    def held(self, count: int) -> list[int]:
+        """The pids of the ``count`` workers held so far, once there are that many."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            pids = [int(p.name.split("-")[1]) for p in self.folder.glob("held-*")]
+            if len(pids) >= count:
+                return pids
+            time.sleep(0.05)
+        raise AssertionError(f"{count} workers were not held within {WAIT}s")
+
+
+def wait_for_sigterm(pid: int) -> None:
+    """Until ``pid`` has a SIGTERM pending (it blocks it) or is gone (it did not)."""
+    bit = 1 << (signal.SIGTERM - 1)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("State", "").startswith("Z") or int(fields["ShdPnd"], 16) & bit:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} was not sent SIGTERM within {WAIT}s")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the pending signals in /proc")
+def test_a_stop_while_the_workers_start_drains_and_exits_0(policies, tmp_path, monkeypatch):
+    """SIGTERM to the parent while its workers are still starting (no signal handler yet):
+    they stop cleanly once they can, and the server exits 0."""
+    workers = HeldWorkers(tmp_path / "hold", monkeypatch)
+    workers.hold()
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2") as server:
+        held = workers.held(2)
+        server.signal(signal.SIGTERM)
+        for pid in held:
+            wait_for_sigterm(pid)
+        workers.release()
+        server.wait_for(r"INFO stopped$")
+        assert server.proc.wait(WAIT) == 0, "\n".join(server.lines)
+        assert not [line for line in server.lines if "draining" in line]  # they never served
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the pending signals in /proc")
+def test_a_stop_while_a_replacement_worker_starts_drains_and_exits_0(policies, tmp_path, monkeypatch):
+    """A worker dies; SIGTERM to the parent while its replacement is still starting: the
+    replacement stops cleanly once it can, the other worker drains, and the server exits 0."""
+    workers = HeldWorkers(tmp_path / "hold", monkeypatch)
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2") as server:
+        server.wait_for(r"serving on 127.0.0.1:(\d+) with 2 workers")
+        pid = int(re.search(r"worker (\d+): serving", "\n".join(server.lines)).group(1))
+        workers.hold()
+        os.kill(pid, signal.SIGKILL)
+        server.wait_for(rf"worker {pid} exited with -9; starting a replacement")
+        (replacement,) = workers.held(1)
+        server.signal(signal.SIGTERM)
+        wait_for_sigterm(replacement)
+        workers.release()
+        server.wait_for(r"INFO stopped$")
+        assert server.proc.wait(WAIT) == 0, "\n".join(server.lines)
 
 
 def test_a_policy_set_that_does_not_load_or_fails_its_suites_is_not_served(tmp_path):

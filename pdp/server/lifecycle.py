@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.resource_tracker
 import os
 import shutil
 import signal
@@ -318,6 +319,10 @@ def _worker_main(config: ServeConfig, events) -> None:
     setup_logging(config.log_level)
     stop = threading.Event()
     _install({signal.SIGTERM: stop.set, signal.SIGINT: stop.set})
+    # Started with these blocked (_WorkerEvents.start): one that came meanwhile is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if stop.is_set():  # stopped before it served anything
+        raise SystemExit(0)
     sending = threading.Lock()  # the reload thread reports too
 
     def report(kind: str, text: str) -> None:
@@ -359,6 +364,9 @@ def _reserve(address: str) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+#: What stops a worker: the parent forwards them (a terminal's Ctrl-C reaches them directly).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
 #: A worker that dies is replaced; more than MAX_RESTARTS replacements within RESTART_WINDOW
 #: seconds means something is wrong that restarting will not fix, and the parent exits 1.
 MAX_RESTARTS = 5
@@ -381,7 +389,17 @@ class _WorkerEvents:
         """Start a worker process serving ``config`` that reports here."""
         reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=_worker_main, args=(config, writer), name=name)
-        proc.start()
+        # A worker inherits this thread's signal mask across exec: it starts with SIGTERM and
+        # SIGINT blocked and unblocks them once its handlers are in place (_worker_main). Without
+        # that, a stop while it starts up (interpreter, imports) would kill it (exit -15),
+        # which the parent must count as a failure. multiprocessing's resource tracker, when it
+        # starts, unblocks these signals in the calling thread: it is started first.
+        multiprocessing.resource_tracker.ensure_running()
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         writer.close()  # the worker has its own copy; when it dies its pipe reads as ended
         self._readers.append(reader)
         return proc
@@ -688,7 +706,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                 log.error("worker %d did not stop; killing it", p.pid)
                 p.kill()
                 p.join(5)
-            if p.exitcode not in (0, None) and code == 0:
+            if p.exitcode not in (0, None):
+                log.error("worker %d exited with %s while stopping", p.pid, p.exitcode)
                 code = 1
             if metrics_dir is not None and p.pid is not None:
                 mark_dead(p.pid, metrics_dir)
