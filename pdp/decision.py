@@ -10,7 +10,7 @@ import logging
 import operator
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Mapping
 
 from .errors import RequestError
@@ -264,14 +264,17 @@ def failed_closed(exc: BaseException, revision: str) -> Decision:
                     (RuleError(INTERNAL_ERROR, message),), revision, 0)
 
 
-def decide_batch(requests: Iterable[object], decide: Callable[[Request], Decision], revision: str) -> list[Decision]:
+def decide_batch(requests: Iterable[object], decide: Callable[[Request], Decision], revision: str,
+                 tokens: Sequence[dict | None] | None = None) -> list[Decision]:
     """``decide_many`` for the Python evaluators: every request is validated first
     (``RequestError`` names the index of the first malformed one), then each is decided with
-    ``decide``; an unexpected exception fails only its own request closed."""
+    ``decide``; an unexpected exception fails only its own request closed. ``tokens``: the
+    verified token of each request (its ``Request.token``), when some have one."""
     parsed: list = []
     for i, raw in enumerate(requests):
         try:
-            parsed.append(indexed_request(i, raw))
+            request = indexed_request(i, raw)
+            parsed.append(request if tokens is None else Request(request.attrs, request.arrival, tokens[i]))
         except RequestError:
             raise
         except Exception as exc:  # a bug in validation: that request fails closed

@@ -6,6 +6,7 @@ Pipeline: loader (files, revision) → syntax (parse, AST) → check → evaluat
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import os
 from typing import Iterable, Sequence
@@ -19,6 +20,7 @@ from .explain import NOT_EVALUATED, Explanation, RuleTrace, explain
 from .compile.program import Program
 from .compile.verify import verify
 from .datafile import load_data
+from .limits import Limiter, MemoryStore
 from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
 from .request import Request, candidate_probe, candidate_value, indexed_request, parse_request
 from .source import SourceFile
@@ -51,7 +53,8 @@ class Engine:
     """
 
     def __init__(self, program: Program, sources: Sequence[Source], policy_set: CheckedPolicySet | None = None,
-                 backend: str | None = None, trust: Trust | None = None, max_clock_skew: float | None = None):
+                 backend: str | None = None, trust: Trust | None = None, max_clock_skew: float | None = None,
+                 limits=None):
         self.program = program
         self.revision = program.revision
         self.sources = tuple(sources)
@@ -75,6 +78,63 @@ class Engine:
             self._decide_with = self._evaluator.decide
         # Without a trust file nothing stands between a caller and the evaluator.
         self.decide = self._decide_with if self.tokens is None else self._decide_token  # type: ignore[method-assign]
+        self.limiter: Limiter | None = None
+        self._bind_limits(limits, True)
+
+    # ---- velocity limits (SPEC §9)
+
+    def _bind_limits(self, store, take: bool) -> None:
+        """A policy set with limit rules decides through a Limiter; one without never touches
+        a store (and keeps the evaluator's own ``decide``)."""
+        if not self.program.limits:
+            return
+        self.limiter = Limiter(self.program.limits, store if store is not None else MemoryStore(), take)
+        self.decide = self._decide_limited  # type: ignore[method-assign]
+
+    def with_limits(self, store, take: bool = True) -> "Engine":
+        """This engine taking its limits' units from ``store`` (shared by the engines a server
+        reloads); ``take=False`` only looks at the budgets (a shadow candidate)."""
+        other = copy.copy(self)
+        other._bind_limits(store, take)
+        return other
+
+    @property
+    def limits(self):
+        """The limit store this engine takes units from (None when it has no limit rule)."""
+        return None if self.limiter is None else self.limiter.store
+
+    def decide_claims(self, request: dict) -> tuple[Decision, list | None]:
+        """The decision before the limits are settled, and the limits it meets (the claims).
+        The token gate comes first: a rejected token is its DENY, which meets no limit."""
+        if self.tokens is None:
+            return self._claims_with(request)
+        try:
+            verified = self.tokens.check(request)
+        except Rejected as rejected:
+            parse_request(request)  # a malformed request is a RequestError, token or not
+            return rejected_decision(rejected, self.revision), None
+        except Exception as exc:  # a bug: fail closed
+            return failed_closed(exc, self.revision), None
+        return self._claims_with(request) if verified is None else self._claims_with(request, verified.view)
+
+    def _claims_with(self, request: dict, token: dict | None = None) -> tuple[Decision, list | None]:
+        """``decide_claims`` past the token gate, ``token`` the verified one (None: none)."""
+        if self._evaluator is not None:
+            return self._evaluator.decide_claims(request, token)
+        try:
+            parsed = parse_request(request)
+            return reference.decide_claims(self.policy_set, Request(parsed.attrs, parsed.arrival, token),
+                                           self.revision, self.max_clock_skew)
+        except RequestError:
+            raise
+        except Exception as exc:
+            return failed_closed(exc, self.revision), None
+
+    def _decide_limited(self, request: dict) -> Decision:
+        decision, claims = self.decide_claims(request)
+        if claims is None:
+            return decision
+        return self.limiter.settle(decision, claims)  # type: ignore[union-attr]
 
     @property
     def policy_set(self) -> CheckedPolicySet:
@@ -118,6 +178,9 @@ class Engine:
         """Decide ``request`` as if it carried a token that verified with the payload
         ``claims`` (its root ``token`` is made from them; nothing is checked). For test suites,
         replays of decision logs, and callers that verified the token themselves."""
+        if self.limiter is not None:
+            decision, met = self._claims_with(request, self._token_view(claims))
+            return decision if met is None else self.limiter.settle(decision, met)
         return self._decide_with(request, self._token_view(claims))
 
     @staticmethod
@@ -161,9 +224,12 @@ class Engine:
             token = None if verified is None else verified.view
         try:
             if self._evaluator is None:
-                return reference.decide(self.policy_set, Request(parsed.attrs, parsed.arrival, token), self.revision,
-                                        self.max_clock_skew)
-            return self._evaluator.decide_parsed(parsed.attrs, parsed.arrival, token)
+                decision, met = reference.decide_claims(self.policy_set, Request(parsed.attrs, parsed.arrival, token),
+                                                        self.revision, self.max_clock_skew)
+            else:
+                decision, met = self._evaluator.decide_parsed_claims(parsed.attrs, parsed.arrival, token)
+            # Limits settle on the store's clock, now: server_time moves only ``now``.
+            return decision if met is None or self.limiter is None else self.limiter.settle(decision, met)
         except Exception as exc:  # a bug: fail closed, as decide does
             return failed_closed(exc, self.revision)
 
@@ -172,11 +238,15 @@ class Engine:
 
         A new engine: this one is unchanged (the suites of a reload run on an engine without
         a bound, the server then serves one with it)."""
-        return Engine(self.program, self.sources, self._policy_set, self.backend, self.trust, seconds)
+        other = Engine(self.program, self.sources, self._policy_set, self.backend, self.trust, seconds, self.limits)
+        # The same budgets, taken from (or only looked at) as here.
+        return other if self.limiter is None or self.limiter.take else other.with_limits(self.limits, take=False)
 
     def decide_many(self, requests: Iterable[dict]) -> list[Decision]:
         """Decide many requests, in order. Every request is validated before any is decided;
         ``RequestError`` names the index of the first malformed one (``[3].identity.type``)."""
+        if self.limiter is not None:
+            return self.limiter.settle_many(self.decide_many_claims(requests))
         if self.tokens is not None:
             requests = list(requests)
             for i, raw in enumerate(requests):
@@ -223,6 +293,39 @@ class Engine:
                     break
         return out
 
+    def decide_many_claims(self, requests: Iterable[dict]) -> list[tuple[Decision, list | None]]:
+        """``decide_claims`` of each request, in order (validated first, as ``decide_many``)."""
+        if self.tokens is None:
+            return self._many_claims_with(requests)
+        requests = list(requests)
+        for i, raw in enumerate(requests):
+            indexed_request(i, raw)
+        pairs: list = [None] * len(requests)
+        passed, tokens = [], []  # the requests past the token gate, and their verified tokens
+        for i, raw in enumerate(requests):
+            try:
+                verified = self.tokens.check(raw)
+            except Rejected as rejected:
+                pairs[i] = (rejected_decision(rejected, self.revision), None)
+                continue
+            except Exception as exc:  # a bug: fail closed
+                pairs[i] = (failed_closed(exc, self.revision), None)
+                continue
+            passed.append(i)
+            tokens.append(None if verified is None else verified.view)
+        for i, pair in zip(passed, self._many_claims_with([requests[i] for i in passed], tokens)):
+            pairs[i] = pair
+        return pairs
+
+    def _many_claims_with(self, requests: Iterable[dict], tokens: list | None = None) -> list:
+        """``decide_many_claims`` past the token gate; ``tokens`` as the evaluators take them."""
+        if self._evaluator is not None:
+            return self._evaluator.decide_many_claims(requests, tokens)
+        pairs = decide_batch(requests, lambda r: _Pair(reference.decide_claims(self.policy_set, r, self.revision,
+                                                                               self.max_clock_skew)),
+                             self.revision, tokens)
+        return [tuple(p) if type(p) is _Pair else (p, None) for p in pairs]
+
     def explain(self, request: dict, claims: dict | None = None) -> Explanation:
         """Decide one request and say, for every rule, why it did or did not apply. With
         ``claims``, the request's token is taken as verified with them (``decide_verified``)."""
@@ -250,8 +353,15 @@ class Engine:
         return f"<pdp.Engine revision={self.revision} rules={len(self.program.rules)} backend={self.backend}{bound}>"
 
 
+class _Pair(tuple):
+    """A (decision, claims) pair through ``decide_batch`` (which fails closed with a bare Decision)."""
+
+    __slots__ = ()
+
+
 def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str | None = None,
-         trust: str | os.PathLike | Trust | None = None, max_clock_skew: float | None = None) -> Engine:
+         trust: str | os.PathLike | Trust | None = None, max_clock_skew: float | None = None,
+         limits=None) -> Engine:
     """Load policies and data from files or folders; raises ``PolicyError`` with every problem.
 
     ``pdp.load("policies/")``, ``pdp.load("a.pdl", "b.pdl")`` and ``pdp.load(["a", "b"])`` all work.
@@ -259,7 +369,8 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str |
     same compiled program in pure Python) or ``"reference"`` (the AST evaluator that defines
     the semantics); by default the fastest available. ``trust``: a trust file (SPEC §8), read
     now, so that requests' tokens are verified. ``max_clock_skew`` bounds ``context.time``
-    against the server clock, as ``pdp serve`` does (see ``Engine``).
+    against the server clock, as ``pdp serve`` does (see ``Engine``). ``limits`` is the store
+    that limit rules take units from (``pdp.limits.MemoryStore()``, a new one, by default).
     """
     if trust is not None and not isinstance(trust, Trust):
         trust = load_trust(trust)
@@ -283,7 +394,7 @@ def load(*paths: str | os.PathLike | Sequence[str | os.PathLike], backend: str |
     with collector_paused():
         policy_set = _check_sources(sources)
         rev = revision([(s.relative, s.content) for s in sources])
-        return Engine(compile_program(policy_set, rev), sources, policy_set, backend, trust, max_clock_skew)
+        return Engine(compile_program(policy_set, rev), sources, policy_set, backend, trust, max_clock_skew, limits)
 
 
 @contextlib.contextmanager

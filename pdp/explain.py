@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .check import CheckedPolicy, CheckedPolicySet, CheckedRule
-from .decision import FAILED_CLOSED, Decision, Reason, RuleError, combine
+from .check import CheckedLimit, CheckedPolicy, CheckedPolicySet, CheckedRule
+from .decision import ALLOW, DENY, FAILED_CLOSED, Decision, Reason, RuleError, combine
 from .errors import EvalError
-from .reference import Evaluation, Tracer, TraceNode, _UNSET
+from .limits.limiter import key_text
+from .reference import Evaluation, Tracer, TraceNode, _UNSET, limit_key
 from .request import Request
 from .shown import cut, preview
 from .syntax import ast
@@ -246,7 +247,47 @@ def explain(policy_set: CheckedPolicySet, request: Request, revision: str,
                 applied[effect].append(Reason(rule.id, effect, trace.message or "", rule.annotations))
     decision = combine(applied["forbid"], applied["permit"], errors, revision,
                        time.perf_counter_ns() - started)
+    failed: list[Reason] = []
+    for policy, limit in policy_set.limits():
+        if decision.decision != ALLOW:
+            traces.append(RuleTrace(limit.id, "limit", NOT_EVALUATED,
+                                    "limits are consulted only for a request that would otherwise be ALLOW"))
+            continue
+        trace = _trace_limit(evaluation, tracer, target_traces, policy, limit)
+        traces.append(trace)
+        if trace.status == FAILED:
+            failed.append(Reason(limit.id, "forbid", FAILED_CLOSED + (trace.error or ""), limit.annotations))
+            errors.append(RuleError(limit.id, trace.error or ""))
+    if failed:
+        decision = Decision(DENY, tuple(failed), tuple(errors), revision, decision.eval_ns)
     return Explanation(decision, traces)
+
+
+def _trace_limit(evaluation: Evaluation, tracer: Tracer, target_traces: dict[int, TraceNode],
+                 policy: CheckedPolicy, limit: CheckedLimit) -> RuleTrace:
+    """A limit rule: does the request meet it, and with which key (explain takes no unit)."""
+    trace = _trace_rule(evaluation, tracer, target_traces, policy, limit)  # type: ignore[arg-type]
+    if trace.status == FAILED:
+        trace.note = "it could not be evaluated, so the request is denied (fail closed)"
+        return trace
+    if trace.status != APPLIED:
+        return trace
+    values = []
+    for key in limit.rule.keys:
+        before = len(tracer.root.children)
+        try:
+            values.append(limit_key(evaluation.eval(key, policy)))
+        except EvalError as err:
+            trace.status, trace.error = FAILED, err.message
+            trace.note = "its key could not be evaluated, so the request is denied (fail closed)"
+            return trace
+        finally:
+            node = tracer.take() if len(tracer.root.children) > before else _untraced(evaluation, key, policy)
+            trace.clauses.append(("key", node))  # type: ignore[arg-type]
+    trace.message = limit.message
+    trace.note = (f"the request takes a unit from the budget of {limit.rule.count} per {limit.rule.period_text} "
+                  f"for key {key_text(tuple(values))} (explain takes none; the decision is DENY when it is empty)")
+    return trace
 
 
 def _trace_rule(evaluation: Evaluation, tracer: Tracer, target_traces: dict[int, TraceNode],

@@ -15,7 +15,7 @@ from . import clock, operators
 from .access import index_value, missing, not_a_map
 from .builtins import BUILTINS
 from .check import CheckedPolicy, CheckedPolicySet, CheckedRule
-from .decision import FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, cap_reason, combine
+from .decision import ALLOW, FAILED_CLOSED, MAX_REASON_CHARS, Decision, Reason, RuleError, cap_reason, combine
 from .errors import EvalError
 from .request import ROOT_KEYS, TOKEN_ROOT, Request
 from .syntax import ast
@@ -264,12 +264,44 @@ def decide(policy_set: CheckedPolicySet, request: Request, revision: str,
 
     With ``max_clock_skew`` a ``context.time`` further than that from ``request.arrival`` (the
     server clock) makes ``now`` an evaluation error (pdp.clock)."""
+    return decide_claims(policy_set, request, revision, max_clock_skew)[0]
+
+
+def decide_claims(policy_set: CheckedPolicySet, request: Request, revision: str,
+                  max_clock_skew: float | None = None) -> tuple[Decision, list | None]:
+    """The decision, and the limits (SPEC §9) an ALLOW meets (``limit_claims``); None when
+    the decision is not ALLOW or the policy set has no limit. ``max_clock_skew`` as ``decide``'s."""
     started = time.perf_counter_ns()
     evaluation = Evaluation(policy_set, request, max_clock_skew=max_clock_skew)
     errors: list[RuleError] = []
     forbids = _applying(evaluation, policy_set.rules("forbid"), errors)
     permits = [] if forbids else _applying(evaluation, policy_set.rules("permit"), errors)
-    return combine(forbids, permits, errors, revision, time.perf_counter_ns() - started)
+    decision = combine(forbids, permits, errors, revision, time.perf_counter_ns() - started)
+    limits = policy_set.limits()
+    if decision[0] != ALLOW or not limits:
+        return decision, None
+    return decision, limit_claims(evaluation, limits)
+
+
+def limit_claims(evaluation: Evaluation, limits) -> list | None:
+    """The limits a request meets, in source order: ``(index, key values)`` for each limit
+    that applies, ``(index, message)`` for each whose condition or key cannot be evaluated
+    (it fails closed); None when it meets none."""
+    out = []
+    for i, (policy, limit) in enumerate(limits):
+        try:
+            if evaluation.rule_applies(policy, limit):
+                out.append((i, tuple(limit_key(evaluation.eval(key, policy)) for key in limit.rule.keys)))
+        except EvalError as err:
+            out.append((i, err.message))
+    return out or None
+
+
+def limit_key(value: object) -> object:
+    """A key value of a limit: a string, a number or a boolean."""
+    if type(value) in (str, int, float, bool):
+        return value
+    raise EvalError(f"a limit key must be a string, number or boolean, got {type_name(value)}")
 
 
 def _applying(evaluation: Evaluation, rules, errors: list[RuleError]) -> list[Reason]:

@@ -558,6 +558,37 @@ class RuleModel:
         return "\n".join(lines)
 
 
+#: Budgets and periods of generated limit rules.
+LIMIT_COUNTS = ["1", "2", "3", "50"]
+LIMIT_PERIODS = ["1s", "1m", "1h", "1h30m", "7d", "500ms"]
+
+
+@dataclass(frozen=True)
+class LimitModel:
+    """``limit NAME COUNT per PERIOD by KEY, ... [when ...] [unless ...] [reason "..."]``."""
+
+    name: str
+    count: str
+    period: str
+    keys: tuple[str, ...]
+    annotations: tuple[tuple[str, str], ...] = ()
+    when: str | None = None
+    unless: str | None = None
+    reason: ReasonModel | None = None
+
+    def text(self, with_reasons: bool = True) -> str:
+        lines = [f'  @{k}({json_text(v)})' for k, v in self.annotations]
+        head = f"  limit {self.name} {self.count} per {self.period} by {', '.join(self.keys)}"
+        if self.when is not None:
+            head += f"\n    when {self.when}"
+        if self.unless is not None:
+            head += f"\n    unless {self.unless}"
+        if self.reason is not None and with_reasons:
+            head += f"\n    reason {self.reason.text()}"
+        lines.append(head)
+        return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class PolicyModel:
     """One ``policy`` block; ``items`` in source order: ``("target", text)``, ``("let", name, text)``,
@@ -579,7 +610,7 @@ class PolicyModel:
         lines = [f"@{k}({json_text(v)})" for k, v in self.annotations]
         lines.append(f"policy {self.name} {{")
         for item in self.items:
-            if isinstance(item, RuleModel):
+            if isinstance(item, (RuleModel, LimitModel)):
                 lines.append(item.text(with_reasons))
             elif item[0] == "target":
                 lines.append(f"  target {item[1]}")
@@ -631,9 +662,22 @@ def _reason(gen: _ExprGen, depth: int) -> ReasonModel:
     return ReasonModel(tuple(parts))
 
 
+def _limit(gen: _ExprGen, name: str, depth: int) -> LimitModel:
+    """A limit rule: keys of every kind (lists and maps are evaluation errors), conditions as rules'."""
+    keys = tuple(gen.of(gen.pick((STR, STR, NUM, BOOL, ANY, ANY)), depth).text for _ in range(1 + gen.below(2)))
+    when = gen.condition(depth).text if gen.coin(2) else None
+    unless = gen.condition(depth - 1).text if gen.coin(4) else None
+    reason = None
+    if gen.coin(2):
+        reason = ReasonModel(tuple(gen.pick(REASON_LITERALS) for _ in range(1 + gen.below(3))))
+    return LimitModel(name, gen.pick(LIMIT_COUNTS), gen.pick(LIMIT_PERIODS), keys, _annotations(gen), when, unless,
+                      reason)
+
+
 @st.composite
 def policy_models(draw, name: str = "p0", effects: Sequence[str] = ("permit", "forbid"),
-                  max_rules: int = 4, max_lets: int = 2, depth: int = 2, careful: bool | None = None) -> PolicyModel:
+                  max_rules: int = 4, max_lets: int = 2, depth: int = 2, careful: bool | None = None,
+                  max_limits: int = 0) -> PolicyModel:
     """One policy named ``name`` whose rules have effects among ``effects``; ``careful`` as in
     ``_ExprGen`` (drawn when None)."""
     gen = _ExprGen(draw, careful=draw(st.booleans()) if careful is None else careful)
@@ -641,7 +685,8 @@ def policy_models(draw, name: str = "p0", effects: Sequence[str] = ("permit", "f
     n_lets = draw(st.integers(0, max_lets))
     has_target = gen.coin(2)
     # Item kinds in source order: lets may come between rules; a target anywhere.
-    kinds = ["rule"] * n_rules + ["let"] * n_lets + (["target"] if has_target else [])
+    n_limits = draw(st.integers(0, max_limits)) if max_limits else 0
+    kinds = ["rule"] * n_rules + ["let"] * n_lets + (["target"] if has_target else []) + ["limit"] * n_limits
     kinds = draw(st.permutations(kinds)) if kinds else []
     if gen.coin(5):
         kinds.insert(draw(st.integers(0, len(kinds))), "comment")
@@ -649,8 +694,12 @@ def policy_models(draw, name: str = "p0", effects: Sequence[str] = ("permit", "f
     rule_names = draw(st.lists(st.sampled_from([f"r{i}" for i in range(12)]), min_size=n_rules,
                                max_size=n_rules, unique=True))
     let_index = 0
+    limit_index = 0
     for kind in kinds:
-        if kind == "target":
+        if kind == "limit":
+            items.append(_limit(gen, f"k{limit_index}", depth))
+            limit_index += 1
+        elif kind == "target":
             items.append(("target", gen.condition(depth).text))
         elif kind == "comment":
             items.append(("comment", "permit and forbid in a comment { are ignored"))
@@ -673,7 +722,7 @@ def policy_models(draw, name: str = "p0", effects: Sequence[str] = ("permit", "f
 @st.composite
 def policy_set_models(draw, min_policies: int = 1, max_policies: int = 4, max_files: int = 3,
                       effects: Sequence[str] = ("permit", "forbid"), max_rules: int = 4,
-                      depth: int = 2, careful: bool | None = None) -> PolicySetModel:
+                      depth: int = 2, careful: bool | None = None, max_limits: int = 0) -> PolicySetModel:
     """Policies ``p0``, ``p1``, … (unique names) spread over 1..``max_files`` files, in order.
 
     ``careful`` (drawn once per set when None) chooses policies that rarely fail to evaluate;
@@ -681,7 +730,8 @@ def policy_set_models(draw, min_policies: int = 1, max_policies: int = 4, max_fi
     """
     careful = draw(st.booleans()) if careful is None else careful
     n = draw(st.integers(min_policies, max_policies))
-    policies = [draw(policy_models(f"p{i}", effects=effects, max_rules=max_rules, depth=depth, careful=careful))
+    policies = [draw(policy_models(f"p{i}", effects=effects, max_rules=max_rules, depth=depth, careful=careful,
+                                   max_limits=max_limits))
                 for i in range(n)]
     n_files = draw(st.integers(1, max(1, min(max_files, n))))
     # Cut points split the policies, in order, into n_files non-empty files.

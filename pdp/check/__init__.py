@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from ..builtins import BUILTINS
+from ..builtins import ANY, BOOL, BUILTINS, NUMBER, STRING
 from ..errors import Diagnostic
 from ..syntax import ast
 from .expressions import ROOT_TYPES, UNKNOWN, ExpressionChecker
@@ -33,11 +33,31 @@ class CheckedRule:
 
 
 @dataclass(frozen=True)
+class CheckedLimit:
+    """A limit rule (SPEC §9) with its id (``policy.limit``) and annotations, as CheckedRule."""
+
+    id: str
+    rule: ast.Limit
+    annotations: Mapping[str, str]
+    position: int  # index among the limits, in source order across the whole policy set
+
+    effect = "limit"
+
+    @property
+    def message(self) -> str:
+        """The reason of a denial for want of a unit (limit reasons are plain text)."""
+        if self.rule.reason is None:
+            return f"limit of {self.rule.count} per {self.rule.period_text} reached"
+        return "".join(self.rule.reason.parts)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class CheckedPolicy:
     policy: ast.Policy
     target: ast.Expr | None
     lets: Mapping[str, ast.Let]
     rules: tuple[CheckedRule, ...]
+    limits: tuple[CheckedLimit, ...] = ()
 
     @property
     def name(self) -> str:
@@ -61,6 +81,10 @@ class CheckedPolicySet:
     def all_rules(self) -> list[tuple[CheckedPolicy, CheckedRule]]:
         return [(p, r) for p in self.policies for r in p.rules]
 
+    def limits(self) -> list[tuple[CheckedPolicy, CheckedLimit]]:
+        """Limit rules, in source order."""
+        return [(p, limit) for p in self.policies for limit in p.limits]
+
 
 def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[CheckedPolicySet, list[Diagnostic]]:
     """Check parsed modules (in load order) against the loaded data. Returns the checked set
@@ -72,6 +96,7 @@ def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[Checke
     seen_policies: dict[str, ast.Policy] = {}
     checked: list[CheckedPolicy] = []
     position = 0
+    limit_position = 0
     for module in modules:
         for policy in module.policies:
             first = seen_policies.get(policy.name)
@@ -82,9 +107,10 @@ def check(modules: list[ast.Module], data: Mapping[str, object]) -> tuple[Checke
             else:
                 seen_policies[policy.name] = policy
             _keyword_name("policy", policy.name, policy.name_span, report)
-            checked_policy = _check_policy(policy, report, position, data, warnings.append)
+            checked_policy = _check_policy(policy, report, position, limit_position, data, warnings.append)
             lint_rules(checked_policy, warnings.append)
             position += len(checked_policy.rules)
+            limit_position += len(checked_policy.limits)
             checked.append(checked_policy)
     rank = {m.path: i for i, m in enumerate(modules)}
     order = lambda d: (rank.get(d.file, -1), d.line, d.column)  # noqa: E731
@@ -118,13 +144,15 @@ def _annotations(items: tuple[ast.Annotation, ...], report) -> dict[str, str]:
     return result
 
 
-def _check_policy(policy: ast.Policy, report, position: int, data: dict[str, object], warn) -> CheckedPolicy:
+def _check_policy(policy: ast.Policy, report, position: int, limit_position: int, data: dict[str, object],
+                  warn) -> CheckedPolicy:
     policy_annotations = _annotations(policy.annotations, report)
     all_lets = {item.name for item in policy.items if isinstance(item, ast.Let)}
     let_types: dict[str, str] = {}
     lets: dict[str, ast.Let] = {}
     rules: list[CheckedRule] = []
-    rule_names: dict[str, ast.Rule] = {}
+    limits: list[CheckedLimit] = []
+    rule_names: dict[str, ast.Rule | ast.Limit] = {}
     target: ast.Target | None = None
 
     checker = ExpressionChecker(report, let_types.get, lambda name: name in all_lets, data, warn)
@@ -150,11 +178,12 @@ def _check_policy(policy: ast.Policy, report, position: int, data: dict[str, obj
                 let_types[item.name] = kind
         else:
             rule = item
-            _keyword_name("rule", rule.name, rule.name_span, report)
+            kind = "limit" if isinstance(rule, ast.Limit) else "rule"
+            _keyword_name(kind, rule.name, rule.name_span, report)
             first = rule_names.get(rule.name)
             if first is not None:
                 report(rule.name_span.diagnostic(
-                    f"duplicate rule {rule.name!r} in policy {policy.name!r}; first defined at "
+                    f"duplicate {kind} {rule.name!r} in policy {policy.name!r}; first defined at "
                     f"{_where(first.name_span)}", "pdl_duplicate"))
             else:
                 rule_names[rule.name] = rule
@@ -162,11 +191,24 @@ def _check_policy(policy: ast.Policy, report, position: int, data: dict[str, obj
                 checker.condition(rule.when, "when")
             if rule.unless is not None:
                 checker.condition(rule.unless, "unless")
+            if isinstance(rule, ast.Limit):
+                for key in rule.keys:
+                    key_type = checker.check(key)
+                    if key_type not in (STRING, NUMBER, BOOL, ANY):
+                        checker.error(key, f"a limit key must be a string, number or boolean, got {key_type}",
+                                      "pdl_type")
             if rule.reason is not None:
                 for part in rule.reason.parts:
-                    if not isinstance(part, str):
+                    if isinstance(rule, ast.Limit) and not isinstance(part, str):
+                        checker.error(part, "a limit's reason is plain text: it cannot interpolate {...} "
+                                            "(write {{ for a brace)", "pdl_limit")
+                    elif not isinstance(part, str):
                         checker.check(part)
             annotations = {**policy_annotations, **_annotations(rule.annotations, report)}
+            if isinstance(rule, ast.Limit):
+                limits.append(CheckedLimit(f"{policy.name}.{rule.name}", rule, MappingProxyType(annotations),
+                                           limit_position + len(limits)))
+                continue
             rules.append(CheckedRule(f"{policy.name}.{rule.name}", rule, MappingProxyType(annotations),
                                      position + len(rules)))
-    return CheckedPolicy(policy, target.expr if target else None, MappingProxyType(lets), tuple(rules))
+    return CheckedPolicy(policy, target.expr if target else None, MappingProxyType(lets), tuple(rules), tuple(limits))

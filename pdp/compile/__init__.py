@@ -11,7 +11,7 @@ from ..check import CheckedPolicySet
 from . import index
 from .cse import CommonSubexpressions, per_request_uses
 from .lower import Lowerer
-from .program import Program, RuleCode
+from .program import LimitCode, Program, RuleCode
 from .specialize import Specializer
 from .tabulate import Tabulator
 
@@ -128,8 +128,18 @@ def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool =
                  None if r.reason is None else tuple(p if isinstance(p, str) else rebuilt(p) for p in r.reason),
                  r.annotations)
         for r in rules)
+    # Limits are evaluated after the decision, on their own lowered nodes (they take no CACHED
+    # slot: a request meets them once).
+    index_of = {id(p): i for i, p in enumerate(policy_set.policies)}
+    limits = tuple(
+        LimitCode(limit.id, index_of[id(policy)], limit.rule.count, limit.rule.period, limit.message,
+                  dict(limit.annotations), targets[index_of[id(policy)]],
+                  None if limit.rule.when is None else lowerer.expr(limit.rule.when, policy),
+                  None if limit.rule.unless is None else lowerer.expr(limit.rule.unless, policy),
+                  tuple(lowerer.expr(k, policy) for k in limit.rule.keys))
+        for policy, limit in policy_set.limits())
     return Program(revision, tuple(p.name for p in policy_set.policies), final_rules, forbid_tree, permit_tree,
-                   cse.slots)
+                   cse.slots, limits)
 
 
 def _leaves(tree: tuple, route: tuple):

@@ -19,7 +19,7 @@ from .cse import children, replace_children
 from .ir import AND, CALL, CIDR, IN_STRS, LIST, LOOKUP, OR, PATH
 
 BUNDLE_FORMAT = "pdp-bundle"
-BUNDLE_VERSION = 3  # 2: leaves carry their specialized clauses; rules only reasons. 3: LOOKUP nodes
+BUNDLE_VERSION = 4  # 2: leaves carry their specialized clauses; rules only reasons. 3: LOOKUP nodes. 4: limits
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,23 @@ class RuleCode:
     policy: int  # index into Program.policies
     reason: tuple | None  # parts: str or node
     annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LimitCode:
+    """A limit rule (SPEC §9): which requests meet it (its policy's target, ``when``, ``unless``)
+    and the key nodes whose values name a budget of ``count`` units per ``period`` seconds."""
+
+    id: str
+    policy: int  # index into Program.policies
+    count: int
+    period: float
+    message: str  # the reason of a denial for want of a unit
+    annotations: Mapping[str, str]
+    target: tuple | None
+    when: tuple | None
+    unless: tuple | None
+    keys: tuple  # nodes
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class Program:
     forbid_tree: tuple
     permit_tree: tuple
     slots: int  # CACHED slots
+    limits: tuple[LimitCode, ...] = ()  # in source order; evaluated only for requests that are ALLOW
 
 
 # ---- bundles ---------------------------------------------------------------------------------
@@ -88,7 +106,11 @@ def encode(program: Program, sources: tuple[Source, ...] = ()) -> bytes:
         "policies": list(program.policies), "rules": rules,
         "forbid_tree": _encode_tree(program.forbid_tree, table),
         "permit_tree": _encode_tree(program.permit_tree, table),
-        "slots": program.slots, "nodes": table.rows,
+        "slots": program.slots,
+        "limits": [[c.id, c.policy, c.count, c.period, c.message, dict(c.annotations),
+                    table.ref(c.target), table.ref(c.when), table.ref(c.unless), [table.ref(k) for k in c.keys]]
+                   for c in program.limits],
+        "nodes": table.rows,
         "sources": [[s.display, s.relative, s.kind, s.content] for s in sources],
     }
     header = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "pdp": __version__, "revision": program.revision}
@@ -153,8 +175,12 @@ def _decode_body(header: dict, body: dict) -> Program:
             raise IndexError(f"rule {ref} out of range")
         return int(ref)
 
+    limits = tuple(
+        LimitCode(lid, int(policy), count, period, message, dict(annotations), node(target), node(when),
+                  node(unless), tuple(node(k) for k in keys))
+        for lid, policy, count, period, message, annotations, target, when, unless, keys in body["limits"])
     return Program(header["revision"], policies, rules, tree(body["forbid_tree"]), tree(body["permit_tree"]),
-                   int(body["slots"]))
+                   int(body["slots"]), limits)
 
 
 def _tupled(row: list) -> tuple:

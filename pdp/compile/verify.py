@@ -17,7 +17,7 @@ from ..errors import Diagnostic, EvalError, PolicyError
 from ..glob import glob_error
 from ..operators import OPERATORS
 from .ir import CACHED, NAMES, PATH, REQUIRED_PATHS, ROOTS, SHAPES
-from .program import Program, RuleCode
+from .program import LimitCode, Program, RuleCode
 
 #: Nodes nested deeper than this are refused: evaluation recurses once per level (in C, on
 #: the thread's stack), and no policy source compiles to anything near it.
@@ -81,6 +81,10 @@ class _Verifier:
             self.rule(i, rule)
         self.tree(p.forbid_tree, "forbid", 0)
         self.tree(p.permit_tree, "permit", 0)
+        if type(p.limits) is not tuple:
+            raise _Invalid(f"limits must be a tuple, got {_kind(p.limits)}")
+        for i, limit in enumerate(p.limits):
+            self.limit(i, limit)
 
     # -- rules and trees --
 
@@ -107,6 +111,31 @@ class _Verifier:
                         self.node(part)
                     except _Invalid as bad:
                         raise _Invalid(f"{where}, reason: {bad}") from None
+
+    def limit(self, i: int, limit: object) -> None:
+        if not isinstance(limit, LimitCode):
+            raise _Invalid(f"limit {i} must be a LimitCode, got {_kind(limit)}")
+        if type(limit.id) is not str or type(limit.message) is not str:
+            raise _Invalid(f"limit {i}: the id and the message must be strings")
+        where = f"limit {limit.id!r}"
+        if type(limit.policy) is not int or not 0 <= limit.policy < len(self.program.policies):
+            raise _Invalid(f"{where}: policy {_shown(limit.policy)} out of range")
+        if type(limit.count) is not int or limit.count < 1:
+            raise _Invalid(f"{where}: the budget must be a whole number of at least 1, got {_shown(limit.count)}")
+        if type(limit.period) not in (int, float) or not (math.isfinite(limit.period) and limit.period > 0):
+            raise _Invalid(f"{where}: the period must be a positive number of seconds, got {_shown(limit.period)}")
+        if not isinstance(limit.annotations, Mapping) or any(
+                type(k) is not str or type(v) is not str for k, v in limit.annotations.items()):
+            raise _Invalid(f"{where}: annotations must map strings to strings")
+        if type(limit.keys) is not tuple or not limit.keys:
+            raise _Invalid(f"{where}: the keys must be a non-empty tuple of nodes")
+        for name, clause in (("target", limit.target), ("when", limit.when), ("unless", limit.unless),
+                             *(("key", k) for k in limit.keys)):
+            if clause is not None or name == "key":
+                try:
+                    self.node(clause)
+                except _Invalid as bad:
+                    raise _Invalid(f"{where}, {name}: {bad}") from None
 
     def tree(self, tree: object, effect: str, depth: int) -> None:
         if (id(tree), effect) in self.trees:

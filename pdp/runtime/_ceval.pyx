@@ -1162,6 +1162,14 @@ cdef class _Entry:
 
 
 @cython.no_gc
+cdef class _Limit:
+    """A limit rule (SPEC §9): when it applies (``entry``, whose rule is None) and its keys."""
+    cdef Py_ssize_t index
+    cdef _Entry entry
+    cdef tuple keys  # _Nodes
+
+
+@cython.no_gc
 cdef class _Leaf:
     cdef tuple entries
 
@@ -1461,6 +1469,7 @@ cdef class Evaluator:
     cdef readonly object program
     cdef readonly str revision
     cdef list rules
+    cdef list limits
     cdef object forbid_tree, permit_tree
     cdef Py_ssize_t slots
     cdef list spare  # _Slots for the next requests
@@ -1473,6 +1482,7 @@ cdef class Evaluator:
         # Linked by __init__; until then (Evaluator.__new__ alone) a decision finds no rule.
         self.rules = []
         self.spare = []
+        self.limits = []
         self.forbid_tree = self.permit_tree = _Leaf.__new__(_Leaf)
         (<_Leaf>self.forbid_tree).entries = ()
         self.revision = ""
@@ -1508,6 +1518,17 @@ cdef class Evaluator:
         cdef dict linked_entries = {}
         self.forbid_tree = self._tree(program.forbid_tree, memo, linked_entries)
         self.permit_tree = self._tree(program.permit_tree, memo, linked_entries)
+        cdef _Limit limit
+        self.limits = []
+        for i, code in enumerate(program.limits):
+            limit = _Limit.__new__(_Limit)
+            limit.index = i
+            limit.entry = _Entry.__new__(_Entry)
+            limit.entry.target = None if code.target is None else _link(code.target, memo)
+            limit.entry.when = None if code.when is None else _link(code.when, memo)
+            limit.entry.unless = None if code.unless is None else _link(code.unless, memo)
+            limit.keys = tuple(_link(k, memo) for k in code.keys)
+            self.limits.append(limit)
 
     cdef object _tree(self, tuple tree, dict memo, dict linked_entries):
         cdef _Leaf leaf
@@ -1586,8 +1607,103 @@ cdef class Evaluator:
                 out.append(failed_closed(exc, self.revision))
         return out
 
+    cpdef tuple decide_claims(self, object raw, object token=None):
+        """``(decision, claims)``: the claims are the limits an ALLOW meets (as
+        ``reference.limit_claims``), None when it is not ALLOW or meets none. ``token`` as
+        ``decide``'s."""
+        cdef tuple roots
+        cdef _Context ctx
+        cdef object decision
+        try:
+            roots = _plain_request(raw)
+            if roots is None:
+                roots = _roots(parse_request(raw, -1.0))
+            ctx = _Context.__new__(_Context)
+            ctx.token = token
+            decision = self.run(ctx, roots, -1.0)
+            if not self.limits or (<tuple>decision)[0] is not _ALLOW:
+                return (decision, None)
+            return (decision, self._claims(ctx))
+        except RequestError:
+            raise
+        except Exception as exc:
+            return (failed_closed(exc, self.revision), None)
+
+    cpdef list decide_many_claims(self, object requests, object tokens=None):
+        """``decide_claims`` of each request, in order (validated first, as ``decide_many``);
+        ``tokens``: the verified token of each request (None: no request has one)."""
+        cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
+        cdef list batch = []
+        cdef list out = []
+        cdef object roots, decision
+        cdef Py_ssize_t i = 0
+        cdef _Context ctx = _Context.__new__(_Context)  # one for the batch: run() resets it
+        for raw in requests:
+            try:
+                roots = _plain_request(raw)
+                if roots is None:
+                    roots = _roots(indexed_request(i, raw, arrival))
+            except RequestError:
+                raise
+            except Exception as exc:
+                roots = exc
+            batch.append(roots)
+            i += 1
+        i = 0
+        for roots in batch:
+            try:
+                if type(roots) is not tuple:
+                    raise roots
+                if tokens is not None:
+                    ctx.token = tokens[i]
+                decision = self.run(ctx, <tuple>roots, arrival)
+                if not self.limits or (<tuple>decision)[0] is not _ALLOW:
+                    out.append((decision, None))
+                else:
+                    out.append((decision, self._claims(ctx)))
+            except Exception as exc:
+                out.append((failed_closed(exc, self.revision), None))
+            i += 1
+        return out
+
+    cdef object _claims(self, _Context ctx):
+        """The limits met, in order: (index, key values) or (index, message) (fails closed)."""
+        cdef list out = None
+        cdef list keys
+        cdef _Limit limit
+        cdef object applies, value
+        for item in self.limits:
+            limit = <_Limit>item
+            applies = _applies(limit.entry, ctx)
+            if applies is True:
+                keys = []
+                for k in limit.keys:
+                    value = (<_Node>k).ev(ctx)
+                    if type(value) is _Err:
+                        applies = value
+                        break
+                    if type(value) is not str and type(value) is not int and type(value) is not float \
+                            and type(value) is not bool:
+                        applies = _Err("a limit key must be a string, number or boolean, got " + type_name(value))
+                        break
+                    keys.append(value)
+                else:
+                    if out is None:
+                        out = []
+                    out.append((limit.index, tuple(keys)))
+                    continue
+            if applies is not False:
+                if out is None:
+                    out = []
+                out.append((limit.index, (<_Err>applies).text()))
+        return out
+
     def decide_parsed(self, dict attrs, double arrival, token=None):
         """Decide a request already validated: the ``attrs`` of ``request.parse_request``."""
+        return self.decide_parsed_claims(attrs, arrival, token, False)[0]
+
+    def decide_parsed_claims(self, dict attrs, double arrival, token=None, bint claims=True):
+        """``decide_parsed``, and the limits an ALLOW meets, as ``decide_claims``."""
         cdef tuple roots = (attrs["identity"], attrs["action"], attrs["resource"], attrs["context"])
         for root in roots:
             if type(root) is not dict:  # the evaluation reads the roots as dicts unchecked
@@ -1596,7 +1712,10 @@ cdef class Evaluator:
             raise TypeError("a verified token is a dict")
         cdef _Context ctx = _Context.__new__(_Context)
         ctx.token = token
-        return self.run(ctx, roots, arrival)
+        cdef object decision = self.run(ctx, roots, arrival)
+        if not claims or not self.limits or (<tuple>decision)[0] is not _ALLOW:
+            return (decision, None)
+        return (decision, self._claims(ctx))
 
     cdef inline void _start(self, _Context ctx, tuple roots, double arrival):
         """Set every field of ``ctx`` for the request whose four roots are ``roots`` (a fresh

@@ -262,6 +262,8 @@ class Evaluator:
 
         self._rules = [_LinkedRule(code, linked) for code in program.rules]
         self._trees = (self._link_tree(program.forbid_tree, linked), self._link_tree(program.permit_tree, linked))
+        self._limits = [(i, linked(c.target), linked(c.when), linked(c.unless), [linked(k) for k in c.keys])
+                        for i, c in enumerate(program.limits)]
 
     def _link_tree(self, tree, linked):
         if tree[0] == "leaf":
@@ -288,13 +290,54 @@ class Evaluator:
         internal error fails that request closed."""
         return decide_batch(requests, lambda r: self.decide_parsed(r.attrs, r.arrival), self.program.revision)
 
+    def decide_claims(self, raw: dict, token: dict | None = None) -> tuple:
+        """``(decision, claims)``: the claims are the limits an ALLOW meets (as
+        ``reference.limit_claims``), None when it is not ALLOW or meets none. ``token`` as
+        ``decide``'s."""
+        try:
+            request = parse_request(raw)
+            return self._decide(request.attrs, request.arrival, token, True)
+        except RequestError:
+            raise
+        except Exception as exc:
+            return failed_closed(exc, self.program.revision), None
+
+    def decide_many_claims(self, requests, tokens=None) -> list:
+        """``decide_claims`` of each request, in order (validated first, as ``decide_many``);
+        ``tokens``: the verified token of each request (None: no request has one)."""
+        pairs = decide_batch(requests, lambda r: _Pair(self._decide(r.attrs, r.arrival, r.token, True)),
+                             self.program.revision, tokens)
+        return [tuple(p) if type(p) is _Pair else (p, None) for p in pairs]
+
     def decide_parsed(self, attrs: dict, arrival: float, token: dict | None = None):
+        return self._decide(attrs, arrival, token, False)[0]
+
+    def decide_parsed_claims(self, attrs: dict, arrival: float, token: dict | None = None) -> tuple:
+        """``decide_parsed``, and the limits an ALLOW meets, as ``decide_claims``."""
+        return self._decide(attrs, arrival, token, True)
+
+    def _decide(self, attrs: dict, arrival: float, token: dict | None, claims: bool) -> tuple:
         started = time.perf_counter_ns()
         ctx = self._context((attrs["identity"], attrs["action"], attrs["resource"], attrs["context"], token), arrival)
         errors: list = []
         forbids = self._phase(self._trees[0], ctx, errors)
         permits = [] if forbids else self._phase(self._trees[1], ctx, errors)
-        return combine(forbids, permits, errors, self.program.revision, time.perf_counter_ns() - started)
+        decision = combine(forbids, permits, errors, self.program.revision, time.perf_counter_ns() - started)
+        if not claims or not self._limits or forbids or not permits:
+            return decision, None
+        return decision, self._claims(ctx)
+
+    def _claims(self, ctx: _Context) -> list | None:
+        out = []
+        for i, target, when, unless, keys in self._limits:
+            try:
+                if ((target is None or _condition(target(ctx), "target"))
+                        and (when is None or _condition(when(ctx), "when"))
+                        and not (unless is not None and _condition(unless(ctx), "unless"))):
+                    out.append((i, tuple(limit_key(k(ctx)) for k in keys)))
+            except EvalError as err:
+                out.append((i, err.message))
+        return out or None
 
     def _context(self, roots: tuple, arrival: float) -> _Context:
         """The context of one request (decide and allowed_candidates both make theirs here)."""
@@ -384,6 +427,20 @@ class Evaluator:
         message = "".join(out)
         return Reason(rule.id, rule.effect, cap_reason(message) if size > MAX_REASON_CHARS else message,
                       rule.annotations)
+
+
+class _Pair(tuple):
+    """A (decision, claims) pair passing through ``decide_batch`` (which fails a request closed
+    with a bare Decision)."""
+
+    __slots__ = ()
+
+
+def limit_key(value: object) -> object:
+    """A key value of a limit: a string, a number or a boolean (as ``reference.limit_key``)."""
+    if type(value) in (str, int, float, bool):
+        return value
+    raise EvalError(f"a limit key must be a string, number or boolean, got {type_name(value)}")
 
 
 def _condition(value: object, clause: str) -> bool:

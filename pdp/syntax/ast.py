@@ -151,7 +151,26 @@ class Rule:
     name_span: Span = _span()
 
 
-PolicyItem = Union[Target, Let, Rule]
+@dataclass(slots=True)
+class Limit:
+    """``limit NAME COUNT per PERIOD by KEY, … [when …] [unless …] [reason "…"]`` (SPEC §9)."""
+
+    name: str
+    annotations: tuple[Annotation, ...]
+    count: int
+    period: float  # seconds
+    period_text: str  # as written: `1h` stays `1h` in messages
+    keys: tuple[Expr, ...]
+    when: Expr | None
+    unless: Expr | None
+    reason: Reason | None
+    span: Span = _span()
+    name_span: Span = _span()
+    count_span: Span = _span()
+    period_span: Span = _span()
+
+
+PolicyItem = Union[Target, Let, Rule, Limit]
 
 
 @dataclass(slots=True)
@@ -173,6 +192,10 @@ class Policy:
     @property
     def rules(self) -> tuple[Rule, ...]:
         return tuple(i for i in self.items if isinstance(i, Rule))
+
+    @property
+    def limits(self) -> tuple[Limit, ...]:
+        return tuple(i for i in self.items if isinstance(i, Limit))
 
 
 @dataclass(slots=True)

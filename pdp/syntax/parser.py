@@ -43,7 +43,7 @@ _CHARACTER_HINTS = {
     '"': "the string is not closed on this line",
     "=": "use '==' to compare",
 }
-_NEXT_ITEM_WORDS = {"'permit'", "'forbid'", "'let'", "'target'", "'@'", "'}'"}
+_NEXT_ITEM_WORDS = {"'permit'", "'forbid'", "'limit'", "'let'", "'target'", "'@'", "'}'"}
 _RESUME = re.compile(r"^(?:@|policy\b)", re.MULTILINE)
 
 

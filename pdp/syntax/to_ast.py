@@ -71,7 +71,7 @@ class _ToAst(Transformer):
     def policy(self, meta, children):
         annotations = tuple(c for c in children if isinstance(c, ast.Annotation))
         name = next(c for c in children if isinstance(c, Token))
-        items = tuple(c for c in children if isinstance(c, (ast.Target, ast.Let, ast.Rule)))
+        items = tuple(c for c in children if isinstance(c, (ast.Target, ast.Let, ast.Rule, ast.Limit)))
         return ast.Policy(str(name), annotations, items, self._span(meta), self._token_span(name))
 
     def annotation(self, meta, children):
@@ -95,6 +95,41 @@ class _ToAst(Transformer):
             clauses.get("when"), clauses.get("unless"), clauses.get("reason"),
             self._span(meta), self._token_span(name),
         )
+
+    def limit(self, meta, children):
+        annotations = tuple(c for c in children if isinstance(c, ast.Annotation))
+        name, count, period = (c for c in children if isinstance(c, Token))
+        keys = tuple(c for c in children if not isinstance(c, (ast.Annotation, Token, tuple)))
+        clauses = dict(c for c in children if isinstance(c, tuple))
+        count_span, period_span = self._token_span(count), self._token_span(period)
+        return ast.Limit(
+            str(name), annotations, self._count(count, count_span), self._period(period, period_span), str(period),
+            keys, clauses.get("when"), clauses.get("unless"), clauses.get("reason"),
+            self._span(meta), self._token_span(name), count_span, period_span,
+        )
+
+    def _count(self, token: Token, span: Span) -> int:
+        """A limit's budget: a whole number of requests, at least 1."""
+        try:
+            value = parse_number(str(token))
+        except ValueError as exc:
+            self._error(span, str(exc))
+            return 1
+        if type(value) is not int or value < 1:
+            self._error(span, f"a limit's budget is a whole number of requests of at least 1, got {token}")
+            return 1
+        return value
+
+    def _period(self, token: Token, span: Span) -> float:
+        try:
+            value = parse_duration(str(token))
+        except ValueError as exc:
+            self._error(span, str(exc))
+            return 1
+        if value <= 0:
+            self._error(span, f"a limit's period must be longer than 0s, got {token}")
+            return 1
+        return value
 
     def effect(self, meta, children):
         return Tree("effect", children)

@@ -1,0 +1,132 @@
+"""Claims ⇒ the final decision (SPEC §9): take units from the store, all or nothing.
+
+Shared by every evaluator: the evaluators only say which limits an ALLOW meets and with which
+key values (``(index, values)``), or why a limit could not be evaluated (``(index, message)``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from ..compile.program import LimitCode
+from ..decision import DENY, FAILED_CLOSED, Decision, Reason, RuleError, frozen_map
+from .store import STORE_UNAVAILABLE, Budget, Store, StoreUnavailable
+
+#: The annotation that a limited denial's reason carries: the key whose budget ran out.
+LIMIT_KEY = "limit_key"
+
+
+def key_text(values: tuple) -> str:
+    """The key of a budget: one string value as it is; anything else as a JSON list (which
+    starts with ``[``: a string that does too is written as a list, so two keys never meet)."""
+    if len(values) == 1:
+        value = values[0]
+        if type(value) is str and not value.startswith("["):
+            return value
+    return json.dumps([int(v) if type(v) is float and v.is_integer() else v for v in values],
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+class _Limit:
+    __slots__ = ("id", "count", "period_ns", "message", "annotations")
+
+    def __init__(self, code: LimitCode):
+        self.id = code.id
+        self.count = code.count
+        self.period_ns = round(code.period * 1_000_000_000)
+        self.message = code.message
+        self.annotations = dict(code.annotations)
+
+    def budget(self, values: tuple) -> Budget:
+        return Budget(self.id, key_text(values), self.count, self.period_ns)
+
+    def reason(self, message: str, key: str | None) -> Reason:
+        return Reason(self.id, "forbid", message,
+                      frozen_map(self.annotations if key is None else {**self.annotations, LIMIT_KEY: key}))
+
+
+class Limiter:
+    """The limits of one Program, bound to a store. ``take=False`` (a shadow candidate) looks
+    at the budgets without ever taking a unit."""
+
+    def __init__(self, limits: Sequence[LimitCode], store: Store, take: bool = True):
+        self.limits = [_Limit(code) for code in limits]
+        self.store = store
+        self.take = take
+
+    def budgets(self, claims: list) -> list[Budget] | None:
+        """The budgets of the claims, or None when one of them failed to evaluate."""
+        limits = self.limits
+        out = []
+        for index, values in claims:
+            if type(values) is str:
+                return None
+            out.append(limits[index].budget(values))
+        return out
+
+    def settle(self, decision: Decision, claims: list | None) -> Decision:
+        """The decision once the claims are settled with the store."""
+        if claims is None:
+            return decision
+        budgets = self.budgets(claims)
+        if budgets is None:
+            return self._failed(decision, claims)
+        try:
+            short = self.store.take(budgets, self.take)
+        except StoreUnavailable:
+            return self._unavailable(decision, claims, budgets)
+        return self._limited(decision, claims, budgets, short) if short else decision
+
+    def settle_many(self, pairs: Sequence[tuple[Decision, list | None]]) -> list[Decision]:
+        """``settle`` for a batch: units are taken in request order, in one store call."""
+        asks: list[tuple[int, list[Budget]]] = []
+        out: list[Decision] = []
+        for i, (decision, claims) in enumerate(pairs):
+            out.append(decision)
+            if claims is None:
+                continue
+            budgets = self.budgets(claims)
+            if budgets is None:
+                out[i] = self._failed(decision, claims)
+            else:
+                asks.append((i, budgets))
+        if not asks:
+            return out
+        try:
+            answers = self.store.take_many([budgets for _, budgets in asks], self.take)
+        except StoreUnavailable:
+            for i, budgets in asks:
+                out[i] = self._unavailable(out[i], pairs[i][1], budgets)
+            return out
+        for (i, budgets), short in zip(asks, answers):
+            if short:
+                out[i] = self._limited(out[i], pairs[i][1], budgets, short)
+        return out
+
+    # ---- the denials
+
+    def _failed(self, decision: Decision, claims: list) -> Decision:
+        """A limit whose condition or key cannot be evaluated fails closed."""
+        reasons, errors = [], list(decision.errors)
+        for index, message in claims:
+            if type(message) is str:
+                limit = self.limits[index]
+                reasons.append(limit.reason(FAILED_CLOSED + message, None))
+                errors.append(RuleError(limit.id, message))
+        return Decision(DENY, tuple(reasons), tuple(errors), decision.revision, decision.eval_ns)
+
+    def _limited(self, decision: Decision, claims: list, budgets: list[Budget], short: list[int]) -> Decision:
+        reasons = []
+        for i in short:
+            limit = self.limits[claims[i][0]]
+            reasons.append(limit.reason(limit.message, budgets[i].key))
+        return Decision(DENY, tuple(reasons), decision.errors, decision.revision, decision.eval_ns)
+
+    def _unavailable(self, decision: Decision, claims: list, budgets: list[Budget]) -> Decision:
+        reasons, errors = [], list(decision.errors)
+        for (index, _), budget in zip(claims, budgets):
+            limit = self.limits[index]
+            reasons.append(limit.reason(FAILED_CLOSED + STORE_UNAVAILABLE, budget.key))
+            errors.append(RuleError(limit.id, STORE_UNAVAILABLE))
+        return Decision(DENY, tuple(reasons), tuple(errors), decision.revision, decision.eval_ns)

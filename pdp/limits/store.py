@@ -1,0 +1,64 @@
+"""What every limit store does, and ``open_store`` for ``pdp serve --limits``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol, Sequence
+
+#: The message of a limit met while its store does not answer (after ``failed closed: ``).
+STORE_UNAVAILABLE = "limit store unavailable"
+#: How long a store may take to answer before the requests waiting on it fail closed.
+DEFAULT_TIMEOUT = 0.05
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer within its deadline (or refused): fail closed."""
+
+
+class Budget(NamedTuple):
+    """One budget a request takes a unit from: the limit rule's id, the key (``Limiter``'s
+    text of the key values), and the budget: ``count`` units per ``period_ns`` nanoseconds."""
+
+    rule: str
+    key: str
+    count: int
+    period_ns: int
+
+
+class Store(Protocol):
+    def take(self, budgets: Sequence[Budget], take: bool = True) -> list[int]:
+        """Take one unit from every budget, all or nothing, in one atomic step; return the
+        indices of the budgets without a unit (then nothing is taken). ``take=False`` only
+        looks. Raises StoreUnavailable when the store does not answer in time."""
+
+    def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
+        """``take`` for each request's budgets, in order (a batch)."""
+
+    def set_remaining(self, budget: Budget, remaining: int) -> None:
+        """Set the units left in one budget (test suites)."""
+
+    def close(self) -> None:
+        ...
+
+
+def gcra_interval(count: int, period_ns: int) -> int:
+    """Nanoseconds for one unit to come back. Rounded down, so that N units fit in the period
+    exactly (N × interval ≤ period < (N + 1) × interval)."""
+    return period_ns // count
+
+
+def open_store(url: str | None, timeout: float = DEFAULT_TIMEOUT) -> Store:
+    """``None``/``memory``: in this process; ``redis://HOST:PORT/DB``; ``pdp-parent:PATH``: the
+    store a ``pdp serve --workers N`` parent keeps on the Unix socket PATH."""
+    if url is None or url == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_store import RedisStore
+
+        return RedisStore(url, timeout)
+    if url.startswith("pdp-parent:"):
+        from .shared import SharedStore
+
+        return SharedStore(url[len("pdp-parent:"):], timeout)
+    raise ValueError(f"--limits {url}: expected redis://HOST:PORT/DB (or memory, the default)")
