@@ -98,14 +98,28 @@ class Engine:
         other._bind_limits(store, take)
         return other
 
+    def without_limits(self) -> "Engine":
+        """This engine deciding as if it had no limit rule: for queries that take no unit
+        (AuthZEN search answers what the policies permit, not what a budget has left)."""
+        if self.limiter is None:
+            return self
+        other = copy.copy(self)
+        other.limiter = None
+        other.decide = (other._evaluator.decide if other._evaluator is not None  # type: ignore[method-assign]
+                        else other._decide_reference)
+        return other
+
     @property
     def limits(self):
         """The limit store this engine takes units from (None when it has no limit rule)."""
         return None if self.limiter is None else self.limiter.store
 
-    def decide_claims(self, request: dict) -> tuple[Decision, list | None]:
+    def decide_claims(self, request: dict, claims: dict | None = None) -> tuple[Decision, list | None]:
         """The decision before the limits are settled, and the limits it meets (the claims).
-        The token gate comes first: a rejected token is its DENY, which meets no limit."""
+        The token gate comes first: a rejected token is its DENY, which meets no limit. With
+        ``claims``, the request's token is taken as verified with them (``decide_verified``)."""
+        if claims is not None:
+            return self._claims_with(request, self._token_view(claims))
         if self.tokens is None:
             return self._claims_with(request)
         try:

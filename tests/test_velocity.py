@@ -234,3 +234,13 @@ def test_a_malformed_limit_is_refused_before_linking(tmp_path, backend):
         bad = dataclasses.replace(e.program, limits=(dataclasses.replace(e.program.limits[0], **change),))
         with pytest.raises(pdp.PolicyError, match=words):
             Engine(bad, e.sources, None, backend)
+
+
+def test_without_limits_decides_as_the_policies_say_and_takes_nothing(tmp_path, backend):
+    store = MemoryStore(FakeClock())
+    e = engine(tmp_path, backend, store=store)
+    free = e.without_limits()
+    assert [free.decide(req()).decision for _ in range(5)] == ["ALLOW"] * 5
+    assert [d.decision for d in free.decide_many([req()] * 5)] == ["ALLOW"] * 5
+    assert len(store) == 0
+    assert free.limits is None and e.limits is store

@@ -48,7 +48,9 @@ def run(args) -> int:
     from ..audit.replay import render_text, replay
 
     try:
-        candidate = load(args.against)
+        # Budgets depend on the pace of the live traffic, which a replay does not have: limit
+        # rules take no unit here (docs/limits.md).
+        candidate = load(args.against).without_limits()
     except PolicyError as err:
         print(err, file=sys.stderr)
         return 1

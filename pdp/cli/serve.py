@@ -90,6 +90,13 @@ def register(sub) -> None:
                    help="a request's context.time further than this from the server clock, either way, makes "
                         "`now` an evaluation error: forbids that read it fail closed (default 30s; a duration as "
                         "policies write it: 30s, 2m, 1m30s)")
+    p.add_argument("--limits", metavar="URL",
+                   help="where limit rules keep their budgets: redis://HOST:PORT/DB shares them with every pdp "
+                        "server using that Redis; default: in memory, one budget per key for this server and "
+                        "all its workers (README: Velocity limits)")
+    p.add_argument("--limits-timeout", type=_deadline, default=0.05, metavar="DURATION",
+                   help="how long the limit store may take to answer before the requests that meet a limit "
+                        "are denied (failed closed; default 50ms)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key): serve TLS only")
     p.add_argument("--tls-key", metavar="PEM", help="server private key")
@@ -117,6 +124,19 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
+    return value
+
+
+def _deadline(text: str) -> float:
+    """A deadline: a duration (``50ms``, ``1s``) or a number of seconds."""
+    from ..syntax.literals import parse_duration
+
+    try:
+        value = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (write 50ms, 1s, ...)") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 60s, got {text}")
     return value
 
 
@@ -197,6 +217,8 @@ def run(args) -> int:
             if (workers or 1) > 1:
                 raise UsageError(f"--workers {workers}: {ONE_PROCESS}")
             workers = 1
+        if args.limits is not None and not args.limits.startswith(("redis://", "rediss://", "memory")):
+            raise UsageError(f"--limits {args.limits}: expected redis://HOST:PORT/DB")
         for flag, value in (("--addr", args.addr), ("--metrics-addr", args.metrics_addr),
                             ("--http-addr", args.http_addr)):
             if value is not None and not (flag == "--addr" and is_unix(value)):
@@ -214,5 +236,7 @@ def run(args) -> int:
                          metrics_addr=args.metrics_addr, grace=args.grace, shutdown_delay=args.shutdown_delay,
                          workers=workers or cpu_count(), log_level=args.log_level,
                          http_address=args.http_addr, shadow=shadow, shadow_queue=args.shadow_queue,
-                         max_clock_skew=args.max_clock_skew)
+                         max_clock_skew=args.max_clock_skew,
+                         limits=None if args.limits == "memory" else args.limits,
+                         limits_timeout=args.limits_timeout)
     return serve(config)

@@ -283,6 +283,10 @@ class DecisionLog:
         elif decision is not None:
             record["decision"] = decision.decision
             record["reasons"] = [r.rule for r in decision.reasons]
+            limited = [{"rule": r.rule, "key": r.annotations["limit_key"]} for r in decision.reasons
+                       if "limit_key" in r.annotations]
+            if limited:  # velocity limits (SPEC §9): which budget was empty, and whose
+                record["limited"] = limited
             record["revision"] = decision.revision
             record["latency_us"] = round(latency_ns / 1000, 1)
             if self.include_input and type(request) is dict:

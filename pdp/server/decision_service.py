@@ -97,17 +97,25 @@ class DecisionService:
         try:
             request = self._request(msg, size, peer)
             decision = engine.decide(request)
-        except RequestError as err:
+        except Exception as exc:
+            return self._item_error(exc, msg, request)
+        return self._answer(msg, request, decision, started)
+
+    def _item_error(self, exc: Exception, msg: pb.CheckRequest, request) -> pb.CheckResponse:
+        """A batch or stream item that got no decision: malformed (INVALID_ARGUMENT) or a bug (INTERNAL)."""
+        if isinstance(exc, RequestError):
             if self.metrics is not None:
                 self.metrics.error("pdp", _INVALID.name)
             if self.log is not None:
-                self.log.record_error("pdp", msg.request_id, request, str(err))
-            return error_to_pb(printable_request_error(err), msg.request_id)
-        except Exception:  # a bug: this item gets INTERNAL, the others are still decided
-            log.exception("batch item %r: unexpected error", msg.request_id)
-            if self.metrics is not None:
-                self.metrics.error("pdp", "INTERNAL")
-            return error_to_pb("internal error in pdp (logged on the server)", msg.request_id, code=13)
+                self.log.record_error("pdp", msg.request_id, request, str(exc))
+            return error_to_pb(printable_request_error(exc), msg.request_id)
+        # A bug: this item gets INTERNAL, the others are still decided.
+        log.error("batch item %r: unexpected error", msg.request_id, exc_info=exc)
+        if self.metrics is not None:
+            self.metrics.error("pdp", "INTERNAL")
+        return error_to_pb("internal error in pdp (logged on the server)", msg.request_id, code=13)
+
+    def _answer(self, msg: pb.CheckRequest, request: dict, decision, started: int) -> pb.CheckResponse:
         response = decision_to_pb(decision, msg.request_id)
         elapsed = _perf_ns() - started
         if self.metrics is not None:
@@ -115,6 +123,38 @@ class DecisionService:
         if self.log is not None:
             self.log.record("pdp", msg.request_id, request, decision, elapsed)
         return response
+
+    def _limited_batch(self, engine, items, size: int, peer, context) -> list[pb.CheckResponse]:
+        """A batch for a policy set with limit rules: every item is evaluated, then the limits
+        of all of them are settled in one call to the store (one round trip to Redis), in
+        request order."""
+        out: list = [None] * len(items)
+        pending = []
+        for i, msg in enumerate(items):
+            if i % _DEADLINE_EVERY == 0 and i:
+                self._check_deadline(context, i, len(items))
+            started = _perf_ns()
+            request = None
+            try:
+                request = self._request(msg, size, peer)
+                decision, claims = engine.decide_claims(request)
+            except Exception as exc:
+                out[i] = self._item_error(exc, msg, request)
+                continue
+            pending.append((i, msg, request, started, decision, claims))
+        decisions = engine.limiter.settle_many([(p[4], p[5]) for p in pending])
+        for (i, msg, request, started, _, _), decision in zip(pending, decisions):
+            out[i] = self._answer(msg, request, decision, started)
+        return out
+
+    @staticmethod
+    def _check_deadline(context, done: int, total: int) -> None:
+        if not context.is_active():
+            # The deadline passed or the caller went away: stop deciding for nobody.
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED,
+                          f"stopped after {done} of {total} requests")
 
     def CheckBatch(self, decoded: Decoded, context) -> pb.CheckBatchResponse:
         msg = decoded.msg
@@ -131,15 +171,14 @@ class DecisionService:
         # whether the item is counted at all).
         size = decoded.size
         out = pb.CheckBatchResponse()
+        if engine.limiter is not None:
+            out.responses.extend(self._limited_batch(engine, items, size, peer, context))
+            return out
         append = out.responses.append
         decide = self._decide_item
         for i, item in enumerate(items):
-            if i % _DEADLINE_EVERY == 0 and i and not context.is_active():
-                # The deadline passed or the caller went away: stop deciding for nobody.
-                remaining = context.time_remaining()
-                expired = remaining is not None and remaining <= 0
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED,
-                              f"stopped after {i} of {len(items)} requests")
+            if i % _DEADLINE_EVERY == 0 and i:
+                self._check_deadline(context, i, len(items))
             append(decide(engine, item, size, peer))
         return out
 

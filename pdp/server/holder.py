@@ -20,8 +20,12 @@ class EngineHolder:
     sees the old engine or the new one, never a half-built one.
     """
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, engine: Engine, limits=None, take: bool = True):
+        # Velocity limits (SPEC §9): every engine this holder serves takes units from one
+        # store, so budgets outlive reloads; ``take=False`` (a shadow candidate) only looks.
+        self.limits = limits
+        self._take = take
+        self.engine = self._bound(engine)
         self._lock = threading.Lock()  # serializes swaps and listener calls, never readers
         self._listeners: list[Callable[[Engine, Engine], None]] = []
 
@@ -34,8 +38,14 @@ class EngineHolder:
         with self._lock:
             self._listeners.append(listener)
 
+    def _bound(self, engine: Engine) -> Engine:
+        if self.limits is None or not engine.program.limits:
+            return engine
+        return engine.with_limits(self.limits, self._take)
+
     def swap(self, engine: Engine) -> Engine:
         """Publish ``engine``; returns the engine it replaced."""
+        engine = self._bound(engine)
         with self._lock:
             old, self.engine = self.engine, engine
             for listener in self._listeners:

@@ -75,6 +75,11 @@ class ServeConfig:
     # evaluation error (pdp.clock, SPEC §1); a caller must not be able to move the clock. The
     # engines that serve have the bound; the suites that gate a revision run without it.
     max_clock_skew: float = DEFAULT_MAX_SKEW
+    # Velocity limits (SPEC §9): None keeps budgets in this process (a --workers parent passes
+    # its own store's pdp-parent: URL to its workers); redis://HOST:PORT/DB shares them. Budgets
+    # run on the store's clock, never on context.time.
+    limits: str | None = None
+    limits_timeout: float = 0.05
 
 
 class Running:
@@ -85,10 +90,13 @@ class Running:
         self.config = config
         source = ClockBound(config.source, config.max_clock_skew)
         engine = source.build()  # PolicyError / Rejected: nothing was started yet
+        from ..limits import open_store
+
+        self.limits = open_store(config.limits, config.limits_timeout)
         prepare = _warm_search if config.http_address else None
         if prepare is not None:
             prepare(engine)
-        self.holder = EngineHolder(engine)
+        self.holder = EngineHolder(engine, self.limits)
         self.metrics = Metrics() if (config.metrics_addr or os.environ.get(MULTIPROC_ENV)) else None
         self.decision_log = None
         if config.decision_log:
@@ -105,7 +113,8 @@ class Running:
             from .shadow import ShadowLog
 
             shadow_source = ClockBound(config.shadow, config.max_clock_skew)
-            shadow_holder = EngineHolder(shadow_source.build())
+            # The candidate looks at the live budgets and never takes a unit (SPEC §11).
+            shadow_holder = EngineHolder(shadow_source.build(), self.limits, take=False)
             self.shadow = ShadowLog(shadow_holder, self.decision_log, self.metrics, config.shadow_queue)
             self.shadow.token_claims = token_claims
             self.shadow_reloader = Reloader(shadow_holder, shadow_source, quiet=config.follower,
@@ -166,6 +175,7 @@ class Running:
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
         self._close_logs()
+        self.limits.close()
 
     def _close_logs(self) -> None:
         """Shadow what is queued, then write every line still queued (nothing lost at drain)."""
@@ -217,6 +227,7 @@ class Running:
         self._close_logs()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
+        self.limits.close()
 
 
 def _warm_search(engine) -> None:
@@ -578,9 +589,16 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
         os.mkdir(metrics_dir)
         os.environ[MULTIPROC_ENV] = metrics_dir  # read by each worker's prometheus_client at import
         server_reloads = ServerReloads()
+    parent_store = None
+    if config.limits is None:
+        # One budget per key for the whole server: the workers take units from the parent.
+        from ..limits.shared import ParentStore
+
+        parent_store = ParentStore(str(run_dir / "limits.sock"))
     worker_config = replace(config, address=_join(host, port), watch=False, workers=1, follower=True,
                             source=live.follower_source(), shadow=shadow and shadow.follower_source(),
-                            options=replace(config.options, reuse_port=True))
+                            options=replace(config.options, reuse_port=True),
+                            limits=parent_store.url if parent_store is not None else config.limits)
     ctx = multiprocessing.get_context("spawn")
     events = _WorkerEvents(ctx)
     if threading.current_thread() is threading.main_thread():
@@ -716,6 +734,8 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
                 r.stop()
         if metrics_http is not None:
             metrics_http.shutdown()
+        if parent_store is not None:
+            parent_store.close()
         shutil.rmtree(run_dir, ignore_errors=True)
     log.info("stopped")
     return code

@@ -22,6 +22,12 @@ BUCKETS = (50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 750e-6, 1e-3, 2e-3, 5e-3, 10e-
 RELOADS_HELP = "Policy reloads, by result (ok, rejected, unchanged)"
 
 
+#: A limited denial's reason carries its key in this annotation (pdp.limits.LIMIT_KEY).
+LIMIT_KEY = "limit_key"
+#: The reason message of a limit met while its store did not answer.
+STORE_DOWN = "failed closed: limit store unavailable"
+
+
 class Metrics:
     """The counters the server records into. Hot-path methods use pre-bound label children."""
 
@@ -59,6 +65,13 @@ class Metrics:
                               "(agree, allow_to_deny, deny_to_allow)", ["outcome"], registry=r)
         self.shadow_drops = Counter("pdp_shadow_dropped",
                                     "Requests not shadowed because the shadow queue was full", registry=r)
+        self.limited = Counter("pdp_limited_decisions",
+                               "Requests denied by a velocity limit, by limit rule (its budget was empty, or its "
+                               "store did not answer)", ["rule"], registry=r)
+        self.limit_store_errors = Counter("pdp_limit_store_errors",
+                                          "Requests that met a limit while the limit store did not answer in time "
+                                          "(denied: failed closed)", registry=r)
+        self._limited = {}
         self._decided = {}
         self._rule = {}
         self._latency = {}
@@ -76,7 +89,17 @@ class Metrics:
             if c is None:
                 c = rule[reason.rule] = self.rules.labels(reason.rule)
             c.inc()
+            if LIMIT_KEY in reason.annotations:
+                self._limit(reason)
         self.observe(api, seconds)
+
+    def _limit(self, reason) -> None:
+        c = self._limited.get(reason.rule)
+        if c is None:
+            c = self._limited[reason.rule] = self.limited.labels(reason.rule)
+        c.inc()
+        if reason.message == STORE_DOWN:
+            self.limit_store_errors.inc()
 
     def observe(self, api: str, seconds: float) -> None:
         h = self._latency.get(api)

@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 from ..decision import Decision
 from ..engine import Engine, load
 from ..errors import Diagnostic, PolicyError, RequestError
+from ..limits import LIMIT_KEY, MemoryStore
 from ..explain import APPLIED, FAILED, NOT_APPLIED, NOT_EVALUATED, Explanation, RuleTrace
 from ..loader import DATA, DATA_SUFFIXES, POLICY, SUITE, discover
 from .suite import Suite, TestCase, load_suite
@@ -144,10 +145,14 @@ class Tester:
         self.engine = engine
         self.entries = list(entries)
         self._engines: dict[str, Engine] = {}
-        self.rules = [RuleInfo(rule.id, policy.name, rule.effect, dict(rule.annotations),
-                               rule.rule.name_span.file.name if rule.rule.name_span.file else "",
-                               rule.rule.name_span.line)
-                      for policy, rule in engine.policy_set.all_rules()]
+        self.rules = []
+        for policy in engine.policy_set.policies:
+            # Rules and limit rules, in source order.
+            for rule in sorted((*policy.rules, *policy.limits), key=lambda r: (r.rule.span.line, r.rule.span.column)):
+                span = rule.rule.name_span
+                self.rules.append(RuleInfo(rule.id, policy.name, rule.effect, dict(rule.annotations),
+                                           span.file.name if span.file else "", span.line))
+        self.limit_ids = {limit.id for _, limit in engine.policy_set.limits()}
         self.rule_ids = {r.id for r in self.rules}
 
     @classmethod
@@ -192,6 +197,11 @@ class Tester:
                     near = _nearest(rule, self.rule_ids)
                     hint = f"; did you mean {near!r}?" if near else ""
                     problems.append(suite.diagnostic(mark, f"unknown rule {rule!r} in reasons{hint}"))
+            for rule, _, mark in case.limits:
+                if rule not in self.limit_ids:
+                    near = _nearest(rule, self.limit_ids)
+                    hint = f"; did you mean {near!r}?" if near else ""
+                    problems.append(suite.diagnostic(mark, f"unknown limit rule {rule!r} in limits{hint}"))
         if suite.data is not None:
             bad = [name for name in suite.data if not _DATA_NAME.match(name)]
             for name in bad:
@@ -228,7 +238,12 @@ class Tester:
         """Run one test (its suite says which data it sees)."""
         started = time.perf_counter()
         engine = self.engine_for(suite)
+        problems = []
         try:
+            if engine.limiter is not None:
+                # Each test starts with full budgets, but for those it sets (deterministic).
+                engine = engine.with_limits(MemoryStore())
+                problems.extend(_set_limits(engine, case))
             if case.token is None:
                 decision = engine.decide(case.request)
             else:  # the test's token is taken as verified: suites test policies, not signatures
@@ -236,7 +251,6 @@ class Tester:
             explanation = engine.explain(case.request, claims=case.token)
         except RequestError as err:  # suites are validated when read; this is a safety net
             return TestResult(case, [f"the request is not valid: {err}"], seconds=time.perf_counter() - started)
-        problems = []
         got = [r.rule for r in decision.reasons]
         if decision.decision != case.expect:
             problems.append(f"expected {case.expect}, got {decision.decision}")
@@ -245,7 +259,13 @@ class Tester:
             problems.append(f"expected among the reasons: {', '.join(missing)}; "
                             f"the reasons were: {', '.join(got)}")
         reference = explanation.decision
-        if reference.decision != decision.decision or [r.rule for r in reference.reasons] != got:
+        if any(LIMIT_KEY in r.annotations for r in decision.reasons):
+            # explain takes no unit: it agrees with the decision before the budgets were asked.
+            decision_checked, _ = engine.decide_claims(case.request, case.token)
+            got_checked = [r.rule for r in decision_checked.reasons]
+        else:
+            decision_checked, got_checked = decision, got
+        if reference.decision != decision_checked.decision or [r.rule for r in reference.reasons] != got_checked:
             problems.append(f"engine.decide ({engine.backend}) and engine.explain (the reference) disagree: "
                             f"{decision.decision} {got} vs {reference.decision} "
                             f"{[r.rule for r in reference.reasons]}")
@@ -269,6 +289,26 @@ class Tester:
         for info in self.rules:
             policies.setdefault(info.policy, []).append(by_rule[info.id])
         return Coverage([PolicyCoverage(name, rules) for name, rules in policies.items()])
+
+
+def _set_limits(engine: Engine, case: TestCase) -> list[str]:
+    """Set the units left in the budgets a test names (for the key its request meets)."""
+    if not case.limits:
+        return []
+    problems = []
+    _, claims = engine.decide_claims(case.request, case.token)
+    met = {engine.limiter.limits[i].id: values for i, values in (claims or ())}
+    for rule, units, _ in case.limits:
+        values = met.get(rule)
+        if values is None:
+            problems.append(f"limits: the request does not meet {rule} (it is met only by requests that would "
+                            f"otherwise be allowed and pass its conditions)")
+        elif type(values) is str:
+            problems.append(f"limits: {rule} cannot be evaluated for this request: {values}")
+        else:
+            limit = next(x for x in engine.limiter.limits if x.id == rule)
+            engine.limits.set_remaining(limit.budget(values), units)
+    return problems
 
 
 def rule_outcomes(traces: Iterable[RuleTrace]) -> tuple[frozenset[str], frozenset[str]]:

@@ -36,8 +36,8 @@ from ..yamlio import MarkedList, MarkedMap, decode_text, load_yaml_marked
 
 SUITE_KEYS = ("suite", "description", "fixtures", "context", "envoy", "data", "tests", "matrix")
 FIXTURE_KINDS = ("identities", "actions", "resources", "contexts", "tokens")
-TEST_KEYS = ("name", "description", "identity", "action", "resource", "context", "envoy", "token", "with", "expect",
-             "reasons")
+TEST_KEYS = ("name", "description", "identity", "action", "resource", "context", "envoy", "token", "with", "limits",
+             "expect", "reasons")
 MATRIX_KEYS = ("name", "description", "identities", "actions", "resources", "context", "with", "expect")
 WITH_KEYS = ("identity", "action", "resource", "context")
 EXPECTATIONS = ("allow", "deny")
@@ -62,6 +62,9 @@ class TestCase:
     reason_marks: tuple[Mark, ...] = ()
     #: The payload of a token taken as verified (the root ``token`` is made from it), or None.
     token: dict | None = None
+    # Velocity limits (SPEC §9): units left, before this test, in the budget of each named limit
+    # rule for the key this request meets; other budgets are full (each test starts afresh).
+    limits: tuple[tuple[str, int, Mark], ...] = ()
 
     @property
     def id(self) -> str:
@@ -384,10 +387,11 @@ class _SuiteReader:
             token = self.token(item["token"], item.value_marks["token"])
             if token is None:
                 return []
-        if request is None or expect is None or reasons is None:
+        limits = self.limits(item)
+        if request is None or expect is None or reasons is None or limits is None:
             return []
         return [TestCase(suite.name, name, request, expect, reasons[0], self.display, mark[0], mark[1], reasons[1],
-                         token)]
+                         token, limits)]
 
     def token(self, value: object, mark: Mark) -> dict | None:
         """A test's token: the payload (a fixture name or a map) of a token taken as verified.
@@ -403,6 +407,25 @@ class _SuiteReader:
                     self.problem(mark, f"token {claim}: {err.message}")
                     return None
         return claims
+
+    def limits(self, item: MarkedMap) -> tuple[tuple[str, int, Mark], ...] | None:
+        """``limits: {policy.limit: UNITS, ...}``: units left in those budgets before the test."""
+        if "limits" not in item:
+            return ()
+        value, mark = item["limits"], item.value_marks["limits"]
+        if not isinstance(value, MarkedMap):
+            self.problem(mark, "'limits' must map limit rule ids to the units left, as "
+                               f"{{velocity.charges: 0}}, got {_kind(value)}")
+            return None
+        out = []
+        for rule, units in value.items():
+            where = value.value_marks.get(rule, mark)
+            if type(units) is not int or units < 0:
+                self.problem(where, f"the units left in {rule!r} must be a whole number of at least 0, "
+                                    f"got {units}")
+                return None
+            out.append((str(rule), units, where))
+        return tuple(out)
 
     def name(self, item: MarkedMap, what: str) -> str | None:
         if not self.require(item, "name", what):

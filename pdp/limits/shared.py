@@ -1,0 +1,164 @@
+"""One in-memory store for all the workers of ``pdp serve --workers N``: the parent keeps a
+``MemoryStore`` and answers its workers over a Unix socket (bench/LIMITS.md measures this
+against the other designs).
+
+Frames are a 4-byte big-endian length and a MessagePack body. A worker sends
+``[take, [[budget, ...], ...]]`` (a Budget as ``[rule, key, count, period_ns]``) or
+``["set", budget, remaining]``; the parent answers the short indices of each request. Each
+worker thread keeps its own connection; a call that does not answer within the deadline fails
+closed and the connection is opened again on the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import socketserver
+import struct
+import threading
+from typing import Sequence
+
+import msgpack
+
+from .memory import MemoryStore
+from .store import Budget, StoreUnavailable
+
+log = logging.getLogger("pdp.server")
+
+_LENGTH = struct.Struct(">I")
+#: A frame larger than this is refused (a batch of 10,000 requests with long keys fits).
+MAX_FRAME = 64 * 1024 * 1024
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            raise ConnectionError("the limit store closed the connection")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(sock: socket.socket, body: object) -> None:
+    data = msgpack.packb(body, use_bin_type=True)
+    sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def _receive(sock: socket.socket) -> object:
+    (n,) = _LENGTH.unpack(_read_exact(sock, _LENGTH.size))
+    if n > MAX_FRAME:
+        raise ConnectionError(f"a frame of {n} bytes")
+    return msgpack.unpackb(_read_exact(sock, n), raw=False, use_list=True)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        store: MemoryStore = self.server.store  # type: ignore[attr-defined]
+        sock = self.request
+        while True:
+            try:
+                message = _receive(sock)
+            except (ConnectionError, OSError):
+                return
+            try:
+                if message[0] == "set":
+                    _, budget, remaining = message
+                    store.set_remaining(Budget(*budget), remaining)
+                    answer: object = None
+                else:
+                    take, requests = message
+                    answer = store.take_many([[Budget(*b) for b in budgets] for budgets in requests], bool(take))
+            except Exception:  # a malformed message: drop this connection, keep serving the others
+                log.exception("limit store: a malformed message from a worker")
+                return
+            try:
+                _send(sock, answer)
+            except OSError:
+                return
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 1024  # every thread of every worker may connect at once
+
+
+class ParentStore:
+    """The parent's side: a MemoryStore served on the Unix socket ``path``."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.store = MemoryStore()
+        self._server = _Server(path, _Handler)
+        os.chmod(path, 0o600)  # only this user's processes take units
+        self._server.store = self.store  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="pdp-limit-store", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """What a worker passes to ``open_store``."""
+        return f"pdp-parent:{self.path}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class SharedStore:
+    """A worker's side of the parent's store."""
+
+    def __init__(self, path: str, timeout: float):
+        self.path = path
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _socket(self) -> socket.socket:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.path)
+            except OSError:
+                sock.close()
+                raise
+            self._local.sock = sock
+        return sock
+
+    def _ask(self, message: list) -> object:
+        try:
+            sock = self._socket()
+            _send(sock, message)
+            return _receive(sock)
+        except (OSError, ConnectionError, ValueError, msgpack.UnpackException) as exc:
+            self._drop()
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from None
+
+    def _drop(self) -> None:
+        sock = getattr(self._local, "sock", None)
+        self._local.sock = None
+        if sock is not None:
+            sock.close()
+
+    def take(self, budgets: Sequence[Budget], take: bool = True) -> list[int]:
+        return self.take_many([budgets], take)[0]
+
+    def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
+        answer = self._ask([1 if take else 0, [[list(b) for b in budgets] for budgets in requests]])
+        if type(answer) is not list or len(answer) != len(requests):
+            self._drop()
+            raise StoreUnavailable("the limit store answered out of turn")
+        return answer
+
+    def set_remaining(self, budget: Budget, remaining: int) -> None:
+        self._ask(["set", list(budget), remaining])
+
+    def close(self) -> None:
+        self._drop()
