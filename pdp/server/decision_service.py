@@ -171,7 +171,7 @@ class DecisionService:
         # whether the item is counted at all).
         size = decoded.size
         out = pb.CheckBatchResponse()
-        if engine.limiter is not None:
+        if getattr(engine, "limiter", None) is not None:  # a policy set with limit rules
             out.responses.extend(self._limited_batch(engine, items, size, peer, context))
             return out
         append = out.responses.append

@@ -39,7 +39,7 @@ class EngineHolder:
             self._listeners.append(listener)
 
     def _bound(self, engine: Engine) -> Engine:
-        if self.limits is None or not engine.program.limits:
+        if self.limits is None or getattr(engine, "limiter", None) is None:
             return engine
         return engine.with_limits(self.limits, self._take)
 
