@@ -178,3 +178,27 @@ def test_shadow_candidates_never_take_units(policies, tmp_path):
         assert proc.stop() == 0
     shadows = [json.loads(line)["shadow"]["decision"] for line in log.read_text().splitlines()]
     assert len(shadows) == 25  # every request was shadowed (looking at the live budget, taking nothing)
+
+
+def test_authzen_over_http_takes_units_from_redis_and_fails_closed_without_it(policies, tmp_path):
+    def evaluate(port: int, action: str) -> bool:
+        body = json.dumps({"subject": {"type": "workload", "id": "h"}, "action": {"name": action},
+                           "resource": {"type": "payment", "id": "p"}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/access/v1/evaluation", data=body,
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=30).read())["decision"]
+
+    http_port = free_port()
+    redis = RedisServer(tmp_path).start()
+    try:
+        proc, _ = serve(policies, "--workers", "1", "--limits", redis.url, "--limits-timeout", "5s",
+                        "--http-addr", f"127.0.0.1:{http_port}")
+        with proc:
+            assert sum(evaluate(http_port, "charge") for _ in range(22)) == 20
+            assert evaluate(http_port, "read")
+            redis.stop()
+            assert evaluate(http_port, "charge") is False
+            assert evaluate(http_port, "read") is True
+            assert proc.stop() == 0
+    finally:
+        redis.stop()

@@ -3,7 +3,8 @@
 ``HttpServer(holder, address, options).start()`` binds (raising ``BindError`` before anything
 runs) and serves on its own event loop thread; ``stop()`` stops accepting and lets
 requests in flight finish. Decisions take microseconds and never wait, so handlers decide
-on the loop itself. bench/HTTP.md has the measurements that chose aiohttp.
+on the loop itself (unless velocity limits keep their budgets in Redis: then on a thread).
+bench/HTTP.md has the measurements that chose aiohttp.
 
 Every answer is JSON and echoes ``X-Request-ID``: 400 ``{"error"}`` naming the member, 413
 over ``max_message_bytes``, 404 for an unknown path, 405 for a wrong method, and a 400 for
@@ -34,6 +35,13 @@ from .options import ServerOptions, TLSConfig
 log = logging.getLogger("pdp.server")
 
 REQUEST_ID = "X-Request-ID"
+
+
+def _remote(store) -> bool:
+    """A limit store that answers over the network (Redis), not from this machine's memory."""
+    from ..limits.redis_store import RedisStore
+
+    return isinstance(store, RedisStore)
 _JSON = "application/json"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -147,6 +155,7 @@ class HttpServer:
                  grace: float = 10.0):
         self.grace = grace  # on stop, how long requests in flight may take
         self.options = options or ServerOptions()
+        self.holder = holder
         self.service = AuthzenService(holder, self.options)
         self.address = address
         self.scheme = "https" if self.options.tls is not None else "http"
@@ -155,6 +164,7 @@ class HttpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.BaseRunner | None = None
         self._thread: threading.Thread | None = None
+        self._remote_limits = _remote(getattr(holder, "limits", None))
         self._routes = self._route_table()
 
     # ---- the endpoints
@@ -195,7 +205,14 @@ class HttpServer:
                 return _json(413, {"error": "the request body is larger than the server's limit of "
                                             f"{self.options.max_message_bytes} bytes"})
             peer = self._peer(request) if self.mutual_tls else None
-            return _json(*call(raw, request.headers.get(REQUEST_ID, ""), peer))
+            request_id = request.headers.get(REQUEST_ID, "")
+            if self._remote_limits:
+                # Budgets in Redis: a decision may wait on it (up to --limits-timeout), so it
+                # is made on a thread and the loop goes on serving the other requests.
+                answer = await asyncio.get_running_loop().run_in_executor(None, call, raw, request_id, peer)
+            else:
+                answer = call(raw, request_id, peer)
+            return _json(*answer)
         return handle
 
     async def _body(self, request: web.BaseRequest) -> bytes | None:
