@@ -119,6 +119,11 @@ def test_formatting_is_idempotent_on_the_example():
     # a broken chain in a let and in a target
     ("policy p {\n  target a.b and\n c.d\n  let x = a.b\n or c.d\n  permit r when x\n}\n",
      "policy p {\n  target a.b\n     and c.d\n  let x = a.b\n       or c.d\n  permit r\n    when x\n}\n"),
+    # a limit rule: its head on one line (keys comma-separated), each clause on its own
+    ('policy p {\n  @owasp("NHI2")   limit c 50 per 1h by identity.id,resource.type when action.name=="charge"'
+     ' unless identity.id == "x" reason "too many"\n  limit d 5 per 1m by identity.id # note\n}\n',
+     'policy p {\n  @owasp("NHI2")\n  limit c 50 per 1h by identity.id, resource.type\n    when action.name == "charge"\n'
+     '    unless identity.id == "x"\n    reason "too many"\n  limit d 5 per 1m by identity.id  # note\n}\n'),
     # a multi-line call keeps one argument per line
     ('policy p { permit r when context.ip in cidr(\n"10.0.0.0/8", # office\n"fd00::/8") }',
      'policy p {\n  permit r\n    when context.ip in cidr(\n      "10.0.0.0/8",  # office\n      "fd00::/8",\n    )\n}\n'),
@@ -258,7 +263,7 @@ def _view(decision) -> tuple:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(texts=policy_sets(max_policies=3), seed=st.integers(0, 2**32 - 1),
+@given(texts=policy_sets(max_policies=3, max_limits=2), seed=st.integers(0, 2**32 - 1),
        reqs=st.lists(requests(), min_size=1, max_size=6))
 def test_formatting_never_changes_a_decision_and_is_idempotent(texts, seed, reqs):
     scrambled = [_scramble(text, seed + i) for i, text in enumerate(texts)]
