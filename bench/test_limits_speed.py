@@ -37,7 +37,7 @@ policy velocity {
     when identity.type == "workload" and action.name == "charge" and resource.type == "payment"
   permit workload_reads
     when identity.type == "workload" and action.name == "read"
-  limit charges_per_identity 1000000000 per 1s by identity.id
+  limit charges_per_identity 1000000 per 1h by identity.id
     when action.name == "charge"
 }
 """

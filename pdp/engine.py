@@ -89,7 +89,15 @@ class Engine:
         if not self.program.limits:
             return
         self.limiter = Limiter(self.program.limits, store if store is not None else MemoryStore(), take)
-        self.decide = self._decide_limited  # type: ignore[method-assign]
+        settle = self.limiter.settle
+        claims_of = self._evaluator.decide_claims if self._evaluator is not None else self.decide_claims
+
+        def decide(request: dict) -> Decision:  # bound names only: this runs per request
+            decision, claims = claims_of(request)
+            return decision if claims is None else settle(decision, claims)
+
+        decide.__doc__ = Engine.decide.__doc__
+        self.decide = decide  # type: ignore[method-assign]
 
     def with_limits(self, store, take: bool = True) -> "Engine":
         """This engine taking its limits' units from ``store`` (shared by the engines a server
@@ -144,11 +152,6 @@ class Engine:
         except Exception as exc:
             return failed_closed(exc, self.revision), None
 
-    def _decide_limited(self, request: dict) -> Decision:
-        decision, claims = self.decide_claims(request)
-        if claims is None:
-            return decision
-        return self.limiter.settle(decision, claims)  # type: ignore[union-attr]
 
     @property
     def policy_set(self) -> CheckedPolicySet:

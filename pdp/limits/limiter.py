@@ -54,6 +54,7 @@ class Limiter:
         self.limits = [_Limit(code) for code in limits]
         self.store = store
         self.take = take
+        self._take_one = getattr(store, "take_one", None)  # a store's fast path for one budget
 
     def budgets(self, claims: list) -> list[Budget] | None:
         """The budgets of the claims, or None when one of them failed to evaluate."""
@@ -69,6 +70,18 @@ class Limiter:
         """The decision once the claims are settled with the store."""
         if claims is None:
             return decision
+        if len(claims) == 1 and self._take_one is not None:
+            # The common case (one limit met, one string key) without building a Budget.
+            index, values = claims[0]
+            if type(values) is tuple and len(values) == 1 and type(values[0]) is str \
+                    and not values[0].startswith("["):
+                limit = self.limits[index]
+                try:
+                    if self._take_one(limit.id, values[0], limit.count, limit.period_ns, self.take):
+                        return decision
+                except StoreUnavailable:
+                    return self._unavailable(decision, claims, [limit.budget(values)])
+                return self._limited(decision, claims, [limit.budget(values)], [0])
         budgets = self.budgets(claims)
         if budgets is None:
             return self._failed(decision, claims)

@@ -54,6 +54,21 @@ class MemoryStore:
                     self._sweep(now)
             return short
 
+    def take_one(self, rule: str, key: str, count: int, period: int, take: bool = True) -> bool:
+        """``take`` of one budget, without building it: True when it had a unit."""
+        tats = self._tat
+        with self._lock:
+            now = self._clock()
+            tat = tats.get((rule, key), now)
+            new = (tat if tat > now else now) + period // count
+            if new - now > period:
+                return False
+            if take:
+                tats[(rule, key)] = new
+                if len(tats) > self._sweep_at:
+                    self._sweep(now)
+            return True
+
     def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
         return [self.take(budgets, take) for budgets in requests]
 
