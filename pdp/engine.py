@@ -90,7 +90,9 @@ class Engine:
             return
         self.limiter = Limiter(self.program.limits, store if store is not None else MemoryStore(), take)
         settle = self.limiter.settle
-        claims_of = self._evaluator.decide_claims if self._evaluator is not None else self.decide_claims
+        # Past no token gate, straight to the evaluator (the cheapest path: bench/LIMITS.md).
+        claims_of = self._evaluator.decide_claims if self._evaluator is not None and self.tokens is None \
+            else self.decide_claims
 
         def decide(request: dict) -> Decision:  # bound names only: this runs per request
             decision, claims = claims_of(request)
@@ -113,8 +115,7 @@ class Engine:
             return self
         other = copy.copy(self)
         other.limiter = None
-        other.decide = (other._evaluator.decide if other._evaluator is not None  # type: ignore[method-assign]
-                        else other._decide_reference)
+        other.decide = other._decide_with if other.tokens is None else other._decide_token  # type: ignore[method-assign]
         return other
 
     @property
@@ -151,7 +152,6 @@ class Engine:
             raise
         except Exception as exc:
             return failed_closed(exc, self.revision), None
-
 
     @property
     def policy_set(self) -> CheckedPolicySet:

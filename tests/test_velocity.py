@@ -3,6 +3,8 @@ batches, the store's clock, bundles and explain. Every backend runs every test."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import pdp
@@ -244,3 +246,49 @@ def test_without_limits_decides_as_the_policies_say_and_takes_nothing(tmp_path, 
     assert [d.decision for d in free.decide_many([req()] * 5)] == ["ALLOW"] * 5
     assert len(store) == 0
     assert free.limits is None and e.limits is store
+
+
+TOKEN_POLICY = """
+policy pay {
+  permit charge when action.name == "charge" and defined(token)
+  limit per_subject 2 per 1h by token.sub when token.scopes contains "payments:write"
+}
+"""
+
+
+def test_the_token_gate_comes_before_the_limits(tmp_path, backend):
+    """A rejected token is DENY pdp.token and takes no unit; a verified one is usable in a
+    limit's key and conditions; decide_verified and decide_many settle limits as decide does."""
+    from tokenkit import key, token, write_trust
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "pay.pdl").write_text(TOKEN_POLICY)
+    store = MemoryStore(FakeClock())
+    signer = key("ES256", "es1")
+    e = pdp.load(tmp_path / "p", backend=backend, limits=store,
+                 trust=write_trust(tmp_path / "trust", [signer]))
+
+    def with_token(tok):
+        return {**req(), "context": {"token": tok}}
+
+    good = with_token(token(signer, "ES256"))
+    expired = with_token(token(signer, "ES256", now=time.time() - 3600))
+    for _ in range(3):
+        d = e.decide(expired)
+        assert [(r.rule, r.message) for r in d.reasons] == [("pdp.token", "token rejected: expired")]
+    assert [d.decision for d in e.decide_many([expired, expired])] == ["DENY", "DENY"]
+    assert len(store) == 0  # nothing taken
+    budget = Budget("pay.per_subject", "spiffe://acme.prod/ns/billing/sa/api", 2, 3600 * 10**9)
+    assert [d.decision for d in e.decide_many([good, expired, good, good])] == ["ALLOW", "DENY", "ALLOW", "DENY"]
+    assert store.remaining(budget) == 0
+    d = e.decide(good)
+    assert [(r.rule, r.annotations["limit_key"]) for r in d.reasons] == [
+        ("pay.per_subject", "spiffe://acme.prod/ns/billing/sa/api")]
+    # A token taken as verified (suites, replays) meets the limits too, under its own subject.
+    claims = {"iss": "https://sts.acme.example", "sub": "other", "aud": ["payments-api"], "iat": 1, "exp": 2,
+              "scope": "payments:write"}
+    assert [e.decide_verified(req(), claims).decision for _ in range(3)] == ["ALLOW", "ALLOW", "DENY"]
+    # Without the scope the limit does not apply: the request is allowed and nothing is taken.
+    read_only = {**claims, "sub": "third", "scope": "payments:read"}
+    assert [e.decide_verified(req(), read_only).decision for _ in range(3)] == ["ALLOW"] * 3
+    assert e.decide_claims(req(), read_only)[1] is None
