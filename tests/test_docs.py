@@ -169,9 +169,6 @@ def test_every_builtin_has_a_tested_example(name):
 
 # ---- the pages themselves ------------------------------------------------------------------------
 
-#: Pages the index links to that other pieces of work are still writing.
-PLANNED = {"limits.md"}
-
 
 def test_the_index_links_every_page():
     index = (DOCS / "README.md").read_text(encoding="utf-8")
@@ -191,7 +188,7 @@ def _anchors(page) -> set[str]:
 def test_relative_links_resolve(page):
     text = page.read_text(encoding="utf-8")
     for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
-        if re.match(r"[a-z]+:", target) or Path(target).name in PLANNED:
+        if re.match(r"[a-z]+:", target):
             continue
         linked = (page.parent / target) if target else page
         assert linked.exists(), f"{page.name}: link to {target} does not resolve"
