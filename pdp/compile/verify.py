@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from ..builtins import BUILTINS, cidr_set
 from ..errors import Diagnostic, EvalError, PolicyError
 from ..glob import glob_error
+from ..limits.store import MAX_LIMIT_PERIOD
 from ..operators import OPERATORS
 from .ir import CACHED, NAMES, PATH, REQUIRED_PATHS, ROOTS, SHAPES
 from .program import LimitCode, Program, RuleCode
@@ -124,6 +125,10 @@ class _Verifier:
             raise _Invalid(f"{where}: the budget must be a whole number of at least 1, got {_shown(limit.count)}")
         if type(limit.period) not in (int, float) or not (math.isfinite(limit.period) and limit.period > 0):
             raise _Invalid(f"{where}: the period must be a positive number of seconds, got {_shown(limit.period)}")
+        if limit.period > MAX_LIMIT_PERIOD:
+            raise _Invalid(f"{where}: the period is longer than 36500d")
+        if limit.count > round(limit.period * 1_000_000_000):
+            raise _Invalid(f"{where}: the budget is more than one request per nanosecond of the period")
         if not isinstance(limit.annotations, Mapping) or any(
                 type(k) is not str or type(v) is not str for k, v in limit.annotations.items()):
             raise _Invalid(f"{where}: annotations must map strings to strings")

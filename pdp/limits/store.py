@@ -40,6 +40,12 @@ class Store(Protocol):
         ...
 
 
+#: The longest period of a limit rule, in seconds (100 years): budgets count nanoseconds in
+#: 64 bits. A budget is also at most one request per nanosecond of its period (so that a unit
+#: comes back after a whole number of nanoseconds, at least one).
+MAX_LIMIT_PERIOD = 36500 * 86400
+
+
 def gcra_interval(count: int, period_ns: int) -> int:
     """Nanoseconds for one unit to come back. Rounded down, so that N units fit in the period
     exactly (N × interval ≤ period < (N + 1) × interval)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from lark import Token, Transformer, Tree, v_args
 
 from ..errors import Diagnostic
+from ..limits.store import MAX_LIMIT_PERIOD
 from ..source import SourceFile, Span
 from . import ast
 from .literals import decode_string, parse_duration, parse_number
@@ -102,8 +103,13 @@ class _ToAst(Transformer):
         keys = tuple(c for c in children if not isinstance(c, (ast.Annotation, Token, tuple)))
         clauses = dict(c for c in children if isinstance(c, tuple))
         count_span, period_span = self._token_span(count), self._token_span(period)
+        count_value, period_value = self._count(count, count_span), self._period(period, period_span)
+        if count_value > round(period_value * 1_000_000_000):  # a unit comes back every period/count ns
+            self._error(count_span, f"a limit's budget is at most one request per nanosecond of its period, "
+                                    f"got {count} per {period}")
+            count_value = 1
         return ast.Limit(
-            str(name), annotations, self._count(count, count_span), self._period(period, period_span), str(period),
+            str(name), annotations, count_value, period_value, str(period),
             keys, clauses.get("when"), clauses.get("unless"), clauses.get("reason"),
             self._span(meta), self._token_span(name), count_span, period_span,
         )
@@ -128,6 +134,9 @@ class _ToAst(Transformer):
             return 1
         if value <= 0:
             self._error(span, f"a limit's period must be longer than 0s, got {token}")
+            return 1
+        if value > MAX_LIMIT_PERIOD:  # budgets count nanoseconds in 64 bits
+            self._error(span, f"a limit's period is at most 36500d (100 years), got {token}")
             return 1
         return value
 
