@@ -48,10 +48,18 @@ def _workload(name: str, tmp: Path):
         import random_sets
         model = random_sets.policy_set()
         return workloads.write_pdl(tmp, model.pdl()), [r.pdl() for r in random_sets.requests(REQUESTS)]
+    if name in ("velocity", "velocity_unlimited"):
+        # bench/test_limits_speed.py's policy, with and without its limit rule; every request
+        # meets the limit (200 identities, budgets that never run out).
+        from test_limits_speed import CHARGE, POLICY, UNLIMITED
+        reqs = [{**CHARGE, "identity": {"type": "workload", "id": f"billing-{i}"}} for i in range(REQUESTS)]
+        return workloads.write_pdl(tmp, POLICY if name == "velocity" else UNLIMITED), reqs
     raise SystemExit(f"unknown workload {name!r}")
 
 
 WORKLOADS = ("targeted10", "library", "mixed300", "random350", "targeted10k", "varied10", "varied10k")
+#: Run when named: the cost of a velocity limit (bench/LIMITS.md), side by side.
+EXTRA_WORKLOADS = ("velocity_unlimited", "velocity")
 
 
 def prepare(name: str, tmp: Path) -> Path:

@@ -20,7 +20,7 @@ from .explain import NOT_EVALUATED, Explanation, RuleTrace, explain
 from .compile.program import Program
 from .compile.verify import verify
 from .datafile import load_data
-from .limits import Limiter, MemoryStore
+from .limits import Limiter, MemoryStore, limited_decide
 from .loader import DATA, POLICY, Source, data_name, discover, read_bytes, revision
 from .request import Request, candidate_probe, candidate_value, indexed_request, parse_request
 from .source import SourceFile
@@ -89,17 +89,10 @@ class Engine:
         if not self.program.limits:
             return
         self.limiter = Limiter(self.program.limits, store if store is not None else MemoryStore(), take)
-        settle = self.limiter.settle
         # Past no token gate, straight to the evaluator (the cheapest path: bench/LIMITS.md).
         claims_of = self._evaluator.decide_claims if self._evaluator is not None and self.tokens is None \
             else self.decide_claims
-
-        def decide(request: dict) -> Decision:  # bound names only: this runs per request
-            decision, claims = claims_of(request)
-            return decision if claims is None else settle(decision, claims)
-
-        decide.__doc__ = Engine.decide.__doc__
-        self.decide = decide  # type: ignore[method-assign]
+        self.decide = limited_decide(claims_of, self.limiter)  # type: ignore[method-assign]
 
     def with_limits(self, store, take: bool = True) -> "Engine":
         """This engine taking its limits' units from ``store`` (shared by the engines a server

@@ -6,9 +6,9 @@ The evaluators say which limits an ALLOW meets and with which key values (the *c
 (every server that shares one Redis).
 """
 
-from .limiter import LIMIT_KEY, Limiter
+from .limiter import LIMIT_KEY, Limiter, limited_decide
 from .memory import MemoryStore
 from .store import STORE_UNAVAILABLE, Budget, Store, StoreUnavailable, open_store
 
 __all__ = ["LIMIT_KEY", "STORE_UNAVAILABLE", "Budget", "Limiter", "MemoryStore", "Store", "StoreUnavailable",
-           "open_store"]
+           "limited_decide", "open_store"]

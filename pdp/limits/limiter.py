@@ -13,6 +13,11 @@ from ..compile.program import LimitCode
 from ..decision import DENY, FAILED_CLOSED, Decision, Reason, RuleError, frozen_map
 from .store import STORE_UNAVAILABLE, Budget, Store, StoreUnavailable
 
+try:
+    from ._memory import LimitedDecide
+except ImportError:  # no compiled extension: limited_decide's pure-Python closure
+    LimitedDecide = None
+
 #: The annotation that a limited denial's reason carries: the key whose budget ran out.
 LIMIT_KEY = "limit_key"
 
@@ -81,7 +86,7 @@ class Limiter:
                         return decision
                 except StoreUnavailable:
                     return self._unavailable(decision, claims, [limit.budget(values)])
-                return self._limited(decision, claims, [limit.budget(values)], [0])
+                return self.limited_one(decision, claims)
         budgets = self.budgets(claims)
         if budgets is None:
             return self._failed(decision, claims)
@@ -119,6 +124,11 @@ class Limiter:
 
     # ---- the denials
 
+    def limited_one(self, decision: Decision, claims: list) -> Decision:
+        """The denial of a request that met one limit, whose budget had no unit left."""
+        index, values = claims[0]
+        return self._limited(decision, claims, [self.limits[index].budget(values)], [0])
+
     def _failed(self, decision: Decision, claims: list) -> Decision:
         """A limit whose condition or key cannot be evaluated fails closed."""
         reasons, errors = [], list(decision.errors)
@@ -143,3 +153,18 @@ class Limiter:
             reasons.append(limit.reason(FAILED_CLOSED + STORE_UNAVAILABLE, budget.key))
             errors.append(RuleError(limit.id, STORE_UNAVAILABLE))
         return Decision(DENY, tuple(reasons), tuple(errors), decision.revision, decision.eval_ns)
+
+
+def limited_decide(claims_of, limiter: Limiter):
+    """``engine.decide`` of a policy set with limit rules: ``claims_of(request)`` (a decision
+    and the limits it meets), then ``limiter.settle``. The compiled one (``_memory``) takes
+    the common case from its in-memory store without a Python call."""
+    if LimitedDecide is not None:
+        return LimitedDecide(claims_of, limiter).decide
+    settle = limiter.settle
+
+    def decide(request: dict) -> Decision:  # bound names only: this runs per request
+        decision, claims = claims_of(request)
+        return decision if claims is None else settle(decision, claims)
+
+    return decide

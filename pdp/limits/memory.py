@@ -1,7 +1,13 @@
-"""The in-process store: GCRA budgets in a dict, under one lock, on the monotonic clock."""
+"""The in-process store: GCRA budgets in a dict, on the monotonic clock.
+
+``MemoryStore`` is the compiled one (``_memory.pyx``: atomic under the GIL, no lock) when the
+extension is built and the interpreter has a GIL, else ``LockedMemoryStore`` (one lock).
+Both give the same answers; tests run both.
+"""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Sequence
@@ -13,7 +19,7 @@ from .store import Budget, gcra_interval
 _FIRST_SWEEP = 4096
 
 
-class MemoryStore:
+class LockedMemoryStore:
     """GCRA: each budget keeps its *theoretical arrival time* (TAT). A request at ``now`` may
     take a unit when ``max(TAT, now) + interval - now ≤ period``; taking moves TAT there. A
     budget whose TAT is past is full, and is forgotten (the key expires)."""
@@ -104,3 +110,17 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def _compiled():
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return None  # the compiled store relies on the GIL to be atomic
+    try:
+        from ._memory import MemoryStore as compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+#: The in-process store pdp uses (``pdp.load``'s default, a ``--workers`` parent's).
+MemoryStore = _compiled() or LockedMemoryStore

@@ -1,0 +1,237 @@
+# cython: language_level=3
+"""The compiled twin of ``memory.LockedMemoryStore``, and the limited ``decide`` built on it.
+
+Same budgets, same answers, no lock: each check-and-take reads and writes the table in C
+while holding the GIL, and calls no Python code between the read and the write (no Python
+clock, no allocation the cyclic collector could run a finalizer from), so no other thread can
+run in between. That makes a limited decision on the in-memory store cost about what the
+store's own dictionary lookups cost (bench/LIMITS.md); a lock alone cost more on the loaded
+machine it was measured on. ``memory.py`` uses the locked store where there is no GIL.
+"""
+
+from cpython.dict cimport PyDict_Next
+from cpython.long cimport PyLong_AsLongLong
+from cpython.object cimport PyObject
+from libc.stdlib cimport free, malloc
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from ..decision import failed_closed
+
+cdef enum:
+    # Full budgets are swept out once the table has grown past this many keys (then past
+    # twice what the last sweep kept), as memory.LockedMemoryStore does.
+    FIRST_SWEEP = 4096
+
+
+cdef inline long long _monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)  # what time.monotonic_ns reads
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec
+
+
+cdef class MemoryStore:
+    """GCRA budgets in one process (see ``memory.LockedMemoryStore`` for the algorithm):
+    ``take``, ``take_one``, ``take_many``, ``set_remaining``, ``remaining``, ``len()``.
+    ``clock``: a function giving nanoseconds (tests); the monotonic clock by default."""
+
+    cdef dict _rules  # rule id -> {key -> theoretical arrival time, ns}; a rule's table stays
+    cdef Py_ssize_t _size  # keys in all the tables
+    cdef object _clock
+    cdef Py_ssize_t _sweep_at
+
+    def __init__(self, clock=None):
+        self._rules = {}
+        self._size = 0
+        self._clock = clock
+        self._sweep_at = FIRST_SWEEP
+
+    cdef inline long long _now(self) except? -1:
+        return _monotonic() if self._clock is None else self._clock()
+
+    cdef dict table(self, str rule):
+        """The budgets of one limit rule, by key (made on first use, kept for good)."""
+        cdef object found = self._rules.get(rule)
+        if found is None:
+            found = self._rules[rule] = {}
+        return <dict>found
+
+    cdef bint take_key(self, dict table, str key, long long count, long long period, bint take) except -1:
+        """``take_one`` of the budget ``key`` of ``table`` (a rule's): True when it had a unit."""
+        cdef long long now = self._now()
+        # From here to the write: C only, under the GIL.
+        cdef object found = table.get(key)
+        cdef long long tat = now if found is None else <long long>found
+        cdef long long new = (tat if tat > now else now) + period // count
+        if new - now > period:
+            return False
+        if take:
+            table[key] = new
+            if found is None:
+                self._size += 1
+                if self._size > self._sweep_at:
+                    self._sweep(now)
+        return True
+
+    def take_one(self, str rule, str key, long long count, long long period, bint take=True) -> bool:
+        """``take`` of one budget, without building it: True when it had a unit."""
+        return self.take_key(self.table(rule), key, count, period, take)
+
+    def take(self, budgets, bint take=True) -> list:
+        """Take one unit from every budget, all or nothing; the indices of those without one."""
+        cdef Py_ssize_t n = len(budgets), i
+        if n == 0:
+            return []
+        if n == 1:
+            rule, key, count, period = budgets[0]
+            return [] if self.take_key(self.table(rule), key, count, period, take) else [0]
+        # Everything that allocates comes first: the tables, the numbers, the answer list.
+        cdef list tables = [self.table(b[0]) for b in budgets]
+        cdef list keys = [<str>b[1] for b in budgets]
+        cdef long long *news = <long long *>malloc(n * sizeof(long long))
+        cdef long long *intervals = <long long *>malloc(n * sizeof(long long))
+        cdef long long *periods = <long long *>malloc(n * sizeof(long long))
+        cdef char *fresh = <char *>malloc(n)
+        cdef list short = []
+        cdef long long now, tat
+        cdef object found
+        if news == NULL or intervals == NULL or periods == NULL or fresh == NULL:
+            free(news); free(intervals); free(periods); free(fresh)
+            raise MemoryError()
+        try:
+            for i in range(n):
+                periods[i] = budgets[i][3]
+                intervals[i] = periods[i] // <long long>budgets[i][2]  # store.gcra_interval
+            now = self._now()
+            # From here to the writes: C only, under the GIL (list.append only reallocates).
+            for i in range(n):
+                found = (<dict>tables[i]).get(keys[i])
+                fresh[i] = found is None
+                tat = now if found is None else <long long>found
+                news[i] = (tat if tat > now else now) + intervals[i]
+                if news[i] - now > periods[i]:
+                    short.append(i)
+            if not short and take:
+                for i in range(n):
+                    (<dict>tables[i])[keys[i]] = news[i]
+                    self._size += fresh[i]  # the budgets of one request are of distinct rules
+                if self._size > self._sweep_at:
+                    self._sweep(now)
+            return short
+        finally:
+            free(news); free(intervals); free(periods); free(fresh)
+
+    def take_many(self, requests, bint take=True) -> list:
+        """``take`` for each request's budgets, in order (a batch)."""
+        return [self.take(budgets, take) for budgets in requests]
+
+    def set_remaining(self, budget, long long remaining) -> None:
+        """Set the units left in one budget (test suites)."""
+        rule, key, count, period = budget
+        cdef dict table = self.table(rule)
+        cdef long long interval = <long long>period // <long long>count  # store.gcra_interval
+        cdef long long left = max(0, min(<long long>count, remaining))
+        cdef long long now = self._now()
+        if left == count:
+            if table.pop(key, None) is not None:
+                self._size -= 1
+        else:
+            if key not in table:
+                self._size += 1
+            table[key] = now + (count - left) * interval
+
+    def remaining(self, budget) -> int:
+        """Units left in one budget now."""
+        rule, key, count, period = budget
+        cdef long long interval = <long long>period // <long long>count  # store.gcra_interval
+        cdef long long now = self._now()
+        cdef object found = self.table(rule).get(key)
+        cdef long long tat = now if found is None else <long long>found
+        cdef long long used = max(0, tat - now)
+        return max(0, min(<long long>count, (<long long>period - used) // interval))
+
+    cdef int _sweep(self, long long now) except -1:
+        """Forget full budgets (TAT past). Nothing here allocates an object the cyclic
+        collector tracks (no finalizer can run, so no other thread), but the lists of keys
+        made before the deletions."""
+        cdef Py_ssize_t pos, i
+        cdef PyObject *key
+        cdef PyObject *tat
+        cdef list tables = list(self._rules.values())
+        cdef list fulls = [[] for _ in tables]
+        cdef dict table
+        cdef list full
+        for i in range(len(tables)):
+            table, full, pos = tables[i], fulls[i], 0
+            while PyDict_Next(table, &pos, &key, &tat):
+                if PyLong_AsLongLong(<object>tat) <= now:
+                    full.append(<object>key)
+        for i in range(len(tables)):
+            table, full = tables[i], fulls[i]
+            for k in full:
+                del table[k]
+            self._size -= len(full)
+        self._sweep_at = max(FIRST_SWEEP, 2 * self._size)
+        return 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        pass
+
+
+cdef class LimitedDecide:
+    """``engine.decide`` for a policy set with limit rules (its ``decide`` method):
+    ``claims_of(request)`` (the evaluator's ``decide_claims``, or the engine's behind its
+    token gate), then the claims settled. The common case (one limit met, one string key,
+    this module's MemoryStore) is taken here in C; everything else goes to ``Limiter.settle``."""
+
+    cdef object claims_of, settle, limited
+    cdef MemoryStore store
+    cdef list tables  # per limit index: its table in ``store``
+    cdef long long *counts
+    cdef long long *periods
+    cdef bint take
+
+    def __cinit__(self):
+        self.counts = self.periods = NULL
+
+    def __init__(self, claims_of, limiter):
+        self.claims_of = claims_of
+        self.settle = limiter.settle
+        self.limited = limiter.limited_one
+        self.take = limiter.take
+        cdef Py_ssize_t n = len(limiter.limits), i
+        self.counts = <long long *>malloc(max(n, 1) * sizeof(long long))
+        self.periods = <long long *>malloc(max(n, 1) * sizeof(long long))
+        if self.counts == NULL or self.periods == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self.counts[i] = limiter.limits[i].count
+            self.periods[i] = limiter.limits[i].period_ns
+        self.store = limiter.store if type(limiter.store) is MemoryStore else None
+        if self.store is not None:
+            self.tables = [self.store.table(limit.id) for limit in limiter.limits]
+
+    def __dealloc__(self):
+        free(self.counts)
+        free(self.periods)
+
+    def decide(self, request):
+        decision, claims = self.claims_of(request)  # RequestError goes to the caller
+        if claims is None:
+            return decision
+        cdef Py_ssize_t index
+        try:
+            if self.store is not None and len(<list>claims) == 1:
+                index, values = (<list>claims)[0]
+                if type(values) is tuple and len(<tuple>values) == 1:
+                    value = (<tuple>values)[0]
+                    if type(value) is str and not (<str>value).startswith("["):
+                        if self.store.take_key(<dict>self.tables[index], <str>value, self.counts[index],
+                                               self.periods[index], self.take):
+                            return decision
+                        return self.limited(decision, claims)
+            return self.settle(decision, claims)
+        except Exception as exc:  # a bug: fail closed, as every decide does
+            return failed_closed(exc, decision.revision)
