@@ -293,3 +293,31 @@ def test_the_token_gate_comes_before_the_limits(tmp_path, backend):
     read_only = {**claims, "sub": "third", "scope": "payments:read"}
     assert [e.decide_verified(req(), read_only).decision for _ in range(3)] == ["ALLOW"] * 3
     assert e.decide_claims(req(), read_only)[1] is None
+
+
+CLOCK_POLICY = """
+policy pay {
+  permit charge when action.name == "charge"
+  limit recent 2 per 1h by identity.id when now > 0
+}
+"""
+
+
+def test_the_clock_bound_applies_to_limits_and_budgets_keep_the_store_clock(tmp_path, backend):
+    """With a clock bound (pdp serve), a limit that reads ``now`` fails closed on a
+    ``context.time`` off the server clock; budgets run on the store's clock whatever
+    ``context.time`` says; ``with_max_clock_skew`` and ``decide_at`` keep the engine's budgets."""
+    store = MemoryStore(FakeClock())
+    unbounded = engine(tmp_path, backend, text=CLOCK_POLICY, store=store)
+    bounded = unbounded.with_max_clock_skew(30)
+    assert bounded.limits is store
+    far = {**req(), "context": {"time": "2001-01-01T00:00:00Z"}}
+    d = bounded.decide(far)
+    assert d.decision == "DENY"
+    assert d.reasons[0].rule == "pay.recent" and d.reasons[0].message.startswith("failed closed: context.time is ")
+    assert len(store) == 0
+    assert unbounded.decide(far).decision == "ALLOW"  # taken as given without a bound: one unit taken
+    assert bounded.decide(req()).decision == "ALLOW"  # now is the server clock: the second unit
+    assert bounded.decide_at(req(), time.time() - 3600).decision == "DENY"  # an hour ago, yet no unit now
+    shadow = bounded.with_limits(store, take=False).with_max_clock_skew(30)
+    assert shadow.decide(req("other")).decision == "ALLOW" and len(store) == 1  # looks, takes nothing

@@ -50,6 +50,9 @@ def test_evaluators_meet_the_same_limits_as_the_reference(texts, reqs):
             got_decision, got_claims = evaluator.decide_claims(raw, token)
             assert (_view(got_decision), got_claims) == want, \
                 f"{key} differs from the reference for {raw!r} with token {token!r}"
+            parsed = parse_request(raw)
+            got_decision, got_claims = evaluator.decide_parsed_claims(parsed.attrs, parsed.arrival, token)
+            assert (_view(got_decision), got_claims) == want, f"{key}.decide_parsed_claims differs for {raw!r}"
             assert _view(settled[key].settle(got_decision, got_claims)) == final
     # Batches: the same pairs, in order, each request with its own token.
     raws, tokens = [raw for raw, _ in reqs], [token for _, token in reqs]
