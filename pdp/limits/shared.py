@@ -2,6 +2,23 @@
 ``MemoryStore`` and answers its workers over a Unix socket (bench/LIMITS.md measures this
 against the other designs).
 
+The API, on both sides of the socket (what ``Limiter`` uses; small, so other per-server state
+can reuse it):
+
+- ``ParentStore(path)`` in the parent, before the workers start: serves a fresh MemoryStore on
+  the Unix socket ``path`` (mode 0600); ``.url`` is what a worker passes to
+  ``store.open_store(url, timeout)``, which gives it a ``SharedStore``; ``.close()`` at exit.
+- ``SharedStore.take(budgets, take=True) -> list[int]``: one unit from every ``Budget(rule,
+  key, count, period_ns)``, all or nothing, in one atomic step in the parent; the indices of
+  the budgets without a unit ([] when taken). ``take=False`` only looks.
+- ``take_many(requests, take=True)``: ``take`` for each list of budgets, in order, in one
+  round trip. ``set_remaining(budget, n)``: set the units left (suites).
+- Every call raises ``StoreUnavailable`` when the parent does not answer within the deadline.
+
+A once-only check is a budget of one: ``take([Budget("dpop.jti", jti, 1, ttl_ns)])`` is ``[]``
+the first time ``jti`` is seen by any worker within ``ttl_ns`` and ``[0]`` after (a replay
+cache shared by the workers).
+
 Frames are a 4-byte big-endian length and a MessagePack body. A worker sends
 ``[take, [[budget, ...], ...]]`` (a Budget as ``[rule, key, count, period_ns]``) or
 ``["set", budget, remaining]``; the parent answers the short indices of each request. Each
