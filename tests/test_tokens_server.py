@@ -4,7 +4,9 @@ Envoy and from ``context.tls``; DPoP proofs (RFC 9449); no token string in logs 
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -342,3 +344,137 @@ def test_a_served_trust_change_alone_is_reloaded_and_visible(tmp_path):
         page = scrape_until(metrics_port, r'pdp_trust_revision\{revision="%s"\} 1\.0' % second_trust)
         assert re.search(r'pdp_trust_revision\{revision="%s"\} 0\.0' % first_trust, page), page
         assert server.stop() == 0
+
+
+# ---- DPoP replays across the processes of a server, and across servers
+
+
+def _connections_by_pid(pids, port: int) -> dict[int, int]:
+    """Established TCP connections on local ``port`` held by each of ``pids`` (from /proc):
+    which worker of a ``--workers`` server took which connections."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                established.add(fields[9])
+    counts = {}
+    for pid in pids:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        counts[pid] = len(inodes & established)
+    return counts
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc to see which worker took a connection")
+def test_a_dpop_proof_is_accepted_once_by_all_the_workers_of_a_server(tmp_path):
+    """Real ``pdp serve --workers 2``: one proof sent from 16 connections at once (spread over
+    both workers by SO_REUSEPORT) is accepted exactly once; the workers share the replay
+    cache through their parent's store."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY)
+    trust = write_trust(tmp_path / "trust", [key("ES256", "es1")])
+    holder = mint.generate_key("ES256")
+    tok = _dpop_bound(holder)
+    http = {"method": "POST", "url": URL}
+    request = _with(API, token=tok, http=http, dpop=mint.dpop_proof(holder, "ES256", "POST", URL, tok))
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2", "--trust", str(trust)) as server:
+        port = int(server.wait_for(r"serving on 127\.0\.0\.1:(\d+) with 2 workers").group(1))
+        pids = {int(m.group(1)) for m in map(re.compile(r"worker (\d+): serving revision").search, server.lines) if m}
+        assert len(pids) == 2, server.lines
+        # Each client its own TCP connection (gRPC shares one between channels by default).
+        clients = [Client(channel=grpc.insecure_channel(f"127.0.0.1:{port}", [("grpc.use_local_subchannel_pool", 1)]),
+                          timeout=WAIT) for _ in range(16)]
+        try:
+            start = threading.Barrier(len(clients))
+            answers = []
+
+            def send(client):
+                start.wait(WAIT)
+                answers.append(client.check(request))
+
+            threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(WAIT)
+            by_worker = _connections_by_pid(pids, port)  # the clients' connections are still open
+        finally:
+            for c in clients:
+                c.close()
+        assert len(answers) == 16
+        assert all(n > 0 for n in by_worker.values()), by_worker  # both workers answered some
+        assert sum(d.allowed for d in answers) == 1
+        assert {_reason(d) for d in answers if not d.allowed} == \
+            {"token rejected: dpop: the proof was used before (jti replayed)"}
+        with Client(f"127.0.0.1:{port}") as client:  # a new proof (a new jti) is its own
+            assert client.check(_with(request, dpop=mint.dpop_proof(holder, "ES256", "POST", URL, tok))).allowed
+        assert server.stop() == 0
+
+
+def test_a_dpop_proof_replayed_to_another_server_sharing_redis_is_refused(tmp_path):
+    from rediskit import RedisServer
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY)
+    trust = write_trust(tmp_path / "trust", [key("ES256", "es1")])
+    holder = mint.generate_key("ES256")
+    tok = _dpop_bound(holder)
+    request = _with(API, token=tok, http={"method": "POST", "url": URL},
+                    dpop=mint.dpop_proof(holder, "ES256", "POST", URL, tok))
+    redis = RedisServer(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    redis.start()
+    try:
+        args = ("--addr", "127.0.0.1:0", "--workers", "1", "--trust", str(trust), "--limits", redis.url,
+                "--limits-timeout", "5s")
+        with ServeProcess(str(policies), *args) as a, ServeProcess(str(policies), *args) as b:
+            port_a, port_b = a.wait_ready(), b.wait_ready()
+            with Client(f"127.0.0.1:{port_a}") as client:
+                assert client.check(request).allowed
+            with Client(f"127.0.0.1:{port_b}") as client:
+                assert _reason(client.check(request)) == "token rejected: dpop: the proof was used before (jti replayed)"
+            redis.stop()  # the replay store is gone: fail closed, never a pass
+            with Client(f"127.0.0.1:{port_b}") as client:
+                fresh = _with(request, dpop=mint.dpop_proof(holder, "ES256", "POST", URL, tok))
+                assert _reason(client.check(fresh)).startswith("token rejected: dpop: the replay store did not answer")
+            assert a.stop() == 0 and b.stop() == 0
+    finally:
+        redis.stop()
+
+
+def test_store_replays_in_a_memory_store():
+    from pdp.limits import MemoryStore, StoreUnavailable
+    from pdp.tokens.binding import StoreReplays
+    from pdp.tokens.verify import Rejected
+
+    now_ns = [10**12]
+    replays = StoreReplays(MemoryStore(clock=lambda: now_ns[0]))
+    assert replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=100.0)
+    assert not replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=100.0)
+    assert replays.first_use(("jkt", "jti-2"), stale_at=190.0, now=100.0)  # another jti
+    assert replays.first_use(("other-jkt", "jti-1"), stale_at=190.0, now=100.0)  # another key's
+    now_ns[0] += 89 * 10**9
+    assert not replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=189.0)  # still fresh: still seen
+    now_ns[0] += 2 * 10**9
+    assert replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=191.0)  # forgotten once stale
+
+    class Down:
+        def take(self, budgets, take=True):
+            raise StoreUnavailable("timed out")
+
+    with pytest.raises(Rejected) as info:
+        StoreReplays(Down()).first_use(("jkt", "jti-1"), stale_at=190.0, now=100.0)
+    assert info.value.message == "token rejected: dpop: the replay store did not answer (timed out); try again"

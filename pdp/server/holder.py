@@ -39,7 +39,14 @@ class EngineHolder:
             self._listeners.append(listener)
 
     def _bound(self, engine: Engine) -> Engine:
-        if self.limits is None or getattr(engine, "limiter", None) is None:
+        if self.limits is None:
+            return engine
+        tokens = getattr(engine, "tokens", None)
+        if tokens is not None and self._take:
+            # DPoP proofs seen are kept in the same store, so that a proof replayed to another
+            # worker (or, with Redis, another server) is seen; a shadow candidate uses none.
+            tokens.share_replays(self.limits)
+        if getattr(engine, "limiter", None) is None:
             return engine
         return engine.with_limits(self.limits, self._take)
 

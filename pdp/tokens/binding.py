@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from joserfc.errors import JoseError
 from joserfc.jwk import import_key
 
+from ..limits.store import Budget, StoreUnavailable
 from .keys import KEY_TYPES, PublicKey
 from .verify import CERTIFICATE_BINDING, DPOP, Rejected, Verified, b64url, check_signature, split_jws
 
@@ -71,8 +72,34 @@ class ReplayCache:
 
 
 #: One replay cache for the process, kept across reloads: a reload must not let a proof
-#: be used twice.
+#: be used twice. A server replaces it with its limit store (``StoreReplays``).
 REPLAYS = ReplayCache()
+
+#: The budget name under which a limit store keeps the proofs seen (not a rule id: no policy
+#: rule can be named so, and no limit rule can take from it).
+REPLAY_BUDGET = "pdp/dpop-jti"
+
+
+class StoreReplays:
+    """The ``jti``s seen, kept in a velocity-limit store (SPEC §9), so that every process that
+    shares the store sees them: the parent's store for the workers of ``pdp serve --workers N``,
+    Redis for every server of ``--limits redis://``. A proof is a budget of one unit for as long
+    as it is fresh: its first use takes the unit, a replay finds none (the store's check and
+    take are one atomic step). The store forgets it once it is stale."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def first_use(self, key: tuple[str, str], stale_at: float, now: float) -> bool:
+        """As ``ReplayCache.first_use``; a store that does not answer in time rejects the proof
+        (fail closed: a replay must not pass because the store is down)."""
+        # A fixed-size key, whatever the jti's length (the store keeps it for a minute or two).
+        name = b64url(hashlib.sha256("\0".join(key).encode("utf-8", "surrogatepass")).digest())
+        window_ns = max(1_000_000, int((stale_at - now) * 1e9))
+        try:
+            return not self.store.take([Budget(REPLAY_BUDGET, name, 1, window_ns)])
+        except StoreUnavailable as exc:
+            raise Rejected(DPOP, f"the replay store did not answer ({exc}); try again") from None
 
 
 class Binding:

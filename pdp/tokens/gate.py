@@ -14,7 +14,7 @@ import threading
 import time
 
 from ..decision import DENY, Decision, Reason
-from .binding import Binding
+from .binding import Binding, StoreReplays
 from .trust import Trust
 from .verify import EXPIRED, STABLE, Rejected, Verified, verify
 
@@ -42,6 +42,11 @@ class TokenGate:
         self.binding = Binding(trust.leeway)
         self._cache: dict[str, tuple[Verified | Rejected, float]] = {}
         self._lock = threading.Lock()
+
+    def share_replays(self, store) -> None:
+        """Keep DPoP proofs' ``jti``s in ``store`` (a velocity-limit store shared by the
+        processes of a server, or by servers) instead of this process's cache."""
+        self.binding.replays = StoreReplays(store)
 
     def check(self, request: object) -> Verified | None:
         """The verified token of ``request``, or None when it carries none; raises ``Rejected``.
