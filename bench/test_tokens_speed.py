@@ -6,6 +6,8 @@
 - ``first verification``: ``pdp.tokens.verify`` of a token never seen (what a cache miss
   costs: header and payload parsing, the signature with joserfc, the claims and the view),
   per algorithm.
+- ``DPoP``: a DPoP-bound token with a new proof each request, its jti kept in this process
+  or in a ``--workers`` parent's store.
 
 Run alone, the machine otherwise idle (medians are what counts):
 
@@ -73,10 +75,21 @@ def test_first_verification(benchmark, setup, alg):
     benchmark(verify, trust, tok, now)
 
 
-def test_a_dpop_proof(benchmark, setup):
-    """A DPoP-bound token (cached) with a fresh proof each request: the proof is always new."""
+@pytest.mark.parametrize("replays", ["in process", "parent store"])
+def test_a_dpop_proof(benchmark, setup, tmp_path, replays):
+    """A DPoP-bound token (cached) with a fresh proof each request: the proof is always new.
+    ``replays``: where the proofs' jtis are kept: this process's cache (``pdp.load``), or the
+    store a ``pdp serve --workers N`` parent keeps for its workers (one Unix socket round trip
+    per proof; the parent's side runs on a thread of this process here)."""
     root, trust = setup
     engine = pdp.load(root / "p.pdl", trust=trust)
+    parent = None
+    if replays == "parent store":
+        from pdp.limits import open_store
+        from pdp.limits.shared import ParentStore
+
+        parent = ParentStore(str(tmp_path / "limits.sock"))
+        engine.tokens.share_replays(open_store(parent.url, timeout=1.0))
     holder = mint.generate_key("ES256")
     tok = token(key("ES256", "k-ES256"), "ES256", lifetime=3600, cnf={"jkt": mint.jkt(holder)})
     url = "https://api.acme/v1/payments"
@@ -84,5 +97,9 @@ def test_a_dpop_proof(benchmark, setup):
     context = {**REQUEST["context"], "token": tok, "http": {"method": "POST", "url": url}}
     assert engine.decide({**REQUEST, "context": {**context, "dpop": next(proofs)}}).allowed
     benchmark.group = "DPoP: one decide with a new proof"
-    benchmark.pedantic(lambda: engine.decide({**REQUEST, "context": {**context, "dpop": next(proofs)}}),
-                       rounds=2000, iterations=1)
+    try:
+        benchmark.pedantic(lambda: engine.decide({**REQUEST, "context": {**context, "dpop": next(proofs)}}),
+                           rounds=2000, iterations=1)
+    finally:
+        if parent is not None:
+            parent.close()
