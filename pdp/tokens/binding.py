@@ -48,7 +48,8 @@ def certificate_thumbprint(pem: str | bytes) -> str:
 
 
 class ReplayCache:
-    """The ``jti``s of DPoP proofs seen, each until its proof is stale; bounded."""
+    """The ``jti``s of DPoP proofs seen in this process, each until its proof is stale; bounded.
+    For ``pdp.load``; ``pdp serve`` keeps them in its limit store instead (``StoreReplays``)."""
 
     def __init__(self, max_entries: int = MAX_REPLAY_ENTRIES):
         self.max_entries = max_entries
