@@ -143,6 +143,13 @@ def test_a_body_over_the_size_limit_is_413(tmp_path):
         client = Client(port)
         assert client.post(EVALUATION, GOOD)[0] == 200  # still serving
         client.close()
+        # no Content-Length: the body is counted as it arrives
+        data = json.dumps(big).encode()
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (data[:1500], data[1500:])) + b"0\r\n\r\n"
+        answer = _raw_exchange(port, b"POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                     b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split()[1] == b"413" and "2000 bytes" in json.loads(body)["error"]
 
 
 def test_unknown_path_is_404_and_wrong_method_405(search_server):
