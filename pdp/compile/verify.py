@@ -127,8 +127,8 @@ class _Verifier:
             raise _Invalid(f"{where}: the period must be a positive number of seconds, got {_shown(limit.period)}")
         if limit.period > MAX_LIMIT_PERIOD:
             raise _Invalid(f"{where}: the period is longer than 36500d")
-        if limit.count > round(limit.period * 1_000_000_000):
-            raise _Invalid(f"{where}: the budget is more than one request per nanosecond of the period")
+        if limit.count > round(limit.period * 1_000_000):
+            raise _Invalid(f"{where}: the budget is more than one request per microsecond of the period")
         if not isinstance(limit.annotations, Mapping) or any(
                 type(k) is not str or type(v) is not str for k, v in limit.annotations.items()):
             raise _Invalid(f"{where}: annotations must map strings to strings")

@@ -41,8 +41,9 @@ class Store(Protocol):
 
 
 #: The longest period of a limit rule, in seconds (100 years): budgets count nanoseconds in
-#: 64 bits. A budget is also at most one request per nanosecond of its period (so that a unit
-#: comes back after a whole number of nanoseconds, at least one).
+#: 64 bits (and microseconds in Redis's doubles). A budget is also at most one request per
+#: microsecond of its period, so that a unit comes back after at least one whole microsecond
+#: (the Redis script's unit): every store then gives a budget the same pace.
 MAX_LIMIT_PERIOD = 36500 * 86400
 
 

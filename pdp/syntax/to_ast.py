@@ -104,8 +104,8 @@ class _ToAst(Transformer):
         clauses = dict(c for c in children if isinstance(c, tuple))
         count_span, period_span = self._token_span(count), self._token_span(period)
         count_value, period_value = self._count(count, count_span), self._period(period, period_span)
-        if count_value > round(period_value * 1_000_000_000):  # a unit comes back every period/count ns
-            self._error(count_span, f"a limit's budget is at most one request per nanosecond of its period, "
+        if count_value > round(period_value * 1_000_000):  # Redis counts a unit's return in whole µs
+            self._error(count_span, f"a limit's budget is at most one request per microsecond of its period, "
                                     f"got {count} per {period}")
             count_value = 1
         return ast.Limit(
