@@ -6,34 +6,60 @@ collected and raised together as syntax errors.
 
 from __future__ import annotations
 
+import functools
+
 from lark import Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedInput
 
 from ..errors import Diagnostic
 from ..limits.store import MAX_LIMIT_PERIOD
 from ..source import SourceFile, Span
 from . import ast
 from .literals import decode_string, parse_duration, parse_number
-from .parser import SyntaxProblem, parse_tree
+from .inline import InlineParser
+from .parser import MAX_NESTING, SyntaxProblem, lark_parser, parse_tree
 
 
 def parse_module(text: str, source: SourceFile) -> ast.Module:
     """Policy source text ⇒ ``ast.Module``; raises ``SyntaxProblem`` with every syntax error."""
-    tree, diagnostics = parse_tree(text, source)
-    builder = _ToAst(source)
-    policies = builder.transform(tree)
-    if diagnostics or builder.diagnostics:
-        raise SyntaxProblem(diagnostics + builder.diagnostics)
+    policies = _parse_valid(text, source, "start")
+    if policies is None:  # not valid: the tree parser recovers and words every problem
+        tree, diagnostics = parse_tree(text, source)
+        builder = _ToAst(source)
+        policies = builder.transform(tree)
+        if diagnostics or builder.diagnostics:
+            raise SyntaxProblem(diagnostics + builder.diagnostics)
     return ast.Module(source.name, tuple(policies))
 
 
 def parse_expression(text: str, source: SourceFile, line: int = 0, column: int = 0) -> ast.Expr:
     """Expression text ⇒ AST, placed at ``line``/``column`` of ``source`` (for ``{…}`` in reasons)."""
-    tree, _ = parse_tree(text, source, start="expr", line_offset=line, column_offset=column)
-    builder = _ToAst(source, line, column)
-    expr = builder.transform(tree)
-    if builder.diagnostics:
-        raise SyntaxProblem(builder.diagnostics)
+    expr = _parse_valid(text, source, "expr", line, column)
+    if expr is None:
+        tree, _ = parse_tree(text, source, start="expr", line_offset=line, column_offset=column)
+        builder = _ToAst(source, line, column)
+        expr = builder.transform(tree)
+        if builder.diagnostics:
+            raise SyntaxProblem(builder.diagnostics)
     return expr
+
+
+def _parse_valid(text: str, source: SourceFile, start: str, line: int = 0, column: int = 0):
+    """The AST built during the parse (pdp/syntax/inline.py), or None when the text has any
+    problem: then the tree parser, which recovers after errors, reports them."""
+    builder = _ToAst(source, line, column)
+    try:
+        value, depth = inline_parser().parse(text, start, builder)
+    except UnexpectedInput:
+        return None
+    if depth > MAX_NESTING or builder.diagnostics:
+        return None
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def inline_parser() -> InlineParser:
+    return InlineParser(lark_parser())
 
 
 @v_args(meta=True)
@@ -48,12 +74,12 @@ class _ToAst(Transformer):
     # ---- positions ----
 
     def _span(self, meta) -> Span:
-        def place(line: int, column: int) -> tuple[int, int]:
-            return line + self.line_offset, column + (self.column_offset if line == 1 else 0)
-
-        line, column = place(meta.line, meta.column)
-        end_line, end_column = place(meta.end_line, meta.end_column)
-        return Span(self.source, line, column, end_line, end_column)
+        shift = self.line_offset
+        line, end_line = meta.line, meta.end_line
+        column_shift = self.column_offset if line == 1 else 0
+        end_column_shift = self.column_offset if end_line == 1 else 0
+        return Span(self.source, line + shift, meta.column + column_shift,
+                    end_line + shift, meta.end_column + end_column_shift)
 
     def _token_span(self, token: Token) -> Span:
         line = token.line + self.line_offset
