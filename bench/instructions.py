@@ -3,11 +3,15 @@ engine changes can be compared while other jobs share the cores.
 
     python bench/instructions.py [WORKLOAD ...]          # all workloads by default
     python bench/instructions.py --profile library       # and the top functions inside Evaluator.decide
+    python bench/instructions.py --cache varied10k       # and data-cache misses per decision
 
 Each workload is decided in two runs under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``),
 one round and three rounds of its requests after a warm-up (the program read from a bundle
 made beforehand); the difference of the two totals
 divided by the extra decisions is the cost of one ``decide`` (loading and start-up cancel).
+``--cache`` adds callgrind's cache simulation: reads and writes of data that miss the first
+level (D1, the host's geometry) and miss a second level sized as this VM's per-core L2
+(2 MiB, 16-way); each of the latter is a trip to the shared L3 or to memory.
 """
 
 from __future__ import annotations
@@ -90,19 +94,31 @@ def child(name: str, rounds: int, tmp: Path) -> None:
 DECIDE = "__pyx_f_3pdp_7runtime_6_ceval_9Evaluator_decide"
 
 
-def _count(name: str, rounds: int, out: Path, *options: str) -> int:
+#: callgrind's cache simulation with the VM's per-core L2 as the last level it models.
+CACHE_SIM = ("--cache-sim=yes", "--LL=2097152,16,64")
+
+
+def _events(name: str, rounds: int, out: Path, *options: str) -> dict[str, int]:
+    """callgrind's totals of one run: Ir (instructions), and with CACHE_SIM the misses."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     subprocess.run(["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}", sys.executable, __file__,
                     "--child", name, str(rounds), str(out.parent)], check=True, env=env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     text = out.read_text(errors="replace")
-    return int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
+    names = re.search(r"^events: (.*)$", text, re.M).group(1).split()
+    totals = re.search(r"^(?:summary|totals): (.*)$", text, re.M).group(1).split()
+    return dict(zip(names, map(int, totals)))
+
+
+def _count(name: str, rounds: int, out: Path, *options: str) -> int:
+    return _events(name, rounds, out, *options)["Ir"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workloads", nargs="*", default=list(WORKLOADS))
     parser.add_argument("--profile", action="store_true", help="also profile inside Evaluator.decide (one round)")
+    parser.add_argument("--cache", action="store_true", help="also count data-cache misses per decision")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -114,6 +130,12 @@ def main() -> None:
             one = _count(name, 1, Path(tmp) / f"{name}.1")
             three = _count(name, 3, Path(tmp) / f"{name}.3")
             print(f"{name}: {(three - one) / (2 * REQUESTS):,.0f} instructions per decision", flush=True)
+            if args.cache:
+                one = _events(name, 1, Path(tmp) / f"{name}.c1", *CACHE_SIM)
+                three = _events(name, 3, Path(tmp) / f"{name}.c3", *CACHE_SIM)
+                per = {k: (three[k] - one[k]) / (2 * REQUESTS) for k in three}
+                print(f"  data-cache misses per decision: first level {per['D1mr'] + per['D1mw']:,.0f}, "
+                      f"2 MiB second level {per['DLmr'] + per['DLmw']:,.0f}", flush=True)
             if args.profile:
                 keep = Path(tmp) / f"{name}.decide"
                 inside = _count(name, 1, keep, "--collect-atstart=no", f"--toggle-collect={DECIDE}")
