@@ -536,6 +536,19 @@ class ReasonModel:
         return "".join(p[1] for p in self.parts)
 
 
+def _clause_text(clause, head: str, with_reasons: bool) -> str:
+    """A rule's or limit's text: its annotations, ``head``, then when/unless/reason lines."""
+    lines = [f'  @{k}({json_text(v)})' for k, v in clause.annotations]
+    if clause.when is not None:
+        head += f"\n    when {clause.when}"
+    if clause.unless is not None:
+        head += f"\n    unless {clause.unless}"
+    if clause.reason is not None and with_reasons:
+        head += f"\n    reason {clause.reason.text()}"
+    lines.append(head)
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class RuleModel:
     effect: str
@@ -546,16 +559,7 @@ class RuleModel:
     reason: ReasonModel | None = None
 
     def text(self, with_reasons: bool = True) -> str:
-        lines = [f'  @{k}({json_text(v)})' for k, v in self.annotations]
-        head = f"  {self.effect} {self.name}"
-        if self.when is not None:
-            head += f"\n    when {self.when}"
-        if self.unless is not None:
-            head += f"\n    unless {self.unless}"
-        if self.reason is not None and with_reasons:
-            head += f"\n    reason {self.reason.text()}"
-        lines.append(head)
-        return "\n".join(lines)
+        return _clause_text(self, f"  {self.effect} {self.name}", with_reasons)
 
 
 #: Budgets and periods of generated limit rules.
@@ -577,16 +581,8 @@ class LimitModel:
     reason: ReasonModel | None = None
 
     def text(self, with_reasons: bool = True) -> str:
-        lines = [f'  @{k}({json_text(v)})' for k, v in self.annotations]
         head = f"  limit {self.name} {self.count} per {self.period} by {', '.join(self.keys)}"
-        if self.when is not None:
-            head += f"\n    when {self.when}"
-        if self.unless is not None:
-            head += f"\n    unless {self.unless}"
-        if self.reason is not None and with_reasons:
-            head += f"\n    reason {self.reason.text()}"
-        lines.append(head)
-        return "\n".join(lines)
+        return _clause_text(self, head, with_reasons)
 
 
 @dataclass(frozen=True)

@@ -1463,6 +1463,26 @@ cdef tuple _roots(object request):
     return (attrs["identity"], attrs["action"], attrs["resource"], attrs["context"])
 
 
+cdef list _validated_batch(object requests, double arrival):
+    """Each request's roots, validated before any is decided (a RequestError names the index);
+    an internal error stands in its place, to fail that request closed when it is decided."""
+    cdef list batch = []
+    cdef object roots
+    cdef Py_ssize_t i = 0
+    for raw in requests:
+        try:
+            roots = _plain_request(raw)
+            if roots is None:
+                roots = _roots(indexed_request(i, raw, arrival))
+        except RequestError:
+            raise
+        except Exception as exc:
+            roots = exc
+        batch.append(roots)
+        i += 1
+    return batch
+
+
 cdef class Evaluator:
     """Decides requests with one compiled Program."""
 
@@ -1582,22 +1602,10 @@ cdef class Evaluator:
         """Validate every request first (RequestError names the index), then decide each; an
         internal error fails that request closed."""
         cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
-        cdef list batch = []
+        cdef list batch = _validated_batch(requests, arrival)
         cdef list out = []
         cdef object roots
-        cdef Py_ssize_t i = 0
         cdef _Context ctx = _Context.__new__(_Context)  # one for the batch: run() resets it
-        for raw in requests:
-            try:
-                roots = _plain_request(raw)
-                if roots is None:
-                    roots = _roots(indexed_request(i, raw, arrival))
-            except RequestError:
-                raise
-            except Exception as exc:
-                roots = exc
-            batch.append(roots)
-            i += 1
         for roots in batch:
             try:
                 if type(roots) is not tuple:
@@ -1633,23 +1641,11 @@ cdef class Evaluator:
         """``decide_claims`` of each request, in order (validated first, as ``decide_many``);
         ``tokens``: the verified token of each request (None: no request has one)."""
         cdef double arrival = _nanos(CLOCK_REALTIME) / 1e9
-        cdef list batch = []
+        cdef list batch = _validated_batch(requests, arrival)
         cdef list out = []
         cdef object roots, decision
         cdef Py_ssize_t i = 0
         cdef _Context ctx = _Context.__new__(_Context)  # one for the batch: run() resets it
-        for raw in requests:
-            try:
-                roots = _plain_request(raw)
-                if roots is None:
-                    roots = _roots(indexed_request(i, raw, arrival))
-            except RequestError:
-                raise
-            except Exception as exc:
-                roots = exc
-            batch.append(roots)
-            i += 1
-        i = 0
         for roots in batch:
             try:
                 if type(roots) is not tuple:

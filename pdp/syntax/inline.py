@@ -131,9 +131,10 @@ class InlineParser:
                 if not ignored:
                     break
                 token = None
-            if token is None:
-                break
-            last = token
+            if token is None:  # the text is read: reduce on $END until the start rule stands
+                token = Token.new_borrow_pos("$END", "", last) if last else Token("$END", "", 0, 1, 1)
+            else:
+                last = token
             kind = token.type
             while True:  # reduce as the token asks, then shift it
                 try:
@@ -141,6 +142,8 @@ class InlineParser:
                 except KeyError:
                     raise UnexpectedToken(token, set()) from None
                 if shift:
+                    if kind == "$END":  # pragma: no cover - Lark's tables never shift $END
+                        raise UnexpectedToken(token, set())
                     states.append(arg)
                     values.append(token)
                     break
@@ -153,25 +156,8 @@ class InlineParser:
                     children = []
                 values.append(callbacks[number](children))
                 states.append(actions[states[-1]][name][1])
-        end_token = Token.new_borrow_pos("$END", "", last) if last else Token("$END", "", 0, 1, 1)
-        while True:
-            try:
-                shift, arg = actions[states[-1]]["$END"]
-            except KeyError:
-                raise UnexpectedToken(end_token, set()) from None
-            if shift:  # pragma: no cover - Lark's tables never shift $END
-                raise UnexpectedToken(end_token, set())
-            size, name, number = arg
-            if size:
-                children = values[-size:]
-                del states[-size:]
-                del values[-size:]
-            else:
-                children = []
-            values.append(callbacks[number](children))
-            states.append(actions[states[-1]][name][1])
-            if states[-1] == end_state:
-                return values[-1]
+                if kind == "$END" and states[-1] == end_state:
+                    return values[-1]
 
     def _callbacks(self, builder) -> list:
         if any(hasattr(builder, t.name) for t in self._lark.terminals):
