@@ -453,28 +453,3 @@ def test_a_dpop_proof_replayed_to_another_server_sharing_redis_is_refused(tmp_pa
             assert a.stop() == 0 and b.stop() == 0
     finally:
         redis.stop()
-
-
-def test_store_replays_in_a_memory_store():
-    from pdp.limits import MemoryStore, StoreUnavailable
-    from pdp.tokens.binding import StoreReplays
-    from pdp.tokens.verify import Rejected
-
-    now_ns = [10**12]
-    replays = StoreReplays(MemoryStore(clock=lambda: now_ns[0]))
-    assert replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=100.0)
-    assert not replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=100.0)
-    assert replays.first_use(("jkt", "jti-2"), stale_at=190.0, now=100.0)  # another jti
-    assert replays.first_use(("other-jkt", "jti-1"), stale_at=190.0, now=100.0)  # another key's
-    now_ns[0] += 89 * 10**9
-    assert not replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=189.0)  # still fresh: still seen
-    now_ns[0] += 2 * 10**9
-    assert replays.first_use(("jkt", "jti-1"), stale_at=190.0, now=191.0)  # forgotten once stale
-
-    class Down:
-        def take(self, budgets, take=True):
-            raise StoreUnavailable("timed out")
-
-    with pytest.raises(Rejected) as info:
-        StoreReplays(Down()).first_use(("jkt", "jti-1"), stale_at=190.0, now=100.0)
-    assert info.value.message == "token rejected: dpop: the replay store did not answer (timed out); try again"

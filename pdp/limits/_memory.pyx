@@ -16,6 +16,7 @@ from libc.stdlib cimport free, malloc
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from ..decision import failed_closed
+from .once import MAX_ONCE_MARKS, OnceMarks
 
 cdef enum:
     # Full budgets are swept out once the table has grown past this many keys (then past
@@ -31,19 +32,21 @@ cdef inline long long _monotonic() noexcept:
 
 cdef class MemoryStore:
     """GCRA budgets in one process (see ``memory.LockedMemoryStore`` for the algorithm):
-    ``take``, ``take_one``, ``take_many``, ``set_remaining``, ``remaining``, ``len()``.
-    ``clock``: a function giving nanoseconds (tests); the monotonic clock by default."""
+    ``take``, ``take_one``, ``take_many``, ``set_remaining``, ``remaining``, ``first_use``,
+    ``len()``. ``clock``: a function giving nanoseconds (tests); the monotonic clock by default."""
 
     cdef dict _rules  # rule id -> {key -> theoretical arrival time, ns}; a rule's table stays
     cdef Py_ssize_t _size  # keys in all the tables
     cdef object _clock
     cdef Py_ssize_t _sweep_at
+    cdef object _marks  # once-only keys (OnceMarks): rare next to budgets, so in Python
 
-    def __init__(self, clock=None):
+    def __init__(self, clock=None, max_marks=MAX_ONCE_MARKS):
         self._rules = {}
         self._size = 0
         self._clock = clock
         self._sweep_at = FIRST_SWEEP
+        self._marks = OnceMarks(max_marks) if clock is None else OnceMarks(max_marks, clock)
 
     cdef inline long long _now(self) except? -1:
         return _monotonic() if self._clock is None else self._clock()
@@ -148,6 +151,10 @@ cdef class MemoryStore:
         cdef long long tat = now if found is None else <long long>found
         cdef long long used = max(0, tat - now)
         return max(0, min(<long long>count, (<long long>period - used) // interval))
+
+    def first_use(self, str key, long long ttl_ns) -> bool:
+        """A once-only key (pdp/limits/once.py): True the first time it is seen."""
+        return self._marks.first_use(key, ttl_ns)
 
     cdef int _sweep(self, long long now) except -1:
         """Forget full budgets (TAT past). Nothing here allocates an object the cyclic

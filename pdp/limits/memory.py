@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Sequence
 
+from .once import MAX_ONCE_MARKS, OnceMarks
 from .store import Budget, gcra_interval
 
 #: Full budgets are swept out once the table has grown past this many keys (then past twice
@@ -24,11 +25,12 @@ class LockedMemoryStore:
     take a unit when ``max(TAT, now) + interval - now ≤ period``; taking moves TAT there. A
     budget whose TAT is past is full, and is forgotten (the key expires)."""
 
-    def __init__(self, clock=time.monotonic_ns):
+    def __init__(self, clock=time.monotonic_ns, max_marks: int = MAX_ONCE_MARKS):
         self._tat: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._clock = clock
         self._sweep_at = _FIRST_SWEEP
+        self._marks = OnceMarks(max_marks, clock)
 
     def take(self, budgets: Sequence[Budget], take: bool = True) -> list[int]:
         tats = self._tat
@@ -97,6 +99,10 @@ class LockedMemoryStore:
             used = max(0, tat - now)
             interval = gcra_interval(count, period)
             return max(0, min(count, (period - used) // interval))
+
+    def first_use(self, key: str, ttl_ns: int) -> bool:
+        """A once-only key (pdp/limits/once.py): True the first time it is seen."""
+        return self._marks.first_use(key, ttl_ns)
 
     def _sweep(self, now: int) -> None:
         """Forget full budgets (TAT past): the lock is held."""

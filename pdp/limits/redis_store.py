@@ -7,6 +7,11 @@ their clocks say. A budget's key is ``pdp:limit:{TAG}:RULE``, where TAG is a dig
 values: the budgets one request takes from share a hash slot when their key values are the
 same (per-identity limits), so the script may run on Redis Cluster. A key expires when its
 budget is full again. A batch's scripts go in one pipeline, in request order.
+
+Once-only keys (``first_use``, pdp/limits/once.py) are members of one sorted set,
+``pdp:once``, scored by the Redis time (µs) at which each is forgotten: one script looks the
+key up, drops the members whose time is up, refuses a new one when ``max_marks`` are live,
+and adds it. The set's own expiry follows its latest member, so it leaves Redis when idle.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from .store import Budget, StoreUnavailable
+from .once import MAX_ONCE_MARKS
+from .store import Budget, StoreFull, StoreUnavailable
 
 # KEYS: the budgets. ARGV: 1 = take (1) or only look (0), then count and period (µs) per key.
 # Returns the 0-based indices of the budgets without a unit (nothing taken when any).
@@ -50,6 +56,25 @@ return 0
 """
 
 
+# KEYS[1]: the set; ARGV: the key, its time to live (µs), the most live keys.
+# Returns 1 (first use), 0 (seen, still live) or -1 (full of live keys: nothing added).
+ONCE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local ttl, most = tonumber(ARGV[2]), tonumber(ARGV[3])
+local until_ = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if until_ and tonumber(until_) > now then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+if redis.call('ZCARD', KEYS[1]) >= most then return -1 end
+redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])
+local ms = math.ceil(ttl / 1000)
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
+return 1
+"""
+#: The sorted set of once-only keys (a DPoP proof's is a digest of its key and ``jti``).
+ONCE_KEY = "pdp:once"
+
+
 def redis_key(budget: Budget) -> str:
     tag = hashlib.blake2b(budget.key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"pdp:limit:{{{tag}}}:{budget.rule}"
@@ -69,7 +94,7 @@ class RedisStore:
     answer within ``timeout`` seconds; no retries: a late answer fails closed, and the next
     call connects again, so Redis coming back needs no restart."""
 
-    def __init__(self, url: str, timeout: float):
+    def __init__(self, url: str, timeout: float, max_marks: int = MAX_ONCE_MARKS):
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -83,6 +108,8 @@ class RedisStore:
                                             health_check_interval=0)
         self._gcra = self._client.register_script(GCRA)
         self._set = self._client.register_script(SET_REMAINING)
+        self._once = self._client.register_script(ONCE)
+        self.max_marks = max_marks
 
     def take(self, budgets: Sequence[Budget], take: bool = True) -> list[int]:
         keys, args = _call(budgets, take)
@@ -117,6 +144,15 @@ class RedisStore:
             self._set(keys=[redis_key(budget)], args=[budget.count, budget.period_ns // 1000, max(0, remaining)])
         except self._errors as exc:
             raise StoreUnavailable(str(exc)) from None
+
+    def first_use(self, key: str, ttl_ns: int) -> bool:
+        try:
+            answer = self._once(keys=[ONCE_KEY], args=[key, max(1, int(ttl_ns) // 1000), self.max_marks])
+        except self._errors as exc:
+            raise StoreUnavailable(str(exc)) from None
+        if answer == -1:
+            raise StoreFull(f"{ONCE_KEY} holds {self.max_marks} live keys")
+        return answer == 1
 
     def close(self) -> None:
         self._client.close()

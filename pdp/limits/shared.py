@@ -15,13 +15,15 @@ can reuse it):
   round trip. ``set_remaining(budget, n)``: set the units left (suites).
 - Every call raises ``StoreUnavailable`` when the parent does not answer within the deadline.
 
-A once-only check is a budget of one: ``take([Budget("dpop.jti", jti, 1, ttl_ns)])`` is ``[]``
-the first time ``jti`` is seen by any worker within ``ttl_ns`` and ``[0]`` after (a replay
-cache shared by the workers).
+- ``first_use(key, ttl_ns) -> bool``: a once-only key (pdp/limits/once.py) in the parent's
+  bounded table: True the first time any worker sends ``key`` within ``ttl_ns``, False after
+  (the replay cache of DPoP proofs the workers share); raises ``StoreFull`` when the table
+  is full of live keys.
 
 Frames are a 4-byte big-endian length and a MessagePack body. A worker sends
-``[take, [[budget, ...], ...]]`` (a Budget as ``[rule, key, count, period_ns]``) or
-``["set", budget, remaining]``; the parent answers the short indices of each request. Each
+``[take, [[budget, ...], ...]]`` (a Budget as ``[rule, key, count, period_ns]``),
+``["set", budget, remaining]`` or ``["once", key, ttl_ns]``; the parent answers the short
+indices of each request, or for ``once`` true, false or ``"full"``. Each
 worker thread keeps its own connection; a call that does not answer within the deadline fails
 closed and the connection is opened again on the next call.
 """
@@ -39,13 +41,16 @@ from typing import Sequence
 import msgpack
 
 from .memory import MemoryStore
-from .store import Budget, StoreUnavailable
+from .once import MAX_ONCE_MARKS
+from .store import Budget, StoreFull, StoreUnavailable
 
 log = logging.getLogger("pdp.server")
 
 _LENGTH = struct.Struct(">I")
 #: A frame larger than this is refused (a batch of 10,000 requests with long keys fits).
 MAX_FRAME = 64 * 1024 * 1024
+#: The parent's answer to ``once`` when its table of once-only keys is full of live ones.
+_FULL = "full"
 
 
 def _read_exact(sock: socket.socket, n: int) -> bytes:
@@ -81,10 +86,16 @@ class _Handler(socketserver.BaseRequestHandler):
             except (ConnectionError, OSError):
                 return
             try:
-                if message[0] == "set":
+                if message[0] == "once":
+                    _, key, ttl_ns = message
+                    try:
+                        answer: object = store.first_use(key, ttl_ns)
+                    except StoreFull:
+                        answer = _FULL
+                elif message[0] == "set":
                     _, budget, remaining = message
                     store.set_remaining(Budget(*budget), remaining)
-                    answer: object = None
+                    answer = None
                 else:
                     take, requests = message
                     answer = store.take_many([[Budget(*b) for b in budgets] for budgets in requests], bool(take))
@@ -103,11 +114,12 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class ParentStore:
-    """The parent's side: a MemoryStore served on the Unix socket ``path``."""
+    """The parent's side: a MemoryStore served on the Unix socket ``path`` (``max_marks``:
+    the once-only keys it remembers at once, for all the workers)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, max_marks: int = MAX_ONCE_MARKS):
         self.path = path
-        self.store = MemoryStore()
+        self.store = MemoryStore(max_marks=max_marks)
         self._server = _Server(path, _Handler)
         os.chmod(path, 0o600)  # only this user's processes take units
         self._server.store = self.store  # type: ignore[attr-defined]
@@ -176,6 +188,15 @@ class SharedStore:
 
     def set_remaining(self, budget: Budget, remaining: int) -> None:
         self._ask(["set", list(budget), remaining])
+
+    def first_use(self, key: str, ttl_ns: int) -> bool:
+        answer = self._ask(["once", key, int(ttl_ns)])
+        if answer == _FULL:
+            raise StoreFull("the parent's once-only keys are all live")
+        if type(answer) is not bool:
+            self._drop()
+            raise StoreUnavailable("the limit store answered out of turn")
+        return answer
 
     def close(self) -> None:
         self._drop()

@@ -14,6 +14,11 @@ class StoreUnavailable(Exception):
     """The store did not answer within its deadline (or refused): fail closed."""
 
 
+class StoreFull(Exception):
+    """``first_use`` found the store's once-only keys all live (pdp/limits/once.py): the new
+    key is refused rather than a live one forgotten."""
+
+
 class Budget(NamedTuple):
     """One budget a request takes a unit from: the limit rule's id, the key (``Limiter``'s
     text of the key values), and the budget: ``count`` units per ``period_ns`` nanoseconds."""
@@ -35,6 +40,10 @@ class Store(Protocol):
 
     def set_remaining(self, budget: Budget, remaining: int) -> None:
         """Set the units left in one budget (test suites)."""
+
+    def first_use(self, key: str, ttl_ns: int) -> bool:
+        """True the first time ``key`` is seen (then remembered for ``ttl_ns``), False while it
+        is remembered; bounded (pdp/limits/once.py). Raises StoreFull or StoreUnavailable."""
 
     def close(self) -> None:
         ...

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 import warnings
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,7 +23,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from joserfc.errors import JoseError
 from joserfc.jwk import import_key
 
-from ..limits.store import Budget, StoreUnavailable
+from ..limits.once import OnceMarks
+from ..limits.store import StoreFull, StoreUnavailable
 from .keys import KEY_TYPES, PublicKey
 from .verify import CERTIFICATE_BINDING, DPOP, Rejected, Verified, b64url, check_signature, split_jws
 
@@ -32,9 +32,6 @@ from .verify import CERTIFICATE_BINDING, DPOP, Rejected, Verified, b64url, check
 CNF_CERTIFICATE, CNF_JKT = "x5t#S256", "jkt"
 #: A DPoP proof is fresh for this long after its ``iat`` (plus the leeway).
 DPOP_MAX_AGE = 60.0
-#: Proofs remembered at once (their ``jti``s, until they are stale); beyond, new proofs are
-#: refused rather than an old one forgotten (a forgotten ``jti`` could be replayed).
-MAX_REPLAY_ENTRIES = 100_000
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
 
@@ -47,67 +44,19 @@ def certificate_thumbprint(pem: str | bytes) -> str:
     return b64url(hashlib.sha256(cert.public_bytes(Encoding.DER)).digest())
 
 
-class ReplayCache:
-    """The ``jti``s of DPoP proofs seen in this process, each until its proof is stale; bounded.
-    For ``pdp.load``; ``pdp serve`` keeps them in its limit store instead (``StoreReplays``)."""
-
-    def __init__(self, max_entries: int = MAX_REPLAY_ENTRIES):
-        self.max_entries = max_entries
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, key: tuple[str, str], stale_at: float, now: float) -> bool:
-        """True the first time ``key`` is seen (and remember it until ``stale_at``); False for a
-        replay. Raises ``Rejected`` when the cache is full of proofs that are still fresh."""
-        with self._lock:
-            seen = self._seen
-            if key in seen and seen[key] > now:
-                return False
-            if len(seen) >= self.max_entries:
-                for k in [k for k, until in seen.items() if until <= now]:
-                    del seen[k]
-                if len(seen) >= self.max_entries:
-                    raise Rejected(DPOP, "too many proofs in flight; try again")
-            seen[key] = stale_at
-            return True
-
-
-#: One replay cache for the process, kept across reloads: a reload must not let a proof
-#: be used twice. A server replaces it with its limit store (``StoreReplays``).
-REPLAYS = ReplayCache()
-
-#: The budget name under which a limit store keeps the proofs seen (not a rule id: no policy
-#: rule can be named so, and no limit rule can take from it).
-REPLAY_BUDGET = "pdp/dpop-jti"
-
-
-class StoreReplays:
-    """The ``jti``s seen, kept in a velocity-limit store (SPEC §9), so that every process that
-    shares the store sees them: the parent's store for the workers of ``pdp serve --workers N``,
-    Redis for every server of ``--limits redis://``. A proof is a budget of one unit for as long
-    as it is fresh: its first use takes the unit, a replay finds none (the store's check and
-    take are one atomic step). The store forgets it once it is stale."""
-
-    def __init__(self, store):
-        self.store = store
-
-    def first_use(self, key: tuple[str, str], stale_at: float, now: float) -> bool:
-        """As ``ReplayCache.first_use``; a store that does not answer in time rejects the proof
-        (fail closed: a replay must not pass because the store is down)."""
-        # A fixed-size key, whatever the jti's length (the store keeps it for a minute or two).
-        name = b64url(hashlib.sha256("\0".join(key).encode("utf-8", "surrogatepass")).digest())
-        window_ns = max(1_000_000, int((stale_at - now) * 1e9))
-        try:
-            return not self.store.take([Budget(REPLAY_BUDGET, name, 1, window_ns)])
-        except StoreUnavailable as exc:
-            raise Rejected(DPOP, f"the replay store did not answer ({exc}); try again") from None
+#: The proofs seen by ``pdp.load`` engines, for the whole process and across reloads (a
+#: reload must not let a proof be used twice); bounded (``OnceMarks``). A server keeps them
+#: in its limit store instead (``TokenGate.share_replays``): a ``--workers`` parent's, or Redis.
+REPLAYS = OnceMarks()
 
 
 class Binding:
     """Checks a verified token's ``cnf`` against what a request offers."""
 
-    def __init__(self, leeway: float, replays: ReplayCache = REPLAYS):
+    def __init__(self, leeway: float, replays=REPLAYS):
         self.leeway = leeway
+        #: Where the proofs' ``jti``s are kept: anything with ``first_use(key, ttl_ns)``: this
+        #: process's ``OnceMarks`` or a limit store (pdp/limits/once.py).
         self.replays = replays
 
     def check(self, verified: Verified, context: dict, now: float) -> None:
@@ -196,8 +145,22 @@ class Binding:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise Rejected(DPOP, "the proof has no jti")
-        if not self.replays.first_use((thumbprint, jti), iat + DPOP_MAX_AGE + 2 * self.leeway, now):
+        # Remembered until no clock within the leeway of this one accepts the proof any more.
+        if not self.first_use(thumbprint, jti, iat + DPOP_MAX_AGE + 2 * self.leeway - now):
             raise Rejected(DPOP, "the proof was used before (jti replayed)")
+
+    def first_use(self, thumbprint: str, jti: str, seconds: float) -> bool:
+        """Is this the first use of the proof ``jti`` of the key ``thumbprint``? Remembered for
+        ``seconds``. A full store or one that does not answer in time rejects the proof (fail
+        closed: a replay must never pass because the store forgot or is down)."""
+        # A fixed-size key, whatever the jti's length.
+        name = b64url(hashlib.sha256(f"{thumbprint}\0{jti}".encode("utf-8", "surrogatepass")).digest())
+        try:
+            return self.replays.first_use(name, max(1_000_000, int(seconds * 1e9)))
+        except StoreFull:
+            raise Rejected(DPOP, "too many proofs in flight; try again") from None
+        except StoreUnavailable as exc:
+            raise Rejected(DPOP, f"the replay store did not answer ({exc}); try again") from None
 
 
 def normal_url(url: str) -> str:

@@ -14,7 +14,7 @@ import threading
 import time
 
 from ..decision import DENY, Decision, Reason
-from .binding import Binding, StoreReplays
+from .binding import Binding
 from .trust import Trust
 from .verify import EXPIRED, STABLE, Rejected, Verified, verify
 
@@ -44,9 +44,9 @@ class TokenGate:
         self._lock = threading.Lock()
 
     def share_replays(self, store) -> None:
-        """Keep DPoP proofs' ``jti``s in ``store`` (a velocity-limit store shared by the
-        processes of a server, or by servers) instead of this process's cache."""
-        self.binding.replays = StoreReplays(store)
+        """Keep DPoP proofs' ``jti``s in ``store`` (a server's velocity-limit store: its own, a
+        ``--workers`` parent's, or Redis) instead of this process's ``binding.REPLAYS``."""
+        self.binding.replays = store
 
     def check(self, request: object) -> Verified | None:
         """The verified token of ``request``, or None when it carries none; raises ``Rejected``.
