@@ -265,3 +265,29 @@ def test_gate_cache_is_bounded(tmp_path):
     for i in range(30):
         gate.check({"context": {"token": token(k, "ES256", jti=str(i))}})
     assert len(gate._cache) <= 8
+
+
+def test_gate_cache_is_bounded_in_bytes_too(tmp_path):
+    """10,000 tokens of 16 KB would be 160 MB: the token text the cache holds is capped too."""
+    k = key("ES256", "es1")
+    gate = TokenGate(load_trust(write_trust(tmp_path, [k])), max_cached_bytes=64 * 1024)
+    tokens = [token(k, "ES256", jti=str(i), padding="x" * 9000) for i in range(20)]
+    assert all(12_000 < len(t) < 16 * 1024 for t in tokens)
+    for tok in tokens:
+        assert gate.check({"context": {"token": tok}}).view["claims"]["jti"]
+        assert sum(map(len, gate._cache)) <= 64 * 1024 and gate._cached_bytes == sum(map(len, gate._cache))
+    assert tokens[-1] in gate._cache  # the newest stays
+
+
+def test_gate_cache_keeps_a_verified_token_until_exp_plus_leeway_then_drops_it(tmp_path):
+    k = key("ES256", "es1")
+    clock = [float(int(time.time()))]
+    gate = TokenGate(load_trust(write_trust(tmp_path, [k], top="leeway: 30s\n")), clock=lambda: clock[0])
+    tok = token(k, "ES256", now=clock[0], lifetime=60)
+    first = gate.check({"context": {"token": tok}})
+    clock[0] += 60 + 29  # past exp, within the leeway: still the cached outcome
+    assert gate.check({"context": {"token": tok}}) is first
+    clock[0] += 1  # exp + leeway: expired, and forgotten
+    with pytest.raises(Rejected, match="^token rejected: expired$"):
+        gate.check({"context": {"token": tok}})
+    assert tok not in gate._cache and gate._cached_bytes == 0

@@ -18,8 +18,11 @@ from .binding import Binding
 from .trust import Trust
 from .verify import EXPIRED, STABLE, Rejected, Verified, verify
 
-#: Outcomes remembered at once; beyond, the oldest half is forgotten.
+#: Outcomes remembered at once, and the token text they hold at most (a token may be up to
+#: 16 KB: the count alone would let 10,000 large ones take 160 MB); beyond either, the oldest
+#: half is forgotten.
 MAX_CACHED = 10_000
+MAX_CACHED_BYTES = 16 * 1024 * 1024
 #: A cached rejection is forgotten after this long (a verified token stays until it expires).
 REJECTION_SECONDS = 60.0
 TOKEN_KEY = "token"
@@ -35,12 +38,15 @@ def rejected_decision(rejected: Rejected, revision: str) -> Decision:
 class TokenGate:
     """Verifies the tokens of requests against one loaded trust file."""
 
-    def __init__(self, trust: Trust, clock=time.time, max_cached: int = MAX_CACHED):
+    def __init__(self, trust: Trust, clock=time.time, max_cached: int = MAX_CACHED,
+                 max_cached_bytes: int = MAX_CACHED_BYTES):
         self.trust = trust
         self.clock = clock
         self.max_cached = max_cached
+        self.max_cached_bytes = max_cached_bytes
         self.binding = Binding(trust.leeway)
         self._cache: dict[str, tuple[Verified | Rejected, float]] = {}
+        self._cached_bytes = 0  # the length of the tokens in _cache
         self._lock = threading.Lock()
 
     def share_replays(self, store) -> None:
@@ -81,7 +87,7 @@ class TokenGate:
                 if type(outcome) is Rejected:
                     raise outcome
                 return outcome  # type: ignore[return-value]
-            self._cache.pop(key, None)
+            self._forget(key)
             if type(outcome) is Verified:
                 raise Rejected(EXPIRED)
         try:
@@ -99,7 +105,17 @@ class TokenGate:
     def _remember(self, key: str, outcome: Verified | Rejected, until: float) -> None:
         with self._lock:
             cache = self._cache
-            if len(cache) >= self.max_cached:
-                for old in list(cache)[: len(cache) // 2]:  # dicts keep insertion order: the oldest
+            if cache.pop(key, None) is not None:  # another thread verified it meanwhile
+                self._cached_bytes -= len(key)
+            while cache and (len(cache) >= self.max_cached or
+                             self._cached_bytes + len(key) > self.max_cached_bytes):
+                for old in list(cache)[: max(1, len(cache) // 2)]:  # dicts keep insertion order: the oldest
                     del cache[old]
+                    self._cached_bytes -= len(old)
             cache[key] = (outcome, until)
+            self._cached_bytes += len(key)
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            if self._cache.pop(key, None) is not None:
+                self._cached_bytes -= len(key)
