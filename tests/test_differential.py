@@ -212,3 +212,32 @@ def test_slots_past_the_inline_ones_agree_with_the_reference(texts, reqs):
         evaluator = runtime.EVALUATORS[name](engine.program)
         want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
         assert [_view(d) for d in evaluator.decide_many(reqs)] == want
+
+
+#: Values of every JSON type, nested, with the pairs pdp equality must tell apart or join:
+#: 1 and 1.0 (equal), 1 and true (not), lists and maps by their items, lists and maps in lists.
+_VALUES = st.recursive(
+    st.one_of(st.booleans(), st.sampled_from([0, 1, -1, 2**63, 1.0, 0.0, -0.0, 2.5, 1e300]),
+              st.sampled_from(["", "a", "b", "1", "true", "é"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3)),
+    max_leaves=8)
+
+_EQUALITY_RULES = "\n".join(f"  permit {name} when {cond}" for name, cond in (
+    ("eq", "context.a == context.b"), ("ne", "context.a != context.b"),
+    ("eq_data", "context.a == data.values.b"), ("in_list", "context.a in context.b"),
+    ("not_in_list", "context.a not in context.b"), ("in_data", "context.a in data.values.list"),
+    ("has", "context.b contains context.a"), ("has_any", "context.b contains_any context.c"),
+    ("has_all", "context.b contains_all context.c"), ("lt", "context.a < context.b"),
+    ("ge", "context.a >= context.b")))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data_values=st.fixed_dictionaries({"b": _VALUES, "list": st.lists(_VALUES, max_size=4)}),
+       contexts=st.lists(st.fixed_dictionaries({"a": _VALUES, "b": _VALUES, "c": _VALUES}), min_size=1, max_size=6))
+def test_equality_and_membership_of_any_values_agree(data_values, contexts):
+    """The compiled evaluator compares values of the JSON types in C (values.equal, member,
+    contains, contains_any/all); values of every type and nesting against each other and
+    against data constants decide, and fail, as in the reference."""
+    engine = load_policy_set([f"policy p {{\n{_EQUALITY_RULES}\n}}\n"], {"values": data_values})
+    _check_all(engine, [{"identity": {"type": "w", "id": "x"}, "action": "r", "resource": {"type": "t"},
+                         "context": c} for c in contexts])

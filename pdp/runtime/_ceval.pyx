@@ -570,7 +570,7 @@ cdef class _Compare(_Node):
         cdef type tb = type(b)
         cdef object found
         cdef long long x, y
-        cdef int ox, oy
+        cdef int ox, oy, same
         if ta is tb and ta is int and op <= OP_GE:
             # Integers that fit in C: compare without Python's rich-comparison dispatch.
             x = PyLong_AsLongLongAndOverflow(a, &ox)
@@ -587,17 +587,17 @@ cdef class _Compare(_Node):
                 if op == OP_GT:
                     return x > y
                 return x >= y
-        if ta is tb and ta is str and op <= OP_NE:
-            # Cython's own str equality: identity, length and memcmp, no rich-compare dispatch.
-            if op == OP_EQ:
-                return (<str>a) == (<str>b)
-            return (<str>a) != (<str>b)
+        if op <= OP_NE:
+            if ta is tb and ta is str:
+                # Cython's own str equality: identity, length and memcmp, no rich-compare dispatch.
+                if op == OP_EQ:
+                    return (<str>a) == (<str>b)
+                return (<str>a) != (<str>b)
+            same = _equal(a, b, 0)
+            if same >= 0:
+                return (same == 1) == (op == OP_EQ)
         if ta is tb and (ta is str or ta is int or ta is float):
             # Same-typed scalars; everything else goes to the shared operators.
-            if op == OP_EQ:
-                return a == b
-            if op == OP_NE:
-                return a != b
             if op == OP_LT:
                 return a < b
             if op == OP_LE:
@@ -617,11 +617,24 @@ cdef class _Compare(_Node):
                     return (<str>a).endswith(b)
                 if op == OP_CONTAINS:
                     return b in <str>a
+        elif (ta is int or ta is float) and (tb is int or tb is float) and op <= OP_GE:
+            # An integer and a float (numbers compare by value).
+            if op == OP_LT:
+                return a < b
+            if op == OP_LE:
+                return a <= b
+            if op == OP_GT:
+                return a > b
+            return a >= b
         elif tb is list:
             if ta is str and op == OP_IN:
                 return a in <list>b
             if ta is str and op == OP_NOT_IN:
                 return a not in <list>b
+            if op == OP_IN or op == OP_NOT_IN:
+                same = _member(a, <list>b)
+                if same >= 0:
+                    return (same == 1) == (op == OP_IN)
             if ta is list and (op == OP_CONTAINS_ANY or op == OP_CONTAINS_ALL):
                 found = _strings_in(<list>b, <list>a, op == OP_CONTAINS_ANY)
                 if found is not None:
@@ -632,6 +645,10 @@ cdef class _Compare(_Node):
             found = _in_networks(self.ranges_of(b), <str>a)
             if found is not None:
                 return (found is True) == (op == OP_IN)
+        if ta is list and op == OP_CONTAINS:  # an item of another type than a string
+            same = _member(b, <list>a)
+            if same >= 0:
+                return same == 1
         try:
             return self.fn(a, b)
         except EvalError as err:
@@ -812,18 +829,92 @@ cdef object _in_networks(_Ranges ranges, str text):
 
 
 cdef object _strings_in(list needles, list haystack, bint any_of):
-    """contains_any / contains_all when every needle is a string (a string equals only
-    strings, so Python's `in` is pdp equality); None to let the shared operator decide."""
+    """contains_any / contains_all (a string equals only strings, so Python's `in` is pdp
+    equality for one; other needles are compared by _equal); None to let the shared operator
+    decide."""
     cdef object needle
+    cdef int found
+    cdef bint unsure = False
     if len(needles) * len(haystack) > _SCAN_PAIRS:
         return None  # many pairs: the shared operator hashes (linear, not quadratic)
-    for needle in needles:
-        if type(needle) is not str:
-            return None
-    for needle in needles:
-        if (needle in haystack) == any_of:
+    for needle in needles:  # (the result does not depend on the order: membership never fails)
+        found = (needle in haystack) if type(needle) is str else _member(needle, haystack)
+        if found == any_of:
             return any_of
-    return not any_of
+        if found < 0:
+            unsure = True  # a value _equal leaves to values.equal
+    return None if unsure else not any_of
+
+
+#: Nesting _equal follows in C; deeper values go to values.equal (iterative).
+cdef int _EQUAL_DEPTH = 32
+
+
+cdef inline bint _json_type(type t) noexcept:
+    return t is str or t is bool or t is int or t is float or t is list or t is dict
+
+
+cdef int _equal(object a, object b, int depth) except -2:
+    """values.equal in C for the JSON types (str, bool, int, float, list, dict: every request
+    value is one of them exactly): 1 when equal, 0 when not; -1 for any other value (values.equal
+    decides). Equality of compound values is the conjunction of their items', so the first
+    unequal pair settles it."""
+    cdef type ta = type(a)
+    cdef type tb = type(b)
+    cdef Py_ssize_t i, n
+    cdef object key, value, other
+    cdef int same
+    if ta is str:
+        if tb is str:
+            return (<str>a) == (<str>b)
+    elif ta is bool:
+        if tb is bool:
+            return a is b
+    elif ta is int or ta is float:
+        if tb is int or tb is float:
+            return a == b  # by value (1 == 1.0); a NaN equals nothing, as in values.equal
+    elif ta is list:
+        if tb is list:
+            n = len(<list>a)
+            if n != len(<list>b):
+                return 0
+            if depth >= _EQUAL_DEPTH:
+                return -1
+            for i in range(n):
+                same = _equal((<list>a)[i], (<list>b)[i], depth + 1)
+                if same != 1:
+                    return same
+            return 1
+    elif ta is dict:
+        if tb is dict:
+            if len(<dict>a) != len(<dict>b):
+                return 0
+            if depth >= _EQUAL_DEPTH:
+                return -1
+            for key, value in (<dict>a).items():
+                other = (<dict>b).get(key, _UNSET)
+                if other is _UNSET:
+                    return 0
+                same = _equal(value, other, depth + 1)
+                if same != 1:
+                    return same
+            return 1
+    else:
+        return -1
+    return 0 if _json_type(tb) else -1  # values of two JSON types: unequal
+
+
+cdef int _member(object item, list items) except -2:
+    """operators.member(item, items) by _equal: 1, 0, or -1 when values.equal must decide."""
+    cdef object x
+    cdef int same, unsure = 0
+    for x in items:
+        same = _equal(item, x, 0)
+        if same == 1:
+            return 1
+        if same < 0:
+            unsure = 1
+    return -1 if unsure else 0
 
 
 @cython.no_gc
