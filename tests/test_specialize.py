@@ -67,23 +67,32 @@ def test_proved_targets_and_guards_are_not_evaluated_again(tmp_path):
     engine = pdp.load(write_policy_set(tmp_path / "s", [NESTED], None))
     program = engine.program
     ids = [r.id for r in program.rules]
-    entries = {ids[rule]: (target, when, unless) for rule, target, when, unless in
-               _leaf(program.permit_tree, "doc", "read")}
+
+    def entries(*values):
+        return {ids[rule]: (target, when, unless) for rule, target, when, unless in _leaf(program.permit_tree, *values)}
+
+    # resource.type, then action.name, then identity.env (a guard behind the safe
+    # `action.name != "write"` of a.negated, and the head of a.unless_proved).
+    read = entries("doc", "read", "prod")
     # The target (resource.type and action.name) is proved by the branches taken.
-    assert all(target is None for target, _, _ in entries.values())
+    assert all(target is None for target, _, _ in read.values())
     # `action.name == "read"` is the whole condition: nothing is left to check.
-    assert entries["a.plain"] == (None, None, None)
-    # `action.name != "write"` folds to true and leaves the other comparison alone (cached:
-    # `identity.env == "prod"` is also a condition of a.unless_proved in this leaf).
-    when = entries["a.negated"][1]
-    assert when[0] == ir.CACHED and when[2][0] == ir.EQ_STR and when[2][2] == "prod"
+    assert read["a.plain"] == (None, None, None)
+    # `action.name != "write"` and `identity.env == "prod"` both fold to true.
+    assert read["a.negated"] == (None, None, None)
     # `unless action.name == "write"` is false on the read branch: no unless to check.
-    assert entries["a.unless_proved"][2] is None
-    # On the write branch, the same unless is proved true: the rule can never apply there,
-    # but its `when` may still fail, so it stays (with a constant unless).
-    write = {ids[rule]: (target, when, unless) for rule, target, when, unless in
-             _leaf(program.permit_tree, "doc", "write")}
-    assert write["a.unless_proved"][2] == (ir.CONST, True)
+    assert read["a.unless_proved"] == (None, None, None)
+    # Where identity.env cannot be read, a.negated still evaluates it, to meet its error
+    # (cached: it is also the condition of a.unless_proved there).
+    missing_env = {ids[rule]: clauses for rule, *clauses in program.permit_tree[2]["doc"][2]["read"][4][1]}
+    when = missing_env["a.negated"][1]
+    assert when[0] == ir.CACHED and when[2][0] == ir.EQ_STR and when[2][2] == "prod"
+    # On the write branch, the same unless is proved true: the rule can never apply there.
+    # Where its `when` is proved too it is gone; where the `when` may still fail it stays
+    # (with a constant unless).
+    assert "a.unless_proved" not in entries("doc", "write", "prod")
+    write_missing_env = {ids[rule]: clauses for rule, *clauses in program.permit_tree[2]["doc"][2]["write"][4][1]}
+    assert write_missing_env["a.unless_proved"][2] == (ir.CONST, True)
 
 
 def test_rules_proved_false_leave_the_leaf(tmp_path):
@@ -183,3 +192,77 @@ def test_per_request_uses_counts_as_walking_every_leaf(trees):
         for key, n in most.items():
             want[key] = want.get(key, 0) + n
     assert per_request_uses(trees) == want
+
+
+#: Conjuncts no request can make fail: the index looks past them for a guard.
+_SAFE = st.sampled_from([
+    'defined(identity.env)', 'defined(resource.owner)', 'not defined(identity.level)',
+    '(defined(identity.scopes) or action.name == "read")', 'identity.type == "workload"',
+    'not (action.name in ["read"])', 'true',
+])
+#: Guards on paths a request may lack, or hold as another type.
+_OPTIONAL_GUARDS = st.sampled_from([
+    'identity.env == "prod"', 'identity.env in ["dev", "staging"]', 'resource.owner == "alice"',
+    'identity.level == "high"', 'resource.env in ["prod"]',
+])
+
+
+@st.composite
+def _safe_prefixed_policy_sets(draw):
+    """Rules whose guards stand behind safe conjuncts, directly or through a `let` (an `and`
+    nested in the `and`), followed by anything (errors included)."""
+    lines = []
+    for p in range(draw(st.integers(1, 4))):
+        lines.append(f"policy p{p} {{")
+        lines.append(f"  let k = {draw(_SAFE)} and {draw(_OPTIONAL_GUARDS)}")
+        if draw(st.booleans()):
+            lines.append(f"  target {draw(st.one_of(_SAFE, _GUARDS))}")
+        for r in range(draw(st.integers(1, 5))):
+            effect = draw(st.sampled_from(["permit", "forbid"]))
+            head = draw(st.sampled_from(["k", f"{draw(_SAFE)} and {draw(_OPTIONAL_GUARDS)}",
+                                         f"{draw(_SAFE)} and {draw(_SAFE)} and {draw(_GUARDS)}", "not k"]))
+            rule = f"  {effect} r{r} when {head} and ({draw(conditions())})"
+            if draw(st.booleans()):
+                rule += f" unless {draw(st.one_of(_SAFE, _OPTIONAL_GUARDS))}"
+            lines.append(rule)
+        lines.append("}")
+    return ["\n".join(lines) + "\n"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=_safe_prefixed_policy_sets(), reqs=st.lists(requests(), min_size=2, max_size=10))
+def test_guards_behind_safe_conjuncts_agree_with_the_reference(texts, reqs):
+    from strategies import load_policy_set
+    _check_all(load_policy_set(texts), reqs)
+
+
+def test_a_guard_behind_defined_prunes(tmp_path):
+    """`defined(x) and x == "v"` (a `let`, as the library's api_key) is a guard on x: requests
+    with another x never evaluate the rules it heads, and the branch where x holds "v" folds
+    both conjuncts away."""
+    text = """
+policy keys {
+  let api_key = defined(identity.kind) and identity.kind == "api_key"
+  forbid stale when api_key and identity.level > 2
+  forbid ci when api_key and identity.env == "ci"
+  forbid other when api_key and identity.level < 0
+  forbid token when not api_key and identity.level > 5
+}
+"""
+    engine = pdp.load(write_policy_set(tmp_path / "s", [text], None))
+    tree = engine.program.forbid_tree
+    ids = [r.id for r in engine.program.rules]
+    path = tree[1][2] if tree[1][0] == ir.CACHED else tree[1]  # (cached: several rules read it)
+    assert tree[0] == "switch" and path[0] == ir.PATH and path[2] == ("kind",)
+    entries = {ids[rule]: clauses for rule, *clauses in tree[2]["api_key"][1]}
+    assert sorted(entries) == ["keys.ci", "keys.other", "keys.stale"]  # keys.token: proved false
+    assert entries["keys.stale"][1][0] == ir.COMPARE  # only `identity.level > 2` is left
+    # The default (a kind other than "api_key") and the error branch (no kind) prove api_key
+    # false: the rules it heads are gone, and keys.token only compares identity.level.
+    for leaf in (tree[3], tree[4]):
+        assert [(ids[rule], when[0]) for rule, _, when, _ in leaf[1]] == [("keys.token", ir.COMPARE)]
+    base = {"identity": {"type": "workload", "id": "x", "level": 3}, "action": "read", "resource": {"type": "t"}}
+    for kind in ("api_key", "jwt", 7, None):
+        request = dict(base, identity=dict(base["identity"], **({} if kind is None else {"kind": kind})))
+        want = pdp.load(write_policy_set(tmp_path / "r", [text], None), backend="reference").decide(request)
+        assert engine.decide(request) == want

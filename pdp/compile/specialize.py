@@ -2,8 +2,13 @@
 what the branches above it proved folded in.
 
 A branch of a switch on ``action.name`` is only taken when that path holds that string, so in
-its leaf ``action.name == "list"`` is true, ``action.name in ["read", "list"]`` is true and
-``action.name != "admin"`` is true, without an error in any case. Folding them to constants
+its leaf ``action.name == "list"`` is true, ``action.name in ["read", "list"]`` is true,
+``action.name != "admin"`` is true and ``defined(action.name)`` is true, without an error in
+any case. A switch's default is taken when the path resolves to none of its branches' strings:
+there ``defined(path)`` is true and ``path == "s"`` false for each of them; its error branch
+when the path does not resolve: there ``defined(path)`` is false (``path == "s"`` keeps its
+error). So ``defined(x) and x == "s"`` folds to a constant in every leaf below a switch on x.
+Folding them to constants
 and simplifying ``and``/``or``/``not`` around them is exact (same value, same error, same
 message); a rule whose target or first condition folds to false is dropped from the leaf, and
 a target that folds to true is not evaluated at all.
@@ -16,6 +21,7 @@ check (absent, or proved true; for ``unless``: absent or proved false).
 from __future__ import annotations
 
 from .cse import children, replace_children
+from .index import FAILS, Unlike
 from .ir import AND, COMPARE, CONST, DEFINED, EQ_STR, IN_STRS, MATCH_GLOB, NOT, OR, PATH
 
 TRUE = (CONST, True)
@@ -64,7 +70,7 @@ class Specializer:
                 *(self.compared_paths(c) for c in clauses if c is not None))
         return found
 
-    def fold(self, node: tuple, known: dict[int, str], memo: dict[int, tuple]) -> tuple:
+    def fold(self, node: tuple, known: dict[int, object], memo: dict[int, tuple]) -> tuple:
         key = id(node)
         done = memo.get(key)
         if done is None:
@@ -80,19 +86,19 @@ class Specializer:
         key = id(node)
         found = self._compared.get(key)
         if found is None:
-            if node[0] in (EQ_STR, IN_STRS) and node[1][0] == PATH:
+            if node[0] in (EQ_STR, IN_STRS, DEFINED) and node[1][0] == PATH:
                 found = frozenset((id(node[1]),))
             else:
                 found = frozenset().union(*(self.compared_paths(k) for k in children(node)))
             self._compared[key] = found
         return found
 
-    def _fold(self, node: tuple, known: dict[int, str], memo: dict[int, tuple]) -> tuple:
+    def _fold(self, node: tuple, known: dict[int, object], memo: dict[int, tuple]) -> tuple:
         op = node[0]
-        if op in (EQ_STR, IN_STRS) and node[1][0] == PATH and id(node[1]) in known:
-            value = known[id(node[1])]
-            holds = value == node[2] if op == EQ_STR else value in node[2]
-            return TRUE if holds != node[3] else FALSE
+        if op in (EQ_STR, IN_STRS, DEFINED) and node[1][0] == PATH and id(node[1]) in known:
+            folded = _folded_test(node, known[id(node[1])])
+            if folded is not None:
+                return folded
         kids = children(node)
         if not kids:
             return node
@@ -114,6 +120,25 @@ class Specializer:
         if found is None:
             found = self._interned[key] = (replace_children(node, new_children), node, new_children)
         return found[0]
+
+
+def _folded_test(node: tuple, fact: object) -> tuple | None:
+    """``==``/``in`` a string or ``defined`` of a path (``node``) given what is known of the
+    path (an index.py fact), as a constant; None when the fact does not settle it (a test of
+    a path that fails keeps its error)."""
+    op = node[0]
+    if fact is FAILS:
+        return FALSE if op == DEFINED else None
+    if op == DEFINED:
+        return TRUE  # the path resolves here
+    texts = (node[2],) if op == EQ_STR else node[2]
+    if isinstance(fact, Unlike):
+        if not fact.values.issuperset(texts):
+            return None  # the path may hold one of the other texts
+        holds = False  # the path holds none of them, or no string (equal to no string)
+    else:
+        holds = fact in texts
+    return TRUE if holds != node[3] else FALSE
 
 
 def fold_logic(node: tuple, folded: list[tuple], rebuild) -> tuple:
@@ -154,4 +179,6 @@ def _entry(rule: int, target: tuple | None, when: tuple | None, unless: tuple | 
             when = None
     if unless is not None and _is(unless, False):
         unless = None
+    if unless is not None and _is(unless, True) and target is None and when is None:
+        return None  # proved not to apply, and nothing before the unless could fail
     return (rule, target, when, unless)
