@@ -617,15 +617,6 @@ cdef class _Compare(_Node):
                     return (<str>a).endswith(b)
                 if op == OP_CONTAINS:
                     return b in <str>a
-        elif (ta is int or ta is float) and (tb is int or tb is float) and op <= OP_GE:
-            # An integer and a float (numbers compare by value).
-            if op == OP_LT:
-                return a < b
-            if op == OP_LE:
-                return a <= b
-            if op == OP_GT:
-                return a > b
-            return a >= b
         elif tb is list:
             if ta is str and op == OP_IN:
                 return a in <list>b
