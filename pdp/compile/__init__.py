@@ -13,6 +13,7 @@ from .cse import CommonSubexpressions, per_request_uses
 from .lower import Lowerer
 from .program import LimitCode, Program, RuleCode
 from .specialize import Specializer
+from .split import Splitter
 from .tabulate import Tabulator
 
 STAGES = (
@@ -21,6 +22,7 @@ STAGES = (
     "index",  # guards ⇒ decision trees for the forbid and the permit phase
     "specialize",  # each leaf's rule conditions with what its branches proved folded in
     "tabulate",  # data lookups keyed by request attributes ⇒ their values per key, made now
+    "split",  # leaves whose rules look up tables by one attribute ⇒ a switch on it, rows folded in
     "cse",  # nodes one request can evaluate twice ⇒ CACHED slots; rebuilds every node
 )
 
@@ -86,6 +88,8 @@ def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool =
                 None if error is None else tabulated(error))
 
     trees = [tabulated(tree) for tree in trees]
+    splitter = Splitter(tabulator)
+    trees = [splitter.tree(tree) for tree in trees]
     rules = [r if r.reason is None else
              replace(r, reason=tuple(p if isinstance(p, str) else tabulator.rewrite(p) for p in r.reason))
              for r in rules]

@@ -116,6 +116,16 @@ class Tabulator:
             cases[key] = folded if folded[0] in _GROUND else self.rewrite(folded)
         return (LOOKUP, path, cases, node)
 
+    def case(self, lookup: tuple, key: str) -> tuple:
+        """The node a LOOKUP stands for where its key path holds ``key`` (one of its cases or
+        not): its ``default`` folded with the path known, as its cases are made."""
+        folded = self._fold(lookup[3], lookup[1], key, {})
+        return folded if folded[0] in _GROUND else self.rewrite(folded)
+
+    def evaluated(self, node: tuple) -> tuple:
+        """``node``, whose operands are constants, as the constant (or error) it gives."""
+        return self._evaluated(node)
+
     def _tables(self, node: tuple, path: tuple, seen: dict):
         """The constant maps that ``path`` indexes under ``node``."""
         if id(node) in seen:
