@@ -107,6 +107,25 @@ def test_a_rejected_token_is_deny_before_any_rule(engines):
                 assert "garbage" not in str(d.to_dict()) or tok != "garbage"
 
 
+def test_token_times_are_the_server_clock_never_context_time(engines):
+    """SPEC §8: exp, nbf and iat are checked on the server's clock; a request's context.time
+    (a caller's word) can neither revive an expired token nor validate an early one."""
+    now = int(time.time())
+    expired = _tok(iat=now - 4000, exp=now - 3000)
+    early = _tok(nbf=now + 3000, exp=now + 6000)
+    fresh = _tok(iat=now - 60, exp=now + 600)
+    for backend, engine in engines.items():
+        before = {"time": "2001-01-01T00:00:00Z"}
+        after = {"time": "2099-01-01T00:00:00Z"}
+        assert engine.decide(_request(expired, rtype="status", **before)).reasons[0].message == \
+            "token rejected: expired", backend
+        assert engine.decide(_request(early, rtype="status", **after)).reasons[0].message == \
+            "token rejected: not yet valid: nbf is in the future", backend
+        for context in (before, after):  # a valid token stays valid whatever context.time says
+            assert [r.rule for r in engine.decide(_request(fresh, rtype="status", **context)).reasons] == \
+                ["anonymous.any_token"], backend
+
+
 def test_a_malformed_request_is_a_request_error_even_with_a_bad_token(engines):
     for engine in engines.values():
         with pytest.raises(pdp.RequestError, match="identity"):

@@ -3,6 +3,7 @@ Envoy and from ``context.tls``; DPoP proofs (RFC 9449); no token string in logs 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pdp.server import ServerOptions, TLSConfig
 from pdp.server.envoy_authz import envoy_to_request
 from pdp.tokens import mint
 from pdp.tokens.binding import certificate_thumbprint
+from pdp.tokens.verify import b64url
 
 from serverkit import WAIT, ServeProcess, make_certs, running
 from test_envoy import envoy_request
@@ -175,6 +177,66 @@ def test_dpop_accepted_replayed_wrong_htu_stale_iat(engine):
     assert mint.dpop_proof(holder, "ES256", "POST", URL, tok).count(".") == 2
 
 
+def _proof(holder, alg="ES256", header=None, claims=None, drop=(), sign=True) -> str:
+    """A DPoP proof for POST URL made by hand: ``header``/``claims`` override the usual members,
+    ``drop`` removes some; ``sign=False`` gives it a signature of garbage."""
+    import base64
+    import uuid
+    import warnings
+
+    from joserfc import jws
+
+    head = {"typ": "dpop+jwt", "alg": alg, "jwk": mint.public_jwk(holder), **(header or {})}
+    body = {"htm": "POST", "htu": URL, "iat": int(time.time()), "jti": str(uuid.uuid4()), **(claims or {})}
+    head = {k: v for k, v in head.items() if k not in drop}
+    body = {k: v for k, v in body.items() if k not in drop}
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    if not sign:
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        return ".".join([b64(json.dumps(head).encode()), b64(payload), b64(b"\x01" * 64)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jws.serialize_compact(head, payload, holder, algorithms=[alg])
+
+
+def test_every_dpop_proof_check(engine):
+    """RFC 9449 §4.3, one fault at a time, each with an otherwise valid signed proof."""
+    holder = mint.generate_key("ES256")
+    tok = _dpop_bound(holder)
+
+    def why(proof) -> str:
+        return _reason(engine.decide(_with(API, token=tok, dpop=proof, http={"method": "POST", "url": URL})))
+
+    ath = {"ath": b64url(hashlib.sha256(tok.encode()).digest())}
+    assert why(_proof(holder, claims=ath)) == "bound token of spiffe://acme.prod/ns/billing/sa/api"
+    prefix = "token rejected: dpop: "
+    assert why(_proof(holder, header={"typ": "JWT"}, claims=ath)) == prefix + "the proof's typ is not dpop+jwt"
+    good = _proof(holder, claims=ath)
+    other = _proof(holder, claims=ath)
+    assert why(".".join(good.split(".")[:2] + other.split(".")[2:])) == prefix + "the proof's signature does not verify"
+    assert why(_proof(holder, claims=ath, sign=False)) == prefix + "the proof's signature does not verify"
+    assert why(_proof(holder, alg="RS256", claims=ath, sign=False)) == prefix + "the proof's alg RS256 does not fit its jwk"
+    for alg in ("HS256", "none"):
+        assert why(_proof(holder, alg=alg, claims=ath, sign=False)) == \
+            prefix + "the proof's alg is not an accepted signature algorithm"
+    private = {"jwk": mint.private_jwk(holder)}
+    assert why(_proof(holder, header=private, claims=ath)) == prefix + "the proof's jwk is a private key"
+    assert why(_proof(holder, claims=ath, drop=("jwk",))) == prefix + "the proof carries no public jwk"
+    assert why(_proof(holder, header={"jwk": {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}}, claims=ath,
+                      sign=False)) == prefix + "the proof's jwk is not a valid public key"
+    assert why(_proof(holder, claims=ath, drop=("jti",))) == prefix + "the proof has no jti"
+    assert why(_proof(holder, claims=ath, drop=("iat",))) == prefix + "the proof has no iat"
+    assert why(_proof(holder, claims={**ath, "iat": int(time.time()) + 120})).startswith(
+        prefix + "the proof is not fresh")  # from the future, beyond the leeway
+    assert why(_proof(holder, claims=ath, drop=("ath",))) == prefix + "ath is not the hash of this token"
+    assert why("not-a-jws") == prefix + "the proof is not a compact JWS (three base64url parts)"
+    # a token confirmed by a method pdp cannot check is refused, not taken as unbound
+    odd = token(key("ES256", "es1"), "ES256", cnf={"jwk": mint.public_jwk(holder)})
+    assert _reason(engine.decide(_with(API, token=odd))) == \
+        "token rejected: certificate binding: unsupported confirmation method jwk"
+
+
 def test_dpop_over_envoy(engine):
     holder = mint.generate_key("EdDSA")
     tok = _dpop_bound(holder)
@@ -199,6 +261,9 @@ def test_no_token_in_decision_log_metrics_or_server_log(tmp_path, engine):
     good = token(key("ES256", "es1"), "ES256", cnf={"x5t#S256": "not-this-connection"})
     plain = token(key("ES256", "es1"), "ES256", client_id="billing")
     bad = token(key("ES256", "es2"), "ES256")
+    holder = mint.generate_key("ES256")
+    dpop_bound = _dpop_bound(holder)
+    proof = mint.dpop_proof(holder, "ES256", "POST", URL, dpop_bound)
     with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--trust", str(trust),
                       "--decision-log", str(log_path), "--metrics-addr", "127.0.0.1:0",
                       "--log-level", "DEBUG") as server:
@@ -209,6 +274,7 @@ def test_no_token_in_decision_log_metrics_or_server_log(tmp_path, engine):
         with Client(f"127.0.0.1:{port}") as client:
             for tok in (good, plain, bad, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"):
                 client.check(_with(API, token=tok))
+            assert client.check(_with(API, token=dpop_bound, dpop=proof, http={"method": "POST", "url": URL})).allowed
             with pytest.raises(pdp.RequestError) as info:
                 client.check({"identity": {"type": "w"}, "action": "a", "resource": {"type": "api"},
                               "context": {"token": plain}})
@@ -219,12 +285,13 @@ def test_no_token_in_decision_log_metrics_or_server_log(tmp_path, engine):
         assert server.stop() == 0
     text = log_path.read_text()
     everything = text + "\n".join(server.lines) + metrics
-    for tok in (good, plain, bad):
+    for tok in (good, plain, bad, dpop_bound, proof):
         for piece in (tok, tok.split(".")[2]):  # the whole token, and its signature alone
             assert piece not in everything
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     decided = [line for line in lines if line.get("decision")]
-    assert len(decided) == 4
+    assert len(decided) == 5
+    assert "dpop" not in decided[4]["input"]["context"] and decided[4]["input"]["context"]["token"]["cnf"]
     # the token that verified is logged as its claims; the others are redacted
     verified = decided[1]["input"]["context"]["token"]
     assert verified["client_id"] == "billing" and verified["iss"] == "https://sts.acme.example"

@@ -23,7 +23,7 @@ from .store import StoreFull
 #: Keys remembered at once by one table (one process, a ``--workers`` parent, one Redis). A
 #: key lives for the proof's acceptance window (at most 60 s plus twice the leeway: 120 s by
 #: default), so this is about 830 new proofs a second, sustained, at the default leeway; a
-#: full table costs about 25 MB in a process (bench/TOKENS.md).
+#: full table costs about 23 MB in a process (bench/replay_table_memory.py).
 MAX_ONCE_MARKS = 100_000
 
 
