@@ -9,6 +9,7 @@ it over gRPC (Check, CheckBatch, CheckStream), Envoy's Check and AuthZEN over HT
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import datetime, timezone
 
@@ -23,6 +24,7 @@ import pdp
 from pdp import runtime
 from pdp.cli import main
 from pdp.client import Client
+from pdp.times import human_duration
 
 BACKENDS = sorted(runtime.EVALUATORS) + ["reference"]
 
@@ -62,6 +64,25 @@ def stamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def offset_texts(low: float, high: float) -> set[str]:
+    """How a clock-bound message may state an offset (context.time minus the server clock)
+    known only to lie between ``low`` and ``high`` seconds, both on one side of zero: each whole
+    second in between, cut as the message cuts it (``1h``, ``1h1s``, …, then ``behind`` or
+    ``ahead of``)."""
+    direction = "behind" if high < 0 else "ahead of"
+    near, far = sorted((abs(low), abs(high)))
+    return {f"{human_duration(s)} {direction}" for s in range(math.floor(near), math.floor(far) + 1)}
+
+
+def states_offset(message: str, requested: float, sent: float) -> bool:
+    """``message`` states the offset of the context.time ``requested`` from a server clock read
+    at ``sent`` or later, up to now. Tests read the clock around the call rather than expect
+    one exact text: on a loaded machine the server may read its clock seconds after the test
+    made the request, and the offset it states grows (or shrinks) with that delay."""
+    texts = offset_texts(requested - time.time(), requested - sent)
+    return any(f"context.time is {text} the server clock" in message for text in texts)
+
+
 def request_at(context_time: object, issued_ago: float = 60.0) -> dict:
     now = time.time()
     request = {"identity": {"type": "workload", "id": "a", "issued_at": stamp(now - issued_ago)},
@@ -83,16 +104,27 @@ def policies(tmp_path):
 # ---- the engine ------------------------------------------------------------------------------
 
 
+def test_the_expected_offset_texts_span_the_delay_between_the_clock_reads():
+    """The helper the tests below use: every text the server may word the offset with."""
+    assert offset_texts(-3600, -3600) == {"1h behind"}
+    assert offset_texts(-3601.2, -3600) == {"1h behind", "1h1s behind"}
+    assert offset_texts(124.9, 125.5) == {"2m4s ahead of", "2m5s ahead of"}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_old_or_future_context_time_fails_closed_with_a_bound(policies, backend):
     engine = pdp.load(policies, backend=backend, max_clock_skew=30)
     # The clock reads later than the stamp: a past offset grows, a future one shrinks.
     for offset, words in ((-3600, "1h behind"), (-6 * 86400 - 4560, "6d1h16m behind"), (125.5, "2m5s ahead of")):
-        d = engine.decide(request_at(stamp(time.time() + offset)))
+        sent = time.time()
+        d = engine.decide(request_at(stamp(sent + offset)))
+        late = time.time() - sent  # the engine read its clock at most this much after the stamp
         assert d.decision == "DENY"
         assert [r.rule for r in d.reasons] == ["api.stale_token"]
         message = d.reasons[0].message
-        assert message.startswith(f"failed closed: context.time is {words} the server clock"), message
+        texts = offset_texts(offset - late, offset)
+        assert words in texts  # the words for the offset itself, read at once
+        assert any(message.startswith(f"failed closed: context.time is {t} the server clock") for t in texts), message
         assert message.endswith("the server clock; at most 30s is allowed (--max-clock-skew)")
         assert [e.rule for e in d.errors] == ["api.stale_token"]
 
@@ -162,9 +194,10 @@ def test_a_bad_bound_is_refused(policies, bad):
 
 def test_explain_uses_the_bound_too(policies):
     engine = pdp.load(policies, max_clock_skew=30)
-    explanation = engine.explain(request_at(stamp(time.time() - 3600)))
+    sent = time.time()
+    explanation = engine.explain(request_at(stamp(sent - 3600)))
     assert explanation.decision.decision == "DENY"
-    assert "1h behind the server clock" in json.dumps(explanation.to_dict())
+    assert states_offset(json.dumps(explanation.to_dict()), sent - 3600, sent)
 
 
 # ---- pdp serve -------------------------------------------------------------------------------
@@ -185,9 +218,9 @@ def test_pdp_serve_bounds_the_clock_on_every_api(policies):
 
         with Client(f"127.0.0.1:{port}", timeout=WAIT) as client:
             d = client.check(request_at(old))
-            assert d.decision == "DENY" and "context.time is 1h behind the server clock" in d.reasons[0].message
+            assert d.decision == "DENY" and states_offset(d.reasons[0].message, now - 3600, now), d.reasons[0].message
             d = client.check(request_at(future))
-            assert d.decision == "DENY" and "ahead of the server clock" in d.reasons[0].message
+            assert d.decision == "DENY" and states_offset(d.reasons[0].message, now + 3600, now), d.reasons[0].message
             assert client.check(request_at(recent())).decision == "ALLOW"
             assert client.check(request_at(None)).decision == "ALLOW"
             batch = client.check_batch([request_at(old), request_at(recent()), request_at(future)])
@@ -198,11 +231,13 @@ def test_pdp_serve_bounds_the_clock_on_every_api(policies):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             envoy = ext_grpc.AuthorizationStub(channel)
             # Envoy's request.time becomes context.time (SPEC §7.1).
-            answer = envoy.Check(envoy_request(seconds=int(time.time()) - 3600), timeout=WAIT)
+            sent = time.time()
+            requested = int(sent) - 3600  # whole seconds: up to a second more than 1h before the clock
+            answer = envoy.Check(envoy_request(seconds=requested), timeout=WAIT)
             assert answer.status.code == 7
             body = json.loads(answer.denied_response.body)
             assert body["reasons"][0]["rule"] == "http.time_travel"
-            assert "context.time is 1h behind the server clock" in body["reasons"][0]["message"]
+            assert states_offset(body["reasons"][0]["message"], requested, sent), body["reasons"][0]["message"]
             assert envoy.Check(envoy_request(seconds=int(time.time())), timeout=WAIT).status.code == 0
 
         http = HttpClient(http_port)
@@ -313,9 +348,9 @@ def test_every_token_path_applies_the_bound(token_setup, backend):
     def recent() -> str:
         return stamp(time.time() - 1)
 
-    def failed_closed(d) -> bool:
+    def failed_closed(d) -> bool:  # `now` is the whole second before the test started: a lower bound of every clock read
         return (d.decision == "DENY" and [r.rule for r in d.reasons] == ["payments.stale_token"]
-                and "context.time is 1h behind the server clock" in d.reasons[0].message)
+                and states_offset(d.reasons[0].message, now - 3600, now))
 
     assert failed_closed(bounded.decide(_paying(old, tok)))
     assert bounded.decide(_paying(recent(), tok)).decision == "ALLOW"
@@ -385,10 +420,11 @@ def test_authzen_evaluation_and_search_with_a_token_are_bounded(token_setup, tmp
         return {"subject": {"type": "workload", "id": "billing"}, "action": {"name": "charge"},
                 "resource": {"type": "payment", "id": "p1"}, "context": {"time": context_time, "token": tok}}
 
-    old = stamp(time.time() - 3600)
+    sent = time.time()
+    old = stamp(sent - 3600)
     status, answer = service.evaluation(json.dumps(body(old)).encode())
     assert status == 200 and answer["decision"] is False
-    assert "1h behind the server clock" in answer["context"]["reasons"][0]["message"]
+    assert states_offset(answer["context"]["reasons"][0]["message"], sent - 3600, sent)
     status, answer = service.evaluation(json.dumps(body(stamp(time.time()))).encode())
     assert status == 200 and answer["decision"] is True
 
