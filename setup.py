@@ -4,8 +4,12 @@
 - Cythonizes the extension modules (``pdp/**/*.pyx``) unless PDP_PUREPYTHON=1 or the
   interpreter is not CPython; a failed extension build falls back to pure Python unless
   PDP_REQUIRE_EXTENSION=1 (CI), where it is an error.
+- Embeds in each build the sha256 of the ``.pyx`` it is built from (the C macro
+  PDP_SOURCE_DIGEST, the module's ``SOURCE_DIGEST``): ``pdp/extension.py`` does not use a
+  build whose ``.pyx`` has changed since.
 """
 
+import hashlib
 import os
 import platform
 import shutil
@@ -62,12 +66,18 @@ def extensions():
         print("warning: Cython is not installed: the compiled evaluator is not built (pip install Cython)")
         return []
     try:
-        return cythonize(sources, language_level=3)
+        return [with_source_digest(ext) for ext in cythonize(sources, language_level=3)]
     except Exception as exc:  # noqa: BLE001 - a Cython error means "use pure Python", unless required
         if REQUIRE_EXTENSION:
             raise
         print(f"warning: cythonizing failed ({exc}); using pure Python")
         return []
+
+
+def with_source_digest(ext):
+    pyx = HERE / (ext.name.replace(".", "/") + ".pyx")
+    ext.define_macros.append(("PDP_SOURCE_DIGEST", '"%s"' % hashlib.sha256(pyx.read_bytes()).hexdigest()))
+    return ext
 
 
 setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithGrammar, "build_ext": OptionalBuildExt})

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import pdp
 from pdp.cli import main
 from pdp.compile.program import BUNDLE_VERSION
-from strategies import load_policy_set, policy_sets, requests
+from strategies import load_policy_set, policy_sets, requests, write_policy_set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,8 +23,18 @@ def _view(d):
     return d.to_dict() | {"eval_ns": 0}
 
 
+# The root token of a request without one: a stale compiled build (tests/test_extension.py)
+# read token.claims on context here, and said "token.claims is missing".
+TOKEN_PATH_EXAMPLE = dict(
+    texts=['policy p0 {\n  permit r1\n    when token.claims.env == identity.env\n    reason "{token.sub}"\n'
+           '  permit r2 when token["claims"].level > 1 or defined(token.scopes)\n}\n'],
+    reqs=[{"identity": {"type": "workload", "id": "alice", "env": "prod"}, "action": "read",
+           "resource": {"type": "doc", "id": "d1"}, "context": {"time": "2026-11-27T10:05:00Z"}}])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(texts=policy_sets(), reqs=st.lists(requests(), min_size=1, max_size=5))
+@example(**TOKEN_PATH_EXAMPLE)
 def test_a_bundle_decides_exactly_as_its_sources(tmp_path, texts, reqs):
     engine = load_policy_set(texts)
     path = tmp_path / "set.bundle"
@@ -35,6 +45,16 @@ def test_a_bundle_decides_exactly_as_its_sources(tmp_path, texts, reqs):
         assert started.rule_ids == engine.rule_ids
         for r in reqs:
             assert _view(started.decide(r)) == _view(engine.decide(r))
+
+
+@pytest.mark.parametrize("backend", sorted(pdp.runtime.EVALUATORS) + ["reference"])
+def test_a_path_on_an_absent_token_is_missing_at_its_root(tmp_path, backend):
+    source = pdp.load(write_policy_set(tmp_path / "set", TOKEN_PATH_EXAMPLE["texts"]), backend=backend)
+    pdp.write_bundle(source, tmp_path / "set.bundle")
+    for engine in (source, pdp.load_bundle(tmp_path / "set.bundle", backend=backend)):
+        d = engine.decide(TOKEN_PATH_EXAMPLE["reqs"][0])
+        assert d.decision == "DENY" and [r.rule for r in d.reasons] == ["default"]
+        assert [(e.rule, e.message) for e in d.errors] == [("p0.r1", "token is missing"), ("p0.r2", "token is missing")]
 
 
 def test_build_command_and_explain_from_a_bundle(tmp_path, capsys):

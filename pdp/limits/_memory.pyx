@@ -9,6 +9,18 @@ store's own dictionary lookups cost (bench/LIMITS.md); a lock alone cost more on
 machine it was measured on. ``memory.py`` uses the locked store where there is no GIL.
 """
 
+cdef extern from *:
+    """
+    #ifndef PDP_SOURCE_DIGEST
+    #define PDP_SOURCE_DIGEST ""
+    #endif
+    """
+    const char* PDP_SOURCE_DIGEST
+
+#: The sha256 of the .pyx this module was built from (setup.py): pdp/extension.py does not
+#: use a build whose source has changed since.
+SOURCE_DIGEST = PDP_SOURCE_DIGEST.decode("ascii")
+
 from cpython.dict cimport PyDict_Next
 from cpython.long cimport PyLong_AsLongLong
 from cpython.object cimport PyObject

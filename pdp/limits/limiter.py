@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
+from .. import extension
 from ..compile.program import LimitCode
 from ..decision import DENY, FAILED_CLOSED, Decision, Reason, RuleError, frozen_map
 from .store import STORE_UNAVAILABLE, Budget, Store, StoreUnavailable
 
-try:
-    from ._memory import LimitedDecide
-except ImportError:  # no compiled extension: limited_decide's pure-Python closure
-    LimitedDecide = None
+_memory = extension.compiled("pdp.limits._memory")
+# None without the compiled extension: limited_decide's pure-Python closure.
+LimitedDecide = None if _memory is None else _memory.LimitedDecide
 
 #: The annotation that a limited denial's reason carries: the key whose budget ran out.
 LIMIT_KEY = "limit_key"

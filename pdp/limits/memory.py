@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Sequence
 
+from .. import extension
 from .once import MAX_ONCE_MARKS, OnceMarks
 from .store import Budget, gcra_interval
 
@@ -121,11 +122,8 @@ class LockedMemoryStore:
 def _compiled():
     if not getattr(sys, "_is_gil_enabled", lambda: True)():
         return None  # the compiled store relies on the GIL to be atomic
-    try:
-        from ._memory import MemoryStore as compiled
-    except ImportError:
-        return None
-    return compiled
+    module = extension.compiled("pdp.limits._memory")
+    return None if module is None else module.MemoryStore
 
 
 #: The in-process store pdp uses (``pdp.load``'s default, a ``--workers`` parent's).

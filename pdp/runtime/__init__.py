@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import os
 
+from .. import extension
 from . import pyeval
 
-if os.environ.get("PDP_PUREPYTHON") == "1":
-    _ceval = None
-else:
-    try:
-        from . import _ceval  # type: ignore[attr-defined,no-redef]
-    except ImportError:
-        _ceval = None
+# Not built, not importable, or built from another _ceval.pyx than the one beside it (stale).
+_ceval = None if os.environ.get("PDP_PUREPYTHON") == "1" else extension.compiled("pdp.runtime._ceval")
 
 EVALUATORS = {"python": pyeval.Evaluator}
 if _ceval is not None:

@@ -8,6 +8,18 @@ anything rarer (mixed types, errors, built-ins) calls the shared Python helpers,
 wording and the semantics are those of the reference evaluator by construction.
 """
 
+cdef extern from *:
+    """
+    #ifndef PDP_SOURCE_DIGEST
+    #define PDP_SOURCE_DIGEST ""
+    #endif
+    """
+    const char* PDP_SOURCE_DIGEST
+
+#: The sha256 of the .pyx this module was built from (setup.py): pdp/extension.py does not
+#: use a build whose source has changed since.
+SOURCE_DIGEST = PDP_SOURCE_DIGEST.decode("ascii")
+
 from sys import intern
 
 cimport cython

@@ -33,6 +33,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from .. import extension
 from ..bundle import write_bundle
 from ..errors import PolicyError
 from . import unix
@@ -298,7 +299,7 @@ def warn_if_pure_python(backend: str) -> None:
     if backend != "python":
         return
     why = ("PDP_PUREPYTHON=1 is set" if os.environ.get("PDP_PUREPYTHON") == "1"
-           else "the compiled extension pdp.runtime._ceval is not built or does not import")
+           else extension.PROBLEMS.get("pdp.runtime._ceval", "the compiled extension is not in use"))
     log.warning("serving on the pure-Python evaluator (%s): decisions are several times slower; "
                 "reinstall pdp with a C compiler to build the extension", why)
 
