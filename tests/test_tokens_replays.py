@@ -191,6 +191,19 @@ def test_redis_keeps_one_bounded_set_of_proofs_for_every_server(tmp_path):
             client = s1._client
             assert client.zcard(ONCE_KEY) == 2  # "short" was dropped to make room; never more than 2
             assert 0 < client.pttl(ONCE_KEY) <= 200_000  # the set leaves Redis when its last proof is stale
+            # Redis out of memory under its default noeviction policy refuses the write: refused
+            # like a store that does not answer, never a pass and never a forgotten proof.
+            roomy = RedisStore(redis.url, 5.0, max_marks=100)
+            servers.append(roomy)
+            client.config_set("maxmemory", 1)
+            with pytest.raises(StoreUnavailable, match="maxmemory"):
+                roomy.first_use("another", 10**9)
+            roomy_engine = _engine(tmp_path / "c", roomy)
+            assert _reason(roomy_engine.decide(holder.request(holder.proof()))).startswith(
+                "token rejected: dpop: the replay store did not answer (command not allowed when used memory")
+            assert _reason(roomy_engine.decide(holder.request(second))) == REPLAYED  # reads still work
+            client.config_set("maxmemory", 0)
+            assert roomy.first_use("another", 10**9)
         finally:
             for s in servers:
                 s.close()

@@ -10,8 +10,9 @@ budget is full again. A batch's scripts go in one pipeline, in request order.
 
 Once-only keys (``first_use``, pdp/limits/once.py) are members of one sorted set,
 ``pdp:once``, scored by the Redis time (µs) at which each is forgotten: one script looks the
-key up, drops the members whose time is up, refuses a new one when ``max_marks`` are live,
-and adds it. The set's own expiry follows its latest member, so it leaves Redis when idle.
+key up, refuses a new one when ``max_marks`` are live, adds it, and drops the members whose
+time is up (so the set never holds more than ``max_marks``). Adding is the script's first
+write, so a Redis over its ``maxmemory`` refuses it, as it refuses a budget's. The set's own expiry follows its latest member, so it leaves Redis when idle.
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ ONCE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local ttl, most = tonumber(ARGV[2]), tonumber(ARGV[3])
+local stamp = string.format('%.0f', now)
 local until_ = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if until_ and tonumber(until_) > now then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
-if redis.call('ZCARD', KEYS[1]) >= most then return -1 end
+if redis.call('ZCOUNT', KEYS[1], '(' .. stamp, '+inf') >= most then return -1 end
+-- The first write: Redis over its maxmemory refuses it (then nothing is written).
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', stamp)
 local ms = math.ceil(ttl / 1000)
 if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
 return 1
