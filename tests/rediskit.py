@@ -32,10 +32,11 @@ def require_redis() -> str:
 
 
 class RedisServer:
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, *args: str):
         self.binary = require_redis()
         self.folder = folder
         self.port = port or free_port()
+        self.args = args  # more of redis-server's options (``--cluster-enabled yes``)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -45,7 +46,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder), "--protected-mode", "yes"],
+             "--dir", str(self.folder), "--protected-mode", "yes", *self.args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:

@@ -202,3 +202,169 @@ def test_authzen_over_http_takes_units_from_redis_and_fails_closed_without_it(po
             assert proc.stop() == 0
     finally:
         redis.stop()
+
+
+# ---- AuthZEN over HTTP with budgets in Redis: the asyncio client (pdp/server/http.py)
+
+
+def authzen(who: str, action: str) -> dict:
+    return {"subject": {"type": "workload", "id": who}, "action": {"name": action},
+            "resource": {"type": "payment", "id": "p"}}
+
+
+def post(port: int, path: str, body: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def evaluation(port: int, who: str, action: str) -> dict:
+    return post(port, "/access/v1/evaluation", authzen(who, action))
+
+
+def evaluations(port: int, items: list[tuple[str, str]], semantic: str | None = None) -> list[dict]:
+    body: dict = {"evaluations": [authzen(who, action) for who, action in items]}
+    if semantic is not None:
+        body["options"] = {"evaluations_semantic": semantic}
+    return post(port, "/access/v1/evaluations", body)["evaluations"]
+
+
+def reasons(answer: dict) -> list[tuple[str, str]]:
+    return [(r["rule"], r["message"]) for r in answer["context"]["reasons"]]
+
+
+def reads_processed(r) -> int:
+    """Redis's count of reads from its clients' sockets (this INFO's own included): a pipeline
+    sent at once is one read."""
+    return int(r.info("stats")["total_reads_processed"])
+
+
+def test_http_and_grpc_servers_racing_on_one_redis_allow_exactly_n_per_key(policies, tmp_path):
+    with RedisServer(tmp_path) as redis:
+        http_port = free_port()
+        a, port_a = serve(policies, "--workers", "1", "--limits", redis.url, "--limits-timeout", "5s")
+        b, _ = serve(policies, "--workers", "1", "--limits", redis.url, "--limits-timeout", "5s",
+                     "--http-addr", f"127.0.0.1:{http_port}")
+        with a, b:
+            keys = ["h1", "h2", "h3"]
+            allowed = {k: 0 for k in keys}
+            lock = threading.Lock()
+
+            def grpc_charges(who):
+                with Client(f"127.0.0.1:{port_a}", timeout=30) as c:
+                    return sum(c.check(charge(who)).allowed for _ in range(4))
+
+            def http_charges(who):
+                return sum(evaluation(http_port, who, "charge")["decision"] for _ in range(4))
+
+            def http_batch(who):  # three charges and a read in one request: the read is never limited
+                got = evaluations(http_port, [(who, "charge"), (who, "read"), (who, "charge"), (who, "charge")])
+                assert got[1]["decision"] is True
+                return sum(g["decision"] for g in got) - 1
+
+            def one(job):
+                kind, who = job
+                n = {"grpc": grpc_charges, "http": http_charges, "batch": http_batch}[kind](who)
+                with lock:
+                    allowed[who] += n
+
+            # Per key: 3 gRPC clients x 4 + 2 HTTP clients x 4 + 3 batches x 3 = 29 charges for 20 units.
+            jobs = [(kind, who) for who in keys for kind in ["grpc"] * 3 + ["http"] * 2 + ["batch"] * 3]
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(one, jobs))
+            assert allowed == {"h1": 20, "h2": 20, "h3": 20}
+            denied = evaluation(http_port, "h1", "charge")
+            assert denied["decision"] is False
+            assert reasons(denied) == [("velocity.charges_per_identity", "at most 20 charges an hour per identity")]
+            assert evaluation(http_port, "h1", "read")["decision"] is True
+            assert a.stop() == 0 and b.stop() == 0
+
+
+def test_http_fails_closed_within_the_deadline_when_redis_does_not_answer_and_works_again(policies, tmp_path):
+    import os
+    import signal
+
+    http_port = free_port()
+    redis = RedisServer(tmp_path).start()
+    try:
+        proc, _ = serve(policies, "--workers", "1", "--limits", redis.url, "--limits-timeout", "200ms",
+                        "--http-addr", f"127.0.0.1:{http_port}")
+        with proc:
+            assert evaluation(http_port, "d", "charge")["decision"] is True
+            unavailable = [("velocity.charges_per_identity", "failed closed: limit store unavailable")]
+            os.kill(redis.proc.pid, signal.SIGSTOP)  # Redis accepts connections but never answers
+            try:
+                # Eight at once, on the server's one event loop: each waits on Redis without
+                # holding up the others, so all of them end within about one deadline.
+                started = time.monotonic()
+                with ThreadPoolExecutor(8) as pool:
+                    answers = list(pool.map(lambda _: evaluation(http_port, "d", "charge"), range(8)))
+                took = time.monotonic() - started
+                assert [a["decision"] for a in answers] == [False] * 8
+                assert all(reasons(a) == unavailable for a in answers)
+                assert took < 0.2 + 1.0  # the deadline, and a margin for a loaded machine (not 8 deadlines)
+                assert evaluation(http_port, "d", "read")["decision"] is True  # meets no limit: answered
+                batch = evaluations(http_port, [("d", "charge"), ("d", "read")])
+                assert [x["decision"] for x in batch] == [False, True]
+                assert reasons(batch[0]) == unavailable
+            finally:
+                os.kill(redis.proc.pid, signal.SIGCONT)
+            assert evaluation(http_port, "d", "charge")["decision"] is True  # the same Redis answers again
+            redis.stop()  # now refusing connections
+            assert reasons(evaluation(http_port, "d", "charge")) == unavailable
+            redis.start()  # the same port, empty (no script loaded): works again without a restart
+            deadline = time.monotonic() + 10
+            while not evaluation(http_port, "d", "charge")["decision"]:
+                assert time.monotonic() < deadline, "limits did not work again after Redis came back"
+                time.sleep(0.1)
+            got = evaluations(http_port, [("d", "charge")] * 21)
+            assert [x["decision"] for x in got] == [True] * 19 + [False] * 2
+            assert proc.stop() == 0
+    finally:
+        redis.stop()
+
+
+def test_a_batch_is_one_round_trip_to_redis_over_grpc_and_over_http(policies, tmp_path):
+    with RedisServer(tmp_path) as redis:
+        http_port = free_port()
+        proc, port = serve(policies, "--workers", "1", "--limits", redis.url, "--limits-timeout", "5s",
+                           "--http-addr", f"127.0.0.1:{http_port}")
+        import redis as redis_py
+
+        with proc, Client(f"127.0.0.1:{port}", timeout=30) as c, redis_py.Redis.from_url(redis.url) as r:
+            # Warm both clients' connections (a new connection sends its own commands first).
+            assert c.check_batch([charge("warm"), charge("warm")])[0].allowed
+            assert evaluations(http_port, [("warm", "charge"), ("warm", "charge")])[0]["decision"] is True
+            before = reads_processed(r)
+            got = c.check_batch([charge("g")] * 19 + [read("g"), charge("g"), charge("g"), charge("x")])
+            grpc_reads = reads_processed(r) - before - 1  # less the second INFO
+            assert [d.decision for d in got] == ["ALLOW"] * 21 + ["DENY", "ALLOW"]
+            before = reads_processed(r)
+            answers = evaluations(http_port, [("h", "charge")] * 19 + [("h", "read"), ("h", "charge"),
+                                                                       ("h", "charge"), ("x2", "charge")])
+            http_reads = reads_processed(r) - before - 1
+            assert [a["decision"] for a in answers] == [True] * 21 + [False, True]
+            # One pipeline each (a read of at most a few more if the kernel split it; 22 without the batching).
+            assert grpc_reads <= 2 and http_reads <= 2, (grpc_reads, http_reads)
+            assert proc.stop() == 0
+
+
+def test_http_batches_with_a_stop_condition_take_units_only_up_to_the_stop(policies, tmp_path):
+    with RedisServer(tmp_path) as redis:
+        http_port = free_port()
+        proc, _ = serve(policies, "--workers", "1", "--limits", redis.url, "--limits-timeout", "5s",
+                        "--http-addr", f"127.0.0.1:{http_port}")
+        with proc:
+            assert [a["decision"] for a in evaluations(http_port, [("s", "charge")] * 19)] == [True] * 19
+            # The 20th charge takes the last unit, the 21st is limited: the batch stops there,
+            # and the charge after it is not evaluated (it would take nothing anyway).
+            got = evaluations(http_port, [("s", "charge"), ("s", "charge"), ("t", "charge")], "deny_on_first_deny")
+            assert [a["decision"] for a in got] == [True, False]
+            assert evaluation(http_port, "t", "charge")["decision"] is True
+            got = evaluations(http_port, [("t", "charge")] * 3, "permit_on_first_permit")
+            assert [a["decision"] for a in got] == [True]  # one unit taken, not three
+            left = evaluations(http_port, [("t", "charge")] * 20)
+            assert sum(a["decision"] for a in left) == 18  # "t" gave two units: none to the stopped batch
+            assert proc.stop() == 0

@@ -98,6 +98,30 @@ class Limiter:
 
     def settle_many(self, pairs: Sequence[tuple[Decision, list | None]]) -> list[Decision]:
         """``settle`` for a batch: units are taken in request order, in one store call."""
+        out, asks = self._asks(pairs)
+        if not asks:
+            return out
+        try:
+            answers = self.store.take_many([budgets for _, budgets in asks], self.take)
+        except StoreUnavailable:
+            answers = None
+        return self._answered(pairs, out, asks, answers)
+
+    async def settle_many_async(self, pairs: Sequence[tuple[Decision, list | None]], store) -> list[Decision]:
+        """``settle_many`` on an asyncio event loop: ``store`` is an asyncio client of this
+        limiter's store (``RedisStore.asyncio()``: the same budgets)."""
+        out, asks = self._asks(pairs)
+        if not asks:
+            return out
+        try:
+            answers = await store.take_many([budgets for _, budgets in asks], self.take)
+        except StoreUnavailable:
+            answers = None
+        return self._answered(pairs, out, asks, answers)
+
+    def _asks(self, pairs: Sequence[tuple[Decision, list | None]]) -> tuple[list[Decision], list]:
+        """The decisions so far (a limit that failed to evaluate is settled already), and
+        ``(index, budgets)`` for each request that asks the store."""
         asks: list[tuple[int, list[Budget]]] = []
         out: list[Decision] = []
         for i, (decision, claims) in enumerate(pairs):
@@ -109,11 +133,11 @@ class Limiter:
                 out[i] = self._failed(decision, claims)
             else:
                 asks.append((i, budgets))
-        if not asks:
-            return out
-        try:
-            answers = self.store.take_many([budgets for _, budgets in asks], self.take)
-        except StoreUnavailable:
+        return out, asks
+
+    def _answered(self, pairs, out: list[Decision], asks: list, answers: list | None) -> list[Decision]:
+        """The decisions once the store answered the asks (``None``: it did not in time)."""
+        if answers is None:
             for i, budgets in asks:
                 out[i] = self._unavailable(out[i], pairs[i][1], budgets)
             return out

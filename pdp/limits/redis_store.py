@@ -13,12 +13,18 @@ Once-only keys (``first_use``, pdp/limits/once.py) are members of one sorted set
 key up, refuses a new one when ``max_marks`` are live, adds it, and drops the members whose
 time is up (so the set never holds more than ``max_marks``). Adding is the script's first
 write, so a Redis over its ``maxmemory`` refuses it, as it refuses a budget's. The set's own expiry follows its latest member, so it leaves Redis when idle.
+
+Two clients send the same commands: ``RedisStore`` (redis-py, for the gRPC server's threads,
+the shadow candidate and DPoP replays) and ``AsyncRedisStore`` (``redis.asyncio``, for the
+AuthZEN HTTP server's event loop). What they send and how they read the answers is written
+once, free of I/O (``_exchange``); each client only moves the bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from typing import Sequence
+from typing import Any, Generator, Sequence
 
 from .once import MAX_ONCE_MARKS
 from .store import Budget, StoreFull, StoreUnavailable
@@ -83,19 +89,62 @@ def redis_key(budget: Budget) -> str:
     return f"pdp:limit:{{{tag}}}:{budget.rule}"
 
 
-def _call(budgets: Sequence[Budget], take: bool) -> tuple[list[str], list]:
-    keys = [redis_key(b) for b in budgets]
-    args: list = [1 if take else 0]
+GCRA_SHA = hashlib.sha1(GCRA.encode()).hexdigest()
+
+
+def _call(budgets: Sequence[Budget], take: bool) -> tuple:
+    """The arguments after the script (or its sha) of one check-and-take: numkeys, keys, argv."""
+    args: list = [len(budgets)]
+    args += [redis_key(b) for b in budgets]
+    args.append(1 if take else 0)
     for b in budgets:
         args.append(b.count)
         args.append(b.period_ns // 1000)
-    return keys, args
+    return tuple(args)
+
+
+#: One round trip: the command (EVALSHA, or EVAL with the script's text) and each call's arguments.
+Round = tuple[str, list[tuple]]
+
+
+def _exchange(requests: Sequence[Sequence[Budget]], take: bool) -> Generator[Round, list, list[list[int]]]:
+    """The round trips of a batch of check-and-takes, without I/O: yields what to send, is sent
+    the replies (an exception object in place of a command's error), returns the indices
+    without a unit per request. Every call goes by the script's sha; the calls Redis answers
+    NOSCRIPT (it restarted empty) go once more with the script's text, which loads it. Only
+    those: a batch that met the script half loaded (another server loaded it in between)
+    takes no unit twice."""
+    from redis.exceptions import NoScriptError
+
+    calls = [_call(budgets, take) for budgets in requests]
+    replies = yield "EVALSHA", calls
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        again = yield "EVAL", [calls[i] for i in missing]
+        for i, reply in zip(missing, again):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return [[int(i) for i in reply] for reply in replies]
+
+
+def _commands(round_: Round) -> list[tuple]:
+    command, calls = round_
+    head = (command, GCRA_SHA if command == "EVALSHA" else GCRA)
+    return [head + call for call in calls]
+
+
+def _client_options(timeout: float, retry) -> dict[str, Any]:
+    """No retries and no health checks: a late answer fails closed, and the next call connects
+    again, so Redis coming back needs no restart."""
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": retry,
+            "retry_on_timeout": False, "health_check_interval": 0}
 
 
 class RedisStore:
     """A redis-py client (its pool is shared by the server's threads) whose every call must
-    answer within ``timeout`` seconds; no retries: a late answer fails closed, and the next
-    call connects again, so Redis coming back needs no restart."""
+    answer within ``timeout`` seconds."""
 
     def __init__(self, url: str, timeout: float, max_marks: int = MAX_ONCE_MARKS):
         import redis
@@ -105,42 +154,43 @@ class RedisStore:
         self.url = url
         self.timeout = timeout
         self._errors = (redis.RedisError, OSError)
-        self._no_script = redis.exceptions.NoScriptError
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                            retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
-                                            health_check_interval=0)
-        self._gcra = self._client.register_script(GCRA)
+        self._client = redis.Redis.from_url(url, **_client_options(timeout, Retry(NoBackoff(), 0)))
         self._set = self._client.register_script(SET_REMAINING)
         self._once = self._client.register_script(ONCE)
         self.max_marks = max_marks
 
     def take(self, budgets: Sequence[Budget], take: bool = True) -> list[int]:
-        keys, args = _call(budgets, take)
-        try:
-            return list(self._gcra(keys=keys, args=args))
-        except self._errors as exc:
-            raise StoreUnavailable(str(exc)) from None
+        return self.take_many([budgets], take)[0]
 
     def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
-        if len(requests) == 1:
-            return [self.take(requests[0], take)]
-        calls = [_call(budgets, take) for budgets in requests]
+        steps = _exchange(requests, take)
         try:
-            try:
-                return self._pipelined(calls)
-            except self._no_script:  # Redis restarted empty: load the script, once
-                self._client.script_load(GCRA)
-                return self._pipelined(calls)
+            round_ = next(steps)
+            while True:
+                round_ = steps.send(self._send(round_))
+        except StopIteration as done:
+            return done.value
         except self._errors as exc:
             raise StoreUnavailable(str(exc)) from None
 
-    def _pipelined(self, calls: list) -> list[list[int]]:
-        # EVALSHA by hand: a pipeline given Script objects asks SCRIPT EXISTS first, one more round trip.
+    def _send(self, round_: Round) -> list:
+        """One round trip: a lone command, or a pipeline (without MULTI) of them."""
+        commands = _commands(round_)
+        if len(commands) == 1:
+            try:
+                return [self._client.execute_command(*commands[0])]
+            except self._errors[0] as exc:  # a reply that is an error (NOSCRIPT): the exchange reads it
+                if not _is_reply(exc):
+                    raise
+                return [exc]
         pipe = self._client.pipeline(transaction=False)
-        sha = self._gcra.sha
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        return [list(r) for r in pipe.execute()]
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
+
+    def asyncio(self) -> AsyncRedisStore:
+        """A client of the same Redis for an asyncio event loop (make and use it on that loop)."""
+        return AsyncRedisStore(self.url, self.timeout)
 
     def set_remaining(self, budget: Budget, remaining: int) -> None:
         try:
@@ -159,3 +209,59 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+class AsyncRedisStore:
+    """``RedisStore.take_many`` for an asyncio event loop (``redis.asyncio``): the same script,
+    keys and replies, one round trip per batch; the whole exchange must end within ``timeout``
+    seconds (a late one is cancelled, which drops its connection)."""
+
+    def __init__(self, url: str, timeout: float):
+        import redis
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.url = url
+        self.timeout = timeout
+        self._errors = (redis.RedisError, OSError, asyncio.TimeoutError)
+        self._client = redis.asyncio.Redis.from_url(url, **_client_options(timeout, Retry(NoBackoff(), 0)))
+
+    async def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
+        try:
+            return await asyncio.wait_for(self._exchange(requests, take), self.timeout)
+        except self._errors as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from None
+
+    async def _exchange(self, requests: Sequence[Sequence[Budget]], take: bool) -> list[list[int]]:
+        steps = _exchange(requests, take)
+        try:
+            round_ = next(steps)
+            while True:
+                round_ = steps.send(await self._send(round_))
+        except StopIteration as done:
+            return done.value
+
+    async def _send(self, round_: Round) -> list:
+        commands = _commands(round_)
+        if len(commands) == 1:
+            try:
+                return [await self._client.execute_command(*commands[0])]
+            except self._errors[0] as exc:
+                if not _is_reply(exc):
+                    raise
+                return [exc]
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute(raise_on_error=False)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _is_reply(exc: Exception) -> bool:
+    """An error Redis answered (kept as that command's reply), not a failure to talk to it."""
+    from redis.exceptions import ResponseError
+
+    return isinstance(exc, ResponseError)

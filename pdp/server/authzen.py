@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Generator
 
 from ..authzen import mapping
 from ..authzen import search as searching
@@ -37,6 +37,24 @@ ENDPOINTS = {
     "search_action_endpoint": "/access/v1/search/action",
 }
 WELL_KNOWN = "/.well-known/authzen-configuration"
+
+
+#: An endpoint as steps: a generator that yields ``(limiter, [(decision, claims), ...])`` when
+#: limits must be settled, is sent the final decisions, and returns ``(status, JSON object)``.
+#: The same steps run with the limiter's own store (``settled``) or on an event loop with an
+#: asyncio client of it (``pdp.server.http``).
+Steps = Generator[tuple, list, tuple[int, dict]]
+
+
+def settled(steps: Steps) -> tuple[int, dict]:
+    """Run an endpoint's steps, settling limits with the limiter's own (blocking) store."""
+    try:
+        ask = next(steps)
+        while True:
+            limiter, pairs = ask
+            ask = steps.send(limiter.settle_many(pairs))
+    except StopIteration as done:
+        return done.value
 
 
 def _no_constant(name: str) -> None:
@@ -86,14 +104,35 @@ class AuthzenService:
         if self.log is not None:
             self.log.record(API, request_id, request, decision, elapsed)
 
+    @staticmethod
+    def _decide(engine, request: dict, defer: bool) -> tuple:
+        """The decision, and with ``defer`` the limits it meets, left to settle (claims)."""
+        if defer and engine.limiter is not None:
+            return engine.decide_claims(request)
+        return engine.decide(request), None
+
+    def _settle(self, engine, pending: list, out: list, request_id: str):
+        """Steps: the pending items' limits settled in one yield (one store call), answered."""
+        decisions = yield engine.limiter, [(decision, claims) for _, _, decision, claims, _ in pending]
+        for (i, request, _, _, started), decision in zip(pending, decisions):
+            self._decided(request_id, request, decision, started)
+            out[i] = mapping.answer(decision)
+
     # ---- POST /access/v1/evaluation
 
     def evaluation(self, raw: bytes, request_id: str = "", peer: dict | None = None) -> tuple[int, dict]:
+        return settled(self.evaluation_steps(raw, request_id, peer))
+
+    def evaluation_steps(self, raw: bytes, request_id: str = "", peer: dict | None = None,
+                         defer: bool = False) -> Steps:
+        """The evaluation as steps (``settled``); with ``defer``, limits met are yielded to be
+        settled by the caller's store (the HTTP server's asyncio Redis client)."""
         started = _perf_ns()
         request = None
+        engine = self.holder.engine
         try:
             request = self._prepare(mapping.to_request(parse_body(raw)), len(raw), peer)
-            decision = self.holder.engine.decide(request)
+            decision, claims = self._decide(engine, request, defer)
         except BadRequest as err:
             return self._rejected(request_id, request, str(err))
         except RequestError as err:
@@ -101,25 +140,39 @@ class AuthzenService:
         except Exception:  # a bug: 500 without internals, logged; the server keeps serving
             log.exception("AuthZEN evaluation %r: unexpected error", request_id)
             return self._rejected(request_id, request, "internal error in pdp (logged on the server)", 500)
+        if claims is not None:
+            out = [None]
+            yield from self._settle(engine, [(0, request, decision, claims, started)], out, request_id)
+            return 200, out[0]
         self._decided(request_id, request, decision, started)
         return 200, mapping.answer(decision)
 
     # ---- POST /access/v1/evaluations
 
     def evaluations(self, raw: bytes, request_id: str = "", peer: dict | None = None) -> tuple[int, dict]:
+        return settled(self.evaluations_steps(raw, request_id, peer))
+
+    def evaluations_steps(self, raw: bytes, request_id: str = "", peer: dict | None = None,
+                          defer: bool = False) -> Steps:
+        """The evaluations as steps (``settled``). With ``defer``, the items that meet limits
+        are settled together after the last item (one store call, in request order, as a gRPC
+        CheckBatch), or each in turn when the batch has a stop condition (``deny_on_first_deny``,
+        ``permit_on_first_permit``): whether the next item is evaluated, and takes units,
+        depends on the final decision of this one."""
         try:
             body = parse_body(raw)
             parsed = mapping.batch(body)
         except BadRequest as err:
             return self._rejected(request_id, None, str(err))
         if parsed is None:  # no `evaluations`: a single Access Evaluation (AuthZEN 1.0)
-            return self.evaluation(raw, request_id, peer)
+            return (yield from self.evaluation_steps(raw, request_id, peer, defer))
         items, stop_on = parsed
         if len(items) > self.max_batch:
             return self._rejected(request_id, None, f"evaluations: {len(items)} items in one request; the "
                                                     f"server's limit is {self.max_batch}")
         engine = self.holder.engine
-        out = []
+        out: list = []
+        pending: list = []  # (index in out, request, decision, claims, started) of items meeting limits
         for i, item in enumerate(items):
             started = _perf_ns()
             if isinstance(item, BadRequest):
@@ -127,7 +180,7 @@ class AuthzenService:
             else:
                 try:
                     request = self._prepare(item, len(raw), peer)
-                    decision = engine.decide(request)
+                    decision, claims = self._decide(engine, request, defer)
                 except RequestError as err:
                     out.append(self._item_error(request_id, item, f"evaluations[{i}]: {authzen_path(err)}"))
                 except Exception:  # a bug: this item fails closed, the others are decided
@@ -135,10 +188,19 @@ class AuthzenService:
                     out.append(self._item_error(request_id, item, "internal error in pdp (logged on the server)",
                                                 500))
                 else:
-                    self._decided(request_id, request, decision, started)
-                    out.append(mapping.answer(decision))
+                    if claims is None:
+                        self._decided(request_id, request, decision, started)
+                        out.append(mapping.answer(decision))
+                    else:
+                        out.append(None)
+                        pending.append((i, request, decision, claims, started))
+                        if stop_on is not None:
+                            yield from self._settle(engine, pending, out, request_id)
+                            pending = []
             if stop_on is not None and out[-1]["decision"] is stop_on:
                 break
+        if pending:
+            yield from self._settle(engine, pending, out, request_id)
         return 200, {"evaluations": out}
 
     def _item_error(self, request_id: str, request: Any, message: str, status: int = 400) -> dict:

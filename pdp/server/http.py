@@ -3,7 +3,9 @@
 ``HttpServer(holder, address, options).start()`` binds (raising ``BindError`` before anything
 runs) and serves on its own event loop thread; ``stop()`` stops accepting and lets
 requests in flight finish. Decisions take microseconds and never wait, so handlers decide
-on the loop itself (unless velocity limits keep their budgets in Redis: then on a thread).
+on the loop itself. When velocity limits keep their budgets in Redis, the limits a request
+meets are settled with an asyncio Redis client on the same loop (one round trip for the
+items of an evaluations batch), so the loop serves other requests while Redis answers.
 bench/HTTP.md has the measurements that chose aiohttp.
 
 Every answer is JSON and echoes ``X-Request-ID``: 400 ``{"error"}`` naming the member, 413
@@ -37,11 +39,21 @@ log = logging.getLogger("pdp.server")
 REQUEST_ID = "X-Request-ID"
 
 
-def _remote(store) -> bool:
-    """A limit store that answers over the network (Redis), not from this machine's memory."""
+def _remote(store):
+    """An asyncio client of a limit store that answers over the network (Redis), or None
+    when the store answers from this machine's memory."""
     from ..limits.redis_store import RedisStore
 
-    return isinstance(store, RedisStore)
+    return store.asyncio() if isinstance(store, RedisStore) else None
+
+
+def _advance(steps, value) -> tuple[bool, object]:
+    """``steps.send(value)`` as (done, what): StopIteration cannot cross a Future."""
+    try:
+        return False, steps.send(value)
+    except StopIteration as done:
+        return True, done.value
+
 _JSON = "application/json"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -164,7 +176,7 @@ class HttpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.BaseRunner | None = None
         self._thread: threading.Thread | None = None
-        self._remote_limits = _remote(getattr(holder, "limits", None))
+        self._limits = None  # the asyncio Redis client, made on the server's loop (start)
         self._routes = self._route_table()
 
     # ---- the endpoints
@@ -173,8 +185,10 @@ class HttpServer:
         """Path ⇒ (method, handler)."""
         service = self.service
         routes: dict[str, tuple[str, object]] = {
-            ENDPOINTS["access_evaluation_endpoint"]: ("POST", self._post(service.evaluation)),
-            ENDPOINTS["access_evaluations_endpoint"]: ("POST", self._post(service.evaluations)),
+            ENDPOINTS["access_evaluation_endpoint"]: ("POST", self._post(service.evaluation,
+                                                                         service.evaluation_steps)),
+            ENDPOINTS["access_evaluations_endpoint"]: ("POST", self._post(service.evaluations,
+                                                                          service.evaluations_steps)),
         }
         for kind in ("subject", "resource", "action"):
             routes[ENDPOINTS[f"search_{kind}_endpoint"]] = (
@@ -198,7 +212,7 @@ class HttpServer:
             response.headers[REQUEST_ID] = request_id
         return response
 
-    def _post(self, call):
+    def _post(self, call, steps=None):
         async def handle(request: web.BaseRequest) -> web.Response:
             raw = await self._body(request)
             if raw is None:
@@ -206,14 +220,34 @@ class HttpServer:
                                             f"{self.options.max_message_bytes} bytes"})
             peer = self._peer(request) if self.mutual_tls else None
             request_id = request.headers.get(REQUEST_ID, "")
-            if self._remote_limits:
-                # Budgets in Redis: a decision may wait on it (up to --limits-timeout), so it
-                # is made on a thread and the loop goes on serving the other requests.
-                answer = await asyncio.get_running_loop().run_in_executor(None, call, raw, request_id, peer)
-            else:
+            if self._limits is None:
                 answer = call(raw, request_id, peer)
+            elif steps is not None:
+                answer = await self._settled(steps(raw, request_id, peer, defer=True))
+            else:
+                # A search takes no unit, but a DPoP proof's replay check waits on Redis
+                # with the blocking client: on a thread, the loop goes on serving.
+                answer = await asyncio.get_running_loop().run_in_executor(None, call, raw, request_id, peer)
             return _json(*answer)
         return handle
+
+    async def _settled(self, steps) -> tuple[int, dict]:
+        """Run an endpoint's steps (``pdp.server.authzen.settled``) with the limits settled by
+        the asyncio Redis client, within the store's deadline. With a trust file the steps
+        themselves run on a thread: verifying a DPoP proof checks its replay in Redis with the
+        blocking client (up to the same deadline)."""
+        loop = asyncio.get_running_loop()
+        offload = self.holder.engine.tokens is not None
+        value = None
+        while True:
+            if offload:
+                done, what = await loop.run_in_executor(None, _advance, steps, value)
+            else:
+                done, what = _advance(steps, value)
+            if done:
+                return what
+            limiter, pairs = what
+            value = await limiter.settle_many_async(pairs, self._limits)
 
     async def _body(self, request: web.BaseRequest) -> bytes | None:
         """The request's body; None (reading no further) when it is over ``max_message_bytes``."""
@@ -263,6 +297,7 @@ class HttpServer:
 
         async def bind() -> int:
             nonlocal runner
+            self._limits = _remote(getattr(self.holder, "limits", None))
             runner = web.ServerRunner(_Server(self.answer), handle_signals=False, shutdown_timeout=self.grace)
             await runner.setup()
             site = web.TCPSite(runner, host, port, ssl_context=context, backlog=1024,
@@ -290,6 +325,8 @@ class HttpServer:
         self._loop = self._runner = None
         try:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(self.grace + 5)
+            if self._limits is not None:
+                asyncio.run_coroutine_threadsafe(self._limits.close(), loop).result(5)
         except Exception:  # noqa: BLE001 - stopping anyway
             log.exception("stopping the HTTP server")
         loop.call_soon_threadsafe(loop.stop)
