@@ -32,6 +32,7 @@ UPDATE = os.environ.get("PDP_UPDATE_GOLDEN") == "1"
 #: NAME ⇒ (line, column, number of diagnostics, code) of the first diagnostic.
 EXPECTED = {
     "annotation_not_a_string": (1, 8, 1, "pdl_syntax"),
+    "annotation_reserved": (2, 3, 1, "pdl_reserved"),
     "data_unknown_name": (2, 20, 3, "pdl_unknown_data"),
     "duplicate_annotation": (2, 1, 2, "pdl_duplicate"),
     "duplicate_policy": (5, 8, 1, "pdl_duplicate"),

@@ -321,3 +321,32 @@ def test_the_clock_bound_applies_to_limits_and_budgets_keep_the_store_clock(tmp_
     assert bounded.decide_at(req(), time.time() - 3600).decision == "DENY"  # an hour ago, yet no unit now
     shadow = bounded.with_limits(store, take=False).with_max_clock_skew(30)
     assert shadow.decide(req("other")).decision == "ALLOW" and len(store) == 1  # looks, takes nothing
+
+
+def test_metrics_count_limited_denials_by_rule_and_each_request_the_store_left_unanswered(tmp_path):
+    from pdp.server.metrics import Metrics
+
+    metrics = Metrics()
+    value = metrics.registry.get_sample_value
+    live = engine(tmp_path, "reference")
+    for _ in range(4):  # the fourth charge finds the `charges` budget empty
+        d = live.decide(req())
+        metrics.decided("pdp", d.decision, d.reasons, 0.001)
+    assert value("pdp_limited_decisions_total", {"rule": "pay.charges"}) == 1
+    assert value("pdp_limited_decisions_total", {"rule": "pay.pairs"}) is None
+    assert value("pdp_limit_store_errors_total") == 0
+    down = engine(tmp_path, "reference", store=Down())
+    d = down.decide(req())  # meets both limits; the store does not answer
+    assert sorted(r.rule for r in d.reasons) == ["pay.charges", "pay.pairs"]
+    metrics.decided("pdp", d.decision, d.reasons, 0.001)
+    assert value("pdp_limited_decisions_total", {"rule": "pay.charges"}) == 2
+    assert value("pdp_limited_decisions_total", {"rule": "pay.pairs"}) == 1
+    assert value("pdp_limit_store_errors_total") == 1  # one request, not one per limit
+
+
+def test_limit_key_is_a_reserved_annotation(tmp_path):
+    # A rule could otherwise pass its denials off as limited ones (decision log, metrics, suites).
+    path = tmp_path / "p.pdl"
+    path.write_text('policy p {\n  @limit_key("billing")\n  forbid f when true\n}\n')
+    with pytest.raises(pdp.PolicyError, match="@limit_key is reserved"):
+        pdp.load(path)

@@ -164,3 +164,21 @@ def test_the_asyncio_client_fails_closed_within_its_deadline(redis):
     finally:
         os.kill(redis.proc.pid, signal.SIGCONT)
     blocking.close()
+
+
+def test_ci_installs_redis_server_and_a_missing_one_fails_there(monkeypatch):
+    from pathlib import Path
+
+    import rediskit
+
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert "command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive " \
+           "apt-get install -y -qq redis-server)" in ci
+    assert 'export CI="${CI:-1}"' in ci
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install|installs Debian's redis-server"):
+        rediskit.require_redis()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        rediskit.require_redis()

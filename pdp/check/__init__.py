@@ -135,11 +135,18 @@ def _where(span) -> str:
     return f"{span.file.name}:{span.line}:{span.column}"
 
 
+#: Annotation keys pdp gives reasons itself; a policy writing one could pass for pdp (a
+#: ``limit_key`` makes a reason a limited denial for the decision log, metrics and suites).
+RESERVED_ANNOTATIONS = {"limit_key": "a velocity limit's denial carries its key under that name"}
+
+
 def _annotations(items: tuple[ast.Annotation, ...], report) -> dict[str, str]:
     result: dict[str, str] = {}
     for a in items:
         if a.key in result:
             report(a.span.diagnostic(f"duplicate annotation @{a.key}", "pdl_duplicate"))
+        elif a.key in RESERVED_ANNOTATIONS:
+            report(a.span.diagnostic(f"@{a.key} is reserved: {RESERVED_ANNOTATIONS[a.key]}", "pdl_reserved"))
         result[a.key] = a.value
     return result
 

@@ -84,22 +84,25 @@ class Metrics:
             child = self._decided[key] = self.decisions.labels(api, decision)
         child.inc()
         rule = self._rule
+        store_down = False
         for reason in reasons:
             c = rule.get(reason.rule)
             if c is None:
                 c = rule[reason.rule] = self.rules.labels(reason.rule)
             c.inc()
             if LIMIT_KEY in reason.annotations:
-                self._limit(reason)
+                store_down |= self._limit(reason)
+        if store_down:  # once per request, however many of its limits the store left unanswered
+            self.limit_store_errors.inc()
         self.observe(api, seconds)
 
-    def _limit(self, reason) -> None:
+    def _limit(self, reason) -> bool:
+        """Count a limited denial's reason by rule; True when the store did not answer."""
         c = self._limited.get(reason.rule)
         if c is None:
             c = self._limited[reason.rule] = self.limited.labels(reason.rule)
         c.inc()
-        if reason.message == STORE_DOWN:
-            self.limit_store_errors.inc()
+        return reason.message == STORE_DOWN
 
     def observe(self, api: str, seconds: float) -> None:
         h = self._latency.get(api)
