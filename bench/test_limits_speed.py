@@ -5,6 +5,8 @@
 - Over gRPC with Redis: one ``pdp serve --limits redis://...`` answering, on the same
   server, sequential Checks of a request that meets a limit and of one that meets none. The
   bar: p50 of the limited one at most 2x the unlimited one.
+- Over AuthZEN HTTP with Redis: the same on ``--http-addr`` (one keep-alive connection,
+  sequential ``/access/v1/evaluation`` POSTs), whose limits go through ``redis.asyncio``.
 
     pytest bench/test_limits_speed.py --benchmark-only --benchmark-json=bench/results/limits-speed.json
 
@@ -114,3 +116,53 @@ def test_check_over_grpc_with_redis(benchmark, check, redis_server, request_kind
     benchmark.extra_info["decisions_per_round"] = 1
     benchmark.pedantic(check, args=(message,), kwargs={"timeout": 10}, rounds=3000, warmup_rounds=300)
     assert check(message, timeout=10).decision == pb.DECISION_ALLOW  # 3,302 charges: the budget never ran out
+
+
+AUTHZEN_CHARGE = b'{"subject":{"type":"workload","id":"billing"},"action":{"name":"charge"},' \
+                 b'"resource":{"type":"payment","id":"pay-1"}}'
+AUTHZEN_READ = AUTHZEN_CHARGE.replace(b'"charge"', b'"read"')
+
+
+@pytest.fixture(scope="module")
+def evaluate(folders, redis_server):
+    """A POST /access/v1/evaluation on one keep-alive connection to ``pdp serve --workers 1
+    --limits redis://... --http-addr``; returns the decision."""
+    import http.client
+    import json
+
+    from rediskit import free_port
+
+    http_port = free_port()
+    proc = ServeProcess(str(folders["limited"]), "--addr", "127.0.0.1:0", "--workers", "1",
+                        "--limits", redis_server.url, "--http-addr", f"127.0.0.1:{http_port}")
+    with proc:
+        proc.wait_ready()
+        conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+
+        def post(body: bytes) -> bool:
+            conn.request("POST", "/access/v1/evaluation", body, {"Content-Type": "application/json"})
+            return json.loads(conn.getresponse().read())["decision"]
+
+        yield post
+        conn.close()
+        proc.stop()
+
+
+@pytest.mark.parametrize("request_kind", ["unlimited", "limited"])
+def test_evaluation_over_http_with_redis(benchmark, evaluate, redis_server, request_kind):
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+
+    def scripts_run() -> int:
+        return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+    body = AUTHZEN_CHARGE if request_kind == "limited" else AUTHZEN_READ
+    before = scripts_run()
+    assert evaluate(body) is True
+    assert (scripts_run() > before) == (request_kind == "limited")
+    benchmark.group = ("AuthZEN evaluation over HTTP on one server with --limits redis: a request that meets "
+                       "a limit and one that does not")
+    benchmark.extra_info["decisions_per_round"] = 1
+    benchmark.pedantic(evaluate, args=(body,), rounds=3000, warmup_rounds=300)
+    assert evaluate(body) is True

@@ -68,7 +68,10 @@ def test_the_walkthrough(tmp_path):
             assert shown(down) == [False, "failed closed: limit store unavailable"]
             assert post(http_port, "read.json")["decision"] is True
             redis.start()  # empty: a fresh budget, and no restart of pdp
-            assert post(http_port, "charge.json")["decision"] is True
+            deadline = time.monotonic() + 10  # the first calls may miss the 50 ms on a loaded machine
+            while not post(http_port, "charge.json")["decision"]:
+                assert time.monotonic() < deadline, "charges were not allowed again after Redis came back"
+                time.sleep(0.1)
             assert proc.stop() == 0
     finally:
         redis.stop()

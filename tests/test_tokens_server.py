@@ -520,3 +520,49 @@ def test_a_dpop_proof_replayed_to_another_server_sharing_redis_is_refused(tmp_pa
             assert a.stop() == 0 and b.stop() == 0
     finally:
         redis.stop()
+
+
+def test_over_authzen_http_with_redis_a_dpop_proof_is_accepted_once_and_limits_are_settled(tmp_path):
+    # The HTTP server settles limits with redis.asyncio, and verifies tokens on a thread: the
+    # replay check of a DPoP proof waits on the same Redis with the blocking client.
+    from rediskit import RedisServer, free_port
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY.replace(
+        '    reason "bound token of {token.sub}"\n',
+        '    reason "bound token of {token.sub}"\n  limit writes 2 per 1h by identity.id\n', 1))
+    trust = write_trust(tmp_path / "trust", [key("ES256", "es1")])
+    holder = mint.generate_key("ES256")
+    tok = token(key("ES256", "es1"), "ES256", scope="payments:write", cnf={"jkt": mint.jkt(holder)})
+    http_port = free_port()
+    (tmp_path / "redis").mkdir()
+    redis = RedisServer(tmp_path / "redis").start()
+
+    def evaluate(proof: str) -> dict:
+        body = {"subject": {"type": "workload", "id": "billing"}, "action": {"name": "charge"},
+                "resource": {"type": "api", "id": "a"},
+                "context": {"token": tok, "http": {"method": "POST", "url": URL}, "dpop": proof}}
+        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/access/v1/evaluation",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=WAIT) as response:
+            answer = json.loads(response.read())
+        reason = answer["context"]["reasons"][0]
+        return answer["decision"], reason["rule"], reason["message"]
+
+    try:
+        with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "1", "--trust", str(trust),
+                          "--limits", redis.url, "--limits-timeout", "5s",
+                          "--http-addr", f"127.0.0.1:{http_port}") as server:
+            server.wait_ready()
+            first = mint.dpop_proof(holder, "ES256", "POST", URL, tok)
+            allowed = (True, "api.bound_writer", "bound token of spiffe://acme.prod/ns/billing/sa/api")
+            assert evaluate(first) == allowed
+            assert evaluate(first) == (False, "pdp.token",
+                                       "token rejected: dpop: the proof was used before (jti replayed)")
+            assert evaluate(mint.dpop_proof(holder, "ES256", "POST", URL, tok)) == allowed
+            # A third write with a fresh proof: the token passes, the budget of 2 an hour does not.
+            assert evaluate(mint.dpop_proof(holder, "ES256", "POST", URL, tok))[:2] == (False, "api.writes")
+            assert server.stop() == 0
+    finally:
+        redis.stop()

@@ -182,3 +182,28 @@ def test_ci_installs_redis_server_and_a_missing_one_fails_there(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         rediskit.require_redis()
+
+
+def test_a_new_connection_sends_nothing_before_the_script(redis, raw):
+    # After Redis comes back, each client connects again within the store's deadline: one
+    # round trip for the script, not three (redis-py's CLIENT SETINFO is left out).
+    def reads() -> int:
+        return int(raw.info("stats")["total_reads_processed"])
+
+    raw.script_load(GCRA)  # as another server would have
+    blocking = store(redis)
+    before = reads()
+    assert blocking.take([Budget("p.r", "fresh", 1, HOUR_NS)]) == []
+    assert reads() - before - 1 == 1
+
+    async def fresh() -> int:
+        client = blocking.asyncio()
+        try:
+            start = reads()
+            assert await client.take_many([[Budget("p.r", "fresh2", 1, HOUR_NS)]]) == [[]]
+            return reads() - start - 1
+        finally:
+            await client.close()
+
+    assert asyncio.run(fresh()) == 1
+    blocking.close()

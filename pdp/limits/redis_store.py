@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 from typing import Any, Generator, Sequence
 
 from .once import MAX_ONCE_MARKS
@@ -135,11 +136,18 @@ def _commands(round_: Round) -> list[tuple]:
     return [head + call for call in calls]
 
 
-def _client_options(timeout: float, retry) -> dict[str, Any]:
+def _client_options(timeout: float, retry, connection_class) -> dict[str, Any]:
     """No retries and no health checks: a late answer fails closed, and the next call connects
-    again, so Redis coming back needs no restart."""
-    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": retry,
-            "retry_on_timeout": False, "health_check_interval": 0}
+    again, so Redis coming back needs no restart. A new connection sends nothing before the
+    script (RESP2: no ``HELLO``; no ``CLIENT SETINFO``): those are round trips a reconnection
+    would spend of its deadline."""
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": retry,
+               "retry_on_timeout": False, "health_check_interval": 0, "protocol": 2}
+    if "driver_info" in inspect.signature(connection_class.__init__).parameters:  # newer redis-py
+        options["driver_info"] = None
+    else:
+        options["lib_name"] = options["lib_version"] = None
+    return options
 
 
 class RedisStore:
@@ -154,7 +162,8 @@ class RedisStore:
         self.url = url
         self.timeout = timeout
         self._errors = (redis.RedisError, OSError)
-        self._client = redis.Redis.from_url(url, **_client_options(timeout, Retry(NoBackoff(), 0)))
+        self._client = redis.Redis.from_url(url, **_client_options(timeout, Retry(NoBackoff(), 0),
+                                                                  redis.connection.AbstractConnection))
         self._set = self._client.register_script(SET_REMAINING)
         self._once = self._client.register_script(ONCE)
         self.max_marks = max_marks
@@ -225,7 +234,8 @@ class AsyncRedisStore:
         self.url = url
         self.timeout = timeout
         self._errors = (redis.RedisError, OSError, asyncio.TimeoutError)
-        self._client = redis.asyncio.Redis.from_url(url, **_client_options(timeout, Retry(NoBackoff(), 0)))
+        self._client = redis.asyncio.Redis.from_url(url, **_client_options(
+            timeout, Retry(NoBackoff(), 0), redis.asyncio.connection.AbstractConnection))
 
     async def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
         try:

@@ -54,6 +54,7 @@ def _advance(steps, value) -> tuple[bool, object]:
     except StopIteration as done:
         return True, done.value
 
+
 _JSON = "application/json"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
