@@ -13,7 +13,8 @@ import pytest
 from rediskit import RedisServer, free_port
 from serverkit import ServeProcess
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "velocity"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "velocity"
 README = (EXAMPLE / "README.md").read_text(encoding="utf-8")
 SERVE = "pdp serve examples/velocity --limits redis://127.0.0.1:6379/0 --http-addr 127.0.0.1:8181"
 CURL = "curl -s http://127.0.0.1:8181/access/v1/evaluation"
@@ -49,7 +50,8 @@ def test_the_walkthrough(tmp_path):
         args = SERVE.split()[2:]
         args[args.index("redis://127.0.0.1:6379/0")] = redis.url
         args[args.index("127.0.0.1:8181")] = f"127.0.0.1:{http_port}"
-        proc = ServeProcess(*args, "--addr", "127.0.0.1:0")
+        # From the checkout, as the README runs it (CI tests an installed, non-editable pdp).
+        proc = ServeProcess(*args, "--addr", "127.0.0.1:0", cwd=REPO)
         with proc:
             proc.wait_ready()
             answers = [shown(post(http_port, "charge.json")) for _ in range(51)]
