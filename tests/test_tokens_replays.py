@@ -129,6 +129,21 @@ def test_a_full_store_refuses_new_proofs_and_still_refuses_replays(tmp_path):
     assert _reason(engine.decide(holder.request(first))) == REPLAYED
 
 
+def _two_engines_share_a_table_of_two(a, b) -> tuple[Holder, str]:
+    """Engines ``a`` and ``b`` on stores that share one table of at most two live proofs: a
+    proof used at one is a replay at the other, and a third live proof is refused. Returns the
+    holder and a proof still live in the table."""
+    holder = Holder()
+    first, second, third = holder.proof(), holder.proof(), holder.proof()
+    assert _reason(a.decide(holder.request(first))) == "allowed"
+    assert _reason(b.decide(holder.request(first))) == REPLAYED
+    assert _reason(b.decide(holder.request(second))) == "allowed"
+    assert _reason(a.decide(holder.request(third))) == FULL  # two live proofs: the cap
+    assert _reason(a.decide(holder.request(second))) == REPLAYED
+    assert _reason(b.decide(holder.request(second))) == REPLAYED
+    return holder, second
+
+
 def test_the_workers_share_one_bounded_table_in_their_parent(tmp_path):
     """Two engines as two workers of ``pdp serve --workers 2``: each asks the parent's store over
     its socket; a proof used at one is a replay at the other, and the parent's table is bounded."""
@@ -136,13 +151,7 @@ def test_the_workers_share_one_bounded_table_in_their_parent(tmp_path):
     workers = [SharedStore(parent.path, timeout=5.0) for _ in range(2)]
     try:
         a, b = (_engine(tmp_path / name, store) for name, store in zip("ab", workers))
-        holder = Holder()
-        first, second, third = holder.proof(), holder.proof(), holder.proof()
-        assert _reason(a.decide(holder.request(first))) == "allowed"
-        assert _reason(b.decide(holder.request(first))) == REPLAYED
-        assert _reason(b.decide(holder.request(second))) == "allowed"
-        assert _reason(a.decide(holder.request(third))) == FULL  # two live proofs: the cap
-        assert _reason(a.decide(holder.request(second))) == REPLAYED
+        _two_engines_share_a_table_of_two(a, b)
     finally:
         for w in workers:
             w.close()
@@ -181,13 +190,7 @@ def test_redis_keeps_one_bounded_set_of_proofs_for_every_server(tmp_path):
             assert s2.first_use("short", 50_000_000)  # forgotten once its time was up
             time.sleep(0.1)
             a, b = (_engine(tmp_path / name, store) for name, store in zip("ab", servers))
-            holder = Holder()
-            first, second, third = holder.proof(), holder.proof(), holder.proof()
-            assert _reason(a.decide(holder.request(first))) == "allowed"
-            assert _reason(b.decide(holder.request(first))) == REPLAYED
-            assert _reason(b.decide(holder.request(second))) == "allowed"
-            assert _reason(a.decide(holder.request(third))) == FULL
-            assert _reason(b.decide(holder.request(second))) == REPLAYED
+            holder, second = _two_engines_share_a_table_of_two(a, b)
             client = s1._client
             assert client.zcard(ONCE_KEY) == 2  # "short" was dropped to make room; never more than 2
             assert 0 < client.pttl(ONCE_KEY) <= 200_000  # the set leaves Redis when its last proof is stale
