@@ -182,11 +182,7 @@ def test_shadow_candidates_never_take_units(policies, tmp_path):
 
 def test_authzen_over_http_takes_units_from_redis_and_fails_closed_without_it(policies, tmp_path):
     def evaluate(port: int, action: str) -> bool:
-        body = json.dumps({"subject": {"type": "workload", "id": "h"}, "action": {"name": action},
-                           "resource": {"type": "payment", "id": "p"}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/access/v1/evaluation", data=body,
-                                     headers={"Content-Type": "application/json"})
-        return json.loads(urllib.request.urlopen(req, timeout=30).read())["decision"]
+        return evaluation(port, "h", action)["decision"]
 
     http_port = free_port()
     redis = RedisServer(tmp_path).start()
