@@ -90,9 +90,10 @@ class Engine:
             return
         self.limiter = Limiter(self.program.limits, store if store is not None else MemoryStore(), take)
         # Past no token gate, straight to the evaluator (the cheapest path: bench/LIMITS.md).
-        claims_of = self._evaluator.decide_claims if self._evaluator is not None and self.tokens is None \
-            else self.decide_claims
-        self.decide = limited_decide(claims_of, self.limiter)  # type: ignore[method-assign]
+        direct = self._evaluator is not None and self.tokens is None
+        claims_of = self._evaluator.decide_claims if direct else self.decide_claims
+        self.decide = limited_decide(claims_of, self.limiter,  # type: ignore[method-assign]
+                                     self._evaluator if direct else None)
 
     def with_limits(self, store, take: bool = True) -> "Engine":
         """This engine taking its limits' units from ``store`` (shared by the engines a server

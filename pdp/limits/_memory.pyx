@@ -24,6 +24,8 @@ SOURCE_DIGEST = PDP_SOURCE_DIGEST.decode("ascii")
 from cpython.dict cimport PyDict_Next
 from cpython.long cimport PyLong_AsLongLong
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.ref cimport Py_XDECREF
 from libc.stdlib cimport free, malloc
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -199,13 +201,15 @@ cdef class MemoryStore:
         pass
 
 
-cdef class LimitedDecide:
-    """``engine.decide`` for a policy set with limit rules (its ``decide`` method):
-    ``claims_of(request)`` (the evaluator's ``decide_claims``, or the engine's behind its
-    token gate), then the claims settled. The common case (one limit met, one string key,
-    this module's MemoryStore) is taken here in C; everything else goes to ``Limiter.settle``."""
+ctypedef object (*_DecideInto)(object evaluator, object request, PyObject** claims)
 
-    cdef object claims_of, settle, limited
+
+cdef class FastSettle:
+    """``Limiter.settle`` and ``settle_many`` on this module's MemoryStore: the common case (one
+    limit met, one string key) taken here in C; everything else goes to ``Limiter.settle``
+    (which a batch on this store equals request by request: its units are taken in order)."""
+
+    cdef object settle_slow, limited
     cdef MemoryStore store
     cdef list tables  # per limit index: its table in ``store``
     cdef long long *counts
@@ -215,11 +219,11 @@ cdef class LimitedDecide:
     def __cinit__(self):
         self.counts = self.periods = NULL
 
-    def __init__(self, claims_of, limiter):
-        self.claims_of = claims_of
-        self.settle = limiter.settle
+    def __init__(self, limiter):
+        self.settle_slow = limiter.settle_slow
         self.limited = limiter.limited_one
         self.take = limiter.take
+        self.store = <MemoryStore?>limiter.store
         cdef Py_ssize_t n = len(limiter.limits), i
         self.counts = <long long *>malloc(max(n, 1) * sizeof(long long))
         self.periods = <long long *>malloc(max(n, 1) * sizeof(long long))
@@ -228,21 +232,17 @@ cdef class LimitedDecide:
         for i in range(n):
             self.counts[i] = limiter.limits[i].count
             self.periods[i] = limiter.limits[i].period_ns
-        self.store = limiter.store if type(limiter.store) is MemoryStore else None
-        if self.store is not None:
-            self.tables = [self.store.table(limit.id) for limit in limiter.limits]
+        self.tables = [self.store.table(limit.id) for limit in limiter.limits]
 
     def __dealloc__(self):
         free(self.counts)
         free(self.periods)
 
-    def decide(self, request):
-        decision, claims = self.claims_of(request)  # RequestError goes to the caller
-        if claims is None:
-            return decision
+    cdef object settled(self, object decision, object claims):
+        """The decision once ``claims`` (not None) are settled."""
         cdef Py_ssize_t index
         try:
-            if self.store is not None and len(<list>claims) == 1:
+            if len(<list>claims) == 1:
                 index, values = (<list>claims)[0]
                 if type(values) is tuple and len(<tuple>values) == 1:
                     value = (<tuple>values)[0]
@@ -251,6 +251,57 @@ cdef class LimitedDecide:
                                                self.periods[index], self.take):
                             return decision
                         return self.limited(decision, claims)
+            return self.settle_slow(decision, claims)
+        except Exception as exc:  # a bug: fail closed, as every decide does
+            return failed_closed(exc, decision.revision)
+
+    def settle(self, decision, claims):
+        return decision if claims is None else self.settled(decision, claims)
+
+    def settle_many(self, pairs) -> list:
+        cdef list out = []
+        for decision, claims in pairs:
+            out.append(decision if claims is None else self.settled(decision, claims))
+        return out
+
+
+cdef class LimitedDecide:
+    """``engine.decide`` for a policy set with limit rules (its ``decide`` method): the
+    decision and its claims (from the compiled evaluator's C entry ``claims_capsule`` when
+    ``evaluator`` is given, else ``claims_of(request)``: the evaluator's ``decide_claims``, or
+    the engine's behind its token gate), then the claims settled by ``limiter.settle`` (the
+    MemoryStore's C path, FastSettle, when the limiter has one)."""
+
+    cdef object claims_of, settle, evaluator
+    cdef FastSettle fast
+    cdef _DecideInto decide_into
+
+    def __init__(self, claims_of, limiter, evaluator=None):
+        self.claims_of = claims_of
+        self.settle = limiter.settle
+        fast = getattr(limiter, "fast", None)
+        self.fast = fast if type(fast) is FastSettle else None
+        self.decide_into = NULL
+        capsule = getattr(evaluator, "claims_capsule", None)
+        if capsule is not None:
+            self.decide_into = <_DecideInto>PyCapsule_GetPointer(capsule, "pdp.runtime._ceval.decide_into")
+            self.evaluator = evaluator
+
+    def decide(self, request):
+        cdef PyObject* found = NULL
+        if self.decide_into != NULL:
+            decision = self.decide_into(self.evaluator, request, &found)  # RequestError goes to the caller
+            if found == NULL:
+                return decision
+            claims = <object>found
+            Py_XDECREF(found)  # (claims holds it now)
+        else:
+            decision, claims = self.claims_of(request)
+            if claims is None:
+                return decision
+        if self.fast is not None:
+            return self.fast.settled(decision, claims)
+        try:
             return self.settle(decision, claims)
         except Exception as exc:  # a bug: fail closed, as every decide does
             return failed_closed(exc, decision.revision)

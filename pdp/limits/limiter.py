@@ -15,8 +15,9 @@ from ..decision import DENY, FAILED_CLOSED, Decision, Reason, RuleError, frozen_
 from .store import STORE_UNAVAILABLE, Budget, Store, StoreUnavailable
 
 _memory = extension.compiled("pdp.limits._memory")
-# None without the compiled extension: limited_decide's pure-Python closure.
+# None without the compiled extension: limited_decide's pure-Python closure, and no FastSettle.
 LimitedDecide = None if _memory is None else _memory.LimitedDecide
+FastSettle = None if _memory is None else _memory.FastSettle
 
 #: The annotation that a limited denial's reason carries: the key whose budget ran out.
 LIMIT_KEY = "limit_key"
@@ -60,6 +61,8 @@ class Limiter:
         self.store = store
         self.take = take
         self._take_one = getattr(store, "take_one", None)  # a store's fast path for one budget
+        #: The compiled MemoryStore's common case settled in C (``_memory.FastSettle``), else None.
+        self.fast = FastSettle(self) if FastSettle is not None and type(store) is _memory.MemoryStore else None
 
     def budgets(self, claims: list) -> list[Budget] | None:
         """The budgets of the claims, or None when one of them failed to evaluate."""
@@ -73,6 +76,12 @@ class Limiter:
 
     def settle(self, decision: Decision, claims: list | None) -> Decision:
         """The decision once the claims are settled with the store."""
+        if self.fast is not None:
+            return self.fast.settle(decision, claims)
+        return self.settle_slow(decision, claims)
+
+    def settle_slow(self, decision: Decision, claims: list | None) -> Decision:
+        """``settle`` without FastSettle (which comes here for all but its common case)."""
         if claims is None:
             return decision
         if len(claims) == 1 and self._take_one is not None:
@@ -98,6 +107,8 @@ class Limiter:
 
     def settle_many(self, pairs: Sequence[tuple[Decision, list | None]]) -> list[Decision]:
         """``settle`` for a batch: units are taken in request order, in one store call."""
+        if self.fast is not None:  # the in-memory store: request by request is the same
+            return self.fast.settle_many(pairs)
         out, asks = self._asks(pairs)
         if not asks:
             return out
@@ -179,12 +190,13 @@ class Limiter:
         return Decision(DENY, tuple(reasons), tuple(errors), decision.revision, decision.eval_ns)
 
 
-def limited_decide(claims_of, limiter: Limiter):
+def limited_decide(claims_of, limiter: Limiter, evaluator=None):
     """``engine.decide`` of a policy set with limit rules: ``claims_of(request)`` (a decision
     and the limits it meets), then ``limiter.settle``. The compiled one (``_memory``) takes
-    the common case from its in-memory store without a Python call."""
+    the common case from its in-memory store without a Python call, and calls the compiled
+    ``evaluator`` (when ``claims_of`` is its ``decide_claims``) through its C entry."""
     if LimitedDecide is not None:
-        return LimitedDecide(claims_of, limiter).decide
+        return LimitedDecide(claims_of, limiter, evaluator).decide
     settle = limiter.settle
 
     def decide(request: dict) -> Decision:  # bound names only: this runs per request

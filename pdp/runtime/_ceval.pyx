@@ -240,6 +240,7 @@ def _index_message(value, key, str obj_text):
 
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
+from cpython.pycapsule cimport PyCapsule_New
 
 cdef enum:
     _INLINE_SLOTS = 24  # CACHED slots held in the context object itself (it stays a small object)
@@ -1713,23 +1714,46 @@ cdef class Evaluator:
         """``(decision, claims)``: the claims are the limits an ALLOW meets (as
         ``reference.limit_claims``), None when it is not ALLOW or meets none. ``token`` as
         ``decide``'s."""
+        cdef PyObject* claims = NULL
+        cdef object decision = self.decide_into(raw, token, &claims)
+        if claims == NULL:
+            return (decision, None)
+        cdef object owned = <object>claims
+        Py_XDECREF(claims)  # (owned holds it now)
+        return (decision, owned)
+
+    cdef object decide_into(self, object raw, object token, PyObject** claims_out):
+        """``decide_claims`` without the pair: the decision, and the claims (a new reference)
+        in ``claims_out`` when there are any (left NULL otherwise). The limit wrapper's C entry
+        (``claims_capsule``)."""
         cdef tuple roots
         cdef _Context ctx
-        cdef object decision
+        cdef object decision, claims = None
         try:
             roots = _plain_request(raw)
             if roots is None:
                 roots = _roots(parse_request(raw, -1.0))
             ctx = _Context.__new__(_Context)
             ctx.token = token
-            decision = self.run(ctx, roots, -1.0)
-            if not self.limits or (<tuple>decision)[0] is not _ALLOW:
-                return (decision, None)
-            return (decision, self._claims(ctx))
+            decision = self.run(ctx, roots, -1.0, True)  # the slots kept: the limits read them too
+            if self.limits and (<tuple>decision)[0] is _ALLOW:
+                claims = self._claims(ctx)
+            ctx.clear_slots()
         except RequestError:
             raise
         except Exception as exc:
-            return (failed_closed(exc, self.revision), None)
+            return failed_closed(exc, self.revision)
+        if claims is not None:
+            Py_INCREF(claims)
+            claims_out[0] = <PyObject*>claims
+        return decision
+
+    @property
+    def claims_capsule(self):
+        """``decide_into`` as a C function ``object (object evaluator, object request, PyObject**
+        claims)`` in a capsule, for pdp/limits/_memory.pyx: a limited decision without a Python
+        call or a (decision, claims) pair."""
+        return PyCapsule_New(<void*>_decide_into, _CLAIMS_CAPSULE, NULL)
 
     cpdef list decide_many_claims(self, object requests, object tokens=None):
         """``decide_claims`` of each request, in order (validated first, as ``decide_many``);
@@ -1746,11 +1770,12 @@ cdef class Evaluator:
                     raise roots
                 if tokens is not None:
                     ctx.token = tokens[i]
-                decision = self.run(ctx, <tuple>roots, arrival)
+                decision = self.run(ctx, <tuple>roots, arrival, True)  # the slots kept for the limits
                 if not self.limits or (<tuple>decision)[0] is not _ALLOW:
                     out.append((decision, None))
                 else:
                     out.append((decision, self._claims(ctx)))
+                ctx.clear_slots()
             except Exception as exc:
                 out.append((failed_closed(exc, self.revision), None))
             i += 1
@@ -1802,7 +1827,7 @@ cdef class Evaluator:
             raise TypeError("a verified token is a dict")
         cdef _Context ctx = _Context.__new__(_Context)
         ctx.token = token
-        cdef object decision = self.run(ctx, roots, arrival)
+        cdef object decision = self.run(ctx, roots, arrival, True)  # the slots kept for the limits
         if not claims or not self.limits or (<tuple>decision)[0] is not _ALLOW:
             return (decision, None)
         return (decision, self._claims(ctx))
@@ -1870,9 +1895,11 @@ cdef class Evaluator:
                 return True
         return False
 
-    cdef object run(self, _Context ctx, tuple roots, double arrival):
+    cdef object run(self, _Context ctx, tuple roots, double arrival, bint keep=False):
         """Decide the request whose four roots (ROOT_KEYS order) are ``roots``, in ``ctx``
-        (a fresh one, or one reused by a batch: every field but ``token`` is set here)."""
+        (a fresh one, or one reused by a batch: every field but ``token`` is set here).
+        ``keep``: leave the CACHED slots filled (the limits' claims read them next; the
+        caller clears them)."""
         cdef long long started = _nanos(CLOCK_MONOTONIC)
         self._start(ctx, roots, arrival)
         cdef list forbids = self._phase(self.forbid_tree, ctx)
@@ -1887,7 +1914,8 @@ cdef class Evaluator:
                 decision, reasons = _ALLOW, tuple(permits)
             else:
                 decision, reasons = _DENY, _DEFAULT_REASONS
-        ctx.clear_slots()  # the values are no longer needed; the _Slots go back to spare
+        if not keep:
+            ctx.clear_slots()  # the values are no longer needed; the _Slots go back to spare
         return _decision(decision, reasons, _EMPTY if ctx.errors is None else tuple(ctx.errors),
                          self.revision, _nanos(CLOCK_MONOTONIC) - started)
 
@@ -1956,3 +1984,11 @@ cdef class Evaluator:
         if size > _MAX_REASON_CHARS:  # size: the message's length, or past the limit when cut short
             message = cap_reason(message)
         return _reason_of(rule.id, "forbid" if rule.forbid else "permit", message, rule.annotations)
+
+
+cdef const char* _CLAIMS_CAPSULE = "pdp.runtime._ceval.decide_into"
+
+
+cdef object _decide_into(object evaluator, object raw, PyObject** claims_out):
+    """``Evaluator.decide_into`` with no token, as a plain C function (``claims_capsule``)."""
+    return (<Evaluator>evaluator).decide_into(raw, None, claims_out)
