@@ -125,17 +125,24 @@ def test_the_engine_decides_alike_on_every_store_and_without_the_compiled_path(t
     requests = [{"identity": {"type": "w", "id": who}, "action": "charge", "resource": {"type": "t"}}
                 for who in ["a", "a", "pairs", "a", "b", "pairs", "pairs", "[a]", "[a]", "[a]", "pairs"]]
 
-    def run(store):
+    def run(store, batch=False):
         e = pdp.load(tmp_path, backend=backend, limits=store)
-        return [(d.decision, [(r.rule, dict(r.annotations)) for r in d.reasons]) for d in map(e.decide, requests)]
+        decisions = e.decide_many(requests) if batch else map(e.decide, requests)
+        return [(d.decision, [(r.rule, dict(r.annotations)) for r in d.reasons]) for d in decisions]
 
     want = run(LockedMemoryStore(Clock()))
     assert [d for d, _ in want] == ["ALLOW", "ALLOW", "ALLOW", "DENY", "ALLOW", "ALLOW", "DENY", "ALLOW", "ALLOW",
                                     "DENY", "DENY"]
     assert want[6][1] == [("pay.one", {"limit_key": "pairs"})]
     assert run(compiled.MemoryStore(Clock())) == want
+    # A batch takes its units in request order: the same decisions (the compiled store's
+    # batches are settled in C, by FastSettle).
+    assert run(compiled.MemoryStore(Clock()), batch=True) == want
+    assert run(LockedMemoryStore(Clock()), batch=True) == want
     monkeypatch.setattr(limiter, "LimitedDecide", None)  # as without the extension
+    monkeypatch.setattr(limiter, "FastSettle", None)
     assert run(LockedMemoryStore(Clock())) == want
+    assert run(compiled.MemoryStore(Clock()), batch=True) == want
 
 
 def test_the_default_store_is_the_compiled_one():
