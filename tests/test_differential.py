@@ -151,6 +151,29 @@ def test_one_star_globs_at_their_edges(tmp_path):
     _check_all(engine, [{"identity": {"type": "w", "id": t}, "action": "r", "resource": {"type": "t"}} for t in texts])
 
 
+_TIMES = ["2026-11-27T10:00:00Z", "2026-11-27t10:00:00z", "2026-11-27 10:00:00Z", "2026-11-27T10:00:00+05:30",
+          "2026-11-27T10:00:00-23:59", "2026-11-27T10:00:00+24:00", "2026-11-27T10:00:00+01:60", "2024-02-29T00:00:00Z",
+          "2023-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-12-31T23:59:60Z", "0001-01-01T00:00:00Z",
+          "9999-12-31T23:59:59-23:59", "2026-11-27T24:00:00Z", "2026-11-27T10:00:00.5Z", "2026-11-27T10:00:00",
+          "2026-11-27T10:00:00ZZ", "٢٠٢٦-11-27T10:00:00Z", 1795773000, 1795773000.5, 2**63 - 1, -5, True, "x"]
+
+
+def test_times_and_ages_at_their_edges(tmp_path):
+    """The compiled evaluator reads the common RFC 3339 shape in C and subtracts ages in C:
+    the values (int or float, as reasons render them), decisions and errors are the
+    reference's, whatever the request time (a string, an int, a float, one past C's range)."""
+    from strategies import write_policy_set
+    import pdp
+
+    rules = ('  forbid old when age(identity.t) > 3600 reason "{age(identity.t)}"\n'
+             '  forbid at when time(identity.t) > 0 reason "{time(identity.t)}"\n'
+             '  permit young when age(identity.t) <= 3600\n')
+    engine = pdp.load(write_policy_set(tmp_path / "s", [f"policy p {{\n{rules}}}\n"], None), backend="reference")
+    nows = ["2026-11-27T10:05:00Z", "2026-11-27T11:05:00+01:00", 1795773900, 1795773900.25, 2**62, -(2**62), "bad"]
+    _check_all(engine, [{"identity": {"type": "w", "id": "x", "t": t}, "action": "r", "resource": {"type": "t"},
+                         "context": {"time": now}} for t in _TIMES for now in nows])
+
+
 _NETWORKS = 'cidr("10.0.0.0/8", "192.168.1.0/24", "0.0.0.0/32", "fd00::/8", "2001:db8::/32", "::/128", "::ffff:0:0/96")'
 _IP_TEXTS = [
     "10.1.2.3", "10.0.0.0", "10.255.255.255", "11.0.0.0", "9.255.255.255", "192.168.1.255", "192.168.2.0",

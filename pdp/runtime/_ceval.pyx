@@ -154,42 +154,55 @@ cdef inline long long _days_from_civil(long long y, int m, int d):
 cdef int[12] _MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 
-cdef object _time_of(object x):
-    """values.parse_time, with `YYYY-MM-DDTHH:MM:SS(Z|±HH:MM)` done in C (int result)."""
+cdef bint _time_c(object x, long long* out) noexcept:
+    """``YYYY-MM-DDTHH:MM:SS(Z|±HH:MM)`` (values.parse_time's common shape, an int result) read
+    in C into ``out``; False for anything else (values.parse_time tells, or words the error)."""
     cdef const unsigned char* s
     cdef Py_ssize_t n
     cdef int year, month, day, hour, minute, second, oh = 0, om = 0, dim
     cdef unsigned char sep, zone
     # Read in place as bytes: a one-byte string (ASCII or Latin-1; any other is no such time).
-    if type(x) is str and _ukind(x) == 1:
-        s = <const unsigned char*>_udata(x)
-        n = len(<str>x)
-        if n == 20 or n == 25:
-            year, month, day = _digits(s, 0, 4), _digits(s, 5, 2), _digits(s, 8, 2)
-            hour, minute, second = _digits(s, 11, 2), _digits(s, 14, 2), _digits(s, 17, 2)
-            sep, zone = s[10], s[19]
-            if (s[4] == c'-' and s[7] == c'-' and s[13] == c':' and s[16] == c':'
-                    and (sep == c'T' or sep == c't' or sep == c' ')
-                    and year >= 1 and 1 <= month <= 12 and day >= 1 and 0 <= hour <= 23
-                    and 0 <= minute <= 59 and 0 <= second <= 60):
-                dim = _MONTH_DAYS[month - 1]
-                if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
-                    dim = 29
-                if n == 20 and (zone == c'Z' or zone == c'z'):
-                    pass
-                elif n == 25 and (zone == c'+' or zone == c'-') and s[22] == c':':
-                    oh, om = _digits(s, 20, 2), _digits(s, 23, 2)
-                    if not (0 <= oh <= 23 and 0 <= om <= 59):
-                        dim = 0  # out of range: let the Python path say so
-                    elif zone == c'+':
-                        oh, om = -oh, -om
-                else:
-                    dim = 0
-                if day <= dim:
-                    if second == 60:
-                        second = 59  # a leap second counts as :59 (as values.parse_time does)
-                    return (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
-                            + second + oh * 3600 + om * 60)
+    if type(x) is not str or _ukind(x) != 1:
+        return False
+    n = len(<str>x)
+    if n != 20 and n != 25:
+        return False
+    s = <const unsigned char*>_udata(x)
+    year, month, day = _digits(s, 0, 4), _digits(s, 5, 2), _digits(s, 8, 2)
+    hour, minute, second = _digits(s, 11, 2), _digits(s, 14, 2), _digits(s, 17, 2)
+    sep, zone = s[10], s[19]
+    if not (s[4] == c'-' and s[7] == c'-' and s[13] == c':' and s[16] == c':'
+            and (sep == c'T' or sep == c't' or sep == c' ')
+            and year >= 1 and 1 <= month <= 12 and day >= 1 and 0 <= hour <= 23
+            and 0 <= minute <= 59 and 0 <= second <= 60):
+        return False
+    dim = _MONTH_DAYS[month - 1]
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        dim = 29
+    if n == 20 and (zone == c'Z' or zone == c'z'):
+        pass
+    elif n == 25 and (zone == c'+' or zone == c'-') and s[22] == c':':
+        oh, om = _digits(s, 20, 2), _digits(s, 23, 2)
+        if not (0 <= oh <= 23 and 0 <= om <= 59):
+            return False  # out of range: let the Python path say so
+        if zone == c'+':
+            oh, om = -oh, -om
+    else:
+        return False
+    if day > dim:
+        return False
+    if second == 60:
+        second = 59  # a leap second counts as :59 (as values.parse_time does)
+    out[0] = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
+              + second + oh * 3600 + om * 60)
+    return True
+
+
+cdef object _time_of(object x):
+    """values.parse_time, with its common shape done in C (_time_c)."""
+    cdef long long t
+    if _time_c(x, &t):
+        return t
     return parse_time(x)
 
 
@@ -342,9 +355,10 @@ cdef class _Context:
         cdef object now = self.now_value
         cdef double server, offset
         if now is _UNSET:
-            if "time" in self.context:
+            given = (<dict>self.context).get("time", _UNSET)
+            if given is not _UNSET:
                 try:
-                    now = _time_of(self.context["time"])
+                    now = _time_of(given)
                 except EvalError as err:
                     now = _Err("context.time: " + err.message)
                 else:
@@ -1033,6 +1047,11 @@ cdef class _Call(_Node):
             return _from(err)
 
 
+#: Past this many seconds from the epoch an age is left to Python's ints (no C overflow:
+#: _time_c's times are within ±2**39).
+cdef long long _TIME_BOUND = 1LL << 60
+
+
 @cython.no_gc
 cdef class _Time(_Node):
     """time(x) and age(x): the hot built-ins, with the C time parser."""
@@ -1042,12 +1061,23 @@ cdef class _Time(_Node):
     cdef object ev(self, _Context ctx):
         cdef object value = self.arg.ev(ctx)
         cdef object now
+        cdef long long t, n
+        cdef int overflow
         if type(value) is _Err:
             return value
         if self.age:
             now = ctx.now_or_err()
             if type(now) is _Err:
                 return now
+            # The common case in C: no Python int for the time, no Python subtraction. (Python's
+            # float - int is float(int) - float, exact for any time _time_c reads.)
+            if _time_c(value, &t):
+                if type(now) is float:
+                    return <double>now - <double>t
+                if type(now) is int:
+                    n = PyLong_AsLongLongAndOverflow(now, &overflow)
+                    if overflow == 0 and -_TIME_BOUND <= n <= _TIME_BOUND:
+                        return n - t
         try:
             value = _time_of(value)
         except EvalError as err:
