@@ -80,3 +80,45 @@ def test_generated_limits_are_met_and_fail_on_a_fixed_sample():
 
     sample()
     assert seen["keys"] >= 30 and seen["errors"] >= 30, seen
+
+
+_API = {"payment": {"read": {"scope": "p:r"}, "charge": {"scope": "p:w", "high_value": True}},
+        "admin": {"update": {"scope": "a:w", "high_value": True}, "read": {"scope": "a:r", "high_value": "yes"}}}
+_TABULATED = """
+policy velocity {
+  let operation = data.api[resource.type][action.name]
+  permit known when defined(operation)
+  forbid odd when defined(operation.high_value) and operation.high_value != true and operation.high_value != false
+  limit high_value 2 per 1h by identity.id, resource.type
+    when defined(operation.high_value) and operation.high_value == true
+}
+"""
+
+
+def test_limit_conditions_are_tabulated_and_agree(tmp_path):
+    """A limit's data lookup keyed by request attributes is tabulated as the rules' are (its
+    condition a LOOKUP on resource.type, read after the phases in the same request context,
+    whose CACHED slots it may share); its claims, errors and final decisions are the reference's."""
+    import pdp
+    from pdp.compile import ir
+
+    from strategies import write_policy_set
+
+    root = write_policy_set(tmp_path / "s", [_TABULATED], {"api": _API})
+    engine = pdp.load(root, backend="reference")
+    (limit,) = engine.program.limits
+    from pdp.compile.cse import children
+
+    def ops(node):
+        return {node[0]}.union(*(ops(k) for k in children(node)))
+
+    assert ir.LOOKUP in ops(limit.when)
+    raws = [{"identity": {"type": "w", "id": who}, "action": action, "resource": {"type": rtype}}
+            for who in ("a", "b") for rtype in ("payment", "admin", "other")
+            for action in ("read", "charge", "update", "delete")]
+    want = [(_view(d), c) for d, c in (_reference_claims(engine, raw, None) for raw in raws)]
+    assert any(c for _, c in want)
+    for name in EVALUATORS:
+        e = pdp.load(root, backend=name)
+        assert [(_view(d), c) for d, c in map(e.decide_claims, raws)] == want, name
+        assert [(_view(d), c) for d, c in e._evaluator.decide_many_claims(raws)] == want, name

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from ..check import CheckedPolicySet
 from . import index
-from .cse import CommonSubexpressions, per_request_uses
+from .cse import CommonSubexpressions, count_uses, per_request_uses
 from .lower import Lowerer
 from .program import LimitCode, Program, RuleCode
 from .specialize import Specializer
@@ -106,6 +106,17 @@ def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool =
 
     uses = per_request_uses([leaf_roots(tree) for tree in trees])
     cse = CommonSubexpressions(uses)
+    # Limits are evaluated after the decision, in the same request context (the evaluators keep
+    # its CACHED slots until then): tabulated like the rules, their nodes shared with the rules
+    # reuse the rules' slots, and a node a limit reads twice (``defined(x) and x == …``) gets one.
+    index_of = {id(p): i for i, p in enumerate(policy_set.policies)}
+    lowered_limits = [
+        (policy, limit, tuple(tabulator.rewrite(n) for n in (
+            targets[index_of[id(policy)]],
+            None if limit.rule.when is None else lowerer.expr(limit.rule.when, policy),
+            None if limit.rule.unless is None else lowerer.expr(limit.rule.unless, policy),
+            *(lowerer.expr(k, policy) for k in limit.rule.keys))))
+        for policy, limit in policy_set.limits()]
 
     def rebuilt(node):
         return None if node is None else cse.rebuild(node)
@@ -132,16 +143,13 @@ def compile_program(policy_set: CheckedPolicySet, revision: str, indexed: bool =
                  None if r.reason is None else tuple(p if isinstance(p, str) else rebuilt(p) for p in r.reason),
                  r.annotations)
         for r in rules)
-    # Limits are evaluated after the decision, on their own lowered nodes (they take no CACHED
-    # slot: a request meets them once).
-    index_of = {id(p): i for i, p in enumerate(policy_set.policies)}
+    for _, _, nodes in lowered_limits:  # (after the rules: their nodes keep the slots they had)
+        for key, n in count_uses([n for n in nodes if n is not None]).items():
+            uses[key] = uses.get(key, 0) + n
     limits = tuple(
         LimitCode(limit.id, index_of[id(policy)], limit.rule.count, limit.rule.period, limit.message,
-                  dict(limit.annotations), targets[index_of[id(policy)]],
-                  None if limit.rule.when is None else lowerer.expr(limit.rule.when, policy),
-                  None if limit.rule.unless is None else lowerer.expr(limit.rule.unless, policy),
-                  tuple(lowerer.expr(k, policy) for k in limit.rule.keys))
-        for policy, limit in policy_set.limits())
+                  dict(limit.annotations), *(rebuilt(n) for n in nodes[:3]), tuple(rebuilt(k) for k in nodes[3:]))
+        for policy, limit, nodes in lowered_limits)
     return Program(revision, tuple(p.name for p in policy_set.policies), final_rules, forbid_tree, permit_tree,
                    cse.slots, limits)
 
