@@ -1140,10 +1140,129 @@ cdef class _Lookup(_Node):
         return self.default.ev(ctx)
 
 
+# ---- where linked objects live --------------------------------------------------------
+#
+# A request reads the nodes of the one or two leaves it reaches. At 10,000 rules those leaves
+# are cold, and CPython's allocator would scatter their objects: one pool of pages per size
+# class, and the holes that compiling left in them. So every object made while linking
+# (nodes, entries, leaves, switches, rules) comes from a bump allocator instead, in link
+# order, which is leaf by leaf (Evaluator._link_leaves): a leaf's objects share a few cache
+# lines and one page. Its chunks are 2 MiB, aligned, and asked to be one huge page each
+# (one TLB entry where 512 small pages would need as many). A chunk is given back when the
+# last object in it is freed and a newer chunk has taken over; the open chunk starts over
+# when it is empty.
+
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    #include <stdint.h>
+    #include <string.h>
+
+    #define PDP_CHUNK ((size_t)2 << 20)
+    typedef struct { Py_ssize_t live; int open; } pdp_chunk;  /* at the start of its chunk */
+    static pdp_chunk *pdp_open = NULL;  /* the chunk objects are taken from */
+    static char *pdp_next = NULL;  /* its free part */
+    static char *pdp_end = NULL;
+    #define PDP_FIRST ((char *)pdp_open + 64)
+
+    static void pdp_close_open(void) {
+        if (pdp_open == NULL) return;
+        pdp_open->open = 0;
+        if (pdp_open->live == 0) munmap(pdp_open, PDP_CHUNK);
+        pdp_open = NULL;
+        pdp_next = pdp_end = NULL;
+    }
+
+    static int pdp_new_chunk(void) {
+        /* Twice the size, then trimmed to an aligned chunk: the chunk of an object is its
+           address rounded down. */
+        char *raw = (char *)mmap(NULL, 2 * PDP_CHUNK, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == (char *)MAP_FAILED) return -1;
+        char *base = (char *)(((uintptr_t)raw + PDP_CHUNK - 1) & ~(uintptr_t)(PDP_CHUNK - 1));
+        if (base > raw) munmap(raw, (size_t)(base - raw));
+        if (raw + 2 * PDP_CHUNK > base + PDP_CHUNK)
+            munmap(base + PDP_CHUNK, (size_t)(raw + 2 * PDP_CHUNK - (base + PDP_CHUNK)));
+    #ifdef MADV_HUGEPAGE
+        madvise(base, PDP_CHUNK, MADV_HUGEPAGE);  /* a hint: small pages when refused */
+    #endif
+        pdp_close_open();
+        pdp_open = (pdp_chunk *)base;
+        pdp_open->live = 0;
+        pdp_open->open = 1;
+        pdp_next = PDP_FIRST;
+        pdp_end = base + PDP_CHUNK;
+        return 0;
+    }
+
+    static PyObject *pdp_arena_alloc(PyTypeObject *type, Py_ssize_t nitems) {
+        size_t size = ((size_t)type->tp_basicsize + 7) & ~(size_t)7;
+        (void)nitems;  /* fixed-size types only (pdp_use_arena) */
+        if (pdp_next == NULL || (size_t)(pdp_end - pdp_next) < size) {
+            if (pdp_new_chunk() < 0) return PyErr_NoMemory();
+        }
+        PyObject *obj = (PyObject *)pdp_next;
+        pdp_next += size;
+        pdp_open->live++;
+        memset(obj, 0, size);
+        return PyObject_Init(obj, type);
+    }
+
+    static void pdp_arena_free(void *obj) {
+        pdp_chunk *chunk = (pdp_chunk *)((uintptr_t)obj & ~(uintptr_t)(PDP_CHUNK - 1));
+        if (--chunk->live > 0) return;
+        if (!chunk->open) munmap(chunk, PDP_CHUNK);
+        else pdp_next = PDP_FIRST;  /* nothing left in the open chunk: start it over */
+    }
+
+    /* ``size`` bytes from the open chunk, for an object made just before (an array of its):
+       given back by pdp_arena_release. */
+    static void *pdp_arena_raw(size_t size) {
+        size = (size + 7) & ~(size_t)7;
+        if (size > PDP_CHUNK / 4) { PyErr_NoMemory(); return NULL; }
+        if (pdp_next == NULL || (size_t)(pdp_end - pdp_next) < size) {
+            if (pdp_new_chunk() < 0) { PyErr_NoMemory(); return NULL; }
+        }
+        void *memory = pdp_next;
+        pdp_next += size;
+        pdp_open->live++;
+        return memory;
+    }
+
+    #define pdp_arena_release pdp_arena_free
+
+    /* Allocate the objects of each type of the tuple ``types`` from the chunks. */
+    static int pdp_use_arena(PyObject *types) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(types); i++) {
+            PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(types, i);
+            if (PyType_IS_GC(t) || t->tp_itemsize != 0 || t->tp_basicsize > 1024) {
+                PyErr_Format(PyExc_TypeError, "%s cannot live in the link arena", t->tp_name);
+                return -1;
+            }
+            t->tp_alloc = pdp_arena_alloc;
+            t->tp_free = pdp_arena_free;
+        }
+        return 0;
+    }
+    """
+    int pdp_use_arena(object types) except -1
+    void* pdp_arena_raw(size_t size) except NULL
+    void pdp_arena_release(void* memory)
+
+
+#: The key of ``memo`` (otherwise id(IR node) ⇒ its object) under which linking counts the uses
+#: of each CACHED slot, in the order first linked (see _renumber_slots).
+cdef str _SLOT_USES = "slot uses"
+
+
 cdef _Node _link(tuple node, dict memo):
     cdef object key = id(node)
     cdef _Node linked = memo.get(key)
+    cdef dict uses
     if linked is not None:
+        if type(linked) is _Cached:
+            uses = memo[_SLOT_USES]
+            uses[(<_Cached>linked).slot] += 1
         return linked
     linked = _link_new(node, memo)
     memo[key] = linked
@@ -1170,6 +1289,7 @@ cdef _Node _link_new(tuple node, dict memo):
     cdef _Defined d
     cdef _Cached k
     cdef _Lookup u
+    cdef dict uses
     if op == ir.CONST:
         c = _Const.__new__(_Const)
         c.value = node[1]
@@ -1264,8 +1384,30 @@ cdef _Node _link_new(tuple node, dict memo):
     if op == ir.CACHED:
         k = _Cached.__new__(_Cached)
         k.slot, k.inner = node[1], _link(node[2], memo)
+        uses = memo.setdefault(_SLOT_USES, {})
+        uses[k.slot] = uses.get(k.slot, 0) + 1
         return k
     raise ValueError(f"unknown opcode {op}")
+
+
+cdef void _renumber_slots(dict memo):
+    """Number the CACHED slots so a request touches few cache lines of them: the most used
+    (paths that every leaf reads) in the context's inline slots, the others in the order
+    they were linked, which is leaf by leaf, so one leaf's slots are neighbours. A slot's
+    number is only where its value is kept during a request: any one-to-one numbering
+    within the program's count decides alike."""
+    cdef dict uses = memo.get(_SLOT_USES)
+    cdef dict number = {}
+    if not uses:
+        return
+    for slot in sorted(uses, key=lambda s: -uses[s])[:_INLINE_SLOTS]:  # ties: first linked first
+        number[slot] = len(number)
+    for slot in uses:
+        if slot not in number:
+            number[slot] = len(number)
+    for node in memo.values():
+        if type(node) is _Cached:
+            (<_Cached>node).slot = number[(<_Cached>node).slot]
 
 
 # ---- rules and trees ---------------------------------------------------------------------
@@ -1296,7 +1438,17 @@ cdef class _Limit:
 
 @cython.no_gc
 cdef class _Leaf:
-    cdef tuple entries
+    cdef Py_ssize_t count
+    # ``count`` owned references to _Entrys, from the link arena right after the leaf (one
+    # cache line more, not a tuple elsewhere); NULL when none.
+    cdef PyObject** entries
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.entries != NULL:
+            for i in range(self.count):
+                Py_XDECREF(self.entries[i])
+            pdp_arena_release(self.entries)
 
 
 @cython.no_gc
@@ -1305,6 +1457,11 @@ cdef class _Switch:
     cdef dict branches
     cdef object default
     cdef object error
+
+
+pdp_use_arena((_Node, _Const, _Error, _Path, _Path1, _Now, _Attr, _Index, _List, _Not, _Logic, _Compare, _EqStr,
+               _InStrs, _MatchGlob, _Call, _Time, _Defined, _Cached, _Lookup, _Rule, _Entry, _Limit, _Leaf,
+               _Switch))
 
 
 cdef object _rendered(object value):
@@ -1629,7 +1786,6 @@ cdef class Evaluator:
         self.spare = []
         self.limits = []
         self.forbid_tree = self.permit_tree = _Leaf.__new__(_Leaf)
-        (<_Leaf>self.forbid_tree).entries = ()
         self.revision = ""
 
     @property
@@ -1660,9 +1816,10 @@ cdef class Evaluator:
                     r.reason = [p if isinstance(p, str) else _link(p, memo) for p in code.reason]
             r.static_reason = Reason(code.id, code.effect, message, r.annotations)
             self.rules.append(r)
-        cdef dict linked_entries = {}
-        self.forbid_tree = self._tree(program.forbid_tree, memo, linked_entries)
-        self.permit_tree = self._tree(program.permit_tree, memo, linked_entries)
+        cdef dict linked = {}  # id(entry or leaf code) ⇒ its object: shared code is linked once
+        self._link_leaves(program.forbid_tree, program.permit_tree, memo, linked)
+        self.forbid_tree = self._tree(program.forbid_tree, memo, linked)
+        self.permit_tree = self._tree(program.permit_tree, memo, linked)
         cdef _Limit limit
         self.limits = []
         for i, code in enumerate(program.limits):
@@ -1674,33 +1831,67 @@ cdef class Evaluator:
             limit.entry.unless = None if code.unless is None else _link(code.unless, memo)
             limit.keys = tuple(_link(k, memo) for k in code.keys)
             self.limits.append(limit)
+        _renumber_slots(memo)
 
-    cdef object _tree(self, tuple tree, dict memo, dict linked_entries):
-        cdef _Leaf leaf
-        cdef _Entry entry
-        cdef _Switch s
-        cdef list entries = []
+    cdef void _link_leaves(self, tuple forbids, tuple permits, dict memo, dict linked):
+        """Link the leaves of both trees in the order that keeps a request's together: where
+        both trees switch on the same path, the forbid and the permit leaves of each value,
+        one after the other (a request of that value reads those two)."""
+        if (forbids[0] == "switch" and permits[0] == "switch" and forbids[1] == permits[1]):
+            for key, subtree in forbids[2].items():
+                other = permits[2].get(key)
+                if other is not None:
+                    self._link_leaves(subtree, other, memo, linked)
+        self._leaves(forbids, memo, linked)
+        self._leaves(permits, memo, linked)
+
+    cdef void _leaves(self, tuple tree, dict memo, dict linked):
+        """Link every leaf of ``tree`` not linked yet, depth first."""
         if tree[0] == "leaf":
-            for code in tree[1]:
-                entry = linked_entries.get(id(code))  # an entry shared by leaves is linked once
-                if entry is None:
-                    rule, target, when, unless = code
-                    entry = _Entry.__new__(_Entry)
-                    entry.rule = self.rules[rule]
-                    entry.target = None if target is None else _link(target, memo)
-                    entry.when = None if when is None else _link(when, memo)
-                    entry.unless = None if unless is None else _link(unless, memo)
-                    linked_entries[id(code)] = entry
-                entries.append(entry)
-            leaf = _Leaf.__new__(_Leaf)
-            leaf.entries = tuple(entries)
+            self._leaf_of(tree, memo, linked)
+            return
+        for subtree in tree[2].values():
+            self._leaves(subtree, memo, linked)
+        self._leaves(tree[3], memo, linked)
+        if tree[4] is not None:
+            self._leaves(tree[4], memo, linked)
+
+    cdef _Leaf _leaf_of(self, tuple tree, dict memo, dict linked):
+        """The leaf of ``tree``; its entries right after it, each with the nodes it reads."""
+        cdef _Leaf leaf = linked.get(id(tree))
+        cdef _Entry entry
+        cdef Py_ssize_t n = len(tree[1])
+        if leaf is not None:
             return leaf
+        leaf = _Leaf.__new__(_Leaf)
+        if n:
+            leaf.entries = <PyObject**>pdp_arena_raw(n * sizeof(PyObject*))
+        for code in tree[1]:
+            entry = linked.get(id(code))  # an entry shared by leaves is linked once
+            if entry is None:
+                rule, target, when, unless = code
+                entry = _Entry.__new__(_Entry)
+                entry.rule = self.rules[rule]
+                entry.target = None if target is None else _link(target, memo)
+                entry.when = None if when is None else _link(when, memo)
+                entry.unless = None if unless is None else _link(unless, memo)
+                linked[id(code)] = entry
+            Py_INCREF(entry)
+            leaf.entries[leaf.count] = <PyObject*>entry
+            leaf.count += 1
+        linked[id(tree)] = leaf
+        return leaf
+
+    cdef object _tree(self, tuple tree, dict memo, dict linked):
+        cdef _Switch s
+        if tree[0] == "leaf":
+            return self._leaf_of(tree, memo, linked)
         _, path, branches, default, error = tree
         s = _Switch.__new__(_Switch)
         s.path = _link(path, memo)
-        s.branches = {k: self._tree(v, memo, linked_entries) for k, v in branches.items()}
-        s.default = self._tree(default, memo, linked_entries)
-        s.error = None if error is None else self._tree(error, memo, linked_entries)
+        s.branches = {k: self._tree(v, memo, linked) for k, v in branches.items()}
+        s.default = self._tree(default, memo, linked)
+        s.error = None if error is None else self._tree(error, memo, linked)
         return s
 
     cpdef object decide(self, object raw, object token=None):
@@ -1916,12 +2107,14 @@ cdef class Evaluator:
     cdef bint _allows(self, _Context ctx, tuple roots, double arrival) except -1:
         """``run``'s decision is ALLOW, without its reasons, errors or Decision."""
         self._start(ctx, roots, arrival)
-        cdef object entry
-        for entry in self._leaf(self.forbid_tree, ctx).entries:
-            if _applies(<_Entry>entry, ctx) is not False:  # applies, or fails closed
+        cdef _Leaf leaf = self._leaf(self.forbid_tree, ctx)
+        cdef Py_ssize_t i
+        for i in range(leaf.count):
+            if _applies(<_Entry>leaf.entries[i], ctx) is not False:  # applies, or fails closed
                 return False
-        for entry in self._leaf(self.permit_tree, ctx).entries:
-            if _applies(<_Entry>entry, ctx) is True:
+        leaf = self._leaf(self.permit_tree, ctx)
+        for i in range(leaf.count):
+            if _applies(<_Entry>leaf.entries[i], ctx) is True:
                 return True
         return False
 
@@ -1967,10 +2160,13 @@ cdef class Evaluator:
     cdef list _phase(self, object tree, _Context ctx):
         """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
         cdef list reasons = None
-        cdef object entry
+        cdef _Entry entry
         cdef _Rule rule
         cdef object applies
-        for entry in self._leaf(tree, ctx).entries:  # untyped: no per-item type test (entries are _Entrys)
+        cdef _Leaf leaf = self._leaf(tree, ctx)
+        cdef Py_ssize_t i
+        for i in range(leaf.count):
+            entry = <_Entry>leaf.entries[i]
             rule = (<_Entry>entry).rule
             applies = _applies(<_Entry>entry, ctx)
             if applies is True:

@@ -1,0 +1,87 @@
+"""How the compiled evaluator lays out what it links (pdp/runtime/_ceval.pyx): its objects come
+from a bump allocator in link order, the forbid and the permit leaves of each value of a
+shared switch linked one after the other, and the CACHED slots renumbered (the most used
+inline, the others in link order). None of it may change a decision, a reason or an error:
+these sets give both trees a switch on resource.type, conditions shared across policies
+and more slots than the inline ones, and are checked against the reference evaluator,
+one request at a time, in batches and from a bundle, also while evaluators are made and
+dropped around the ones deciding."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pdp
+from pdp import reference, runtime
+from pdp.request import parse_request
+
+from strategies import DOMAINS, conditions, load_policy_set, requests
+from test_differential import MANY_SLOTS, _check_all, _view
+
+pytestmark = pytest.mark.skipif("compiled" not in runtime.EVALUATORS, reason="the extension is not built")
+
+
+@st.composite
+def _targeted_sets(draw):
+    """Policies targeted on each resource type (so both trees switch on it), each of rules
+    with generated conditions, a condition shared by every policy, and a set past the inline
+    slots."""
+    shared = draw(conditions(depth=2))
+    lines = []
+    for p, rtype in enumerate(draw(st.lists(st.sampled_from(DOMAINS["rtype"]), min_size=2, max_size=6))):
+        lines.append(f'policy p{p} {{\n  target resource.type == "{rtype}"')
+        for r in range(draw(st.integers(1, 4))):
+            effect = draw(st.sampled_from(["permit", "forbid"]))
+            condition = draw(st.one_of(conditions(depth=2), st.just(shared),
+                                       conditions(depth=1).map(lambda c: f"({shared}) and ({c})")))
+            lines.append(f"  {effect} r{r} when {condition}")
+        lines.append("}")
+    return ["\n".join(lines) + "\n", MANY_SLOTS]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=_targeted_sets(), reqs=st.lists(requests(), min_size=2, max_size=10))
+def test_sets_linked_leaf_by_leaf_agree_with_the_reference(texts, reqs, tmp_path_factory):
+    engine = load_policy_set(texts)
+    assert engine.program.slots > 24
+    _check_all(engine, reqs)
+    want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
+    evaluator = runtime.EVALUATORS["compiled"](engine.program)
+    assert [_view(d) for d in evaluator.decide_many(reqs)] == want
+    bundle = tmp_path_factory.mktemp("bundle") / "set.bundle"
+    pdp.write_bundle(engine, bundle)
+    assert [_view(d) for d in pdp.load_bundle(bundle).decide_many(reqs)] == want
+
+
+def test_evaluators_made_and_dropped_meanwhile_decide_alike():
+    """Objects are freed in any order and their memory reused: evaluators kept among many
+    dropped (more than a 2 MiB chunk of them in all) still decide as the reference."""
+    engine = load_policy_set(["".join(f"""
+policy t{i} {{
+  target resource.type == "{DOMAINS['rtype'][i % 3]}"
+  forbid f when identity.env == "dev" and resource.tags contains "t{i}"
+  permit p when identity.scopes contains "payments:write" or resource.owner == identity.id
+}}
+""" for i in range(60)), MANY_SLOTS])
+    reqs = [{"identity": {"type": "workload", "id": who, "env": env, "scopes": scopes},
+             "action": "read", "resource": {"type": rtype, "id": "r", "owner": "bob", "tags": ["t3", "t7"]},
+             "context": {"source_ip": ip}}
+            for who in ("bob", "eve") for env in ("prod", "dev") for scopes in ([], ["payments:write"])
+            for rtype in DOMAINS["rtype"] for ip in ("10.3.2.1", "nope")]
+    want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
+    make = runtime.EVALUATORS["compiled"]
+    kept = []
+    for n in range(120):
+        evaluator = make(engine.program)
+        if n % 7 == 0:
+            kept.append(evaluator)
+        if n % 11 == 0:
+            kept = kept[1:]  # the oldest go too: their chunks empty out
+            gc.collect()
+        assert [_view(evaluator.decide(r)) for r in reqs[n % 4::4]] == want[n % 4::4]
+    for evaluator in kept:
+        assert [_view(d) for d in evaluator.decide_many(reqs)] == want
