@@ -329,3 +329,49 @@ _requests = st.tuples(
 @given(_requests)
 def test_generated_requests(engines, slow_calls, raw):
     event("fast path" if check(engines, slow_calls, raw) else "reference path")
+
+
+def _holed(entries: dict, junk: object) -> dict:
+    """A dict of ``entries`` whose entry array has holes: a removed key before each of them."""
+    out: dict = {}
+    for i, (key, value) in enumerate(entries.items()):
+        out[f"gone{i}"] = junk
+        out[key] = value
+    for i in range(len(entries)):
+        del out[f"gone{i}"]
+    return out
+
+
+class _Attrs:
+    pass
+
+
+def _split(**entries) -> dict:
+    """An exact dict that CPython keeps as a split table: an instance's __dict__."""
+    obj = _Attrs()
+    obj.__dict__.update(entries)
+    return vars(obj)
+
+
+def test_maps_with_removed_entries_and_split_tables(engines):
+    """Validation reads the entries of exact dicts in place where CPython's layout allows
+    (3.11, 3.12: checked at import); removed entries, split tables and keys of other types
+    are read as PyDict_Next reads them: the same answers as the reference."""
+    import sys
+
+    from pdp.runtime import _ceval
+
+    assert _ceval.DICTS_READ_IN_PLACE == (sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 12))
+    cases = []
+    for junk in ("x", float("nan"), None):
+        for extra in ({}, {"bad": float("nan")}, {"bad": None}, {"n": [1, 2]}, {f"k{i}": i for i in range(40)}):
+            identity = _holed({"type": "w", "id": "svc", **extra}, junk)
+            cases.append({"identity": identity, "action": _holed({"name": "read"}, junk), "resource": {"type": "t"},
+                          "context": _holed({"tls": _holed({"peer": "p", **extra}, junk)}, junk)})
+    cases.append({"identity": _split(type="w", id="svc"), "action": "read", "resource": _split(type="t", env="prod")})
+    cases.append({"identity": _split(type="w", id="svc", bad=float("inf")), "action": "read", "resource": {"type": "t"}})
+    cases.append({"identity": {"type": "w", "id": "svc", 1: "x"}, "action": "read", "resource": {"type": "t"}})
+    for raw in cases:
+        want = outcome(engines["reference"], raw)
+        assert outcome(engines["compiled"], raw) == want, raw
+        assert outcome(engines["compiled"], raw, many=True) == outcome(engines["reference"], raw, many=True), raw
