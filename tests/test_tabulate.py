@@ -75,7 +75,30 @@ def _sets(draw):
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts=_sets(), reqs=st.lists(requests(), min_size=2, max_size=10))
 def test_tabulated_lookups_agree_with_the_reference(texts, reqs):
-    _check_all(load_policy_set(texts, DATA), reqs)
+    engine = load_policy_set(texts, DATA)
+    _check_all(engine, reqs)
+    _assert_specialized(engine.program)
+
+
+def _assert_specialized(program):
+    """No comparison is left generic that the lowering would have specialised: the ones whose
+    operand a folded data row made constant (``x matches row.pattern``, ``row.kind == x``)
+    become MATCH_GLOB, EQ_STR or IN_STRS too, evaluated without the generic operator."""
+    from pdp.compile.lower import specialized_compare
+
+    generic = [n for n in _nodes(program) if n[0] == ir.COMPARE and specialized_compare(n[1], n[2], n[3]) is not None]
+    assert not generic, generic[:3]
+
+
+def test_folded_comparisons_are_specialized_in_the_library():
+    """The shipped library's `identity.spiffe_id matches registered.spiffe_id`, split on
+    identity.id, is a MATCH_GLOB per identity (it was a generic `matches` of a constant)."""
+    from pathlib import Path
+
+    program = pdp.load(Path(__file__).resolve().parent.parent / "policies").program
+    _assert_specialized(program)
+    assert sum(n[0] == ir.MATCH_GLOB and n[1][-1][0] == ir.PATH and n[1][-1][2] == ("spiffe_id",)
+               for n in _nodes(program)) >= 10
 
 
 def _nodes(program):

@@ -170,19 +170,29 @@ class Lowerer:
 
     def _compare(self, e: ast.Compare, policy: CheckedPolicy) -> tuple:
         left, right = self.expr(e.left, policy), self.expr(e.right, policy)
-        op = e.op
-        if op in ("==", "!="):
-            negate = op == "!="
-            if right[0] == CONST and isinstance(right[1], str):
-                return self._node(EQ_STR, left, right[1], negate)
-            if left[0] == CONST and isinstance(left[1], str) and right[0] != ERROR:
-                return self._node(EQ_STR, right, left[1], negate)
-        if op in ("in", "not in") and right[0] == CONST and isinstance(right[1], list) \
-                and all(isinstance(v, str) for v in right[1]):
-            return self._node(IN_STRS, left, tuple(right[1]), op == "not in")
-        if op == "matches" and right[0] == CONST and isinstance(right[1], str) and glob_error(right[1]) is None:
-            return self._node(MATCH_GLOB, left, right[1])
-        return self._node(COMPARE, op, left, right)
+        special = specialized_compare(e.op, left, right)
+        if special is not None:
+            return self._node(*special)
+        return self._node(COMPARE, e.op, left, right)
+
+
+def specialized_compare(op: str, left: tuple, right: tuple) -> tuple | None:
+    """The specialised node (its fields, uninterned) of ``left op right`` with a constant
+    operand: ``x == "s"`` (EQ_STR), ``x in ["a", "b"]`` (IN_STRS), ``x matches "glob"``
+    (MATCH_GLOB); None when no specialisation applies. Also for operands that become constant
+    after lowering (tabulate.py folds data rows in)."""
+    if op in ("==", "!="):
+        negate = op == "!="
+        if right[0] == CONST and isinstance(right[1], str):
+            return (EQ_STR, left, right[1], negate)
+        if left[0] == CONST and isinstance(left[1], str) and right[0] != ERROR:
+            return (EQ_STR, right, left[1], negate)
+    if op in ("in", "not in") and right[0] == CONST and isinstance(right[1], list) \
+            and all(isinstance(v, str) for v in right[1]):
+        return (IN_STRS, left, tuple(right[1]), op == "not in")
+    if op == "matches" and right[0] == CONST and isinstance(right[1], str) and glob_error(right[1]) is None:
+        return (MATCH_GLOB, left, right[1])
+    return None
 
 
 def _field_key(field: object) -> object:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from ..builtins import BUILTINS
 from .cse import children, replace_children
 from .index import FAILS, Unlike
-from .ir import AND, CALL, CIDR, CONST, ERROR, LOOKUP, NOT, OR, REQUIRED_PATHS
+from .lower import specialized_compare
+from .ir import AND, CALL, CIDR, COMPARE, CONST, ERROR, LOOKUP, NOT, OR, REQUIRED_PATHS
 from .specialize import FALSE, TRUE, _entry, fold_logic
 from .tabulate import Tabulator
 
@@ -160,6 +161,8 @@ class Splitter:
                 done = replace_children(node, folded)
                 if all(f[0] in _GROUND for f in folded) and not (op == CALL and BUILTINS[node[1]].reads_now):
                     done = self.tabulator.evaluated(done)
+                elif op == COMPARE:  # an operand now constant: the operator the lowering would make
+                    done = specialized_compare(done[1], done[2], done[3]) or done
         memo[id(node)] = done
         return done
 

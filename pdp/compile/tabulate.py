@@ -24,8 +24,8 @@ from ..builtins import BUILTINS
 from ..errors import EvalError
 from ..values import CidrSet
 from .cse import children, replace_children
-from .ir import AND, CALL, CIDR, CONST, ERROR, INDEX, LOOKUP, NOW, OR, PATH
-from .lower import ConstKeys
+from .ir import AND, CALL, CIDR, COMPARE, CONST, ERROR, INDEX, LOOKUP, NOW, OR, PATH
+from .lower import ConstKeys, specialized_compare
 from .specialize import fold_logic
 
 #: Tables with more keys are looked up at run time: their rows would make loads and bundles
@@ -153,6 +153,8 @@ class Tabulator:
             new = replace_children(node, folded)
             if all(f[0] in _GROUND for f in folded):
                 new = self._evaluated(new)
+            elif new[0] == COMPARE:  # an operand now constant: the operator the lowering would make
+                new = specialized_compare(new[1], new[2], new[3]) or new
         memo[id(node)] = new
         return new
 
