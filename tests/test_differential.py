@@ -264,3 +264,48 @@ def test_equality_and_membership_of_any_values_agree(data_values, contexts):
     engine = load_policy_set([f"policy p {{\n{_EQUALITY_RULES}\n}}\n"], {"values": data_values})
     _check_all(engine, [{"identity": {"type": "w", "id": "x"}, "action": "r", "resource": {"type": "t"},
                          "context": c} for c in contexts])
+
+
+def test_paths_read_in_dicts_of_every_shape(tmp_path):
+    """The compiled evaluator reads path keys in place where CPython's dict layout allows
+    (``_ceval.DICTS_READ_IN_PLACE``), else as a dict lookup: keys of JSON-parsed requests (equal,
+    not the same objects), maps with removed entries, maps large enough for wider hash indices,
+    split tables, and keys that are absent: the reference's decisions, reasons and errors."""
+    import json
+
+    from strategies import write_policy_set
+    import pdp
+
+    rules = ('  permit a when identity.a == "yes" reason "{identity.a} {identity.m.b} {identity.m.c}"\n'
+             '  forbid b when identity.m.b == "no" reason "{identity.m.b}"\n'
+             '  forbid c when context.x.y.z == 1 reason "{context.x.y.z} {context.x.w}"\n'
+             '  permit d when identity.k299 == 299 or identity.k7 == 7\n')
+    engine = pdp.load(write_policy_set(tmp_path / "s", [f"policy p {{\n{rules}}}\n"], None), backend="reference")
+
+    class Attrs:
+        pass
+
+    def split(**entries):
+        obj = Attrs()
+        obj.__dict__.update(entries)
+        return vars(obj)
+
+    def holed(entries):
+        out = {}
+        for i, (k, v) in enumerate(entries.items()):
+            out[f"gone{i}"] = 0
+            out[k] = v
+        for i in range(len(entries)):
+            del out[f"gone{i}"]
+        return out
+
+    identities = [{"type": "w", "id": "x", "a": "yes", "m": {"b": "no", "c": 3}},
+                  {"type": "w", "id": "x", "a": "no", "m": {"c": [1]}},
+                  {"type": "w", "id": "x", "m": "not a map"},
+                  {"type": "w", "id": "x", **{f"k{i}": i for i in range(300)}},
+                  {"type": "w", "id": "x", **{f"k{i}": i for i in range(300) if i % 2}, "a": "yes", "m": {}}]
+    identities += [holed(i) for i in identities] + [split(type="w", id="x", a="yes", m=split(b="no"))]
+    contexts = [{}, {"x": {"y": {"z": 1}, "w": "w"}}, {"x": {"y": {}}}, {"x": {"y": "z"}}, holed({"x": holed({"y": {"z": 1}})})]
+    reqs = [{"identity": i, "action": "r", "resource": {"type": "t"}, "context": c} for i in identities for c in contexts]
+    reqs += [json.loads(json.dumps(r)) for r in reqs]  # keys equal to the policy's, not the same objects
+    _check_all(engine, reqs)

@@ -387,6 +387,133 @@ cdef class _Context:
         return now
 
 
+# ---- dicts read in place (CPython 3.11, 3.12) ---------------------------------------------
+
+cdef extern from *:
+    """
+    /* PyDict_Next of an exact dict, the common case read in place: PyDict_Next is a call and
+       ~50 instructions an item, about half of a request's validation. CPython 3.11 and 3.12
+       keep a combined dict with str keys as an array of (key, value) entries after its hash
+       index (Include/internal/pycore_dict.h: the layout below); a removed entry's value is
+       NULL. Any other dict (split, other keys), version or build goes to PyDict_Next, as does
+       everything when pdp_dict_layout_checked() found another layout at import. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
+    typedef struct {
+        Py_ssize_t dk_refcnt;
+        uint8_t dk_log2_size;
+        uint8_t dk_log2_index_bytes;
+        uint8_t dk_kind;
+        uint32_t dk_version;
+        Py_ssize_t dk_usable;
+        Py_ssize_t dk_nentries;
+        char dk_indices[];
+    } pdp_dict_keys;
+    typedef struct { PyObject *key; PyObject *value; } pdp_str_entry;
+    static int pdp_dict_in_place = 0;  /* set by pdp_dict_layout_checked */
+
+    static inline int pdp_dict_next(PyObject *d, Py_ssize_t *pos, PyObject **key, PyObject **value) {
+        PyDictObject *mp = (PyDictObject *)d;
+        pdp_dict_keys *keys = (pdp_dict_keys *)mp->ma_keys;
+        if (!pdp_dict_in_place || mp->ma_values != NULL || keys->dk_kind != 1 /* DICT_KEYS_UNICODE */)
+            return PyDict_Next(d, pos, key, value);
+        pdp_str_entry *entries = (pdp_str_entry *)(keys->dk_indices + ((size_t)1 << keys->dk_log2_index_bytes));
+        Py_ssize_t i = *pos, n = keys->dk_nentries;
+        while (i < n && entries[i].value == NULL)
+            i++;
+        if (i >= n)
+            return 0;
+        *key = entries[i].key;
+        *value = entries[i].value;
+        *pos = i + 1;
+        return 1;
+    }
+
+    /* A str key's value in an exact dict, the common case read in place: the key at its first
+       probe (the same object, or an equal str of the same hash) or an empty first slot (absent).
+       1: found (*value borrowed), 0: absent, -1: unsure (look it up as usual: PyDict_GetItem...).
+       Dict lookups with the calls around them were ~115 instructions each, paths a fifth of a
+       library decision. */
+    static inline Py_ssize_t pdp_dict_index(pdp_dict_keys *keys, size_t i) {
+        int log2 = keys->dk_log2_size;
+        if (log2 < 8) return ((const int8_t *)keys->dk_indices)[i];
+        if (log2 < 16) return ((const int16_t *)keys->dk_indices)[i];
+        if (log2 >= 32) return (Py_ssize_t)((const int64_t *)keys->dk_indices)[i];
+        return ((const int32_t *)keys->dk_indices)[i];
+    }
+
+    static inline int pdp_dict_get(PyObject *d, PyObject *key, PyObject **value) {
+        PyDictObject *mp = (PyDictObject *)d;
+        pdp_dict_keys *keys = (pdp_dict_keys *)mp->ma_keys;
+        Py_hash_t hash = ((PyASCIIObject *)key)->hash;
+        if (!pdp_dict_in_place || mp->ma_values != NULL || keys->dk_kind != 1 || hash == -1)
+            return -1;
+        Py_ssize_t ix = pdp_dict_index(keys, (size_t)hash & (((size_t)1 << keys->dk_log2_size) - 1));
+        if (ix == -1)  /* DKIX_EMPTY at the first probe: not in the dict */
+            return 0;
+        if (ix < 0)
+            return -1;
+        pdp_str_entry *entry = (pdp_str_entry *)(keys->dk_indices + ((size_t)1 << keys->dk_log2_index_bytes)) + ix;
+        PyObject *found = entry->key;
+        if (found != key) {
+            if (found == NULL || ((PyASCIIObject *)found)->hash != hash
+                    || PyUnicode_GET_LENGTH(found) != PyUnicode_GET_LENGTH(key)
+                    || PyUnicode_KIND(found) != PyUnicode_KIND(key)
+                    || memcmp(PyUnicode_DATA(found), PyUnicode_DATA(key),
+                              PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key)) != 0)
+                return -1;
+        }
+        *value = entry->value;
+        return *value != NULL ? 1 : -1;
+    }
+
+    /* 1 when reading in place gives PyDict_Next's items, in order, on dicts of str keys with
+       removed entries and of several sizes (then it is used); 0 otherwise. */
+    static int pdp_dict_layout_checked(void) {
+        int same = 1;
+        for (int size = 1; size <= 700 && same; size = size * 3 + 1) {
+            PyObject *d = PyDict_New();
+            if (d == NULL) { PyErr_Clear(); return 0; }
+            for (int i = 0; i < size && same; i++) {
+                PyObject *k = PyUnicode_FromFormat("k%d", i);
+                PyObject *v = PyLong_FromLong(i);
+                if (k == NULL || v == NULL || PyDict_SetItem(d, k, v) < 0) same = 0;
+                if (same && i % 3 == 1 && PyDict_DelItem(d, k) < 0) same = 0;
+                Py_XDECREF(k);
+                Py_XDECREF(v);
+            }
+            pdp_dict_in_place = 1;
+            Py_ssize_t a = 0, b = 0, seen = 0;
+            PyObject *ka, *va, *kb, *vb;
+            while (same) {
+                int more = PyDict_Next(d, &a, &ka, &va);
+                if (more != pdp_dict_next(d, &b, &kb, &vb)) { same = 0; break; }
+                if (!more) break;
+                if (ka != kb || va != vb || a != b) same = 0;
+                seen++;
+            }
+            pdp_dict_in_place = 0;
+            if (seen != PyDict_GET_SIZE(d)) same = 0;
+            Py_DECREF(d);
+        }
+        PyErr_Clear();
+        pdp_dict_in_place = same;
+        return same;
+    }
+    #else
+    #define pdp_dict_next PyDict_Next
+    static inline int pdp_dict_get(PyObject *d, PyObject *key, PyObject **value) { return -1; }
+    static int pdp_dict_layout_checked(void) { return 0; }
+    #endif
+    """
+    bint _next "pdp_dict_next"(PyObject* d, Py_ssize_t* pos, PyObject** key, PyObject** value) noexcept
+    int _dict_get "pdp_dict_get"(PyObject* d, PyObject* key, PyObject** value) noexcept
+    bint pdp_dict_layout_checked() noexcept
+
+
+#: Whether dicts are read in place (pdp_dict_next, pdp_dict_get; tests/test_fast_validation.py).
+DICTS_READ_IN_PLACE = pdp_dict_layout_checked()
+
+
 # ---- nodes -------------------------------------------------------------------------------
 
 # The linked program is a DAG of these objects, never a cycle: no_gc keeps the garbage
@@ -428,9 +555,17 @@ cdef class _Path(_Node):
         cdef Py_ssize_t i
         if value is None:  # the token root of a request without a token
             return self.absent
+        cdef PyObject* held
+        cdef int got
         for i in range(self.n):
             if type(value) is not dict:
                 return _lazy(not_a_map, (self.texts[i], value))
+            got = _dict_get(<PyObject*>value, <PyObject*>self.keys[i], &held)
+            if got == 1:
+                value = <object>held
+                continue
+            if got == 0:
+                return self.missing[i]
             found = (<dict>value).get(self.keys[i], _UNSET)
             if found is _UNSET:
                 return self.missing[i]
@@ -446,7 +581,14 @@ cdef class _Path1(_Node):
     cdef _Err missing
 
     cdef object ev(self, _Context ctx):
-        cdef object found = (<dict>ctx.root(self.root)).get(self.key, _UNSET)  # roots are dicts
+        cdef object root = ctx.root(self.root)  # roots are dicts
+        cdef PyObject* held
+        cdef int got = _dict_get(<PyObject*>root, <PyObject*>self.key, &held)
+        if got == 1:
+            return <object>held
+        if got == 0:
+            return self.missing
+        cdef object found = (<dict>root).get(self.key, _UNSET)
         if found is _UNSET:
             return self.missing
         return found
@@ -471,6 +613,12 @@ cdef class _Attr(_Node):
             return value
         if type(value) is not dict:
             return _lazy(not_a_map, (self.obj_text, value))
+        cdef PyObject* held
+        cdef int got = _dict_get(<PyObject*>value, <PyObject*>self.name, &held)
+        if got == 1:
+            return <object>held
+        if got == 0:
+            return self.missing
         found = (<dict>value).get(self.name, _UNSET)
         if found is _UNSET:
             return self.missing
@@ -1566,89 +1714,9 @@ cdef extern from *:
     #define pdp_small_int(o) (-1 <= Py_SIZE(o) && Py_SIZE(o) <= 1)
     #endif
 
-    /* PyDict_Next of an exact dict, the common case read in place: PyDict_Next is a call and
-       ~50 instructions an item, about half of a request's validation. CPython 3.11 and 3.12
-       keep a combined dict with str keys as an array of (key, value) entries after its hash
-       index (Include/internal/pycore_dict.h: the layout below); a removed entry's value is
-       NULL. Any other dict (split, other keys), version or build goes to PyDict_Next, as does
-       everything when pdp_dict_layout_checked() found another layout at import. */
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
-    typedef struct {
-        Py_ssize_t dk_refcnt;
-        uint8_t dk_log2_size;
-        uint8_t dk_log2_index_bytes;
-        uint8_t dk_kind;
-        uint32_t dk_version;
-        Py_ssize_t dk_usable;
-        Py_ssize_t dk_nentries;
-        char dk_indices[];
-    } pdp_dict_keys;
-    typedef struct { PyObject *key; PyObject *value; } pdp_str_entry;
-    static int pdp_dict_in_place = 0;  /* set by pdp_dict_layout_checked */
-
-    static inline int pdp_dict_next(PyObject *d, Py_ssize_t *pos, PyObject **key, PyObject **value) {
-        PyDictObject *mp = (PyDictObject *)d;
-        pdp_dict_keys *keys = (pdp_dict_keys *)mp->ma_keys;
-        if (!pdp_dict_in_place || mp->ma_values != NULL || keys->dk_kind != 1 /* DICT_KEYS_UNICODE */)
-            return PyDict_Next(d, pos, key, value);
-        pdp_str_entry *entries = (pdp_str_entry *)(keys->dk_indices + ((size_t)1 << keys->dk_log2_index_bytes));
-        Py_ssize_t i = *pos, n = keys->dk_nentries;
-        while (i < n && entries[i].value == NULL)
-            i++;
-        if (i >= n)
-            return 0;
-        *key = entries[i].key;
-        *value = entries[i].value;
-        *pos = i + 1;
-        return 1;
-    }
-
-    /* 1 when reading in place gives PyDict_Next's items, in order, on dicts of str keys with
-       removed entries and of several sizes (then it is used); 0 otherwise. */
-    static int pdp_dict_layout_checked(void) {
-        int same = 1;
-        for (int size = 1; size <= 40 && same; size += 13) {
-            PyObject *d = PyDict_New();
-            if (d == NULL) { PyErr_Clear(); return 0; }
-            for (int i = 0; i < size && same; i++) {
-                PyObject *k = PyUnicode_FromFormat("k%d", i);
-                PyObject *v = PyLong_FromLong(i);
-                if (k == NULL || v == NULL || PyDict_SetItem(d, k, v) < 0) same = 0;
-                if (same && i % 3 == 1 && PyDict_DelItem(d, k) < 0) same = 0;
-                Py_XDECREF(k);
-                Py_XDECREF(v);
-            }
-            pdp_dict_in_place = 1;
-            Py_ssize_t a = 0, b = 0, seen = 0;
-            PyObject *ka, *va, *kb, *vb;
-            while (same) {
-                int more = PyDict_Next(d, &a, &ka, &va);
-                if (more != pdp_dict_next(d, &b, &kb, &vb)) { same = 0; break; }
-                if (!more) break;
-                if (ka != kb || va != vb || a != b) same = 0;
-                seen++;
-            }
-            pdp_dict_in_place = 0;
-            if (seen != PyDict_GET_SIZE(d)) same = 0;
-            Py_DECREF(d);
-        }
-        PyErr_Clear();
-        pdp_dict_in_place = same;
-        return same;
-    }
-    #else
-    #define pdp_dict_next PyDict_Next
-    static int pdp_dict_layout_checked(void) { return 0; }
-    #endif
     """
     bint pdp_no_surrogate(PyObject* s) noexcept
     bint pdp_small_int(PyObject* o) noexcept
-    bint _next "pdp_dict_next"(PyObject* d, Py_ssize_t* pos, PyObject** key, PyObject** value) noexcept
-    bint pdp_dict_layout_checked() noexcept
-
-
-#: Whether request validation reads dicts in place (pdp_dict_next; tests/test_request_fast.py).
-DICTS_READ_IN_PLACE = pdp_dict_layout_checked()
 
 
 cdef Py_ssize_t _MAX_VALUES = MAX_VALUES
