@@ -1,0 +1,74 @@
+"""Atoms of rule conditions fixed by one request path: for the compiled evaluator's flat
+evaluation of the boolean skeleton (pdp/runtime/_ceval.pyx, ``_Skeleton``).
+
+A rule's target, ``when`` and ``unless`` are trees of and/or/not over atoms (comparisons,
+memberships, globs, ``defined``, truth tests). An atom that reads one request path, and
+otherwise only constants and data, has a value fixed by that path's value: the evaluator
+keeps the values of all such atoms of one path per value met (``identity.env == "prod"``,
+``identity.env in [...]``, ``identity.env matches "p*"`` share one look-up per request), so
+a request on values met before costs a look-up per path instead of an evaluation per atom.
+"""
+
+from __future__ import annotations
+
+from ..builtins import BUILTINS
+from .cse import children
+from .ir import AND, CACHED, CALL, COMPARE, DEFINED, EQ_STR, IN_STRS, MATCH_GLOB, NOT, NOW, OR, PATH, TOKEN_ROOT
+
+#: Operators of the boolean skeleton; any other node is an atom.
+LOGIC = (AND, OR, NOT)
+
+#: Atoms worth keeping per path value: tests. A bare path or a constant costs less to read
+#: again than a look-up.
+_TESTS = (COMPARE, EQ_STR, IN_STRS, MATCH_GLOB, DEFINED, CALL)
+
+#: A path's kept values pay from this many atoms on it (one costs about what a look-up does).
+MIN_ATOMS = 2
+
+
+def logic(node: tuple) -> tuple | None:
+    """The and/or/not node ``node`` is (through a CACHED slot), or None for an atom."""
+    inner = node[2] if node[0] == CACHED else node
+    return inner if inner[0] in LOGIC else None
+
+
+def request_path(atom: tuple) -> tuple | None:
+    """The PATH node (or its CACHED slot) of the one request path ``atom`` reads, when nothing else it reads
+    varies per request (no time, no token, no built-in that reads the clock); else None."""
+    inner = atom[2] if atom[0] == CACHED else atom
+    if inner[0] not in _TESTS:
+        return None
+    found: dict[tuple, tuple] = {}
+    seen: set[int] = set()
+    stack = [atom]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        op = node[0]
+        if op == NOW or (op == CALL and BUILTINS[node[1]].reads_now):
+            return None
+        path = node[2] if op == CACHED and node[2][0] == PATH else node if op == PATH else None
+        if path is not None:
+            if path[1] == TOKEN_ROOT:  # verified per request, and may be absent
+                return None
+            # The path as the atom reads it: through its CACHED slot, shared with other readers.
+            found.setdefault((path[1], tuple(path[2])), node)
+            if len(found) > 1:
+                return None
+            continue
+        stack.extend(children(node))
+    return next(iter(found.values())) if found else None
+
+
+def path_groups(atoms: list[tuple]) -> list[tuple[tuple, list[int]]]:
+    """``(path node, indexes in atoms)`` for each request path read alone by at least
+    MIN_ATOMS of ``atoms``, in the order of their first atom."""
+    groups: dict[tuple, tuple[tuple, list[int]]] = {}
+    for i, atom in enumerate(atoms):
+        path = request_path(atom)
+        if path is not None:
+            inner = path[2] if path[0] == CACHED else path
+            groups.setdefault((inner[1], tuple(inner[2])), (path, []))[1].append(i)
+    return [g for g in groups.values() if len(g[1]) >= MIN_ATOMS]

@@ -1,0 +1,133 @@
+"""The compiled evaluator's flat skeleton (``_Skeleton`` in pdp/runtime/_ceval.pyx): rules'
+and/or/not evaluated over numbered nodes, and the atoms fixed by one request path kept per
+value of the path (pdp/compile/atoms.py). Requests that repeat values (table hits), values
+equal across types (1, 1.0, true), lists, missing paths and paths whose values never repeat
+must all decide, give reasons and fail exactly as the reference evaluator.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pdp
+from pdp import reference, runtime
+from pdp.compile import atoms, ir
+from pdp.request import parse_request
+
+from strategies import load_policy_set, policy_sets, requests
+from test_differential import _check_all, _view
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import random_sets  # noqa: E402
+
+EVALUATORS = sorted(runtime.EVALUATORS)
+
+#: Untargeted rules enough for the compiled evaluator to decide on its skeleton (it decides
+#: leaves of a few rules node by node): every request meets them.
+PADDING = "policy padding {\n" + "\n".join(
+    f'  permit pad{i} when identity.level > {i} or identity.env == "e{i}"' for i in range(40)) + "\n}\n"
+
+
+def _flat(engine) -> None:
+    if "compiled" in runtime.EVALUATORS:
+        assert runtime.EVALUATORS["compiled"](engine.program).flat
+
+
+def _agree(engine, reqs) -> None:
+    """decide_many, twice (the second time from the tables), and decide agree with the reference."""
+    want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
+    for name in EVALUATORS:
+        evaluator = runtime.EVALUATORS[name](engine.program)
+        for _ in range(2):
+            assert [_view(d) for d in evaluator.decide_many(reqs)] == want, name
+        assert [_view(evaluator.decide(r)) for r in reqs] == want, name
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=policy_sets(min_policies=2, max_policies=6), reqs=st.lists(requests(), min_size=1, max_size=5))
+def test_generated_sets_agree_when_requests_repeat(texts, reqs):
+    """The same requests three times over: the later ones read the path tables filled by the first."""
+    engine = load_policy_set([PADDING, *texts])
+    _flat(engine)
+    _check_all(engine, reqs * 3)
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_random_sets_agree(seed, tmp_path):
+    """The benchmark's random sets (bench/random_sets.py: untargeted rules, random conditions,
+    a few attributes missing so that some forbids fail closed)."""
+    model = random_sets.policy_set(policies=12, rules=80, seed=seed)
+    (tmp_path / "p.pdl").write_text(model.pdl())
+    engine = pdp.load(tmp_path)
+    _flat(engine)
+    _agree(engine, [r.pdl() for r in random_sets.requests(60, seed=seed + 100)])
+
+
+EQUAL_ACROSS_TYPES = """
+policy p {
+  permit eq_one when context.a == 1
+  permit eq_true when context.a == true
+  permit lt when context.a < 2
+  permit in_list when context.a in [1, "1", true]
+  permit truth when context.a
+  permit not_truth when not context.a
+  forbid big when context.a > 100 and context.a != 1000
+  permit tags when context.a contains "x" or context.a contains_any ["y"]
+  permit tags_not when not (context.a contains_all ["x", "y"])
+}
+"""
+
+
+def test_values_equal_across_types_keep_their_own_results(tmp_path):
+    """1, 1.0 and true hash alike but compare, and fail, differently: each keeps its own row
+    (``true < 2`` fails, ``1 < 2`` holds); lists are kept by their items; a map and a missing
+    path are evaluated as they are."""
+    (tmp_path / "p.pdl").write_text(EQUAL_ACROSS_TYPES + PADDING)
+    engine = pdp.load(tmp_path)
+    _flat(engine)
+    values = [1, 1.0, True, "1", 2, 1000, 101, False, 0, 0.0, ["x"], ["x", "y"], ["y"], [], {"x": 1}, None]
+    reqs = [{"identity": {"type": "user", "id": "u"}, "action": "read", "resource": {"type": "t"},
+             "context": {} if v is None else {"a": v}} for v in values]
+    _agree(engine, reqs + reqs[::-1])
+
+
+def test_paths_whose_values_never_repeat_still_agree(tmp_path):
+    """A path of ids misses its table on every request: past a window it is evaluated atom by
+    atom, with the same results."""
+    (tmp_path / "p.pdl").write_text("""
+policy p {
+  permit a when identity.id matches "u-1*" or identity.id == "u-7"
+  forbid b when identity.id in ["u-3", "u-30"] and identity.id != "x"
+  permit c when not (identity.id startswith "u-2")
+}
+""" + PADDING)
+    engine = pdp.load(tmp_path)
+    _flat(engine)
+    _agree(engine, [{"identity": {"type": "user", "id": f"u-{i}"}, "action": "read", "resource": {"type": "t"}} for i in range(600)])
+    if "compiled" in runtime.EVALUATORS:
+        evaluator = runtime.EVALUATORS["compiled"](engine.program)
+        evaluator.decide_many([{"identity": {"type": "user", "id": f"u-{i}"}, "action": "read", "resource": {"type": "t"}}
+                               for i in range(600)])
+        assert evaluator.path_tables()["identity.id"] is None  # turned off: its values did not repeat
+
+
+def test_atoms_of_one_path_are_grouped():
+    def path(*keys):
+        return (ir.PATH, "identity", keys, ("identity", *[f"identity.{'.'.join(keys[:i + 1])}" for i in range(len(keys))]))
+    env, level = path("env"), path("level")
+    eq = (ir.EQ_STR, env, "prod", False)
+    glob = (ir.MATCH_GLOB, env, "p*")
+    two = (ir.COMPARE, "==", env, level)
+    timed = (ir.COMPARE, "<", (ir.CALL, "age", (env,)), (ir.CONST, 5))
+    token = (ir.DEFINED, (ir.PATH, ir.TOKEN_ROOT, ("sub",), ("token", "token.sub")))
+    assert atoms.request_path(eq) is env
+    assert atoms.request_path(two) is None  # two paths
+    assert atoms.request_path(timed) is None  # the clock
+    assert atoms.request_path(token) is None  # the token root
+    assert atoms.request_path(env) is None  # a bare path: not worth a table
+    assert atoms.path_groups([eq, two, glob, timed, (ir.DEFINED, level)]) == [(env, [0, 2])]
