@@ -2816,14 +2816,8 @@ cdef class Evaluator:
                     reasons = []
                 reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
             else:
-                message = (<_Err>skeleton.failed(clauses[3 * i + failed], _CLAUSES[failed], flat)).text()
-                if ctx.errors is None:
-                    ctx.errors = []
-                ctx.errors.append(_rule_error(rule.id, message))
-                if rule.forbid:
-                    if reasons is None:
-                        reasons = []
-                    reasons.append(_reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
+                reasons = self._failed(rule, (<_Err>skeleton.failed(clauses[3 * i + failed], _CLAUSES[failed],
+                                                                     flat)).text(), ctx, reasons)
         return reasons
 
     cdef list _phase_by_nodes(self, _Leaf leaf, _Context ctx):
@@ -2842,14 +2836,19 @@ cdef class Evaluator:
                     reasons = []
                 reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
             elif applies is not False:
-                message = (<_Err>applies).text()
-                if ctx.errors is None:
-                    ctx.errors = []
-                ctx.errors.append(_rule_error(rule.id, message))
-                if rule.forbid:
-                    if reasons is None:
-                        reasons = []
-                    reasons.append(_reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
+                reasons = self._failed(rule, (<_Err>applies).text(), ctx, reasons)
+        return reasons
+
+    cdef list _failed(self, _Rule rule, str message, _Context ctx, list reasons):
+        """A rule that could not be evaluated: its RuleError in ctx.errors and, for a forbid,
+        its fail-closed reason added to ``reasons`` (returned: made when None)."""
+        if ctx.errors is None:
+            ctx.errors = []
+        ctx.errors.append(_rule_error(rule.id, message))
+        if rule.forbid:
+            if reasons is None:
+                reasons = []
+            reasons.append(_reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
         return reasons
 
     cdef object _reason(self, _Rule rule, _Context ctx):
