@@ -90,8 +90,9 @@ def child(name: str, rounds: int, tmp: Path) -> None:
             decide(r)
 
 
-#: The C function of ``Evaluator.decide`` (``--profile`` collects inside it only).
-DECIDE = "__pyx_f_3pdp_7runtime_6_ceval_9Evaluator_decide"
+#: The C functions ``--profile`` collects inside: ``Evaluator.decide``, and the C entry a limit
+#: wrapper calls instead (workloads with ``limit`` rules, such as the shipped library).
+DECIDE = ("__pyx_f_3pdp_7runtime_6_ceval_9Evaluator_decide", "__pyx_f_3pdp_7runtime_6_ceval__decide_into")
 
 
 #: callgrind's cache simulation with the VM's per-core L2 as the last level it models.
@@ -138,7 +139,7 @@ def main() -> None:
                       f"2 MiB second level {per['DLmr'] + per['DLmw']:,.0f}", flush=True)
             if args.profile:
                 keep = Path(tmp) / f"{name}.decide"
-                inside = _count(name, 1, keep, "--collect-atstart=no", f"--toggle-collect={DECIDE}")
+                inside = _count(name, 1, keep, "--collect-atstart=no", *(f"--toggle-collect={f}" for f in DECIDE))
                 print(f"  inside Evaluator.decide: {inside / (2 * REQUESTS):,.0f} per decision (callgrind file {keep})")
                 subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", str(keep)], check=False)
 
