@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import pdp
 from pdp import reference, runtime
-from pdp.compile import atoms, ir
+from pdp.compile import atoms, branches, ir
 from pdp.request import parse_request
 
 from strategies import load_policy_set, policy_sets, requests
@@ -131,3 +131,119 @@ def test_atoms_of_one_path_are_grouped():
     assert atoms.request_path(token) is None  # the token root
     assert atoms.request_path(env) is None  # a bare path: not worth a table
     assert atoms.path_groups([eq, two, glob, timed, (ir.DEFINED, level)]) == [(env, [0, 2])]
+
+
+# ---- branch programs (compile/branches.py) -------------------------------------------------
+
+_TREES = st.recursive(
+    st.integers(0, 3),  # an atom: its number
+    lambda kids: st.one_of(st.tuples(st.just(ir.NOT), kids),
+                           st.tuples(st.sampled_from([ir.AND, ir.OR]), st.lists(kids, min_size=1, max_size=4))),
+    max_leaves=12)
+
+
+def _numbered(trees):
+    """kinds and kids of the trees' nodes, numbered as the skeleton does (an equal subtree is
+    one node: shared), the atom of each atom node, and each tree's number."""
+    kinds, kids, atom_of, numbers = [], [], {}, {}
+
+    def add(t):
+        if t in numbers:
+            return numbers[t]
+        if isinstance(t, int):
+            mine, kind = [], None
+        else:
+            mine, kind = [add(k) for k in ((t[1],) if t[0] == ir.NOT else t[1])], t[0]
+        n = len(kinds)
+        kinds.append(kind)
+        kids.append(mine)
+        if kind is None:
+            atom_of[n] = t
+        numbers[t] = n
+        return n
+
+    roots = [add(_hashable(t)) for t in trees]
+    return kinds, kids, atom_of, roots
+
+
+def _hashable(t):
+    if isinstance(t, int):
+        return t
+    if t[0] == ir.NOT:
+        return (ir.NOT, _hashable(t[1]))
+    return (t[0], tuple(_hashable(k) for k in t[1]))
+
+
+_WORD = {ir.AND: "and", ir.OR: "or", ir.NOT: "not"}
+
+
+def _by_tree(kinds, kids, atom_of, values, n):
+    """A node's value walked node by node: True, False, or ("error", the operator whose words
+    the error has) when an atom is not a boolean."""
+    if kinds[n] is None:
+        return values[atom_of[n]]
+    for k in kids[n]:
+        v = _by_tree(kinds, kids, atom_of, values, k)
+        if v not in (True, False):
+            return ("error", _WORD[kinds[n]]) if kinds[k] is None else v
+        if kinds[n] == ir.NOT:
+            return not v
+        if v == (kinds[n] == ir.OR):
+            return v
+    return kinds[n] == ir.AND
+
+
+def _by_program(starts, steps, kinds, atom_of, values, n):
+    pc = starts[n]
+    while True:
+        node, on_true, on_false, parent = steps[pc]
+        if kinds[node] is None:
+            v = values[atom_of[node]]
+            if v not in (True, False):
+                return ("error", _WORD[parent])
+        else:
+            v = _by_program(starts, steps, kinds, atom_of, values, node)
+            if v not in (True, False):
+                return v
+        pc = on_true if v else on_false
+        if pc < 0:
+            return pc == branches.TRUE
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees=st.lists(_TREES, min_size=1, max_size=4),
+       values=st.fixed_dictionaries({i: st.sampled_from([True, False, 5]) for i in range(4)}))
+def test_branch_programs_evaluate_as_the_trees(trees, values):
+    """Every and/or/not clause run as a branch program has the value of its tree walked node by
+    node, and an atom that is not a boolean fails it in the words of the operator above it;
+    subtrees shared between clauses (and within one) are programs of their own."""
+    kinds, kids, atom_of, roots = _numbered(trees)
+    clauses = {r for r in roots if kinds[r] is not None}
+    starts, steps = branches.programs(kinds, kids, clauses)
+    assert clauses <= set(starts)
+    assert all(kinds[s[0]] is None or s[0] in starts for s in steps)  # steps read atoms or whole nodes
+    for r in clauses:
+        assert _by_program(starts, steps, kinds, atom_of, values, r) == _by_tree(kinds, kids, atom_of, values, r)
+
+
+NOT_BOOLEANS = """
+policy p {
+  permit not_int when not context.a
+  permit and_int when context.b == 1 and context.a
+  permit or_int when context.b == 2 or context.a
+  permit nested when not (context.b == 3 or (context.a and true))
+  forbid fails when context.b == 4 and (context.a or context.b == 5)
+  permit target_int when context.b == 6 unless context.a or false
+}
+"""
+
+
+def test_non_booleans_fail_in_the_words_of_the_operator_above(tmp_path):
+    """``not 5``, ``… and 5``, ``… or 5`` at any depth of a clause: the error names the operator
+    right above the value, on the skeleton as node by node."""
+    (tmp_path / "p.pdl").write_text(NOT_BOOLEANS + PADDING)
+    engine = pdp.load(tmp_path)
+    _flat(engine)
+    reqs = [{"identity": {"type": "user", "id": "u"}, "action": "read", "resource": {"type": "t"},
+             "context": {"a": a, "b": b}} for a in (5, "x", True, False, [1]) for b in range(8)]
+    _agree(engine, reqs)

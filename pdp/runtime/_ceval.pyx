@@ -1580,26 +1580,39 @@ cdef class _Entry:
 # ---- the boolean skeleton, evaluated flat ------------------------------------------------
 #
 # A rule's target, when and unless are trees of and/or/not over atoms. The skeleton numbers
-# their nodes once at load (C structs; children by number) and evaluates them by a C
-# recursion that keeps each node's value per request as a byte (false, true, or "other":
-# an error or a non-boolean value, kept aside): no virtual call, no Python bool for the
-# operators, each shared node (a policy's target, a test used by many rules) evaluated once.
+# their nodes once at load (C structs) and runs each tree as a branch program
+# (compile/branches.py: per atom, the next step when it is true and when it is false),
+# keeping values per request as bytes (false, true, or "other": an error or a non-boolean
+# value, kept aside): no virtual call, no Python bool, no visit of the and/or/not nodes,
+# each shared node (a policy's target, a test used by many rules) evaluated once.
 # Atoms fixed by one request path (compile/atoms.py) take their values from that path's
 # table: every such atom's value per value of the path met before.
 
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.string cimport memset
 from ..compile import atoms as _atoms
+from ..compile import branches as _branches
 
 cdef enum:
     _B_AND, _B_OR, _B_NOT, _B_ATOM
 
 cdef struct _BNode:
     int kind
-    int first  # and/or/not: the first child's index in the children array
-    int count
+    int start  # and/or/not evaluated as a whole: its program's first step (else -1)
     int group  # an atom: its path group, or -1
     int member  # its place in the group's values
+
+#: A step of a branch program: the node read, the steps after it (or _TRUE / _FALSE: the
+#: program's value), and the operator above it (the words of a non-boolean's error).
+cdef struct _Step:
+    int node
+    int on_false
+    int on_true
+    int parent
+
+cdef enum:
+    _TRUE = -1
+    _FALSE = -2
 
 #: A path group's table: values kept at most (fewer when the group has many atoms: a bound
 #: on memory), and the look-ups after which a group that misses more than it hits stops.
@@ -1800,23 +1813,32 @@ cdef _Flat _new_flat(int n, int ng):
 cdef class _Skeleton:
     """The and/or/not nodes and atoms of every rule's clauses, numbered (see above)."""
     cdef _BNode* nodes
-    cdef int* kids
+    cdef _Step* steps
     cdef int n
     cdef list atoms  # per node: an atom's linked _Node, None for and/or/not
     cdef tuple groups  # _Group
     cdef list spare  # _Flat for the next requests
-    # While linking: node numbers by id of the IR node, and the rows of the C arrays.
+    # While linking: node numbers by id of the IR node, each node's kind and children, the
+    # IR of the atoms, and the clauses' nodes.
     cdef dict numbers
-    cdef list rows, kid_list, atom_ir
+    cdef list kinds, kids, atom_ir
+    cdef set clauses
 
     def __cinit__(self):
-        self.atoms, self.spare, self.rows, self.kid_list, self.atom_ir = [], [], [], [], []
+        self.atoms, self.spare, self.kinds, self.kids, self.atom_ir = [], [], [], [], []
         self.numbers = {}
+        self.clauses = set()
         self.groups = ()
 
     def __dealloc__(self):
         free(self.nodes)
-        free(self.kids)
+        free(self.steps)
+
+    cdef int clause(self, tuple node, dict memo) except -1:
+        """The number of a rule's clause ``node`` (see add)."""
+        cdef int n = self.add(node, memo)
+        self.clauses.add(n)
+        return n
 
     cdef int add(self, tuple node, dict memo) except -1:
         """The number of ``node`` (a clause, or a node below one), numbering it and the
@@ -1827,28 +1849,38 @@ cdef class _Skeleton:
             return found
         cdef tuple inner = _atoms.logic(node)
         cdef list kids
-        cdef int n, kind
+        cdef int n
         if inner is not None:
-            kind = _B_NOT if inner[0] == ir.NOT else _B_OR if inner[0] == ir.OR else _B_AND
-            kids = [self.add(k, memo) for k in ((inner[1],) if kind == _B_NOT else inner[1])]
-            n = len(self.rows)
-            self.rows.append([kind, len(self.kid_list), len(kids), -1, 0])
-            self.kid_list.extend(kids)
+            kids = [self.add(k, memo) for k in ((inner[1],) if inner[0] == ir.NOT else inner[1])]
+            n = len(self.kinds)
+            self.kinds.append(inner[0])
+            self.kids.append(kids)
             self.atoms.append(None)
             self.atom_ir.append(None)
         else:
-            n = len(self.rows)
-            self.rows.append([_B_ATOM, 0, 0, -1, 0])
+            n = len(self.kinds)
+            self.kinds.append(None)
+            self.kids.append([])
             self.atoms.append(_link(node, memo))
             self.atom_ir.append(node)
         self.numbers[key] = n
         return n
 
     cdef void finish(self, dict memo) except *:
-        """Group the atoms by request path and lay the nodes out in C."""
+        """Group the atoms by request path, compile the trees to branch programs and lay
+        them out in C."""
         cdef _Group g
         cdef list numbered = [i for i, a in enumerate(self.atom_ir) if a is not None]
         cdef list groups = []
+        self.n = len(self.kinds)
+        self.nodes = <_BNode*>malloc((self.n + 1) * sizeof(_BNode))
+        if self.nodes == NULL:
+            raise MemoryError()
+        for i in range(self.n):
+            self.nodes[i].kind = _B_ATOM if self.kinds[i] is None else _B_NOT if self.kinds[i] == ir.NOT \
+                else _B_OR if self.kinds[i] == ir.OR else _B_AND
+            self.nodes[i].start = self.nodes[i].group = -1
+            self.nodes[i].member = 0
         for path, members in _atoms.path_groups([self.atom_ir[i] for i in numbered]):
             g = _Group.__new__(_Group)
             g.path = _link(path, memo)
@@ -1862,21 +1894,19 @@ cdef class _Skeleton:
                 raise MemoryError()
             for j, m in enumerate(members):
                 g.nodes[j] = numbered[m]
-            for j, m in enumerate(members):
-                self.rows[numbered[m]][3], self.rows[numbered[m]][4] = len(groups), j
+                self.nodes[numbered[m]].group, self.nodes[numbered[m]].member = len(groups), j
             groups.append(g)
         self.groups = tuple(groups)
-        self.n = len(self.rows)
-        self.nodes = <_BNode*>malloc((self.n + 1) * sizeof(_BNode))
-        self.kids = <int*>malloc((len(self.kid_list) + 1) * sizeof(int))
-        if self.nodes == NULL or self.kids == NULL:
+        starts, steps = _branches.programs(self.kinds, self.kids, self.clauses)
+        self.steps = <_Step*>malloc((len(steps) + 1) * sizeof(_Step))
+        if self.steps == NULL:
             raise MemoryError()
-        for i, row in enumerate(self.rows):
-            self.nodes[i].kind, self.nodes[i].first, self.nodes[i].count = row[0], row[1], row[2]
-            self.nodes[i].group, self.nodes[i].member = row[3], row[4]
-        for i, k in enumerate(self.kid_list):
-            self.kids[i] = k
-        self.numbers = self.rows = self.kid_list = self.atom_ir = None  # (the IR is not kept)
+        for n, start in starts.items():
+            self.nodes[<int>n].start = start
+        for i, (node, on_true, on_false, parent) in enumerate(steps):
+            self.steps[i].node, self.steps[i].on_true, self.steps[i].on_false = node, on_true, on_false
+            self.steps[i].parent = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
+        self.numbers = self.kinds = self.kids = self.atom_ir = self.clauses = None  # (the IR is not kept)
 
     cdef inline _Flat take(self):
         cdef _Flat f
@@ -1937,17 +1967,18 @@ cdef class _Skeleton:
         f.val[n] = 2
         return 2
 
-    cdef inline int child(self, int k, _Context ctx, _Flat f) except -1:
-        """Node ``k``'s value: kept, else an atom's, else evaluated."""
+    cdef inline int value(self, int k, _Context ctx, _Flat f) except -1:
+        """Node ``k``'s value (0 false, 1 true, 2 other, in ``f.obj[k]``): kept, else an
+        atom's, else its program's."""
         if f.stamp[k] == f.gen:
             return f.val[k]
         if self.nodes[k].kind == _B_ATOM:
             return self.atom(k, ctx, f)
-        return self.ev(k, ctx, f)
+        return self.run(k, ctx, f)
 
-    cdef int other(self, int n, int k, int b_kind, _Flat f) except -1:
-        """Node ``n`` (and/or/not) stopped at child ``k``'s "other" value: its error, or
-        that the child is not a boolean (the words of _Logic and _Not)."""
+    cdef void other(self, int n, int k, int b_kind, _Flat f) except *:
+        """Node ``n``'s program stopped at node ``k``'s "other" value: its error, or that it
+        is not a boolean in the words of the operator above it (``b_kind``; _Logic's, _Not's)."""
         cdef object v = <object>f.obj[k]
         if type(v) is not _Err:
             if b_kind == _B_NOT:
@@ -1955,37 +1986,31 @@ cdef class _Skeleton:
             else:
                 v = _lazy(not_boolean, ("or" if b_kind == _B_OR else "and", v, True))
         f.keep(n, v)
-        return 2
 
-    cdef int ev(self, int n, _Context ctx, _Flat f) except -1:
-        """Node ``n``'s value for the request: 0 false, 1 true, 2 other (in ``f.obj[n]``)."""
-        cdef _BNode* b = &self.nodes[n]
-        cdef int r, c, k, i, settles
+    cdef int run(self, int n, _Context ctx, _Flat f) except -1:
+        """The value of and/or/not node ``n``: its program from its first step; kept."""
+        cdef const _Step* step
+        cdef int pc = self.nodes[n].start, k, c
         cdef unsigned int gen = f.gen
-        if b.kind == _B_ATOM:
-            return self.atom(n, ctx, f)
-        if b.kind == _B_NOT:
-            k = self.kids[b.first]
-            c = self.child(k, ctx, f)
-            r = 1 - c if c < 2 else self.other(n, k, _B_NOT, f)
-        else:
-            settles = b.kind == _B_OR
-            r = 1 - settles
-            for i in range(b.count):
-                k = self.kids[b.first + i]
-                c = self.child(k, ctx, f)
-                if c == settles:
-                    r = c
-                    break
-                if c == 2:
-                    r = self.other(n, k, b.kind, f)
-                    break
+        while True:
+            step = &self.steps[pc]
+            k = step.node
+            if f.stamp[k] == gen:
+                c = f.val[k]
+            elif self.nodes[k].kind == _B_ATOM:
+                c = self.atom(k, ctx, f)
+            else:
+                c = self.run(k, ctx, f)
+            if c == 2:
+                self.other(n, k, step.parent, f)
+                break
+            pc = step.on_true if c else step.on_false
+            if pc < 0:
+                c = pc == _TRUE
+                break
         f.stamp[n] = gen
-        f.val[n] = r
-        return r
-
-    cdef inline int value(self, int n, _Context ctx, _Flat f) except -1:
-        return self.child(n, ctx, f)
+        f.val[n] = c
+        return c
 
     cdef object failed(self, int n, str clause, _Flat f):
         """The error of clause ``n`` whose value is "other" (as _condition)."""
@@ -2490,9 +2515,9 @@ cdef class Evaluator:
                 entry.target = None if target is None else _link(target, memo)
                 entry.when = None if when is None else _link(when, memo)
                 entry.unless = None if unless is None else _link(unless, memo)
-                entry.ft = -1 if target is None else self.skeleton.add(target, memo)
-                entry.fw = -1 if when is None else self.skeleton.add(when, memo)
-                entry.fu = -1 if unless is None else self.skeleton.add(unless, memo)
+                entry.ft = -1 if target is None else self.skeleton.clause(target, memo)
+                entry.fw = -1 if when is None else self.skeleton.clause(when, memo)
+                entry.fu = -1 if unless is None else self.skeleton.clause(unless, memo)
                 linked[id(code)] = entry
             Py_INCREF(entry)
             leaf.entries[leaf.count] = <PyObject*>entry
