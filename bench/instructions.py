@@ -48,10 +48,12 @@ def _workload(name: str, tmp: Path):
         return workloads.write_varied(tmp, 1, 10), workloads.varied_requests(1, REQUESTS)
     if name == "varied10k":
         return workloads.write_varied(tmp, 1000, 10), workloads.varied_requests(1000, REQUESTS)
-    if name == "random350":
+    if name == "random350" or name.startswith("random350-"):  # random350-SEED: another random set
         import random_sets
-        model = random_sets.policy_set()
-        return workloads.write_pdl(tmp, model.pdl()), [r.pdl() for r in random_sets.requests(REQUESTS)]
+        seed = int(name.partition("-")[2] or 1)
+        model = random_sets.policy_set(seed=seed)
+        reqs = random_sets.requests(REQUESTS, seed=2 if seed == 1 else seed + 1)
+        return workloads.write_pdl(tmp, model.pdl()), [r.pdl() for r in reqs]
     if name in ("velocity", "velocity_unlimited"):
         # bench/test_limits_speed.py's policy, with and without its limit rule; every request
         # meets the limit (200 identities, budgets that never run out).
