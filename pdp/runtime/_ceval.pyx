@@ -292,8 +292,38 @@ cdef _Slots _new_slots(Py_ssize_t size):
     return s
 
 
-#: _Slots an evaluator keeps for the next requests (one per request decided at once).
-cdef Py_ssize_t _SPARE_SLOTS = 4
+cdef enum:
+    _SPARES = 4  # _Slots (or _Flat) an evaluator keeps for the next requests: one per request decided at once
+
+
+@cython.final
+@cython.no_gc  # holds _Slots or _Flat (C arrays of request values): no cycles
+cdef class _Spares:
+    """Per-request scratch objects (_Slots, _Flat) kept between requests: a C stack of at most
+    _SPARES. (A list here shrank its array to nothing at each pop and grew it again at each
+    append: two reallocs a request and a kind, ~1,000 instructions a library decision.)"""
+    cdef PyObject* items[_SPARES]  # owned references below ``count``
+    cdef int count
+
+    def __dealloc__(self):
+        while self.count > 0:
+            self.count -= 1
+            Py_XDECREF(self.items[self.count])
+
+    cdef inline object take(self):
+        """The last object given back, or None."""
+        if self.count == 0:
+            return None
+        self.count -= 1
+        cdef object o = <object>self.items[self.count]
+        Py_XDECREF(self.items[self.count])  # (``o`` holds it now)
+        return o
+
+    cdef inline void give(self, object o) noexcept:
+        if self.count < _SPARES:
+            Py_INCREF(o)
+            self.items[self.count] = <PyObject*>o
+            self.count += 1
 
 
 @cython.final  # direct (inlinable) method calls
@@ -312,7 +342,7 @@ cdef class _Context:
     cdef PyObject* inline_slots[_INLINE_SLOTS]
     cdef Py_ssize_t filled
     cdef _Slots more
-    cdef list spare
+    cdef _Spares spare
     cdef Py_ssize_t slots
     cdef object now_value
     cdef list errors  # RuleErrors met so far (None until the first)
@@ -328,16 +358,15 @@ cdef class _Context:
         self.filled = 0
         if self.more is not None:
             self.more.clear()
-            if self.spare is not None and len(self.spare) < _SPARE_SLOTS:
-                self.spare.append(self.more)
+            if self.spare is not None:
+                self.spare.give(self.more)
             self.more = None
 
     cdef _Slots more_slots(self):
+        cdef object kept
         if self.more is None:
-            if self.spare:
-                self.more = <_Slots>self.spare.pop()
-            else:
-                self.more = _new_slots(self.slots)
+            kept = self.spare.take() if self.spare is not None else None
+            self.more = _new_slots(self.slots) if kept is None else <_Slots>kept
         return self.more
 
     cdef inline object root(self, int index):
@@ -1817,7 +1846,7 @@ cdef class _Skeleton:
     cdef int n
     cdef list atoms  # per node: an atom's linked _Node, None for and/or/not
     cdef tuple groups  # _Group
-    cdef list spare  # _Flat for the next requests
+    cdef _Spares spare  # _Flat for the next requests
     # While linking: node numbers by id of the IR node, each node's kind and children, the
     # IR of the atoms, and the clauses' nodes.
     cdef dict numbers
@@ -1825,7 +1854,8 @@ cdef class _Skeleton:
     cdef set clauses
 
     def __cinit__(self):
-        self.atoms, self.spare, self.kinds, self.kids, self.atom_ir = [], [], [], [], []
+        self.atoms, self.kinds, self.kids, self.atom_ir = [], [], [], []
+        self.spare = _Spares.__new__(_Spares)
         self.numbers = {}
         self.clauses = set()
         self.groups = ()
@@ -1909,18 +1939,14 @@ cdef class _Skeleton:
         self.numbers = self.kinds = self.kids = self.atom_ir = self.clauses = None  # (the IR is not kept)
 
     cdef inline _Flat take(self):
-        cdef _Flat f
-        if self.spare:
-            f = <_Flat>self.spare.pop()
-        else:
-            f = _new_flat(self.n, len(self.groups))
+        cdef object kept = self.spare.take()
+        cdef _Flat f = _new_flat(self.n, len(self.groups)) if kept is None else <_Flat>kept
         f.next_request()
         return f
 
     cdef inline void give_back(self, _Flat f):
         f.release()
-        if len(self.spare) < _SPARE_SLOTS:
-            self.spare.append(f)
+        self.spare.give(f)
 
     cdef inline object group_values(self, int g, _Context ctx, _Flat f):
         cdef PyObject* held = f.groups[g]
@@ -2394,7 +2420,7 @@ cdef class Evaluator:
     cdef list limits
     cdef object forbid_tree, permit_tree
     cdef Py_ssize_t slots
-    cdef list spare  # _Slots for the next requests
+    cdef _Spares spare  # _Slots for the next requests
     cdef _Skeleton skeleton  # the rules' clauses, for run()
     cdef readonly bint flat  # run() evaluates on the skeleton (leaves of many rules), else node by node
     cdef bint bounded  # a clock bound of max_skew seconds (pdp.clock)
@@ -2405,7 +2431,7 @@ cdef class Evaluator:
     def __cinit__(self):
         # Linked by __init__; until then (Evaluator.__new__ alone) a decision finds no rule.
         self.rules = []
-        self.spare = []
+        self.spare = _Spares.__new__(_Spares)
         self.limits = []
         self.forbid_tree = self.permit_tree = _Leaf.__new__(_Leaf)
         self.skeleton = _Skeleton.__new__(_Skeleton)
