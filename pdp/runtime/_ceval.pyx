@@ -21,14 +21,16 @@ cdef extern from *:
 SOURCE_DIGEST = PDP_SOURCE_DIGEST.decode("ascii")
 
 from sys import intern
+from types import MemberDescriptorType
 
 cimport cython
 
-from libc.math cimport isfinite
+from libc.math cimport fabs, floor, isfinite
+from libc.stdio cimport snprintf
 from libc.stdlib cimport calloc, free, malloc
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
-from .. import clock, operators
+from .. import clock, operators, times
 from ..builtins import BUILTINS, cidr_set
 from ..compile import ir
 from ..compile.verify import verify
@@ -90,23 +92,52 @@ cdef type _RULE_ERROR = RuleError
 
 
 cdef extern from "Python.h":
-    # The slots are set past the records' own __setattr__, which refuses (they are immutable).
-    int _set_slot "PyObject_GenericSetAttr"(object o, object name, object value) except -1
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    int _T_OBJECT_EX "T_OBJECT_EX"
+
+
+cdef Py_ssize_t _slot_offset(type record, str name) except -1:
+    """Where a record's ``__slots__`` field ``name`` lives in its objects (its member
+    descriptor's offset): the fields are set there, past the records' own __setattr__, which
+    refuses (they are immutable), and without a generic setattr's look-ups (~140
+    instructions a field)."""
+    cdef object d = record.__dict__[name]
+    if type(d) is not MemberDescriptorType or (<PyMemberDescrObject*>d).d_member.type != _T_OBJECT_EX:
+        raise TypeError(f"{record.__name__}.{name} is not a plain slot")
+    return (<PyMemberDescrObject*>d).d_member.offset
+
+
+cdef Py_ssize_t _REASON_RULE = _slot_offset(Reason, "rule")
+cdef Py_ssize_t _REASON_EFFECT = _slot_offset(Reason, "effect")
+cdef Py_ssize_t _REASON_MESSAGE = _slot_offset(Reason, "message")
+cdef Py_ssize_t _REASON_ANNOTATIONS = _slot_offset(Reason, "annotations")
+cdef Py_ssize_t _ERROR_RULE = _slot_offset(RuleError, "rule")
+cdef Py_ssize_t _ERROR_MESSAGE = _slot_offset(RuleError, "message")
+
+
+cdef inline void _fill(object record, Py_ssize_t offset, object value) noexcept:
+    """Set a field of a record just allocated (its slots are NULL)."""
+    Py_INCREF(value)
+    (<PyObject**>(<char*><PyObject*>record + offset))[0] = <PyObject*>value
 
 
 cdef object _reason_of(str rule, str effect, str message, object annotations):
     cdef object r = PyType_GenericAlloc(_REASON, 0)
-    _set_slot(r, "rule", rule)
-    _set_slot(r, "effect", effect)
-    _set_slot(r, "message", message)
-    _set_slot(r, "annotations", annotations)  # the rule's FrozenMap
+    _fill(r, _REASON_RULE, rule)
+    _fill(r, _REASON_EFFECT, effect)
+    _fill(r, _REASON_MESSAGE, message)
+    _fill(r, _REASON_ANNOTATIONS, annotations)  # the rule's FrozenMap
     return r
 
 
 cdef object _rule_error(str rule, str message):
     cdef object e = PyType_GenericAlloc(_RULE_ERROR, 0)
-    _set_slot(e, "rule", rule)
-    _set_slot(e, "message", message)
+    _fill(e, _ERROR_RULE, rule)
+    _fill(e, _ERROR_MESSAGE, message)
     return e
 
 
@@ -1224,6 +1255,77 @@ cdef class _Call(_Node):
             return _from(err)
 
 
+#: Durations (seconds) that ``_Duration`` words in C; beyond, times.duration_of does.
+cdef double _DURATION_BOUND = <double>(1LL << 53)
+cdef long long _DURATION_INT_BOUND = 1LL << 62
+cdef int _SHOWN_UNITS = times.SHOWN_UNITS
+cdef const char* _DURATION_UNITS = "dhms"
+cdef long long[4] _DURATION_SIZES = [86400, 3600, 60, 1]
+
+
+@cython.no_gc
+cdef class _Duration(_Node):
+    """duration(x): times.duration_of (times.human_duration) of an int or a finite float in
+    C; any other value (and the error it gets) in Python. Reasons report durations (a
+    credential's age): a Python call and its formatting were ~14,000 instructions."""
+    cdef _Node arg
+    cdef object impl  # times.duration_of
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.arg.ev(ctx)
+        cdef long long whole, amount, millis
+        cdef double seconds
+        cdef int overflow = 0, shown = 0, i
+        cdef bint negative
+        cdef char text[96]
+        cdef int at = 0
+        if type(value) is _Err:
+            return value
+        if type(value) is int:
+            whole = PyLong_AsLongLongAndOverflow(value, &overflow)
+            if overflow or not (-_DURATION_INT_BOUND <= whole <= _DURATION_INT_BOUND):
+                return self.slow(ctx, value)
+            negative = whole < 0
+            if negative:
+                whole = -whole
+            if whole == 0:
+                return "0s"
+        elif type(value) is float:
+            seconds = <double>value
+            if not isfinite(seconds) or fabs(seconds) >= _DURATION_BOUND:
+                return self.slow(ctx, value)
+            negative = seconds < 0
+            seconds = fabs(seconds)
+            if seconds < 1:
+                millis = <long long>floor(seconds * 1000)  # as Python: math.floor(seconds * 1000)
+                if millis == 0:
+                    return "0s"
+                at = snprintf(text, sizeof(text), "%s%lldms", "-" if negative else "", millis)
+                return text[:at].decode("ascii")
+            whole = <long long>floor(seconds)
+        else:
+            return self.slow(ctx, value)
+        if negative:
+            text[0] = b'-'
+            at = 1
+        for i in range(4):  # the largest unit first, at most three shown, the rest cut
+            amount = whole // _DURATION_SIZES[i]
+            whole = whole % _DURATION_SIZES[i]
+            if shown or amount:
+                shown += 1
+                if amount:
+                    at += snprintf(text + at, sizeof(text) - at, "%lld%c", amount, _DURATION_UNITS[i])
+            if shown == _SHOWN_UNITS:
+                break
+        return text[:at].decode("ascii")
+
+    cdef object slow(self, _Context ctx, object value):
+        try:
+            return self.impl(ctx.now, value)
+        except EvalError as err:
+            return _from(err)
+
+
 #: Past this many seconds from the epoch an age is left to Python's ints (no C overflow:
 #: _time_c's times are within ±2**39).
 cdef long long _TIME_BOUND = 1LL << 60
@@ -1462,6 +1564,7 @@ cdef _Node _link_new(tuple node, dict memo):
     cdef _InStrs s
     cdef _MatchGlob mg
     cdef _Call f
+    cdef _Duration du
     cdef _Time t
     cdef _Defined d
     cdef _Cached k
@@ -1544,6 +1647,10 @@ cdef _Node _link_new(tuple node, dict memo):
         t = _Time.__new__(_Time)
         t.arg, t.age = _link(node[2][0], memo), node[1] == "age"
         return t
+    if op == ir.CALL and node[1] == "duration" and BUILTINS["duration"].impl is times.duration_of:
+        du = _Duration.__new__(_Duration)
+        du.arg, du.impl = _link(node[2][0], memo), times.duration_of
+        return du
     if op == ir.CALL:
         f = _Call.__new__(_Call)
         f.impl = BUILTINS[node[1]].impl
@@ -1593,7 +1700,7 @@ cdef void _renumber_slots(dict memo):
 cdef class _Rule:
     cdef str id
     cdef bint forbid
-    cdef list reason  # parts (str or _Node); None when the message is static
+    cdef tuple reason  # parts (str or _Node); None when the message is static
     cdef object annotations
     cdef object static_reason
 
@@ -2103,7 +2210,7 @@ cdef class _Switch:
 
 
 pdp_use_arena((_Node, _Const, _Error, _Path, _Path1, _Now, _Attr, _Index, _List, _Not, _Logic, _Compare, _EqStr,
-               _InStrs, _MatchGlob, _Call, _Time, _Defined, _Cached, _Lookup, _Rule, _Entry, _Limit, _Leaf,
+               _InStrs, _MatchGlob, _Call, _Duration, _Time, _Defined, _Cached, _Lookup, _Rule, _Entry, _Limit, _Leaf,
                _Switch))
 
 
@@ -2130,6 +2237,41 @@ cdef object _rendered(object value):
     if not items:
         return "[]"
     return '["' + '","'.join(items) + '"]'
+
+
+cdef extern from "Python.h":
+    str _unew "PyUnicode_New"(Py_ssize_t size, Py_UCS4 maxchar)
+    Py_UCS4 _umax "PyUnicode_MAX_CHAR_VALUE"(object s)
+    Py_ssize_t _ulen "PyUnicode_GET_LENGTH"(object s)
+    Py_ssize_t _ucopy "PyUnicode_CopyCharacters"(object to, Py_ssize_t at, object source, Py_ssize_t start,
+                                                 Py_ssize_t count) except -1
+    object _tuple_new "PyTuple_New"(Py_ssize_t size)
+
+from libc.string cimport memcpy
+
+
+cdef str _concat(tuple parts, Py_ssize_t count, Py_ssize_t length):
+    """The first ``count`` strings of ``parts`` (``length`` characters together) joined:
+    ``"".join`` without its checks and its list."""
+    cdef Py_ssize_t i, at = 0, n
+    cdef Py_UCS4 maxchar = 0
+    cdef object part
+    cdef int kind
+    if count == 1:
+        return <str>PyTuple_GET_ITEM(parts, 0)
+    for i in range(count):
+        maxchar = max(maxchar, _umax(<object>PyTuple_GET_ITEM(parts, i)))
+    cdef str out = _unew(length, maxchar)
+    kind = _ukind(out)
+    for i in range(count):
+        part = <object>PyTuple_GET_ITEM(parts, i)
+        n = _ulen(part)
+        if _ukind(part) == kind:
+            memcpy(<char*>_udata(out) + at * kind, _udata(part), n * kind)
+        else:
+            _ucopy(out, at, part, 0, n)
+        at += n
+    return out
 
 
 cdef inline object _condition(object value, str clause):
@@ -2462,7 +2604,7 @@ cdef class Evaluator:
                 if all(isinstance(p, str) for p in code.reason):
                     message = cap_reason("".join(code.reason))
                 else:
-                    r.reason = [p if isinstance(p, str) else _link(p, memo) for p in code.reason]
+                    r.reason = tuple([p if isinstance(p, str) else _link(p, memo) for p in code.reason])
             r.static_reason = Reason(code.id, code.effect, message, r.annotations)
             self.rules.append(r)
         cdef dict linked = {}  # id(entry or leaf code) ⇒ its object: shared code is linked once
@@ -2903,12 +3045,16 @@ cdef class Evaluator:
         return reasons
 
     cdef object _reason(self, _Rule rule, _Context ctx):
-        cdef list out = []
-        cdef object value
-        cdef Py_ssize_t size = 0
-        for part in rule.reason:
+        """The reason of a rule whose message reports request values: its parts (constant
+        strings, split at load, and nodes) worded and joined."""
+        cdef tuple template = rule.reason
+        cdef Py_ssize_t n = len(template), i, used = 0, size = 0
+        cdef tuple out = _tuple_new(n)  # (the parts past ``used`` stay NULL)
+        cdef object value, part
+        for i in range(n):
             if size > _MAX_REASON_CHARS:
                 break  # cut here whatever comes next (as the reference does)
+            part = <object>PyTuple_GET_ITEM(template, i)
             if type(part) is not str:
                 value = (<_Node>part).ev(ctx)
                 if type(value) is _Err:
@@ -2922,9 +3068,11 @@ cdef class Evaluator:
                             part = render(value)
                         except EvalError:
                             part = "{?}"
-            out.append(part)
+            Py_INCREF(part)
+            PyTuple_SET_ITEM(out, used, part)
+            used += 1
             size += len(<str>part)
-        message = "".join(out)
+        message = _concat(out, used, size) if used else ""
         if size > _MAX_REASON_CHARS:  # size: the message's length, or past the limit when cut short
             message = cap_reason(message)
         return _reason_of(rule.id, "forbid" if rule.forbid else "permit", message, rule.annotations)
