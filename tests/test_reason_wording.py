@@ -76,7 +76,8 @@ def wide(tmp_path_factory):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.fixed_dictionaries({"a": _TEXTS, "b": _TEXTS}, optional={
-    "n": st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.booleans()),
+    "n": st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                   st.floats(allow_nan=False, allow_infinity=False), st.booleans()),
     "list": st.lists(_TEXTS, max_size=3)}), min_size=1, max_size=6))
 def test_messages_of_every_width_and_length_agree(wide, values):
     """Parts of different widths joined into one message, and messages past the cap (cut

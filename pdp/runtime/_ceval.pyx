@@ -377,6 +377,11 @@ cdef class _Context:
     cdef Py_ssize_t slots
     cdef object now_value
     cdef list errors  # RuleErrors met so far (None until the first)
+    # The address text ``in cidr(...)`` parsed last (held, so no other object takes its
+    # identity): 4 or 6 with its value in ip_hi/ip_lo, or 0 when ipaddress must tell.
+    cdef object ip_text
+    cdef int ip_kind
+    cdef unsigned long long ip_hi, ip_lo
 
     def __dealloc__(self):
         self.clear_slots()
@@ -868,7 +873,7 @@ cdef class _Compare(_Node):
         elif ta is list and tb is str and op == OP_CONTAINS:
             return b in <list>a
         elif tb is _CIDR_SET and ta is str and (op == OP_IN or op == OP_NOT_IN):
-            found = _in_networks(self.ranges_of(b), <str>a)
+            found = _in_networks(self.ranges_of(b), <str>a, ctx)
             if found is not None:
                 return (found is True) == (op == OP_IN)
         if ta is list and op == OP_CONTAINS:  # an item of another type than a string
@@ -881,16 +886,17 @@ cdef class _Compare(_Node):
             return _from(err)
 
 
-cdef long long _ipv4(str s):
-    """The integer of a dotted-quad IPv4 address, or -1 when ``s`` is not one: the rules of
-    values._ipv4_int (1 to 3 ASCII digits a part, no leading zero, at most 255)."""
-    cdef Py_ssize_t i, n = len(s)
+cdef long long _ipv4(const unsigned char* s, Py_ssize_t n) noexcept:
+    """The integer of a dotted-quad IPv4 address (the ``n`` bytes of an ASCII text at ``s``),
+    or -1 when it is not one: the rules of values._ipv4_int (1 to 3 ASCII digits a part, no
+    leading zero, at most 255)."""
+    cdef Py_ssize_t i
     cdef long long value = 0
     cdef int part = 0, digits = 0, dots = 0, code, first = 0
     if n < 7 or n > 15:
         return -1
     for i in range(n):
-        code = <int>_at(s, i)
+        code = s[i]
         if code == 46:  # '.'
             if digits == 0:
                 return -1
@@ -923,24 +929,24 @@ cdef inline int _hex(int code) noexcept:
     return -1
 
 
-cdef bint _ipv6(str s, unsigned long long* hi, unsigned long long* lo) except -1:
-    """Parse the plain IPv6 forms (hex groups of 1 to 4 digits, at most one ``::``) into the
-    128-bit address; False for anything else (an IPv4 suffix, a scope, a malformed text),
-    which ipaddress then parses or refuses."""
-    cdef Py_ssize_t i = 0, n = len(s)
+cdef bint _ipv6(const unsigned char* s, Py_ssize_t n, unsigned long long* hi, unsigned long long* lo) noexcept:
+    """Parse the plain IPv6 forms (hex groups of 1 to 4 digits, at most one ``::``) of the
+    ``n`` bytes of an ASCII text at ``s`` into the 128-bit address; False for anything else
+    (an IPv4 suffix, a scope, a malformed text), which ipaddress then parses or refuses."""
+    cdef Py_ssize_t i = 0
     cdef int groups[8]
     cdef int count = 0, skip = -1, digits, value, d, k
     if n < 2 or n > 39:
         return False
-    if _at(s, 0) == 58:  # a leading ':' only as part of '::'
-        if _at(s, 1) != 58:
+    if s[0] == 58:  # a leading ':' only as part of '::'
+        if s[1] != 58:
             return False
         skip = 0
         i = 2
     while i < n:
         digits = value = 0
         while i < n and digits <= 4:
-            d = _hex(<int>_at(s, i))
+            d = _hex(s[i])
             if d < 0:
                 break
             value = value * 16 + d
@@ -952,10 +958,10 @@ cdef bint _ipv6(str s, unsigned long long* hi, unsigned long long* lo) except -1
         count += 1
         if i == n:
             break
-        if _at(s, i) != 58:
+        if s[i] != 58:
             return False
         i += 1
-        if i < n and _at(s, i) == 58:
+        if i < n and s[i] == 58:
             if skip >= 0:
                 return False  # a second '::'
             skip = count
@@ -1040,15 +1046,26 @@ cdef _Ranges _ranges_of(object networks):
     return r
 
 
-cdef object _in_networks(_Ranges ranges, str text):
+cdef object _in_networks(_Ranges ranges, str text, _Context ctx):
     """``text in ranges`` for an IPv4 or plain IPv6 address (IPv4-mapped IPv6 addresses also
-    in the IPv4 ranges, as CidrSet.contains); None when ipaddress must tell (or refuse)."""
-    cdef unsigned long long hi, lo
-    cdef long long v4 = _ipv4(text)
-    if v4 >= 0:
-        return ranges.has4(<unsigned long long>v4)
-    if not _ipv6(text, &hi, &lo):
+    in the IPv4 ranges, as CidrSet.contains); None when ipaddress must tell (or refuse).
+    The address is parsed once a request: a request's source address meets several sets."""
+    cdef unsigned long long hi = 0, lo = 0
+    cdef long long v4
+    cdef int kind = 0
+    if text is not ctx.ip_text:
+        if _ukind(text) == 1:  # (an address is ASCII; anything else is ipaddress's to refuse)
+            v4 = _ipv4(<const unsigned char*>_udata(text), len(text))
+            if v4 >= 0:
+                kind, lo = 4, <unsigned long long>v4
+            elif _ipv6(<const unsigned char*>_udata(text), len(text), &hi, &lo):
+                kind = 6
+        ctx.ip_text, ctx.ip_kind, ctx.ip_hi, ctx.ip_lo = text, kind, hi, lo
+    if ctx.ip_kind == 4:
+        return ranges.has4(ctx.ip_lo)
+    if ctx.ip_kind == 0:
         return None
+    hi, lo = ctx.ip_hi, ctx.ip_lo
     if ranges.has6(hi, lo):
         return True
     return hi == 0 and (lo >> 32) == 0xFFFF and ranges.has4(lo & 0xFFFFFFFF)
@@ -1391,7 +1408,9 @@ cdef class _Cached(_Node):
             if self.slot >= ctx.filled:
                 ctx.filled = self.slot + 1
             return value
-        more = ctx.more_slots()
+        more = ctx.more
+        if more is None:
+            more = ctx.more_slots()
         held = more.values[self.slot]
         if held != NULL:
             return <object>held
