@@ -160,73 +160,65 @@ cdef inline Py_UCS4 _at(str s, Py_ssize_t i) noexcept:
 
 # ---- times: the common RFC 3339 shapes in C; anything else goes to values.parse_time -----------
 
-cdef inline int _digits(const unsigned char* s, Py_ssize_t start, Py_ssize_t count) noexcept:
-    """The decimal number at s[start:start+count], or -1 when a character is not 0-9."""
-    cdef int value = 0
-    cdef int code
-    cdef Py_ssize_t i
-    for i in range(start, start + count):
-        code = s[i]
-        if code < 48 or code > 57:
-            return -1
-        value = value * 10 + (code - 48)
-    return value
+cdef extern from *:
+    """
+    /* YYYY-MM-DDTHH:MM:SS(Z|+HH:MM|-HH:MM), the separator T, t or a space, read as the bytes of
+       a one-byte str: 1 with the seconds from the epoch in *out, 0 for any other text. The
+       same checks as values.parse_time for this shape; a time it refuses (a day past its
+       month, an offset out of range) is 0 here too, and Python words the error. Straight-line
+       digit reads: a parse was ~280 instructions as loops over the fields. */
+    #define PDP_D(i) ((int)s[i] - '0')
+    #define PDP_BAD(i) ((unsigned)((int)s[i] - '0') > 9u)
+    static const int pdp_month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
+    static inline long long pdp_days_from_civil(long long y, int m, int d) {
+        y -= m <= 2;
+        long long era = (y >= 0 ? y : y - 399) / 400;
+        long long yoe = y - era * 400;
+        long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+    }
 
-cdef inline long long _days_from_civil(long long y, int m, int d):
-    y -= m <= 2
-    cdef long long era = (y if y >= 0 else y - 399) // 400
-    cdef long long yoe = y - era * 400
-    cdef long long doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    cdef long long doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-cdef int[12] _MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-
-
-cdef bint _time_c(object x, long long* out) noexcept:
-    """``YYYY-MM-DDTHH:MM:SS(Z|±HH:MM)`` (values.parse_time's common shape, an int result) read
-    in C into ``out``; False for anything else (values.parse_time tells, or words the error)."""
-    cdef const unsigned char* s
-    cdef Py_ssize_t n
-    cdef int year, month, day, hour, minute, second, oh = 0, om = 0, dim
-    cdef unsigned char sep, zone
-    # Read in place as bytes: a one-byte string (ASCII or Latin-1; any other is no such time).
-    if type(x) is not str or _ukind(x) != 1:
-        return False
-    n = len(<str>x)
-    if n != 20 and n != 25:
-        return False
-    s = <const unsigned char*>_udata(x)
-    year, month, day = _digits(s, 0, 4), _digits(s, 5, 2), _digits(s, 8, 2)
-    hour, minute, second = _digits(s, 11, 2), _digits(s, 14, 2), _digits(s, 17, 2)
-    sep, zone = s[10], s[19]
-    if not (s[4] == c'-' and s[7] == c'-' and s[13] == c':' and s[16] == c':'
-            and (sep == c'T' or sep == c't' or sep == c' ')
-            and year >= 1 and 1 <= month <= 12 and day >= 1 and 0 <= hour <= 23
-            and 0 <= minute <= 59 and 0 <= second <= 60):
-        return False
-    dim = _MONTH_DAYS[month - 1]
-    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
-        dim = 29
-    if n == 20 and (zone == c'Z' or zone == c'z'):
-        pass
-    elif n == 25 and (zone == c'+' or zone == c'-') and s[22] == c':':
-        oh, om = _digits(s, 20, 2), _digits(s, 23, 2)
-        if not (0 <= oh <= 23 and 0 <= om <= 59):
-            return False  # out of range: let the Python path say so
-        if zone == c'+':
-            oh, om = -oh, -om
-    else:
-        return False
-    if day > dim:
-        return False
-    if second == 60:
-        second = 59  # a leap second counts as :59 (as values.parse_time does)
-    out[0] = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
-              + second + oh * 3600 + om * 60)
-    return True
+    static inline int pdp_time_c(PyObject *x, long long *out) {
+        if (!PyUnicode_CheckExact(x) || PyUnicode_KIND(x) != PyUnicode_1BYTE_KIND) return 0;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(x);
+        if (n != 20 && n != 25) return 0;
+        const unsigned char *s = PyUnicode_1BYTE_DATA(x);
+        if (PDP_BAD(0) | PDP_BAD(1) | PDP_BAD(2) | PDP_BAD(3) | PDP_BAD(5) | PDP_BAD(6) | PDP_BAD(8)
+                | PDP_BAD(9) | PDP_BAD(11) | PDP_BAD(12) | PDP_BAD(14) | PDP_BAD(15) | PDP_BAD(17) | PDP_BAD(18))
+            return 0;
+        unsigned char sep = s[10], zone = s[19];
+        if (s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':' || !(sep == 'T' || sep == 't' || sep == ' '))
+            return 0;
+        int year = PDP_D(0) * 1000 + PDP_D(1) * 100 + PDP_D(2) * 10 + PDP_D(3);
+        int month = PDP_D(5) * 10 + PDP_D(6), day = PDP_D(8) * 10 + PDP_D(9);
+        int hour = PDP_D(11) * 10 + PDP_D(12), minute = PDP_D(14) * 10 + PDP_D(15);
+        int second = PDP_D(17) * 10 + PDP_D(18);
+        int offset = 0;
+        if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60)
+            return 0;
+        int dim = pdp_month_days[month - 1];
+        if (month == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0))
+            dim = 29;
+        if (day > dim) return 0;
+        if (n == 20) {
+            if (zone != 'Z' && zone != 'z') return 0;
+        } else {
+            if ((zone != '+' && zone != '-') || s[22] != ':'
+                    || (PDP_BAD(20) | PDP_BAD(21) | PDP_BAD(23) | PDP_BAD(24)))
+                return 0;
+            int oh = PDP_D(20) * 10 + PDP_D(21), om = PDP_D(23) * 10 + PDP_D(24);
+            if (oh > 23 || om > 59) return 0;  /* out of range: let the Python path say so */
+            offset = oh * 3600 + om * 60;
+            if (zone == '+') offset = -offset;
+        }
+        if (second == 60) second = 59;  /* a leap second counts as :59 (as values.parse_time does) */
+        *out = pdp_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second + offset;
+        return 1;
+    }
+    """
+    bint _time_c "pdp_time_c"(object x, long long* out) noexcept
 
 
 cdef object _time_of(object x):
@@ -375,6 +367,13 @@ cdef class _Context:
     cdef _Slots more
     cdef _Spares spare
     cdef Py_ssize_t slots
+    # The request time, read when first needed: now_kind 0 not yet, 1 whole seconds in now_int
+    # (context.time, the common shape), 2 seconds in now_float (the server clock), 3 now_value
+    # (an _Err, or another time values.parse_time read); now_value is the time as an object,
+    # _UNSET until asked for.
+    cdef int now_kind
+    cdef long long now_int
+    cdef double now_float
     cdef object now_value
     cdef list errors  # RuleErrors met so far (None until the first)
     # The address text ``in cidr(...)`` parsed last (held, so no other object takes its
@@ -398,12 +397,15 @@ cdef class _Context:
                 self.spare.give(self.more)
             self.more = None
 
-    cdef _Slots more_slots(self):
-        cdef object kept
+    cdef inline _Slots more_slots(self):
         if self.more is None:
-            kept = self.spare.take() if self.spare is not None else None
-            self.more = _new_slots(self.slots) if kept is None else <_Slots>kept
+            self.take_slots()
         return self.more
+
+    cdef int take_slots(self) except -1:
+        cdef object kept = self.spare.take() if self.spare is not None else None
+        self.more = _new_slots(self.slots) if kept is None else <_Slots>kept
+        return 0
 
     cdef inline object root(self, int index):
         if index == 0:
@@ -416,33 +418,54 @@ cdef class _Context:
             return self.context
         return self.token
 
+    cdef inline int now_c(self) except -1:
+        """now_kind, the request time read first if need be."""
+        if self.now_kind == 0:
+            self.read_now()
+        return self.now_kind
+
+    cdef int read_now(self) except -1:
+        cdef long long t
+        cdef double server
+        given = _get(<dict>self.context, "time", _UNSET)
+        if given is _UNSET:
+            # The server clock, read when first needed: the same instant as the request's
+            # arrival to within the evaluation's microseconds, and most requests never ask.
+            self.now_float = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
+            self.now_kind = 2
+            return 0
+        if _time_c(given, &t):
+            if not self.bounded:
+                self.now_int, self.now_kind = t, 1
+                return 0
+            server = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
+            # Python's int - float is float(int) - float: the same test as pdp.clock's, which is
+            # called only to word the error.
+            if -self.max_skew <= <double>t - server <= self.max_skew:
+                self.now_int, self.now_kind = t, 1
+                return 0
+        cdef object now
+        try:
+            now = _time_of(given)
+        except EvalError as err:
+            now = _Err("context.time: " + err.message)
+        else:
+            if self.bounded:
+                server = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
+                if not (-self.max_skew <= <double>now - server <= self.max_skew):
+                    try:
+                        clock.bounded(now, server, self.max_skew)
+                    except EvalError as err:
+                        now = _from(err)
+        self.now_value, self.now_kind = now, 3
+        return 0
+
     cdef object now_or_err(self):
-        cdef object now = self.now_value
-        cdef double server, offset
-        if now is _UNSET:
-            given = (<dict>self.context).get("time", _UNSET)
-            if given is not _UNSET:
-                try:
-                    now = _time_of(given)
-                except EvalError as err:
-                    now = _Err("context.time: " + err.message)
-                else:
-                    if self.bounded:
-                        server = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
-                        # Python's int - float is float(int) - float: the same test as pdp.clock's,
-                        # which is called only to word the error.
-                        offset = <double>now - server
-                        if not (-self.max_skew <= offset <= self.max_skew):
-                            try:
-                                clock.bounded(now, server, self.max_skew)
-                            except EvalError as err:
-                                now = _from(err)
-            else:
-                # The server clock, read when first needed: the same instant as the request's
-                # arrival to within the evaluation's microseconds, and most requests never ask.
-                now = self.arrival if self.arrival >= 0 else _nanos(CLOCK_REALTIME) / 1e9
-            self.now_value = now
-        return now
+        """The request time (an int or a float of seconds), or its _Err."""
+        cdef int kind = self.now_c()
+        if self.now_value is _UNSET:  # kinds 1 and 2: made when first asked for as an object
+            self.now_value = self.now_int if kind == 1 else self.now_float
+        return self.now_value
 
     def now(self):
         """For the built-ins (``age``): the request time, or raise EvalError."""
@@ -493,11 +516,12 @@ cdef extern from *:
         return 1;
     }
 
-    /* A str key's value in an exact dict, the common case read in place: the key at its first
-       probe (the same object, or an equal str of the same hash) or an empty first slot (absent).
-       1: found (*value borrowed), 0: absent, -1: unsure (look it up as usual: PyDict_GetItem...).
-       Dict lookups with the calls around them were ~115 instructions each, paths a fifth of a
-       library decision. */
+    /* A str key's value in an exact dict, read in place: CPython's probe sequence over a
+       combined table of str keys (Objects/dictobject.c, unicodekeys_lookup_unicode), the key
+       found as the same object or an equal str of the same hash. 1: found (*value borrowed),
+       0: absent, -1: unsure (another dict or key type: look it up as usual, PyDict_GetItem...).
+       A lookup through PyDict_GetItemWithError with the calls around it was ~130 instructions,
+       dict lookups about a sixth of a library decision. */
     static inline Py_ssize_t pdp_dict_index(pdp_dict_keys *keys, size_t i) {
         int log2 = keys->dk_log2_size;
         if (log2 < 8) return ((const int8_t *)keys->dk_indices)[i];
@@ -509,26 +533,45 @@ cdef extern from *:
     static inline int pdp_dict_get(PyObject *d, PyObject *key, PyObject **value) {
         PyDictObject *mp = (PyDictObject *)d;
         pdp_dict_keys *keys = (pdp_dict_keys *)mp->ma_keys;
+        if (!pdp_dict_in_place || mp->ma_values != NULL || keys->dk_kind != 1 || !PyUnicode_CheckExact(key))
+            return -1;
         Py_hash_t hash = ((PyASCIIObject *)key)->hash;
-        if (!pdp_dict_in_place || mp->ma_values != NULL || keys->dk_kind != 1 || hash == -1)
-            return -1;
-        Py_ssize_t ix = pdp_dict_index(keys, (size_t)hash & (((size_t)1 << keys->dk_log2_size) - 1));
-        if (ix == -1)  /* DKIX_EMPTY at the first probe: not in the dict */
-            return 0;
-        if (ix < 0)
-            return -1;
-        pdp_str_entry *entry = (pdp_str_entry *)(keys->dk_indices + ((size_t)1 << keys->dk_log2_index_bytes)) + ix;
-        PyObject *found = entry->key;
-        if (found != key) {
-            if (found == NULL || ((PyASCIIObject *)found)->hash != hash
-                    || PyUnicode_GET_LENGTH(found) != PyUnicode_GET_LENGTH(key)
-                    || PyUnicode_KIND(found) != PyUnicode_KIND(key)
-                    || memcmp(PyUnicode_DATA(found), PyUnicode_DATA(key),
-                              PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key)) != 0)
-                return -1;
+        if (hash == -1) {
+            hash = PyObject_Hash(key);  /* a str's: computed once, kept in the string */
+            if (hash == -1) { PyErr_Clear(); return -1; }
         }
-        *value = entry->value;
+        pdp_str_entry *entries = (pdp_str_entry *)(keys->dk_indices + ((size_t)1 << keys->dk_log2_index_bytes));
+        size_t mask = ((size_t)1 << keys->dk_log2_size) - 1;
+        size_t perturb = (size_t)hash;
+        size_t i = (size_t)hash & mask;
+        Py_ssize_t ix;
+        for (;;) {
+            ix = pdp_dict_index(keys, i);
+            if (ix >= 0) {
+                PyObject *found = entries[ix].key;
+                if (found == key) break;
+                if (found != NULL && ((PyASCIIObject *)found)->hash == hash
+                        && PyUnicode_GET_LENGTH(found) == PyUnicode_GET_LENGTH(key)
+                        && PyUnicode_KIND(found) == PyUnicode_KIND(key)
+                        && memcmp(PyUnicode_DATA(found), PyUnicode_DATA(key),
+                                  PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key)) == 0)
+                    break;
+            }
+            else if (ix == -1)  /* DKIX_EMPTY: not in the dict (-2, a removed entry: go on) */
+                return 0;
+            perturb >>= 5;  /* PERTURB_SHIFT */
+            i = mask & (i * 5 + perturb + 1);
+        }
+        *value = entries[ix].value;
         return *value != NULL ? 1 : -1;
+    }
+
+    /* 1 when pdp_dict_get finds what PyDict_GetItem finds in ``d`` for ``key`` (0 otherwise). */
+    static int pdp_dict_get_agrees(PyObject *d, PyObject *key) {
+        PyObject *want = PyDict_GetItemWithError(d, key), *got = NULL;
+        if (want == NULL && PyErr_Occurred()) return 0;
+        int r = pdp_dict_get(d, key, &got);
+        return want != NULL ? (r == 1 && got == want) : r == 0;
     }
 
     /* 1 when reading in place gives PyDict_Next's items, in order, on dicts of str keys with
@@ -547,6 +590,16 @@ cdef extern from *:
                 Py_XDECREF(v);
             }
             pdp_dict_in_place = 1;
+            /* each key as the dict's own object and as an equal copy; removed and absent keys */
+            Py_ssize_t p = 0;
+            PyObject *ek, *ev;
+            while (same && PyDict_Next(d, &p, &ek, &ev))
+                if (!pdp_dict_get_agrees(d, ek)) same = 0;
+            for (int i = 0; i < size + 40 && same; i++) {
+                PyObject *k = PyUnicode_FromFormat(i < size ? "k%d" : "absent%d", i);
+                if (k == NULL || !pdp_dict_get_agrees(d, k)) same = 0;
+                Py_XDECREF(k);
+            }
             Py_ssize_t a = 0, b = 0, seen = 0;
             PyObject *ka, *va, *kb, *vb;
             while (same) {
@@ -577,6 +630,25 @@ cdef extern from *:
 
 #: Whether dicts are read in place (pdp_dict_next, pdp_dict_get; tests/test_fast_validation.py).
 DICTS_READ_IN_PLACE = pdp_dict_layout_checked()
+
+
+def _read_in_place(dict d, object key):
+    """pdp_dict_get for tests: (1, value) found, (0, None) absent, (-1, None) left to the usual
+    lookup (another dict or key type)."""
+    cdef PyObject* held
+    cdef int got = _dict_get(<PyObject*>d, <PyObject*>key, &held)
+    return (got, <object>held if got == 1 else None)
+
+
+cdef inline object _get(dict d, object key, object default):
+    """``d.get(key, default)``, read in place for a str key where it can be (pdp_dict_get)."""
+    cdef PyObject* held
+    cdef int got = _dict_get(<PyObject*>d, <PyObject*>key, &held)
+    if got == 1:
+        return <object>held
+    if got == 0:
+        return default
+    return d.get(key, default)
 
 
 # ---- nodes -------------------------------------------------------------------------------
@@ -703,7 +775,7 @@ cdef class _Index(_Node):
         if type(key) is _Err:
             return key
         if type(value) is dict and type(key) is str:
-            found = (<dict>value).get(key, _UNSET)
+            found = _get(<dict>value, key, _UNSET)
             if found is not _UNSET:
                 return found
             return _lazy(_index_message, (value, key, self.obj_text))
@@ -1343,11 +1415,6 @@ cdef class _Duration(_Node):
             return _from(err)
 
 
-#: Past this many seconds from the epoch an age is left to Python's ints (no C overflow:
-#: _time_c's times are within ±2**39).
-cdef long long _TIME_BOUND = 1LL << 60
-
-
 @cython.no_gc
 cdef class _Time(_Node):
     """time(x) and age(x): the hot built-ins, with the C time parser."""
@@ -1357,23 +1424,21 @@ cdef class _Time(_Node):
     cdef object ev(self, _Context ctx):
         cdef object value = self.arg.ev(ctx)
         cdef object now
-        cdef long long t, n
-        cdef int overflow
+        cdef long long t
+        cdef int kind
         if type(value) is _Err:
             return value
         if self.age:
+            kind = ctx.now_c()
+            if kind != 3 and _time_c(value, &t):
+                # The common case in C: no Python int for either time, no Python subtraction.
+                # (Python's float - int is float(int) - float, exact for any time _time_c reads.)
+                if kind == 1:
+                    return ctx.now_int - t
+                return ctx.now_float - <double>t
             now = ctx.now_or_err()
             if type(now) is _Err:
                 return now
-            # The common case in C: no Python int for the time, no Python subtraction. (Python's
-            # float - int is float(int) - float, exact for any time _time_c reads.)
-            if _time_c(value, &t):
-                if type(now) is float:
-                    return <double>now - <double>t
-                if type(now) is int:
-                    n = PyLong_AsLongLongAndOverflow(now, &overflow)
-                    if overflow == 0 and -_TIME_BOUND <= n <= _TIME_BOUND:
-                        return n - t
         try:
             value = _time_of(value)
         except EvalError as err:
@@ -1432,7 +1497,7 @@ cdef class _Lookup(_Node):
         cdef object value = self.key.ev(ctx)
         cdef object case
         if type(value) is str:
-            case = self.cases.get(value)
+            case = _get(self.cases, value, None)
             if case is not None:
                 return (<_Node>case).ev(ctx)
         return self.default.ev(ctx)
@@ -1853,7 +1918,7 @@ cdef class _Group:
         else:
             return None
         self.lookups += 1
-        row = table.get(value)
+        row = _get(table, value, None)
         if row is None:
             self.misses += 1
             row = _new_row(len(self.atoms))
@@ -2909,7 +2974,7 @@ cdef class Evaluator:
         ctx.clear_slots()  # a context reused by a batch or a search
         ctx.slots = self.slots
         ctx.spare = self.spare
-        ctx.now_value = _UNSET
+        ctx.now_kind, ctx.now_value = 0, _UNSET
         ctx.errors = None
 
     cpdef list allowed_candidates(self, object request, str root, str key, object candidates,
@@ -3000,7 +3065,7 @@ cdef class Evaluator:
             s = <_Switch>tree
             value = s.path.ev(ctx)
             if type(value) is str:
-                tree = s.branches.get(value, s.default)
+                tree = _get(s.branches, value, s.default)
             elif type(value) is _Err:
                 tree = s.error
             else:

@@ -1,0 +1,145 @@
+"""The compiled evaluator's request reads in C: str keys looked up in place in CPython's dict
+tables (paths, switch branches, data tables, rows of atoms), and RFC 3339 times parsed in C
+(``age``, ``time``, ``context.time``): the same values as dict.get and values.parse_time, and
+the same decisions, reasons and errors as the reference evaluator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pdp import reference, runtime
+from pdp.compile import compile_program
+from pdp.request import parse_request
+
+from strategies import load_policy_set
+from test_differential import _check_all, _view
+
+_ceval = pytest.importorskip("pdp.runtime._ceval")
+
+_KEYS = st.text(alphabet="abkxé€😀0_", min_size=0, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(_KEYS, max_size=120, unique=True), removed=st.sets(st.integers(0, 119)),
+       probes=st.lists(_KEYS, max_size=30))
+def test_keys_read_in_place_are_what_dict_get_finds(keys, removed, probes):
+    """Every key of a dict of str keys (its own object, an equal copy), removed keys and other
+    strings: found in place as dict.get finds them, or left to it (never a wrong answer)."""
+    d = {k: i for i, k in enumerate(keys)}
+    for i in sorted(removed):
+        if i < len(keys):
+            del d[keys[i]]
+    copies = [json.loads(json.dumps(k)) for k in keys]  # equal, not the same object
+    for key in keys + copies + probes + [k + "!" for k in keys]:
+        got, value = _ceval._read_in_place(d, key)
+        if _ceval.DICTS_READ_IN_PLACE:
+            assert got != -1, key
+        if got == 1:
+            assert key in d and value is d[key], key
+        elif got == 0:
+            assert key not in d, key
+    class Sub(str):
+        pass
+    assert _ceval._read_in_place(d, Sub("a"))[0] == -1  # a str subclass: dict.get's lookup
+    assert _ceval._read_in_place({1: 2, "a": 3}, "a")[0] == -1  # a table of other keys
+
+
+#: Rules reading paths into maps of many keys, switching on request values, indexing data by
+#: them (the index's switches and the tabulated lookups), whatever the hash order puts where.
+_RULES = """
+policy p {
+  permit a when identity.k7 == "v7" and identity.m.k3 == 3 reason "{identity.k40} {identity.m.k99}"
+  forbid b when context.x[identity.key] == "bad" reason "{context.x[identity.key]}"
+  permit c when data.table[identity.key].level > 1 and data.table[identity.key].name == identity.k7
+  forbid d when resource.type == identity.key and resource.k5 == 5
+}
+policy q {
+  target resource.type == "t1"
+  permit e when identity.key in ["k1", "k2", "k3"] and data.table[resource.k5].level == 2
+}
+"""
+_TABLE = {f"k{i}": {"level": i % 4, "name": f"v{i}"} for i in range(0, 60, 3)}
+
+
+def _many(n: int, holes: bool) -> dict:
+    out = {}
+    for i in range(n):
+        if holes:
+            out[f"gone{i}"] = 0
+        out[f"k{i}"] = f"v{i}" if i % 2 else i
+    if holes:
+        for i in range(n):
+            del out[f"gone{i}"]
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.tuples(st.integers(0, 130), st.booleans(), st.integers(0, 140)), min_size=1, max_size=6),
+       as_json=st.booleans())
+def test_paths_switches_and_tables_over_maps_of_many_keys(sizes, as_json):
+    engine = load_policy_set([_RULES], {"table": _TABLE})
+    reqs = []
+    for n, holes, key in sizes:
+        identity = {"type": "w", "id": "x", **_many(n, holes), "m": _many(n // 2, not holes), "key": f"k{key}"}
+        reqs.append({"identity": identity, "action": "read",
+                     "resource": {"type": f"t{key % 3}", **_many(n // 3, holes)},
+                     "context": {"x": {f"k{i}": "bad" if i % 5 == 0 else i for i in range(n)}}})
+    if as_json:
+        reqs = [json.loads(json.dumps(r)) for r in reqs]
+    _check_all(engine, reqs)
+
+
+#: Characters each place of a time's text is drawn from: the ones that belong there and the
+#: ones that break it (other digits, separators, a Latin-1 letter, a non-ASCII digit).
+_DIGIT = st.sampled_from("0123456789") | st.sampled_from("0123456789/:-é٢")
+_TIME_TEXT = st.tuples(
+    st.tuples(_DIGIT, _DIGIT, _DIGIT, _DIGIT).map("".join) | st.sampled_from(["2026", "2024", "1900", "0000", "0001"]),
+    st.sampled_from("-") | st.sampled_from("-/ "),
+    st.sampled_from(["01", "02", "04", "11", "12", "00", "13"]) | st.tuples(_DIGIT, _DIGIT).map("".join),
+    st.sampled_from("-") | st.sampled_from("-:"),
+    st.sampled_from(["01", "28", "29", "30", "31", "00", "32"]) | st.tuples(_DIGIT, _DIGIT).map("".join),
+    st.sampled_from("Tt x"),
+    st.sampled_from(["00", "10", "23", "24"]) | st.tuples(_DIGIT, _DIGIT).map("".join),
+    st.sampled_from(":") | st.sampled_from(":-"),
+    st.sampled_from(["00", "05", "59", "60"]),
+    st.sampled_from(":") | st.sampled_from(":."),
+    st.sampled_from(["00", "30", "59", "60", "61"]) | st.tuples(_DIGIT, _DIGIT).map("".join),
+    st.sampled_from(["Z", "z", "+00:00", "-23:59", "+01:00", "+24:00", "-01:60", "+0100", "+01:0", "", "ZZ", "Q"]),
+).map("".join)
+
+_TIME_RULES = """
+policy p {
+  forbid old when age(identity.t) > 3600 reason "{age(identity.t)}"
+  forbid at when time(identity.t) < time(identity.u) reason "{time(identity.t)} {time(identity.u)}"
+  permit young when age(identity.u) <= 86400 reason "{age(identity.u)}"
+  permit clock when now > 0 and hour(now, "UTC") >= 0 and minute(identity.t, "UTC") >= 0 reason "{now}"
+}
+"""
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(times=st.lists(st.tuples(_TIME_TEXT, _TIME_TEXT, _TIME_TEXT | st.sampled_from([1795773900, 1795773900.5])),
+                      min_size=1, max_size=6),
+       arrival=st.sampled_from([1795773900, 1795773900.25, 1795770000.5]), skew=st.sampled_from([None, 0, 30, 10**9]))
+def test_generated_times_agree(times, arrival, skew):
+    """Times near the common RFC 3339 shape (parsed in C) and off it (left to
+    values.parse_time), in age(), time() and context.time, with a clock bound and without:
+    the reference's values, decisions and messages."""
+    engine = load_policy_set([_TIME_RULES], None)
+    reqs = [{"identity": {"type": "w", "id": "x", "t": t, "u": u}, "action": "r", "resource": {"type": "t"},
+             "context": {"time": now}} for t, u, now in times]
+    if skew is None:
+        _check_all(engine, reqs)
+        return
+    flat = compile_program(engine.policy_set, engine.revision, indexed=False)
+    evaluators = {(name, kind): runtime.EVALUATORS[name](program, skew)
+                  for name in sorted(runtime.EVALUATORS) for kind, program in (("indexed", engine.program), ("flat", flat))}
+    for raw in reqs:
+        parsed = parse_request(raw, arrival)
+        want = _view(reference.decide(engine.policy_set, parsed, engine.revision, skew))
+        for key, evaluator in evaluators.items():
+            assert _view(evaluator.decide_parsed(parsed.attrs, arrival)) == want, f"{key} differs for {raw!r}"
