@@ -247,3 +247,74 @@ def test_non_booleans_fail_in_the_words_of_the_operator_above(tmp_path):
     reqs = [{"identity": {"type": "user", "id": "u"}, "action": "read", "resource": {"type": "t"},
              "context": {"a": a, "b": b}} for a in (5, "x", True, False, [1]) for b in range(8)]
     _agree(engine, reqs)
+
+
+# ---- atoms of two paths (kept per pair of rows) ---------------------------------------------
+
+#: context.a and context.b each have atoms of their own (so each is a path group) and atoms of
+#: both: comparisons, memberships, either order.
+TWO_PATHS = """
+policy p {
+  permit a1 when context.a == 1 or context.a == "x"
+  permit a2 when context.a in ["x", "y"] or context.a > 2
+  permit b1 when context.b == 1 or context.b contains "x"
+  permit b2 when context.b == "y" and not (context.b < 0)
+  permit eq when context.a == context.b
+  permit ne when context.b != context.a and context.a != 2
+  permit lt when context.a < context.b or context.b >= context.a
+  permit member when context.a in context.b
+  forbid not_member when context.a not in context.b and context.b contains "y"
+  permit sizes when context.b contains_any context.a or context.a == context.b
+}
+"""
+
+_PAIR_VALUES = st.sampled_from([1, 2, 3, 1.0, True, False, "x", "y", "1", ["x"], ["x", "y"], ["y", "x"], [],
+                                [1], {"k": 1}, None])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.lists(_PAIR_VALUES, min_size=1, max_size=4), second=st.lists(_PAIR_VALUES, min_size=1, max_size=4))
+def test_atoms_of_two_paths_agree(first, second, tmp_path):
+    """Atoms of two paths kept per pair of the paths' rows: values equal across types, lists,
+    maps and missing paths (no row: evaluated); every pair of the values drawn, twice, so that
+    a value meets several of the other path's and later requests read the pairs' rows."""
+    (tmp_path / "p.pdl").write_text(TWO_PATHS + PADDING)
+    engine = pdp.load(tmp_path)
+    _flat(engine)
+    reqs = [{"identity": {"type": "user", "id": "u"}, "action": "read", "resource": {"type": "t"},
+             "context": {k: v for k, v in (("a", a), ("b", b)) if v is not None}} for a in first for b in second]
+    _agree(engine, reqs * 2)
+
+
+def test_atoms_of_two_paths_are_kept_per_pair(tmp_path):
+    (tmp_path / "p.pdl").write_text(TWO_PATHS + PADDING)
+    engine = pdp.load(tmp_path)
+    if "compiled" not in runtime.EVALUATORS:
+        pytest.skip("the compiled evaluator is not built")
+    evaluator = runtime.EVALUATORS["compiled"](engine.program)
+    reqs = [{"identity": {"type": "user", "id": "u"}, "action": "read", "resource": {"type": "t"},
+             "context": {"a": a, "b": b}} for a in ("x", "y", 1) for b in (["x"], ["y"], 2)]
+    evaluator.decide_many(reqs * 3)
+    assert {frozenset(k): v for k, v in evaluator.pair_tables().items()} == {frozenset(("context.a", "context.b")): 9}
+
+
+def test_pairs_whose_values_never_repeat_are_turned_off(tmp_path):
+    """Two paths whose values repeat one by one but not together (ids against ids): past a
+    window the pair's atoms are evaluated as they are, with the same results."""
+    (tmp_path / "p.pdl").write_text("""
+policy p {
+  permit own when resource.owner == identity.name or identity.name == "n-3"
+  permit other when resource.owner != identity.name and resource.owner != "n-1"
+  permit o1 when resource.owner == "n-2"
+  permit n1 when identity.name matches "n-1*"
+}
+""" + PADDING)
+    engine = pdp.load(tmp_path)
+    reqs = [{"identity": {"type": "user", "id": "u", "name": f"n-{i % 23}"}, "action": "read",
+             "resource": {"type": "t", "owner": f"n-{i % 29}"}} for i in range(600)]
+    _agree(engine, reqs)
+    if "compiled" in runtime.EVALUATORS:
+        evaluator = runtime.EVALUATORS["compiled"](engine.program)
+        evaluator.decide_many(reqs)
+        assert list(evaluator.pair_tables().values()) == [None]
+        assert evaluator.path_tables()["identity.name"] == 23

@@ -7,6 +7,8 @@ otherwise only constants and data, has a value fixed by that path's value: the e
 keeps the values of all such atoms of one path per value met (``identity.env == "prod"``,
 ``identity.env in [...]``, ``identity.env matches "p*"`` share one look-up per request), so
 a request on values met before costs a look-up per path instead of an evaluation per atom.
+Atoms of two such paths (``context.env in identity.scopes``) are kept per pair of the two
+paths' values the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ def logic(node: tuple) -> tuple | None:
 def request_path(atom: tuple) -> tuple | None:
     """The PATH node (or its CACHED slot) of the one request path ``atom`` reads, when nothing else it reads
     varies per request (no time, no token, no built-in that reads the clock); else None."""
+    found = request_paths(atom, 1)
+    return found[0] if found else None
+
+
+def request_paths(atom: tuple, most: int) -> list[tuple] | None:
+    """The PATH nodes (or their CACHED slots) of the request paths ``atom`` reads, in the order
+    met, when they are at most ``most`` and nothing else it reads varies per request (as
+    request_path); else None."""
     inner = atom[2] if atom[0] == CACHED else atom
     if inner[0] not in _TESTS:
         return None
@@ -54,12 +64,18 @@ def request_path(atom: tuple) -> tuple | None:
             if path[1] == TOKEN_ROOT:  # verified per request, and may be absent
                 return None
             # The path as the atom reads it: through its CACHED slot, shared with other readers.
-            found.setdefault((path[1], tuple(path[2])), node)
-            if len(found) > 1:
+            found.setdefault(path_key(path), node)
+            if len(found) > most:
                 return None
             continue
-        stack.extend(children(node))
-    return next(iter(found.values())) if found else None
+        stack.extend(reversed(children(node)))
+    return list(found.values()) if found else None
+
+
+def path_key(path: tuple) -> tuple:
+    """``(root, keys)`` of a PATH node or its CACHED slot."""
+    inner = path[2] if path[0] == CACHED else path
+    return (inner[1], tuple(inner[2]))
 
 
 def path_groups(atoms: list[tuple]) -> list[tuple[tuple, list[int]]]:
@@ -69,6 +85,21 @@ def path_groups(atoms: list[tuple]) -> list[tuple[tuple, list[int]]]:
     for i, atom in enumerate(atoms):
         path = request_path(atom)
         if path is not None:
-            inner = path[2] if path[0] == CACHED else path
-            groups.setdefault((inner[1], tuple(inner[2])), (path, []))[1].append(i)
+            groups.setdefault(path_key(path), (path, []))[1].append(i)
     return [g for g in groups.values() if len(g[1]) >= MIN_ATOMS]
+
+
+def pair_groups(atoms: list[tuple], grouped: list[tuple]) -> list[tuple[int, int, list[int]]]:
+    """``(first, second, indexes in atoms)`` for each two request paths read together by atoms
+    of ``atoms`` (``context.env in identity.scopes``), both among the paths ``grouped`` (PATH
+    nodes, read per request anyway), by their places there; in the order of their first atom.
+    Their values' rows are known: the pair's values are kept per pair of rows."""
+    place = {path_key(p): i for i, p in enumerate(grouped)}
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for i, atom in enumerate(atoms):
+        found = request_paths(atom, 2)
+        if found is not None and len(found) == 2:
+            a, b = place.get(path_key(found[0])), place.get(path_key(found[1]))
+            if a is not None and b is not None:  # (either order: the rows make the key)
+                pairs.setdefault((min(a, b), max(a, b)), []).append(i)
+    return [(a, b, members) for (a, b), members in pairs.items()]

@@ -1806,7 +1806,8 @@ cdef class _Entry:
 # value, kept aside): no virtual call, no Python bool, no visit of the and/or/not nodes,
 # each shared node (a policy's target, a test used by many rules) evaluated once.
 # Atoms fixed by one request path (compile/atoms.py) take their values from that path's
-# table: every such atom's value per value of the path met before.
+# table: every such atom's value per value of the path met before; atoms of two such paths
+# (``context.env in identity.scopes``) from a table per pair of the two paths' rows.
 
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.string cimport memset
@@ -1845,10 +1846,12 @@ cdef Py_ssize_t _GROUP_WINDOW = 256
 cdef class _Row:
     """The values of a path group's atoms for one value of the path, each filled when first
     needed: ``codes[i]`` 0 false, 1 true, 2 other (its object in ``objs[i]``), 3 not yet
-    known. Shared by the requests that carry that value."""
+    known. Shared by the requests that carry that value; ``id`` numbers the rows a table
+    keeps (-1: not kept), for the tables of two paths."""
     cdef unsigned char* codes
     cdef PyObject** objs
     cdef Py_ssize_t n
+    cdef long long id
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -1862,6 +1865,7 @@ cdef class _Row:
 cdef _Row _new_row(Py_ssize_t n):
     cdef _Row row = _Row.__new__(_Row)
     row.n = n
+    row.id = -1
     row.codes = <unsigned char*>malloc(n + 1)
     row.objs = <PyObject**>calloc(n + 1, sizeof(PyObject*))
     if row.codes == NULL or row.objs == NULL:
@@ -1870,69 +1874,35 @@ cdef _Row _new_row(Py_ssize_t n):
     return row
 
 
-#: Groups of at most this many atoms set the known values of a row on the skeleton's nodes
-#: as soon as the row is found (their parents then read a byte); larger ones (thousands of
-#: atoms over many leaves, few met per request) are read atom by atom.
-cdef Py_ssize_t _EAGER_ATOMS = 64
-
 #: Rules a request can meet (the largest forbid leaf and permit leaf) from which run() uses
 #: the skeleton.
 cdef Py_ssize_t _FLAT_FROM = 32
 
 
-@cython.final
 @cython.no_gc  # holds linked nodes and tables of request values: no cycles
-cdef class _Group:
-    """The atoms fixed by one request path, and their values per value of the path met."""
-    cdef _Node path
+cdef class _Kept:
+    """Atoms whose values are kept in rows (per value of a path: _Group; of two: _Pair)."""
     cdef tuple atoms  # _Nodes
     cdef int* nodes  # their numbers in the _Skeleton
-    cdef str path_text
-    # A _Row per value of the path: one table per type, since values that dicts hold equal
-    # (1, true) compare and fail differently. Lists of strings by their items; other values
-    # (floats, maps, a missing path) are evaluated as they are.
-    cdef dict strs, ints, bools, lists
     cdef Py_ssize_t capacity, lookups, misses
-    cdef bint off  # the path's values do not repeat: the atoms are evaluated one by one
+    cdef bint off  # the values do not repeat: the atoms are evaluated one by one
 
     def __dealloc__(self):
         free(self.nodes)
 
-    cdef object row(self, _Context ctx):
-        """The _Row of this request's value of the path, or None (evaluate the atoms)."""
-        if self.off:
-            return None
-        cdef object value = self.path.ev(ctx)
-        cdef type t = type(value)
-        cdef dict table
-        cdef object row
-        if t is str:
-            table = self.strs
-        elif t is int:
-            table = self.ints
-        elif t is bool:
-            table = self.bools
-        elif t is list and _strings(<list>value):
-            table = self.lists
-            value = tuple(<list>value)
-        else:
-            return None
+    cdef inline bint counted(self, bint missed) noexcept:
+        """Count a look-up; True when, over the last window, most missed (ids, times: values
+        that do not repeat): the caller turns the tables off."""
         self.lookups += 1
-        row = _get(table, value, None)
-        if row is None:
-            self.misses += 1
-            row = _new_row(len(self.atoms))
-            if len(table) < self.capacity:
-                table[value] = row
-        if self.lookups >= _GROUP_WINDOW:
-            if 2 * self.misses > self.lookups:
-                self.off = True  # ids, times: values that do not repeat
-                self.strs = self.ints = self.bools = self.lists = None
-            self.lookups = self.misses = 0
-        return row
+        self.misses += missed
+        if self.lookups < _GROUP_WINDOW:
+            return False
+        missed = 2 * self.misses > self.lookups
+        self.lookups = self.misses = 0
+        return missed
 
     cdef object value(self, _Row row, Py_ssize_t i, _Context ctx):
-        """Atom ``i``'s value for the request whose path value has ``row``."""
+        """Atom ``i``'s value for the request whose values have ``row``."""
         cdef unsigned char code = row.codes[i]
         if code == 1:
             return True
@@ -1953,6 +1923,122 @@ cdef class _Group:
                 row.objs[i] = <PyObject*>v
                 row.codes[i] = 2
         return v
+
+
+@cython.final
+@cython.no_gc
+cdef class _Group(_Kept):
+    """The atoms fixed by one request path, and their values per value of the path met."""
+    cdef _Node path
+    cdef str path_text
+    # A _Row per value of the path: one table per type, since values that dicts hold equal
+    # (1, true) compare and fail differently. Lists of strings by their items; other values
+    # (floats, maps, a missing path) are evaluated as they are.
+    cdef dict strs, ints, bools, lists
+    cdef long long kept  # rows kept (the next row's id)
+
+    cdef object row(self, _Context ctx):
+        """The _Row of this request's value of the path, or None (evaluate the atoms)."""
+        if self.off:
+            return None
+        cdef object value = self.path.ev(ctx)
+        cdef type t = type(value)
+        cdef dict table
+        cdef object row
+        if t is str:
+            table = self.strs
+        elif t is int:
+            table = self.ints
+        elif t is bool:
+            table = self.bools
+        elif t is list and _strings(<list>value):
+            table = self.lists
+            value = tuple(<list>value)
+        else:
+            return None
+        row = _get(table, value, None)
+        cdef bint missed = row is None
+        if missed:
+            row = _new_row(len(self.atoms))
+            if self.kept < self.capacity:
+                (<_Row>row).id = self.kept
+                self.kept += 1
+                table[value] = row
+        if self.counted(missed):
+            self.off = True
+            self.strs = self.ints = self.bools = self.lists = None
+        return row
+
+
+@cython.final
+@cython.no_gc
+cdef class _Pair(_Kept):
+    """The atoms fixed by two request paths, both of path groups (``context.env in
+    identity.scopes``): their values per pair of the groups' rows met, in an open-addressing
+    table keyed by the two rows' ids."""
+    cdef int first, second  # the groups' numbers in the _Skeleton
+    cdef unsigned long long* keys  # 0: empty
+    cdef PyObject** rows
+    cdef Py_ssize_t size, used  # size: a power of two
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.rows != NULL:
+            for i in range(self.size):
+                Py_XDECREF(self.rows[i])
+        free(self.keys)
+        free(self.rows)
+
+    cdef inline Py_ssize_t slot(self, unsigned long long key) noexcept:
+        """Where ``key`` is in the table, or the empty place it would go."""
+        cdef Py_ssize_t i = <Py_ssize_t>((key * 0x9E3779B97F4A7C15ULL) >> 40) & (self.size - 1)
+        while self.keys[i] != 0 and self.keys[i] != key:
+            i = (i + 1) & (self.size - 1)
+        return i
+
+    cdef void grow(self) except *:
+        cdef Py_ssize_t i, j, old_size = self.size
+        cdef unsigned long long* old_keys = self.keys
+        cdef PyObject** old_rows = self.rows
+        cdef unsigned long long* keys = <unsigned long long*>calloc(2 * old_size, sizeof(unsigned long long))
+        cdef PyObject** rows = <PyObject**>calloc(2 * old_size, sizeof(PyObject*))
+        if keys == NULL or rows == NULL:
+            free(keys)
+            free(rows)
+            raise MemoryError()
+        self.keys, self.rows, self.size = keys, rows, 2 * old_size
+        for i in range(old_size):
+            if old_keys[i] != 0:
+                j = self.slot(old_keys[i])
+                keys[j], rows[j] = old_keys[i], old_rows[i]
+        free(old_keys)
+        free(old_rows)
+
+    cdef object row(self, object a, object b):
+        """The _Row of the pair of rows ``a`` and ``b`` (None: a value not kept)."""
+        if self.off or a is None or b is None or (<_Row>a).id < 0 or (<_Row>b).id < 0:
+            return None
+        cdef unsigned long long key = ((<unsigned long long>(<_Row>a).id + 1) << 32) | <unsigned long long>(<_Row>b).id
+        cdef Py_ssize_t i = self.slot(key)
+        cdef object row
+        cdef bint missed = self.keys[i] != key
+        if not missed:
+            row = <object>self.rows[i]
+        else:
+            row = _new_row(len(self.atoms))  # (a Python allocation: the table is read again after)
+            if self.used < self.capacity:
+                if 2 * (self.used + 1) > self.size:
+                    self.grow()
+                i = self.slot(key)
+                if self.keys[i] == key:
+                    row = <object>self.rows[i]  # (kept meanwhile by another thread)
+                else:
+                    Py_INCREF(row)
+                    self.keys[i], self.rows[i] = key, <PyObject*>row
+                    self.used += 1
+        if self.counted(missed):
+            self.off = True
+        return row
 
 
 cdef bint _strings(list items):
@@ -1977,6 +2063,7 @@ cdef class _Flat:
     cdef int* kept  # the nodes holding an object
     cdef int nkept
     cdef PyObject** groups  # each path group's values for the request (NULL: not read yet)
+    cdef unsigned char** codes  # the codes of each group's _Row read (NULL: not read, or none)
     cdef int* read  # the groups read
     cdef int nread
     cdef int n, ng
@@ -1988,6 +2075,7 @@ cdef class _Flat:
         free(self.obj)
         free(self.kept)
         free(self.groups)
+        free(self.codes)
         free(self.read)
 
     cdef inline void release(self) noexcept:
@@ -1999,6 +2087,7 @@ cdef class _Flat:
         for i in range(self.nread):
             Py_XDECREF(self.groups[self.read[i]])
             self.groups[self.read[i]] = NULL
+            self.codes[self.read[i]] = NULL
         self.nread = 0
 
     cdef inline void next_request(self) noexcept:
@@ -2022,8 +2111,9 @@ cdef _Flat _new_flat(int n, int ng):
     f.obj = <PyObject**>calloc(n + 1, sizeof(PyObject*))
     f.kept = <int*>malloc((n + 1) * sizeof(int))
     f.groups = <PyObject**>calloc(ng + 1, sizeof(PyObject*))
+    f.codes = <unsigned char**>calloc(ng + 1, sizeof(unsigned char*))
     f.read = <int*>malloc((ng + 1) * sizeof(int))
-    if not (f.stamp and f.val and f.obj and f.kept and f.groups and f.read):
+    if not (f.stamp and f.val and f.obj and f.kept and f.groups and f.codes and f.read):
         raise MemoryError()
     return f
 
@@ -2036,7 +2126,8 @@ cdef class _Skeleton:
     cdef _Step* steps
     cdef int n
     cdef list atoms  # per node: an atom's linked _Node, None for and/or/not
-    cdef tuple groups  # _Group
+    cdef tuple groups  # _Group (the first ``paths``), then _Pair
+    cdef int paths
     cdef _Spares spare  # _Flat for the next requests
     # While linking: node numbers by id of the IR node, each node's kind and children, the
     # IR of the atoms, and the clauses' nodes.
@@ -2091,8 +2182,9 @@ cdef class _Skeleton:
         """Group the atoms by request path, compile the trees to branch programs and lay
         them out in C."""
         cdef _Group g
+        cdef _Pair p
         cdef list numbered = [i for i, a in enumerate(self.atom_ir) if a is not None]
-        cdef list groups = []
+        cdef list groups = [], paths = []
         self.n = len(self.kinds)
         self.nodes = <_BNode*>malloc((self.n + 1) * sizeof(_BNode))
         if self.nodes == NULL:
@@ -2107,16 +2199,23 @@ cdef class _Skeleton:
             g.path = _link(path, memo)
             texts = (path[2] if path[0] == ir.CACHED else path)[3]
             g.path_text = texts[len(texts) - 1]  # (no wraparound in this module)
-            g.atoms = tuple(self.atoms[numbered[m]] for m in members)
             g.strs, g.ints, g.bools, g.lists = {}, {}, {}, {}
-            g.capacity = max(64, _GROUP_CELLS // len(members))
-            g.nodes = <int*>malloc(len(members) * sizeof(int))
-            if g.nodes == NULL:
-                raise MemoryError()
-            for j, m in enumerate(members):
-                g.nodes[j] = numbered[m]
-                self.nodes[numbered[m]].group, self.nodes[numbered[m]].member = len(groups), j
+            self.keep(g, members, numbered, len(groups))
             groups.append(g)
+            paths.append(path)
+        self.paths = len(groups)
+        # Atoms of two of those paths: kept per pair of their rows (the ungrouped only).
+        cdef list rest = [i for i in numbered if self.nodes[i].group < 0]
+        for first, second, members in _atoms.pair_groups([self.atom_ir[i] for i in rest], paths):
+            p = _Pair.__new__(_Pair)
+            p.first, p.second = first, second
+            p.size = 64
+            p.keys = <unsigned long long*>calloc(p.size, sizeof(unsigned long long))
+            p.rows = <PyObject**>calloc(p.size, sizeof(PyObject*))
+            if p.keys == NULL or p.rows == NULL:
+                raise MemoryError()
+            self.keep(p, members, rest, len(groups))
+            groups.append(p)
         self.groups = tuple(groups)
         starts, steps = _branches.programs(self.kinds, self.kids, self.clauses)
         self.steps = <_Step*>malloc((len(steps) + 1) * sizeof(_Step))
@@ -2129,6 +2228,18 @@ cdef class _Skeleton:
             self.steps[i].parent = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
         self.numbers = self.kinds = self.kids = self.atom_ir = self.clauses = None  # (the IR is not kept)
 
+    cdef void keep(self, _Kept kept, list members, list numbered, int number) except *:
+        """Make ``kept`` (the skeleton's group ``number``) keep the atoms ``numbered[m]`` of
+        ``members``."""
+        kept.atoms = tuple(self.atoms[numbered[m]] for m in members)
+        kept.capacity = max(64, _GROUP_CELLS // len(members))
+        kept.nodes = <int*>malloc(len(members) * sizeof(int))
+        if kept.nodes == NULL:
+            raise MemoryError()
+        for j, m in enumerate(members):
+            kept.nodes[j] = numbered[m]
+            self.nodes[<int>numbered[m]].group, self.nodes[<int>numbered[m]].member = number, j
+
     cdef inline _Flat take(self):
         cdef object kept = self.spare.take()
         cdef _Flat f = _new_flat(self.n, len(self.groups)) if kept is None else <_Flat>kept
@@ -2139,36 +2250,38 @@ cdef class _Skeleton:
         f.release()
         self.spare.give(f)
 
-    cdef inline object group_values(self, int g, _Context ctx, _Flat f):
+    cdef object group_values(self, int g, _Context ctx, _Flat f):
+        """Group ``g``'s _Row for the request (None: its atoms are evaluated), found once per
+        request; its codes in ``f.codes[g]``, read by value()."""
         cdef PyObject* held = f.groups[g]
         if held != NULL:
             return <object>held
-        cdef _Group group = <_Group>PyTuple_GET_ITEM(self.groups, g)
-        cdef object row = group.row(ctx)
-        cdef const unsigned char* codes
-        cdef Py_ssize_t j, n = len(group.atoms)
+        cdef _Kept group = <_Kept>PyTuple_GET_ITEM(self.groups, g)
+        cdef object row
+        cdef _Pair pair
+        if g < self.paths:
+            row = (<_Group>group).row(ctx)
+        else:
+            pair = <_Pair>group
+            row = pair.row(self.group_values(pair.first, ctx, f), self.group_values(pair.second, ctx, f))
         Py_INCREF(row)
         f.groups[g] = <PyObject*>row
         f.read[f.nread] = g
         f.nread += 1
-        if row is not None and n <= _EAGER_ATOMS:
-            # Every boolean of the row is the value of its atom's node for this request: set
-            # now, the atoms met later cost their parents a byte read.
-            codes = (<_Row>row).codes
-            for j in range(n):
-                if codes[j] < 2:
-                    f.stamp[group.nodes[j]] = f.gen
-                    f.val[group.nodes[j]] = codes[j]
+        if row is not None:
+            f.codes[g] = (<_Row>row).codes
         return row
 
     cdef int atom(self, int n, _Context ctx, _Flat f) except -1:
-        """Atom ``n``'s value (as ev): from its path group's row, else evaluated."""
+        """Atom ``n``'s value (as ev): from its group's row, else evaluated."""
         cdef _BNode* b = &self.nodes[n]
         cdef object v, row
         if b.group >= 0:
             row = self.group_values(b.group, ctx, f)
+            if row is not None and (<_Row>row).codes[b.member] < 2:
+                return (<_Row>row).codes[b.member]
             if row is not None:
-                v = (<_Group>PyTuple_GET_ITEM(self.groups, b.group)).value(<_Row>row, b.member, ctx)
+                v = (<_Kept>PyTuple_GET_ITEM(self.groups, b.group)).value(<_Row>row, b.member, ctx)
             else:
                 v = (<_Node>self.atoms[n]).ev(ctx)
         else:
@@ -2185,11 +2298,17 @@ cdef class _Skeleton:
         return 2
 
     cdef inline int value(self, int k, _Context ctx, _Flat f) except -1:
-        """Node ``k``'s value (0 false, 1 true, 2 other, in ``f.obj[k]``): kept, else an
-        atom's, else its program's."""
+        """Node ``k``'s value (0 false, 1 true, 2 other, in ``f.obj[k]``): a boolean of its
+        group's row, else kept, else an atom's, else its program's."""
+        cdef const _BNode* b = &self.nodes[k]
+        cdef const unsigned char* codes
+        if b.group >= 0:
+            codes = f.codes[b.group]
+            if codes != NULL and codes[b.member] < 2:
+                return codes[b.member]
         if f.stamp[k] == f.gen:
             return f.val[k]
-        if self.nodes[k].kind == _B_ATOM:
+        if b.kind == _B_ATOM:
             return self.atom(k, ctx, f)
         return self.run(k, ctx, f)
 
@@ -2212,12 +2331,7 @@ cdef class _Skeleton:
         while True:
             step = &self.steps[pc]
             k = step.node
-            if f.stamp[k] == gen:
-                c = f.val[k]
-            elif self.nodes[k].kind == _B_ATOM:
-                c = self.atom(k, ctx, f)
-            else:
-                c = self.run(k, ctx, f)
+            c = self.value(k, ctx, f)
             if c == 2:
                 self.other(n, k, step.parent, f)
                 break
@@ -2959,10 +3073,22 @@ cdef class Evaluator:
         turned off, its values did not repeat): for tests and profiling."""
         cdef _Group g
         out = {}
-        for item in self.skeleton.groups:
+        for item in self.skeleton.groups[:self.skeleton.paths]:
             g = <_Group>item
             text = g.path_text
             out[text] = None if g.off else len(g.strs) + len(g.ints) + len(g.bools) + len(g.lists)
+        return out
+
+    def pair_tables(self):
+        """``{(path text, path text): pairs of values kept}`` of the atoms kept per value of
+        two paths (None: turned off): for tests and profiling."""
+        cdef _Pair p
+        cdef tuple groups = self.skeleton.groups
+        out = {}
+        for item in groups[self.skeleton.paths:]:
+            p = <_Pair>item
+            key = ((<_Group>groups[p.first]).path_text, (<_Group>groups[p.second]).path_text)
+            out[key] = None if p.off else p.used
         return out
 
     cdef inline void _start(self, _Context ctx, tuple roots, double arrival):
