@@ -12,6 +12,13 @@ error, as it would climb the tree node by node.
 
 A node reached from two places (a policy's target, a test the CSE shares) is evaluated once
 per request: it gets a program of its own, and is one step (its value kept) in the others.
+
+A leaf's rules are one program too (``leaf_programs``): each rule's target, when and unless
+chained, the end of one rule the start of the next, so that a rule costs no call. A clause
+read by one rule only (and by no other node) has its steps inlined there; any other is one
+step that reads the clause's value (evaluated once a request, by its own program). Rules
+in a row that share a target (a policy's) read it once: when it is false the program goes
+past all of them, when it fails all of them fail with its error.
 """
 
 from __future__ import annotations
@@ -21,6 +28,45 @@ from .ir import AND, NOT, OR
 #: Branch targets that end a program.
 TRUE, FALSE = -1, -2
 
+#: A leaf program's end (see leaf_programs).
+END = -1
+
+
+def _parents(kinds: list[int | None], kids: list[list[int]]) -> list[int]:
+    parents = [0] * len(kinds)
+    for children in kids:
+        for k in children:
+            parents[k] += 1
+    return parents
+
+
+def _emit(root: int, kinds: list[int | None], kids: list[list[int]], whole: set[int]) -> list[tuple]:
+    """The steps of ``root``'s tree in evaluation order, the first step first: ``(node,
+    on_true, on_false, parent)``, targets a step's index in the list or TRUE / FALSE. A node
+    of ``whole`` below the root is one step (its value read)."""
+    mine: list[list] = []  # built last step first: a step's successors are known when it is made
+
+    def emit(n: int, on_true: int, on_false: int, parent: int | None) -> int:
+        kind = kinds[n]
+        if kind is None or (n in whole and n != root):
+            mine.append([n, on_true, on_false, parent])
+            return len(mine) - 1
+        if kind == NOT:
+            return emit(kids[n][0], on_false, on_true, NOT)
+        nxt = on_true if kind == AND else on_false
+        for k in reversed(kids[n]):
+            nxt = emit(k, nxt, on_false, AND) if kind == AND else emit(k, on_true, nxt, OR)
+        return nxt
+
+    first = emit(root, TRUE, FALSE, None)
+    last = len(mine) - 1
+    assert first == last  # (the first step is the last one made)
+
+    def place(target: int) -> int:
+        return target if target < 0 else last - target
+
+    return [(node, place(on_true), place(on_false), parent) for node, on_true, on_false, parent in reversed(mine)]
+
 
 def programs(kinds: list[int | None], kids: list[list[int]], clauses: set[int]) -> tuple[dict[int, int], list[tuple]]:
     """``kinds[n]``: node ``n``'s operator (AND, OR, NOT) or None for an atom; ``kids[n]`` its
@@ -28,36 +74,105 @@ def programs(kinds: list[int | None], kids: list[list[int]], clauses: set[int]) 
     of every and/or/not node evaluated as a whole (a clause, or a node with two parents or
     more), and the steps ``(node, on_true, on_false, parent operator)``; each program's steps
     are in evaluation order, one after the other."""
-    parents = [0] * len(kinds)
-    for children in kids:
-        for k in children:
-            parents[k] += 1
+    parents = _parents(kinds, kids)
     whole = {n for n in range(len(kinds)) if kinds[n] is not None and (n in clauses or parents[n] > 1)}
     starts: dict[int, int] = {}
     steps: list[tuple] = []
     for root in sorted(whole):
-        mine: list[list] = []  # built last step first: a step's successors are known when it is made
-
-        def emit(n: int, on_true: int, on_false: int, parent: int | None) -> int:
-            kind = kinds[n]
-            if kind is None or (n in whole and n != root):
-                mine.append([n, on_true, on_false, parent])
-                return len(mine) - 1
-            if kind == NOT:
-                return emit(kids[n][0], on_false, on_true, NOT)
-            nxt = on_true if kind == AND else on_false
-            for k in reversed(kids[n]):
-                nxt = emit(k, nxt, on_false, AND) if kind == AND else emit(k, on_true, nxt, OR)
-            return nxt
-
-        first = emit(root, TRUE, FALSE, None)
-        base, last = len(steps), len(mine) - 1
-
-        def place(target: int) -> int:  # local (reversed) index ⇒ global, in evaluation order
-            return target if target < 0 else base + last - target
-
-        for node, on_true, on_false, parent in reversed(mine):
-            steps.append((node, place(on_true), place(on_false), parent))
-        starts[root] = place(first)
+        base = len(steps)
+        starts[root] = base
+        for node, on_true, on_false, parent in _emit(root, kinds, kids, whole):
+            steps.append((node, on_true if on_true < 0 else base + on_true,
+                          on_false if on_false < 0 else base + on_false, parent))
     return starts, steps
 
+
+def leaf_programs(kinds: list[int | None], kids: list[list[int]], entries: list[tuple[int, int, int, bool]],
+                  leaves: list[list[int]]) -> tuple[dict[int, int], list[tuple], list[int], list[tuple]]:
+    """Programs of the clauses (as ``programs``) and of each leaf's rules.
+
+    ``entries[e]``: rule entry ``e``'s target, when and unless nodes (-1: none) and whether
+    it is a forbid; ``leaves``: each leaf's entries in order. A request reaches one leaf of
+    each tree (forbids, permits), so a clause read once in a leaf and by no permit (forbid)
+    and no other node is evaluated once a request: its steps are inlined there. Returns
+    ``starts`` and ``steps`` of the nodes evaluated as a whole, each leaf's first step in
+    the leaf steps (-1: empty), and the leaf steps ``(node, on_true, on_false, parent,
+    entry, last, clause, fail)``:
+
+    - ``node``: the node read (-1: none, the value true: a rule with no clause to check);
+    - ``on_true`` / ``on_false``: the next step ``pc`` as ``pc << 1 | applies``, ``applies``
+      1 when the move ends rule ``entry`` (its place in the leaf) and the rule applies;
+      ``pc`` END when the leaf is done;
+    - ``parent``: the operator above the node in its clause (None: the node is the clause);
+    - on an "other" value (an error, a non-boolean) the rules ``entry`` to ``last`` fail
+      on clause ``clause`` (0 target, 1 when, 2 unless), and the program goes on at
+      ``fail`` (``pc << 1``).
+    """
+    parents = _parents(kinds, kids)
+    by_effect: tuple[set[int], set[int]] = (set(), set())
+    for *clauses, forbid in entries:
+        by_effect[bool(forbid)].update(n for n in clauses if n >= 0)
+    both = by_effect[0] & by_effect[1]
+    starts, steps = programs(kinds, kids, by_effect[0] | by_effect[1])
+    whole = set(starts)
+    leaf_starts: list[int] = []
+    lsteps: list[tuple] = []
+    for leaf in leaves:
+        uses: dict[int, int] = {}
+        for e in leaf:
+            for n in entries[e][:3]:
+                uses[n] = uses.get(n, 0) + 1
+        inlined = {n for n, count in uses.items()
+                   if count == 1 and n >= 0 and kinds[n] is not None and parents[n] == 0 and n not in both}
+        base = len(lsteps)
+        mine, first = _leaf(leaf, entries, kinds, kids, whole, inlined)
+        leaf_starts.append(-1 if not mine else base + first[0])
+
+        def at(label: tuple) -> int:  # ("start", j, applies) or ("step", i, 0) ⇒ pc << 1 | applies
+            kind, j, applies = label
+            pc = (END if j >= len(leaf) else base + first[j]) if kind == "start" else base + j
+            return pc << 1 | applies
+
+        for node, on_true, on_false, parent, entry, last, clause, fail in mine:
+            lsteps.append((node, at(on_true), at(on_false), parent, entry, last, clause, at(fail)))
+    return starts, steps, leaf_starts, lsteps
+
+
+def _leaf(leaf: list[int], entries, kinds, kids, whole, inlined) -> tuple[list[tuple], list[int]]:
+    """One leaf's steps with symbolic targets (``("start", rule, applies)``: a rule's first
+    step, past the last one the end; ``("step", i, 0)``), and each of its rules' first step."""
+    out: list[tuple] = []
+    first: list[int] = []
+    count = len(leaf)
+    j = 0
+    while j < count:
+        target = entries[leaf[j]][0]
+        last = j  # the rules from j to last share the target: it is read once, by rule j
+        while target >= 0 and last + 1 < count and entries[leaf[last + 1]][0] == target:
+            last += 1
+        for i in range(j, last + 1):
+            first.append(len(out))
+            _, when, unless = entries[leaf[i]][:3]
+            checks = [(c, n) for c, n in ((0, target if i == j else -1), (1, when), (2, unless)) if n >= 0]
+            if not checks:  # nothing to check: the rule applies
+                out.append((-1, ("start", i + 1, 1), ("start", i + 1, 1), None, i, i, 1, ("start", i + 1, 0)))
+                continue
+            for m, (c, n) in enumerate(checks):
+                program = _emit(n, kinds, kids, whole) if n in inlined else [(n, TRUE, FALSE, None)]
+                base = len(out)
+                passed = ("step", base + len(program), 0) if m + 1 < len(checks) else ("start", i + 1, 1)
+                stop, fail = (last, ("start", last + 1, 0)) if c == 0 else (i, ("start", i + 1, 0))
+                if c == 0:
+                    on_true, on_false = passed, ("start", last + 1, 0)  # false: past the rules it targets
+                elif c == 1:
+                    on_true, on_false = passed, ("start", i + 1, 0)
+                else:  # unless: the rule applies when it is false
+                    on_true, on_false = ("start", i + 1, 0), passed
+
+                def label(t: int) -> tuple:
+                    return ("step", base + t, 0) if t >= 0 else on_true if t == TRUE else on_false
+
+                for node, t, f, parent in program:
+                    out.append((node, label(t), label(f), parent, i, stop, c, fail))
+        j = last + 1
+    return out, first

@@ -1835,6 +1835,23 @@ cdef enum:
     _TRUE = -1
     _FALSE = -2
 
+#: A step of a leaf's program (compile/branches.py, leaf_programs): the next step when the
+#: node read is false and when true (``pc << 1 | applies``: ``applies``, rule ``entry``
+#: applies; ``pc`` -1: the leaf is done), the node (-1: none, true) and its place in a path
+#: group (copied from its _BNode: read first), and on an "other" value the rules that fail
+#: (``entry`` to ``last``, on ``clause``, in the words of ``parent``: the operator above the
+#: node, -1 when the node is the clause) and the step after them (``fail``).
+cdef struct _LStep:
+    int next[2]
+    int group
+    int member
+    int node
+    int fail
+    int entry
+    int last
+    signed char parent
+    signed char clause
+
 #: A path group's table: values kept at most (fewer when the group has many atoms: a bound
 #: on memory), and the look-ups after which a group that misses more than it hits stops.
 cdef Py_ssize_t _GROUP_CELLS = 1 << 16
@@ -2067,6 +2084,7 @@ cdef class _Flat:
     cdef int* read  # the groups read
     cdef int nread
     cdef int n, ng
+    cdef int* outs  # a leaf program's outcomes: (rule, -1 applies or the step where it failed)
 
     def __dealloc__(self):
         self.release()
@@ -2077,6 +2095,7 @@ cdef class _Flat:
         free(self.groups)
         free(self.codes)
         free(self.read)
+        free(self.outs)
 
     cdef inline void release(self) noexcept:
         cdef int i
@@ -2124,7 +2143,9 @@ cdef class _Skeleton:
     """The and/or/not nodes and atoms of every rule's clauses, numbered (see above)."""
     cdef _BNode* nodes
     cdef _Step* steps
+    cdef _LStep* lsteps  # the leaves' programs
     cdef int n
+    cdef int most  # rules in the largest leaf (outcomes a leaf program records at most)
     cdef list atoms  # per node: an atom's linked _Node, None for and/or/not
     cdef tuple groups  # _Group (the first ``paths``), then _Pair
     cdef int paths
@@ -2132,11 +2153,11 @@ cdef class _Skeleton:
     # While linking: node numbers by id of the IR node, each node's kind and children, the
     # IR of the atoms, and the clauses' nodes.
     cdef dict numbers
-    cdef list kinds, kids, atom_ir
+    cdef list kinds, kids, atom_ir, leaves
     cdef set clauses
 
     def __cinit__(self):
-        self.atoms, self.kinds, self.kids, self.atom_ir = [], [], [], []
+        self.atoms, self.kinds, self.kids, self.atom_ir, self.leaves = [], [], [], [], []
         self.spare = _Spares.__new__(_Spares)
         self.numbers = {}
         self.clauses = set()
@@ -2145,6 +2166,7 @@ cdef class _Skeleton:
     def __dealloc__(self):
         free(self.nodes)
         free(self.steps)
+        free(self.lsteps)
 
     cdef int clause(self, tuple node, dict memo) except -1:
         """The number of a rule's clause ``node`` (see add)."""
@@ -2178,9 +2200,9 @@ cdef class _Skeleton:
         self.numbers[key] = n
         return n
 
-    cdef void finish(self, dict memo) except *:
+    cdef void finish(self, dict memo, bint leaves) except *:
         """Group the atoms by request path, compile the trees to branch programs and lay
-        them out in C."""
+        them out in C; ``leaves``: and the leaves' programs (run() decides on the skeleton)."""
         cdef _Group g
         cdef _Pair p
         cdef list numbered = [i for i, a in enumerate(self.atom_ir) if a is not None]
@@ -2217,16 +2239,45 @@ cdef class _Skeleton:
             self.keep(p, members, rest, len(groups))
             groups.append(p)
         self.groups = tuple(groups)
-        starts, steps = _branches.programs(self.kinds, self.kids, self.clauses)
+        cdef dict numbers = {}  # id(_Entry) ⇒ its number
+        cdef list entries = [], leaf_entries = []
+        cdef _Entry entry
+        cdef _Leaf leaf
+        if leaves:
+            for leaf in self.leaves:
+                mine = []
+                for i in range(leaf.count):
+                    entry = <_Entry>leaf.entries[i]
+                    number = numbers.get(id(entry))
+                    if number is None:
+                        number = numbers[id(entry)] = len(entries)
+                        entries.append((entry.ft, entry.fw, entry.fu, entry.rule.forbid))
+                    mine.append(number)
+                leaf_entries.append(mine)
+                self.most = max(self.most, leaf.count)
+            starts, steps, leaf_starts, lsteps = _branches.leaf_programs(self.kinds, self.kids, entries, leaf_entries)
+        else:
+            starts, steps = _branches.programs(self.kinds, self.kids, self.clauses)
+            leaf_starts, lsteps = [], []
         self.steps = <_Step*>malloc((len(steps) + 1) * sizeof(_Step))
-        if self.steps == NULL:
+        self.lsteps = <_LStep*>malloc((len(lsteps) + 1) * sizeof(_LStep))
+        if self.steps == NULL or self.lsteps == NULL:
             raise MemoryError()
         for n, start in starts.items():
             self.nodes[<int>n].start = start
         for i, (node, on_true, on_false, parent) in enumerate(steps):
             self.steps[i].node, self.steps[i].on_true, self.steps[i].on_false = node, on_true, on_false
             self.steps[i].parent = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
-        self.numbers = self.kinds = self.kids = self.atom_ir = self.clauses = None  # (the IR is not kept)
+        for i, (node, on_true, on_false, parent, e, last, clause, fail) in enumerate(lsteps):
+            self.lsteps[i].node, self.lsteps[i].next[0], self.lsteps[i].next[1] = node, on_false, on_true
+            self.lsteps[i].group = -1 if node < 0 else self.nodes[<int>node].group
+            self.lsteps[i].member = 0 if node < 0 else self.nodes[<int>node].member
+            self.lsteps[i].entry, self.lsteps[i].last, self.lsteps[i].clause, self.lsteps[i].fail = e, last, clause, fail
+            self.lsteps[i].parent = -1 if parent is None else _B_NOT if parent == ir.NOT \
+                else _B_OR if parent == ir.OR else _B_AND
+        for leaf, start in zip(self.leaves, leaf_starts):
+            leaf.start = start
+        self.numbers = self.kinds = self.kids = self.atom_ir = self.clauses = self.leaves = None  # (the IR is not kept)
 
     cdef void keep(self, _Kept kept, list members, list numbered, int number) except *:
         """Make ``kept`` (the skeleton's group ``number``) keep the atoms ``numbered[m]`` of
@@ -2242,7 +2293,14 @@ cdef class _Skeleton:
 
     cdef inline _Flat take(self):
         cdef object kept = self.spare.take()
-        cdef _Flat f = _new_flat(self.n, len(self.groups)) if kept is None else <_Flat>kept
+        cdef _Flat f
+        if kept is None:
+            f = _new_flat(self.n, len(self.groups))
+            f.outs = <int*>malloc((2 * self.most + 2) * sizeof(int))
+            if f.outs == NULL:
+                raise MemoryError()
+        else:
+            f = <_Flat>kept
         f.next_request()
         return f
 
@@ -2343,35 +2401,51 @@ cdef class _Skeleton:
         f.val[n] = c
         return c
 
-    cdef object failed(self, int n, str clause, _Flat f):
-        """The error of clause ``n`` whose value is "other" (as _condition)."""
-        cdef object v = <object>f.obj[n]
+    cdef int leaf(self, int pc, _Context ctx, _Flat f) except -1:
+        """Run a leaf's program from step ``pc``: its rules' outcomes in ``f.outs``, in the
+        leaf's order, as pairs (the rule's place in the leaf, -1 when it applies or the step
+        at which it failed: see error); how many."""
+        cdef const _LStep* step
+        cdef const unsigned char* codes
+        cdef int c, t, e, m = 0
+        cdef int* outs = f.outs
+        while pc >= 0:
+            step = &self.lsteps[pc]
+            c = 3
+            if step.group >= 0:  # (value()'s first test, on the step's copy)
+                codes = f.codes[step.group]
+                if codes != NULL:
+                    c = codes[step.member]
+            if c > 1:
+                c = 1 if step.node < 0 else self.value(step.node, ctx, f)
+            if c < 2:
+                t = step.next[c]
+                if t & 1:
+                    outs[m] = step.entry
+                    outs[m + 1] = -1
+                    m += 2
+            else:
+                for e in range(step.entry, step.last + 1):
+                    outs[m] = e
+                    outs[m + 1] = pc
+                    m += 2
+                t = step.fail
+            pc = t >> 1  # (-1: done)
+        return m >> 1
+
+    cdef object error(self, int pc, _Flat f):
+        """The error of a rule that failed at leaf step ``pc`` (as _condition): the value's,
+        or that it is not a boolean in the words of the clause (the node is the clause) or of
+        the operator above it (_Logic's, _Not's)."""
+        cdef const _LStep* step = &self.lsteps[pc]
+        cdef object v = <object>f.obj[step.node]
         if type(v) is _Err:
             return v
-        return _Err(clause + " expects a boolean, got " + type_name(v))
-
-    cdef inline int applies(self, const int* clauses, _Context ctx, _Flat f, int* failed) except -1:
-        """_applies on the skeleton, for a rule whose target, when and unless are the nodes
-        ``clauses[0..2]`` (-1: none): 1 applies, 0 not, 2 failed (``failed``: which clause)."""
-        cdef int r
-        if clauses[0] >= 0:
-            r = self.value(clauses[0], ctx, f)
-            if r != 1:
-                failed[0] = 0
-                return r
-        if clauses[1] >= 0:
-            r = self.value(clauses[1], ctx, f)
-            if r != 1:
-                failed[0] = 1
-                return r
-        if clauses[2] >= 0:
-            r = self.value(clauses[2], ctx, f)
-            if r == 1:
-                return 0
-            if r == 2:
-                failed[0] = 2
-                return 2
-        return 1
+        if step.parent < 0:
+            return _Err(<str>_CLAUSES[step.clause] + " expects a boolean, got " + type_name(v))
+        if step.parent == _B_NOT:
+            return _lazy(not_boolean, ("not", v))
+        return _lazy(not_boolean, ("or" if step.parent == _B_OR else "and", v, True))
 
 
 @cython.no_gc
@@ -2389,6 +2463,7 @@ cdef class _Leaf:
     # cache line more, not a tuple elsewhere); NULL when none.
     cdef PyObject** entries
     cdef int* clauses  # each entry's target, when and unless in the _Skeleton (-1: none)
+    cdef int start  # the first step of its program in the _Skeleton (-1: none)
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -2810,10 +2885,10 @@ cdef class Evaluator:
         self._link_leaves(program.forbid_tree, program.permit_tree, memo, linked)
         self.forbid_tree = self._tree(program.forbid_tree, memo, linked)
         self.permit_tree = self._tree(program.permit_tree, memo, linked)
-        self.skeleton.finish(memo)
         # The skeleton pays where a request meets many rules (untargeted ones); on leaves of a
         # few rules its per-request set-up costs more than it saves (callgrind: +12% at 10).
         self.flat = self._largest_leaf(self.forbid_tree) + self._largest_leaf(self.permit_tree) >= _FLAT_FROM
+        self.skeleton.finish(memo, self.flat)
         cdef _Limit limit
         self.limits = []
         for i, code in enumerate(program.limits):
@@ -2894,6 +2969,8 @@ cdef class Evaluator:
         for i in range(n):
             entry = <_Entry>leaf.entries[i]
             leaf.clauses[3 * i], leaf.clauses[3 * i + 1], leaf.clauses[3 * i + 2] = entry.ft, entry.fw, entry.fu
+        leaf.start = -1
+        self.skeleton.leaves.append(leaf)
         linked[id(tree)] = leaf
         return leaf
 
@@ -3202,25 +3279,21 @@ cdef class Evaluator:
         """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
         cdef list reasons = None
         cdef _Leaf leaf = self._leaf(tree, ctx)
-        cdef _Skeleton skeleton = self.skeleton
-        cdef const int* clauses = leaf.clauses
         cdef _Rule rule
-        cdef Py_ssize_t i
-        cdef int applies, failed = 0
+        cdef int i, m
+        cdef const int* outs
         if flat is None:
             return self._phase_by_nodes(leaf, ctx)
-        for i in range(leaf.count):
-            applies = skeleton.applies(clauses + 3 * i, ctx, flat, &failed)
-            if applies == 0:
-                continue
-            rule = (<_Entry>leaf.entries[i]).rule
-            if applies == 1:
+        m = self.skeleton.leaf(leaf.start, ctx, flat)
+        outs = flat.outs
+        for i in range(m):
+            rule = (<_Entry>leaf.entries[outs[2 * i]]).rule
+            if outs[2 * i + 1] < 0:
                 if reasons is None:
                     reasons = []
                 reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
             else:
-                reasons = self._failed(rule, (<_Err>skeleton.failed(clauses[3 * i + failed], _CLAUSES[failed],
-                                                                     flat)).text(), ctx, reasons)
+                reasons = self._failed(rule, (<_Err>self.skeleton.error(outs[2 * i + 1], flat)).text(), ctx, reasons)
         return reasons
 
     cdef list _phase_by_nodes(self, _Leaf leaf, _Context ctx):
