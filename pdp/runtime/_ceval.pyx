@@ -3241,16 +3241,14 @@ cdef class Evaluator:
         cdef long long started = _nanos(CLOCK_MONOTONIC)
         self._start(ctx, roots, arrival)
         cdef _Flat flat = self.skeleton.take() if self.flat else None
-        cdef list forbids = self._phase(self.forbid_tree, ctx, flat)
-        cdef list permits
+        cdef tuple reasons = self._phase(self.forbid_tree, ctx, flat)
         cdef str decision
-        cdef tuple reasons
-        if forbids is not None:
-            decision, reasons = _DENY, tuple(forbids)
+        if reasons is not None:
+            decision = _DENY
         else:
-            permits = self._phase(self.permit_tree, ctx, flat)
-            if permits is not None:
-                decision, reasons = _ALLOW, tuple(permits)
+            reasons = self._phase(self.permit_tree, ctx, flat)
+            if reasons is not None:
+                decision = _ALLOW
             else:
                 decision, reasons = _DENY, _DEFAULT_REASONS
         if not keep:
@@ -3275,26 +3273,40 @@ cdef class Evaluator:
                 tree = s.default
         return <_Leaf>tree
 
-    cdef list _phase(self, object tree, _Context ctx, _Flat flat):
+    cdef tuple _phase(self, object tree, _Context ctx, _Flat flat):
         """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
-        cdef list reasons = None
         cdef _Leaf leaf = self._leaf(tree, ctx)
         cdef _Rule rule
-        cdef int i, m
+        cdef int i, m, count = 0, used = 0
         cdef const int* outs
+        cdef tuple out
+        cdef object reason
+        cdef str message
         if flat is None:
-            return self._phase_by_nodes(leaf, ctx)
+            reasons = self._phase_by_nodes(leaf, ctx)
+            return None if reasons is None else tuple(reasons)
         m = self.skeleton.leaf(leaf.start, ctx, flat)
         outs = flat.outs
+        for i in range(m):  # the reasons: rules that apply, forbids that fail closed
+            if outs[2 * i + 1] < 0 or (<_Entry>leaf.entries[outs[2 * i]]).rule.forbid:
+                count += 1
+        out = _tuple_new(count) if count else None  # (the items past ``used`` stay NULL)
         for i in range(m):
             rule = (<_Entry>leaf.entries[outs[2 * i]]).rule
             if outs[2 * i + 1] < 0:
-                if reasons is None:
-                    reasons = []
-                reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
+                reason = rule.static_reason if rule.reason is None else self._reason(rule, ctx)
             else:
-                reasons = self._failed(rule, (<_Err>self.skeleton.error(outs[2 * i + 1], flat)).text(), ctx, reasons)
-        return reasons
+                message = (<_Err>self.skeleton.error(outs[2 * i + 1], flat)).text()
+                if ctx.errors is None:
+                    ctx.errors = []
+                ctx.errors.append(_rule_error(rule.id, message))
+                if not rule.forbid:
+                    continue
+                reason = _reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations)
+            Py_INCREF(reason)
+            PyTuple_SET_ITEM(out, used, reason)
+            used += 1
+        return out
 
     cdef list _phase_by_nodes(self, _Leaf leaf, _Context ctx):
         """_phase on the linked nodes, for leaves of a few rules."""
