@@ -115,6 +115,16 @@ def leaf_programs(kinds: list[int | None], kids: list[list[int]], entries: list[
     both = by_effect[0] & by_effect[1]
     starts, steps = programs(kinds, kids, by_effect[0] | by_effect[1])
     whole = set(starts)
+    emitted: dict[int, list[tuple]] = {}  # an inlined clause's steps (the same in every leaf)
+
+    def program(n: int, inline: bool) -> list[tuple]:
+        if not inline:
+            return [(n, TRUE, FALSE, None)]
+        found = emitted.get(n)
+        if found is None:
+            found = emitted[n] = _emit(n, kinds, kids, whole)
+        return found
+
     leaf_starts: list[int] = []
     lsteps: list[tuple] = []
     for leaf in leaves:
@@ -124,55 +134,53 @@ def leaf_programs(kinds: list[int | None], kids: list[list[int]], entries: list[
                 uses[n] = uses.get(n, 0) + 1
         inlined = {n for n, count in uses.items()
                    if count == 1 and n >= 0 and kinds[n] is not None and parents[n] == 0 and n not in both}
-        base = len(lsteps)
-        mine, first = _leaf(leaf, entries, kinds, kids, whole, inlined)
-        leaf_starts.append(-1 if not mine else base + first[0])
-
-        def at(label: tuple) -> int:  # ("start", j, applies) or ("step", i, 0) ⇒ pc << 1 | applies
-            kind, j, applies = label
-            pc = (END if j >= len(leaf) else base + first[j]) if kind == "start" else base + j
-            return pc << 1 | applies
-
-        for node, on_true, on_false, parent, entry, last, clause, fail in mine:
-            lsteps.append((node, at(on_true), at(on_false), parent, entry, last, clause, at(fail)))
+        leaf_starts.append(len(lsteps) if leaf else -1)
+        _leaf(leaf, entries, inlined, program, lsteps)
     return starts, steps, leaf_starts, lsteps
 
 
-def _leaf(leaf: list[int], entries, kinds, kids, whole, inlined) -> tuple[list[tuple], list[int]]:
-    """One leaf's steps with symbolic targets (``("start", rule, applies)``: a rule's first
-    step, past the last one the end; ``("step", i, 0)``), and each of its rules' first step."""
-    out: list[tuple] = []
-    first: list[int] = []
+def _leaf(leaf: list[int], entries, inlined: set[int], program, out: list[tuple]) -> None:
+    """Append one leaf's steps to ``out`` (see leaf_programs)."""
     count = len(leaf)
+    # Each rule's checks: (clause, node, its steps); the first rule of a run of rules that
+    # share a target reads it for all of them (``last[i]``: the run's last rule).
+    checks: list[list[tuple]] = []
+    last = [0] * count
     j = 0
     while j < count:
         target = entries[leaf[j]][0]
-        last = j  # the rules from j to last share the target: it is read once, by rule j
-        while target >= 0 and last + 1 < count and entries[leaf[last + 1]][0] == target:
-            last += 1
-        for i in range(j, last + 1):
-            first.append(len(out))
+        end = j
+        while target >= 0 and end + 1 < count and entries[leaf[end + 1]][0] == target:
+            end += 1
+        for i in range(j, end + 1):
             _, when, unless = entries[leaf[i]][:3]
-            checks = [(c, n) for c, n in ((0, target if i == j else -1), (1, when), (2, unless)) if n >= 0]
-            if not checks:  # nothing to check: the rule applies
-                out.append((-1, ("start", i + 1, 1), ("start", i + 1, 1), None, i, i, 1, ("start", i + 1, 0)))
-                continue
-            for m, (c, n) in enumerate(checks):
-                program = _emit(n, kinds, kids, whole) if n in inlined else [(n, TRUE, FALSE, None)]
-                base = len(out)
-                passed = ("step", base + len(program), 0) if m + 1 < len(checks) else ("start", i + 1, 1)
-                stop, fail = (last, ("start", last + 1, 0)) if c == 0 else (i, ("start", i + 1, 0))
-                if c == 0:
-                    on_true, on_false = passed, ("start", last + 1, 0)  # false: past the rules it targets
-                elif c == 1:
-                    on_true, on_false = passed, ("start", i + 1, 0)
-                else:  # unless: the rule applies when it is false
-                    on_true, on_false = ("start", i + 1, 0), passed
-
-                def label(t: int) -> tuple:
-                    return ("step", base + t, 0) if t >= 0 else on_true if t == TRUE else on_false
-
-                for node, t, f, parent in program:
-                    out.append((node, label(t), label(f), parent, i, stop, c, fail))
-        j = last + 1
-    return out, first
+            last[i] = end
+            checks.append([(c, n, program(n, n in inlined))
+                           for c, n in ((0, target if i == j else -1), (1, when), (2, unless)) if n >= 0])
+        j = end + 1
+    base = len(out)
+    first = []  # each rule's first step; past the last rule: the end
+    pc = base
+    for mine in checks:
+        first.append(pc)
+        pc += sum(len(steps) for _, _, steps in mine) if mine else 1
+    first.append(END)
+    for i, mine in enumerate(checks):
+        nxt = first[i + 1] << 1
+        if not mine:  # nothing to check: the rule applies
+            out.append((-1, nxt | 1, nxt | 1, None, i, i, 1, nxt))
+            continue
+        for m, (c, n, steps) in enumerate(mine):
+            at = len(out)
+            passed = (at + len(steps)) << 1 if m + 1 < len(mine) else nxt | 1
+            if c == 0:
+                past = first[last[i] + 1] << 1
+                on_true, on_false, stop, fail = passed, past, last[i], past  # false: past the rules it targets
+            elif c == 1:
+                on_true, on_false, stop, fail = passed, nxt, i, nxt
+            else:  # unless: the rule applies when it is false
+                on_true, on_false, stop, fail = nxt, passed, i, nxt
+            for node, t, f, parent in steps:
+                out.append((node, (at + t) << 1 if t >= 0 else on_true if t == TRUE else on_false,
+                            (at + f) << 1 if f >= 0 else on_true if f == TRUE else on_false,
+                            parent, i, stop, c, fail))
