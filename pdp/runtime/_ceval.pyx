@@ -2268,13 +2268,17 @@ cdef class _Skeleton:
         for i, (node, on_true, on_false, parent) in enumerate(steps):
             self.steps[i].node, self.steps[i].on_true, self.steps[i].on_false = node, on_true, on_false
             self.steps[i].parent = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
-        for i, (node, on_true, on_false, parent, e, last, clause, fail) in enumerate(lsteps):
-            self.lsteps[i].node, self.lsteps[i].next[0], self.lsteps[i].next[1] = node, on_false, on_true
-            self.lsteps[i].group = -1 if node < 0 else self.nodes[<int>node].group
-            self.lsteps[i].member = 0 if node < 0 else self.nodes[<int>node].member
-            self.lsteps[i].entry, self.lsteps[i].last, self.lsteps[i].clause, self.lsteps[i].fail = e, last, clause, fail
-            self.lsteps[i].parent = -1 if parent is None else _B_NOT if parent == ir.NOT \
-                else _B_OR if parent == ir.OR else _B_AND
+        cdef _LStep* ls = self.lsteps
+        cdef int lnode
+        for step in lsteps:
+            lnode = step[0]
+            ls.node, ls.next[1], ls.next[0] = lnode, step[1], step[2]
+            ls.group = -1 if lnode < 0 else self.nodes[lnode].group
+            ls.member = 0 if lnode < 0 else self.nodes[lnode].member
+            parent = step[3]
+            ls.parent = -1 if parent is None else _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
+            ls.entry, ls.last, ls.clause, ls.fail = step[4], step[5], step[6], step[7]
+            ls += 1
         for leaf, start in zip(self.leaves, leaf_starts):
             leaf.start = start
         self.numbers = self.kinds = self.kids = self.atom_ir = self.clauses = self.leaves = None  # (the IR is not kept)
@@ -2462,8 +2466,7 @@ cdef class _Leaf:
     # ``count`` owned references to _Entrys, from the link arena right after the leaf (one
     # cache line more, not a tuple elsewhere); NULL when none.
     cdef PyObject** entries
-    cdef int* clauses  # each entry's target, when and unless in the _Skeleton (-1: none)
-    cdef int start  # the first step of its program in the _Skeleton (-1: none)
+    cdef int start  # the first step of its rules' program in the _Skeleton (-1: none)
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -2471,7 +2474,6 @@ cdef class _Leaf:
             for i in range(self.count):
                 Py_XDECREF(self.entries[i])
             pdp_arena_release(self.entries)
-        free(self.clauses)
 
 
 @cython.no_gc
@@ -2963,12 +2965,6 @@ cdef class Evaluator:
             Py_INCREF(entry)
             leaf.entries[leaf.count] = <PyObject*>entry
             leaf.count += 1
-        leaf.clauses = <int*>malloc((3 * n + 1) * sizeof(int))
-        if leaf.clauses == NULL:
-            raise MemoryError()
-        for i in range(n):
-            entry = <_Entry>leaf.entries[i]
-            leaf.clauses[3 * i], leaf.clauses[3 * i + 1], leaf.clauses[3 * i + 2] = entry.ft, entry.fw, entry.fu
         leaf.start = -1
         self.skeleton.leaves.append(leaf)
         linked[id(tree)] = leaf
