@@ -1809,7 +1809,8 @@ cdef class _Entry:
 # table: every such atom's value per value of the path met before; atoms of two such paths
 # (``context.env in identity.scopes``) from a table per pair of the two paths' rows.
 
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.string cimport memset
 from ..compile import atoms as _atoms
 from ..compile import branches as _branches
@@ -1942,17 +1943,123 @@ cdef class _Kept:
         return v
 
 
+cdef extern from *:
+    """
+    /* A str's hash: kept in the string once computed (-1: not yet). */
+    static inline Py_hash_t pdp_str_hash(PyObject *s) {
+        Py_hash_t h = ((PyASCIIObject *)s)->hash;
+        return h != -1 ? h : PyObject_Hash(s);
+    }
+    """
+    Py_hash_t _str_hash "pdp_str_hash"(PyObject* s) except? -1
+    int _rich_bool "PyObject_RichCompareBool"(PyObject* a, PyObject* b, int op) noexcept
+
+
+cdef inline bint _same_int(PyObject* a, PyObject* b) noexcept:
+    """``a == b`` for two exact ints (no Python code runs, nothing fails)."""
+    return _rich_bool(a, b, 2) == 1  # Py_EQ
+
+
+#: The kinds of values a path group keeps rows for: values that dicts hold equal (1, 1.0,
+#: true) compare and fail differently, so the kind is part of the key.
+cdef enum:
+    _K_EMPTY = 0
+    _K_STR = 1
+    _K_INT = 2
+    _K_BOOL = 3
+    _K_LIST = 4  # a list of at most 16 strs, by its items (kept as a tuple)
+
+
+cdef struct _Held:
+    Py_hash_t hash
+    PyObject* key  # owned: the str, int or bool, or a list's items as a tuple
+    PyObject* row  # owned _Row
+    int kind  # _K_EMPTY: a free place
+
+
+cdef inline bint _same_items(PyObject* items, list value) noexcept:
+    """The tuple of strs ``items`` holds the strs of ``value`` in order."""
+    cdef Py_ssize_t i, n = len(value)
+    cdef PyObject* a
+    cdef PyObject* b
+    if PyTuple_GET_SIZE(<object>items) != n:
+        return False
+    for i in range(n):
+        a = PyTuple_GET_ITEM(<object>items, i)
+        b = PyList_GET_ITEM(value, i)
+        if a != b and not _same_text(a, b):
+            return False
+    return True
+
+
 @cython.final
 @cython.no_gc
 cdef class _Group(_Kept):
     """The atoms fixed by one request path, and their values per value of the path met."""
     cdef _Node path
     cdef str path_text
-    # A _Row per value of the path: one table per type, since values that dicts hold equal
-    # (1, true) compare and fail differently. Lists of strings by their items; other values
-    # (floats, maps, a missing path) are evaluated as they are.
-    cdef dict strs, ints, bools, lists
+    # A _Row per value of the path (strs, ints, bools, lists of strs; other values: floats,
+    # maps, a missing path, are evaluated as they are) in an open-addressing C table keyed by
+    # (kind, hash, value): no Python object made to look a value up, a list's items compared
+    # in place. ``size`` a power of two (0: no table yet, or turned off).
+    cdef _Held* table
+    cdef Py_ssize_t size, used
     cdef long long kept  # rows kept (the next row's id)
+
+    def __dealloc__(self):
+        self.drop()
+
+    cdef void drop(self) noexcept:
+        """Free the table (turned off; or the group freed)."""
+        cdef _Held* table = self.table
+        cdef Py_ssize_t i, size = self.size
+        self.table, self.size, self.used = NULL, 0, 0
+        for i in range(size):
+            if table[i].kind != _K_EMPTY:
+                Py_XDECREF(table[i].key)
+                Py_XDECREF(table[i].row)
+        free(table)
+
+    cdef inline Py_ssize_t find(self, int kind, Py_hash_t h, object value) noexcept:
+        """Where (kind, value) is in the table, or the free place it would go."""
+        cdef size_t mask = <size_t>self.size - 1
+        cdef size_t i = <size_t>((<unsigned long long>h * 0x9E3779B97F4A7C15ULL) >> 32) & mask
+        cdef _Held* e
+        while True:
+            e = &self.table[i]
+            if e.kind == _K_EMPTY:
+                return i
+            if e.kind == kind and e.hash == h:
+                if e.key == <PyObject*>value:
+                    return i
+                if kind == _K_STR:
+                    if _same_text(e.key, <PyObject*>value):
+                        return i
+                elif kind == _K_LIST:
+                    if _same_items(e.key, <list>value):
+                        return i
+                elif kind == _K_INT:
+                    if _same_int(e.key, <PyObject*>value):
+                        return i
+            i = (i + 1) & mask
+
+    cdef int grow(self) except -1:
+        cdef Py_ssize_t i, old_size = self.size
+        cdef _Held* old = self.table
+        cdef Py_ssize_t size = 64 if old_size == 0 else 2 * old_size
+        cdef _Held* table = <_Held*>calloc(size, sizeof(_Held))
+        cdef size_t j, mask = <size_t>size - 1
+        if table == NULL:
+            raise MemoryError()
+        for i in range(old_size):
+            if old[i].kind != _K_EMPTY:
+                j = <size_t>((<unsigned long long>old[i].hash * 0x9E3779B97F4A7C15ULL) >> 32) & mask
+                while table[j].kind != _K_EMPTY:
+                    j = (j + 1) & mask
+                table[j] = old[i]
+        self.table, self.size = table, size
+        free(old)
+        return 0
 
     cdef object row(self, _Context ctx):
         """The _Row of this request's value of the path, or None (evaluate the atoms)."""
@@ -1960,30 +2067,61 @@ cdef class _Group(_Kept):
             return None
         cdef object value = self.path.ev(ctx)
         cdef type t = type(value)
-        cdef dict table
-        cdef object row
+        cdef int kind
+        cdef Py_hash_t h, hi
+        cdef Py_ssize_t i, n
+        cdef PyObject* item
         if t is str:
-            table = self.strs
+            kind, h = _K_STR, _str_hash(<PyObject*>value)
         elif t is int:
-            table = self.ints
+            kind, h = _K_INT, hash(value)
         elif t is bool:
-            table = self.bools
-        elif t is list and _strings(<list>value):
-            table = self.lists
-            value = tuple(<list>value)
+            kind, h = _K_BOOL, value is True
+        elif t is list:
+            n = len(<list>value)
+            if n > 16:
+                return None
+            kind, h = _K_LIST, <Py_hash_t>(0x27D4EB2F165667C5ULL + <unsigned long long>n)
+            for i in range(n):
+                item = PyList_GET_ITEM(<list>value, i)
+                if type(<object>item) is not str:
+                    return None
+                hi = _str_hash(item)
+                h = <Py_hash_t>((<unsigned long long>h ^ <unsigned long long>hi) * 0x100000001B3ULL)
+                h = <Py_hash_t>(<unsigned long long>h ^ (<unsigned long long>h >> 29))
         else:
             return None
-        row = _get(table, value, None)
-        cdef bint missed = row is None
-        if missed:
+        cdef object row = None
+        cdef bint missed = True
+        if self.size:
+            i = self.find(kind, h, value)
+            if self.table[i].kind != _K_EMPTY:
+                row = <object>self.table[i].row
+                missed = False
+        if missed and self.kept < self.capacity:
+            # Kept: made before the table is read again (a Python allocation, during which
+            # another thread may have kept the value); a value that would not be kept gets no
+            # row (its atoms are evaluated as they are, and the request keeps their values).
             row = _new_row(len(self.atoms))
-            if self.kept < self.capacity:
+            key = tuple(<list>value) if kind == _K_LIST else value
+            if self.off:  # (turned off meanwhile by another thread)
+                return row
+            if 2 * (self.used + 1) > self.size:
+                self.grow()
+            i = self.find(kind, h, value)
+            if self.table[i].kind != _K_EMPTY:
+                row = <object>self.table[i].row
+            else:
                 (<_Row>row).id = self.kept
                 self.kept += 1
-                table[value] = row
+                Py_INCREF(key)
+                Py_INCREF(row)
+                self.table[i].hash, self.table[i].key, self.table[i].row = h, <PyObject*>key, <PyObject*>row
+                self.table[i].kind = kind
+                self.used += 1
         if self.counted(missed):
             self.off = True
-            self.strs = self.ints = self.bools = self.lists = None
+            self.drop()
         return row
 
 
@@ -2041,30 +2179,22 @@ cdef class _Pair(_Kept):
         cdef bint missed = self.keys[i] != key
         if not missed:
             row = <object>self.rows[i]
-        else:
+        elif self.used < self.capacity:  # (else no row: the pair's atoms are evaluated as they are)
             row = _new_row(len(self.atoms))  # (a Python allocation: the table is read again after)
-            if self.used < self.capacity:
-                if 2 * (self.used + 1) > self.size:
-                    self.grow()
-                i = self.slot(key)
-                if self.keys[i] == key:
-                    row = <object>self.rows[i]  # (kept meanwhile by another thread)
-                else:
-                    Py_INCREF(row)
-                    self.keys[i], self.rows[i] = key, <PyObject*>row
-                    self.used += 1
+            if 2 * (self.used + 1) > self.size:
+                self.grow()
+            i = self.slot(key)
+            if self.keys[i] == key:
+                row = <object>self.rows[i]  # (kept meanwhile by another thread)
+            else:
+                Py_INCREF(row)
+                self.keys[i], self.rows[i] = key, <PyObject*>row
+                self.used += 1
+        else:
+            row = None
         if self.counted(missed):
             self.off = True
         return row
-
-
-cdef bint _strings(list items):
-    if len(items) > 16:
-        return False
-    for item in items:
-        if type(item) is not str:
-            return False
-    return True
 
 
 @cython.final
@@ -2221,7 +2351,6 @@ cdef class _Skeleton:
             g.path = _link(path, memo)
             texts = (path[2] if path[0] == ir.CACHED else path)[3]
             g.path_text = texts[len(texts) - 1]  # (no wraparound in this module)
-            g.strs, g.ints, g.bools, g.lists = {}, {}, {}, {}
             self.keep(g, members, numbered, len(groups))
             groups.append(g)
             paths.append(path)
@@ -3149,7 +3278,7 @@ cdef class Evaluator:
         for item in self.skeleton.groups[:self.skeleton.paths]:
             g = <_Group>item
             text = g.path_text
-            out[text] = None if g.off else len(g.strs) + len(g.ints) + len(g.bools) + len(g.lists)
+            out[text] = None if g.off else g.used
         return out
 
     def pair_tables(self):

@@ -1,0 +1,136 @@
+"""The path groups' row tables (``_Group`` in pdp/runtime/_ceval.pyx): a C table keyed by the
+kind and value of a request path (strs, ints, bools, lists of at most 16 strs by their items),
+bounded, turned off when values do not repeat, and no row made for a value that will not be
+kept. Against the reference evaluator, one evaluator deciding request after request (the
+later ones read rows the earlier ones filled): tables that fill up, values that never repeat,
+lists equal, reordered, with duplicates, with other items, longer than 16, and lists mutated
+between requests.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pdp
+from pdp import reference, runtime
+from pdp.request import parse_request
+
+from test_differential import _view
+from test_skeleton import PADDING
+
+pytestmark = pytest.mark.skipif("compiled" not in runtime.EVALUATORS, reason="the compiled evaluator is not built")
+
+#: Atoms on one list-or-scalar path (context.a) and on a second path (context.b), with pairs.
+LISTS = """
+policy p {
+  permit has_x when context.a contains "x"
+  permit any_yz when context.a contains_any ["y", "z"]
+  permit all_xy when context.a contains_all ["x", "y"]
+  permit eq_xy when context.a == ["x", "y"]
+  permit eq_yx when context.a == ["y", "x"]
+  permit eq_xx when context.a == ["x", "x"]
+  permit eq_one when context.a == 1 or context.a == "1"
+  permit truth when context.a and not (context.a == false)
+  forbid lt when context.a < 2 and context.a != 0
+  permit b_in when context.b in context.a
+  permit b_eq when context.b == "x" or context.b == "y"
+}
+"""
+
+ITEMS = st.sampled_from(["x", "y", "z", "", "é", "x" * 40])
+VALUES = st.one_of(
+    st.lists(ITEMS, max_size=5),
+    st.lists(ITEMS, min_size=15, max_size=19),  # around the 16 items kept by their items
+    st.lists(st.one_of(ITEMS, st.integers(0, 2), st.booleans(), st.floats(0, 2)), max_size=4),
+    st.lists(st.lists(ITEMS, max_size=2), max_size=2),
+    ITEMS, st.integers(-2, 3), st.booleans(), st.sampled_from([1.0, 0.0, 2.5]),
+    st.dictionaries(ITEMS, st.integers(0, 1), max_size=2), st.none())
+
+
+def _request(a, b="x"):
+    context = {} if a is None else {"a": a}
+    if b is not None:
+        context["b"] = b
+    return {"identity": {"type": "user", "id": "u"}, "action": "read", "resource": {"type": "t"}, "context": context}
+
+
+def _engine(tmp_path, text):
+    (tmp_path / "p.pdl").write_text(text + PADDING)
+    engine = pdp.load(tmp_path)
+    evaluator = runtime.EVALUATORS["compiled"](engine.program)
+    assert evaluator.flat
+    return engine, evaluator
+
+
+def _same(engine, evaluator, raw):
+    want = _view(reference.decide(engine.policy_set, parse_request(raw), engine.revision))
+    assert _view(evaluator.decide(raw)) == want, raw
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.tuples(VALUES, st.sampled_from(["x", "y", 1, None])), min_size=1, max_size=12),
+       order=st.randoms(use_true_random=False))
+def test_values_of_every_kind_read_their_own_rows(values, order, tmp_path_factory):
+    """Each value decided, then again in another order and as equal copies (the rows filled)."""
+    engine, evaluator = _engine(tmp_path_factory.mktemp("p"), LISTS)
+    reqs = [_request(a, b) for a, b in values]
+    again = list(reqs)
+    order.shuffle(again)
+    for raw in reqs + again + [_request(*v) for v in values]:
+        _same(engine, evaluator, raw)
+
+
+def test_equal_reordered_and_duplicated_lists_are_told_apart(tmp_path):
+    engine, evaluator = _engine(tmp_path, LISTS)
+    lists = [["x", "y"], ["y", "x"], ["x", "x"], ["x"], ["x", "y", "x"], ["x", "y", "y"], [], ["y"],
+             ["x"] * 16, ["x"] * 17, ["x"] * 15 + ["y"], ["y"] + ["x"] * 15, ["x", 1], [1, "x"], ["x", True]]
+    for raw in [_request(list(a)) for a in lists] * 3:
+        _same(engine, evaluator, raw)
+    assert evaluator.path_tables()["context.a"] == len([a for a in lists if len(a) <= 16 and all(type(i) is str for i in a)])
+
+
+def test_a_list_mutated_between_requests_reads_its_new_items(tmp_path):
+    """The table keeps a copy of a list's items: the same list object, changed, is another value."""
+    engine, evaluator = _engine(tmp_path, LISTS)
+    raw = _request(["x", "y"])
+    items = raw["context"]["a"]
+    for change in (lambda: None, lambda: items.reverse(), lambda: items.append("x"), lambda: items.clear(),
+                   lambda: items.extend(["y", "y"]), lambda: items.__setitem__(0, "x"), lambda: items.append(1),
+                   lambda: items.pop(), lambda: items.extend(["z"] * 20), lambda: items.__delitem__(slice(2, None))):
+        change()
+        for _ in range(2):
+            _same(engine, evaluator, raw)
+
+
+def _many(n):
+    """A policy with ``n`` atoms on identity.id: its table keeps max(64, 65536 // n) values."""
+    rules = []
+    for r in range(n // 20):
+        tests = " or ".join(f'identity.id == "v-{r * 20 + i}"' for i in range(20))
+        rules.append(f"  permit r{r} when {tests}")
+    rules.append('  forbid f when identity.id matches "v-1*" and identity.id != "v-13"')
+    return "policy many {\n" + "\n".join(rules) + "\n}\n"
+
+
+def test_a_full_table_keeps_its_values_and_evaluates_the_others(tmp_path):
+    """1,100 atoms: 64 values kept. Past them the table is full; values met again still hit
+    (the group stays on), new ones are evaluated atom by atom, with the same results."""
+    engine, evaluator = _engine(tmp_path, _many(1100))
+    reqs = [{"identity": {"type": "user", "id": f"v-{i}"}, "action": "read", "resource": {"type": "t"}}
+            for i in range(0, 1200, 7)]
+    kept, new = reqs[:64], reqs[64:]
+    mixed = [r for i, raw in enumerate(new) for r in (raw, kept[i % 64], kept[(5 * i) % 64])]
+    for raw in kept * 5 + mixed + new:  # full after the first 64; a third of the rest missed
+        _same(engine, evaluator, raw)
+    assert evaluator.path_tables()["identity.id"] == 64
+
+
+def test_values_that_never_repeat_turn_the_group_off(tmp_path):
+    engine, evaluator = _engine(tmp_path, LISTS)
+    for i in range(600):
+        _same(engine, evaluator, _request(f"id-{i}" if i % 3 else [f"id-{i}", "x"], "x" if i % 2 else f"b-{i}"))
+    assert evaluator.path_tables()["context.a"] is None
+    for raw in [_request(["x", "y"]), _request("x"), _request(1)]:  # evaluated as they are
+        _same(engine, evaluator, raw)
