@@ -1904,6 +1904,10 @@ cdef class _Kept:
     cdef int* nodes  # their numbers in the _Skeleton
     cdef Py_ssize_t capacity, lookups, misses
     cdef bint off  # the values do not repeat: the atoms are evaluated one by one
+    # The values missed in the current window, a bit per hash: a value gets a row when met
+    # the second time in a window, so values met once (ids, times) never cost a row (its
+    # malloc, its cells filled, a place in the table that a repeating value could have had).
+    cdef unsigned long long seen[32]
 
     def __dealloc__(self):
         free(self.nodes)
@@ -1917,7 +1921,17 @@ cdef class _Kept:
             return False
         missed = 2 * self.misses > self.lookups
         self.lookups = self.misses = 0
+        memset(self.seen, 0, sizeof(self.seen))
         return missed
+
+    cdef inline bint met(self, unsigned long long h) noexcept:
+        """Whether a value of hash ``h`` was missed before in this window (or one whose
+        hash shares its bit: it then gets its row a request early); marks it."""
+        cdef unsigned long long x = (h * 0xC2B2AE3D27D4EB4FULL) >> 53  # 11 bits
+        cdef unsigned long long bit = 1ULL << (x & 63)
+        cdef bint was = (self.seen[x >> 6] & bit) != 0
+        self.seen[x >> 6] |= bit
+        return was
 
     cdef object value(self, _Row row, Py_ssize_t i, _Context ctx):
         """Atom ``i``'s value for the request whose values have ``row``."""
@@ -2098,10 +2112,11 @@ cdef class _Group(_Kept):
             if self.table[i].kind != _K_EMPTY:
                 row = <object>self.table[i].row
                 missed = False
-        if missed and self.kept < self.capacity:
+        if missed and self.kept < self.capacity and self.met(<unsigned long long>h + <unsigned long long>kind):
             # Kept: made before the table is read again (a Python allocation, during which
-            # another thread may have kept the value); a value that would not be kept gets no
-            # row (its atoms are evaluated as they are, and the request keeps their values).
+            # another thread may have kept the value). A value met the first time in the
+            # window, or that a full table would not keep, gets no row: its atoms are
+            # evaluated as they are (the request keeps their values).
             row = _new_row(len(self.atoms))
             key = tuple(<list>value) if kind == _K_LIST else value
             if self.off:  # (turned off meanwhile by another thread)
@@ -2179,7 +2194,7 @@ cdef class _Pair(_Kept):
         cdef bint missed = self.keys[i] != key
         if not missed:
             row = <object>self.rows[i]
-        elif self.used < self.capacity:  # (else no row: the pair's atoms are evaluated as they are)
+        elif self.used < self.capacity and self.met(key):  # (else no row: evaluated as they are)
             row = _new_row(len(self.atoms))  # (a Python allocation: the table is read again after)
             if 2 * (self.used + 1) > self.size:
                 self.grow()
