@@ -1859,24 +1859,32 @@ cdef Py_ssize_t _GROUP_CELLS = 1 << 16
 cdef Py_ssize_t _GROUP_WINDOW = 256
 
 
+cdef enum:
+    _ROW_INLINE = 40  # the codes of a row of at most this many atoms: in the row object itself
+
+
 @cython.final
 @cython.no_gc  # request values only
 cdef class _Row:
     """The values of a path group's atoms for one value of the path, each filled when first
     needed: ``codes[i]`` 0 false, 1 true, 2 other (its object in ``objs[i]``), 3 not yet
     known. Shared by the requests that carry that value; ``id`` numbers the rows a table
-    keeps (-1: not kept), for the tables of two paths."""
+    keeps (-1: not kept), for the tables of two paths. A small group's codes are in the
+    object (one allocation, and a look-up reads one place in memory, not two); ``objs`` is
+    made when the first "other" value is kept (most rows hold booleans only)."""
     cdef unsigned char* codes
     cdef PyObject** objs
     cdef Py_ssize_t n
     cdef long long id
+    cdef unsigned char small[_ROW_INLINE]
 
     def __dealloc__(self):
         cdef Py_ssize_t i
         if self.objs != NULL:
             for i in range(self.n):
                 Py_XDECREF(self.objs[i])
-        free(self.codes)
+        if self.codes != self.small:
+            free(self.codes)
         free(self.objs)
 
 
@@ -1884,10 +1892,12 @@ cdef _Row _new_row(Py_ssize_t n):
     cdef _Row row = _Row.__new__(_Row)
     row.n = n
     row.id = -1
-    row.codes = <unsigned char*>malloc(n + 1)
-    row.objs = <PyObject**>calloc(n + 1, sizeof(PyObject*))
-    if row.codes == NULL or row.objs == NULL:
-        raise MemoryError()
+    if n <= _ROW_INLINE:
+        row.codes = row.small
+    else:
+        row.codes = <unsigned char*>malloc(n)
+        if row.codes == NULL:
+            raise MemoryError()
     memset(row.codes, 3, n)
     return row
 
@@ -1951,6 +1961,10 @@ cdef class _Kept:
             if type(v) is _Err:
                 (<_Err>v).text()  # worded now: it may quote the request's (mutable) list
             if row.codes[i] == 3:  # (not filled meanwhile by another thread)
+                if row.objs == NULL:
+                    row.objs = <PyObject**>calloc(row.n, sizeof(PyObject*))
+                    if row.objs == NULL:
+                        raise MemoryError()
                 Py_INCREF(v)
                 row.objs[i] = <PyObject*>v
                 row.codes[i] = 2
