@@ -2130,7 +2130,9 @@ cdef class _Group(_Kept):
             # Kept: made before the table is read again (a Python allocation, during which
             # another thread may have kept the value). A value met the first time in the
             # window, or that a full table would not keep, gets no row: its atoms are
-            # evaluated as they are (the request keeps their values).
+            # evaluated as they are (the request keeps their values). The window counts a
+            # value's first miss only (as when every value got its row at once).
+            missed = False
             row = _new_row(len(self.atoms))
             key = tuple(<list>value) if kind == _K_LIST else value
             if self.off:  # (turned off meanwhile by another thread)
@@ -2209,6 +2211,7 @@ cdef class _Pair(_Kept):
         if not missed:
             row = <object>self.rows[i]
         elif self.used < self.capacity and self.met(key):  # (else no row: evaluated as they are)
+            missed = False  # (the window counts a pair's first miss only)
             row = _new_row(len(self.atoms))  # (a Python allocation: the table is read again after)
             if 2 * (self.used + 1) > self.size:
                 self.grow()
