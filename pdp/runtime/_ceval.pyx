@@ -1857,6 +1857,8 @@ cdef struct _LStep:
 #: on memory), and the look-ups after which a group that misses more than it hits stops.
 cdef Py_ssize_t _GROUP_CELLS = 1 << 16
 cdef Py_ssize_t _GROUP_WINDOW = 256
+cdef enum:
+    _SEEN_WORDS = 32  # the bits of values missed in a window (_Kept.met): 2,048
 
 
 cdef enum:
@@ -1917,10 +1919,12 @@ cdef class _Kept:
     # The values missed in the current window, a bit per hash: a value gets a row when met
     # the second time in a window, so values met once (ids, times) never cost a row (its
     # malloc, its cells filled, a place in the table that a repeating value could have had).
-    cdef unsigned long long seen[32]
+    # (In its own allocation: the fields above and the group's are read on every look-up.)
+    cdef unsigned long long* seen  # _SEEN_WORDS
 
     def __dealloc__(self):
         free(self.nodes)
+        free(self.seen)
 
     cdef inline bint counted(self, bint missed) noexcept:
         """Count a look-up; True when, over the last window, most missed (ids, times: values
@@ -1931,7 +1935,7 @@ cdef class _Kept:
             return False
         missed = 2 * self.misses > self.lookups
         self.lookups = self.misses = 0
-        memset(self.seen, 0, sizeof(self.seen))
+        memset(self.seen, 0, _SEEN_WORDS * sizeof(unsigned long long))
         return missed
 
     cdef inline bint met(self, unsigned long long h) noexcept:
@@ -2450,7 +2454,8 @@ cdef class _Skeleton:
         kept.atoms = tuple(self.atoms[numbered[m]] for m in members)
         kept.capacity = max(64, _GROUP_CELLS // len(members))
         kept.nodes = <int*>malloc(len(members) * sizeof(int))
-        if kept.nodes == NULL:
+        kept.seen = <unsigned long long*>calloc(_SEEN_WORDS, sizeof(unsigned long long))
+        if kept.nodes == NULL or kept.seen == NULL:
             raise MemoryError()
         for j, m in enumerate(members):
             kept.nodes[j] = numbered[m]
