@@ -2384,9 +2384,7 @@ cdef class _Skeleton:
             self.nodes[i].member = 0
         for path, members in _atoms.path_groups([self.atom_ir[i] for i in numbered]):
             g = _Group.__new__(_Group)
-            # The path itself, not its CACHED slot: on a hit (most look-ups) nothing else of the
-            # group reads it, and its atoms, on a miss, read it through the slot as before.
-            g.path = _link(path[2] if path[0] == ir.CACHED else path, memo)
+            g.path = _link(path, memo)
             texts = (path[2] if path[0] == ir.CACHED else path)[3]
             g.path_text = texts[len(texts) - 1]  # (no wraparound in this module)
             self.keep(g, members, numbered, len(groups))
