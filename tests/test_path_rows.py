@@ -143,5 +143,5 @@ def test_values_met_once_get_no_row(tmp_path):
     for i in range(300):
         for raw in (_request(f"id-{i}"), _request("x"), _request(["x", "y"]), _request(1)):
             _same(engine, evaluator, raw)
-    # (an id whose hash shares a bit with one met earlier in the window gets a row: a few do)
+    # (an id whose hash shares a bit with one met earlier gets a row: a few do)
     assert 3 <= evaluator.path_tables()["context.a"] < 3 + 30

@@ -1858,7 +1858,8 @@ cdef struct _LStep:
 cdef Py_ssize_t _GROUP_CELLS = 1 << 16
 cdef Py_ssize_t _GROUP_WINDOW = 256
 cdef enum:
-    _SEEN_WORDS = 32  # the bits of values missed in a window (_Kept.met): 2,048
+    _SEEN_WORDS = 128  # the bits of values missed (_Kept.met): 8,192
+    _SEEN_MOST = 1024  # bits set before they are all cleared (an eighth: few false "met")
 
 
 cdef enum:
@@ -1916,11 +1917,12 @@ cdef class _Kept:
     cdef int* nodes  # their numbers in the _Skeleton
     cdef Py_ssize_t capacity, lookups, misses
     cdef bint off  # the values do not repeat: the atoms are evaluated one by one
-    # The values missed in the current window, a bit per hash: a value gets a row when met
-    # the second time in a window, so values met once (ids, times) never cost a row (its
+    # The values missed, a bit per hash, cleared when _SEEN_MOST are set: a value gets a row
+    # when missed the second time, so values met once (ids, times) never cost a row (its
     # malloc, its cells filled, a place in the table that a repeating value could have had).
     # (In its own allocation: the fields above and the group's are read on every look-up.)
     cdef unsigned long long* seen  # _SEEN_WORDS
+    cdef Py_ssize_t nseen  # bits set
 
     def __dealloc__(self):
         free(self.nodes)
@@ -1935,17 +1937,22 @@ cdef class _Kept:
             return False
         missed = 2 * self.misses > self.lookups
         self.lookups = self.misses = 0
-        memset(self.seen, 0, _SEEN_WORDS * sizeof(unsigned long long))
         return missed
 
     cdef inline bint met(self, unsigned long long h) noexcept:
-        """Whether a value of hash ``h`` was missed before in this window (or one whose
-        hash shares its bit: it then gets its row a request early); marks it."""
-        cdef unsigned long long x = (h * 0xC2B2AE3D27D4EB4FULL) >> 53  # 11 bits
+        """Whether a value of hash ``h`` was missed before (or one whose hash shares its
+        bit: it then gets its row a request early); marks it. (Not cleared with the window:
+        a value met once a round of requests longer than the window still gets its row.)"""
+        cdef unsigned long long x = (h * 0xC2B2AE3D27D4EB4FULL) >> 51  # 13 bits
         cdef unsigned long long bit = 1ULL << (x & 63)
-        cdef bint was = (self.seen[x >> 6] & bit) != 0
+        if self.seen[x >> 6] & bit:
+            return True
+        if self.nseen >= _SEEN_MOST:
+            memset(self.seen, 0, _SEEN_WORDS * sizeof(unsigned long long))
+            self.nseen = 0
         self.seen[x >> 6] |= bit
-        return was
+        self.nseen += 1
+        return False
 
     cdef object value(self, _Row row, Py_ssize_t i, _Context ctx):
         """Atom ``i``'s value for the request whose values have ``row``."""
