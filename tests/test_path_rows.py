@@ -132,6 +132,7 @@ def test_values_that_never_repeat_turn_the_group_off(tmp_path):
     for i in range(600):
         _same(engine, evaluator, _request(f"id-{i}" if i % 3 else [f"id-{i}", "x"], "x" if i % 2 else f"b-{i}"))
     assert evaluator.path_tables()["context.a"] is None
+    assert evaluator.pair_tables()[("context.a", "context.b")] is None  # (its rows would need context.a's)
     for raw in [_request(["x", "y"]), _request("x"), _request(1)]:  # evaluated as they are
         _same(engine, evaluator, raw)
 

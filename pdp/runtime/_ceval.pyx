@@ -2499,6 +2499,8 @@ cdef class _Skeleton:
         else:
             pair = <_Pair>group
             row = pair.row(self.group_values(pair.first, ctx, f), self.group_values(pair.second, ctx, f))
+        if row is None and group.off:
+            self.ungroup(g)
         Py_INCREF(row)
         f.groups[g] = <PyObject*>row
         f.read[f.nread] = g
@@ -2506,6 +2508,24 @@ cdef class _Skeleton:
         if row is not None:
             f.codes[g] = (<_Row>row).codes
         return row
+
+    cdef void ungroup(self, int g) noexcept:
+        """Group ``g`` is turned off: its atoms, and those of the pairs of a path group's,
+        are evaluated as they are from now on, without asking for its row first. (A request
+        under way on another thread reads the atoms either way: the same values.)"""
+        cdef _Kept group = <_Kept>PyTuple_GET_ITEM(self.groups, g)
+        cdef _Pair pair
+        cdef Py_ssize_t j, k
+        for j in range(len(group.atoms)):
+            self.nodes[group.nodes[j]].group = -1
+        if g >= self.paths:
+            return
+        for k in range(self.paths, len(self.groups)):
+            pair = <_Pair>PyTuple_GET_ITEM(self.groups, k)
+            if pair.first == g or pair.second == g:
+                pair.off = True
+                for j in range(len(pair.atoms)):
+                    self.nodes[pair.nodes[j]].group = -1
 
     cdef int atom(self, int n, _Context ctx, _Flat f) except -1:
         """Atom ``n``'s value (as ev): from its group's row, else evaluated."""
