@@ -15,8 +15,9 @@ per request: it gets a program of its own, and is one step (its value kept) in t
 
 A leaf's rules are one program too (``leaf_programs``): each rule's target, when and unless
 chained, the end of one rule the start of the next, so that a rule costs no call. A clause
-read by one rule only (and by no other node) has its steps inlined there; any other is one
-step that reads the clause's value (evaluated once a request, by its own program). Rules
+read once in the leaf, by no rule of the other effect and by no other node (so once a
+request) has its steps inlined there; any other is one step that reads the clause's value
+(evaluated once a request, by its own program). Rules
 in a row that share a target (a policy's) read it once: when it is false the program goes
 past all of them, when it fails all of them fail with its error.
 """
