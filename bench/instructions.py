@@ -98,7 +98,7 @@ DECIDE = ("__pyx_f_3pdp_7runtime_6_ceval_9Evaluator_decide", "__pyx_f_3pdp_7runt
 
 
 #: callgrind's cache simulation with the VM's per-core L2 as the last level it models.
-CACHE_SIM = ("--cache-sim=yes", "--LL=2097152,16,64")
+CACHE_SIM = ("--cache-sim=yes", "--branch-sim=yes", "--LL=2097152,16,64")
 
 
 def _events(name: str, rounds: int, out: Path, *options: str) -> dict[str, int]:
@@ -138,7 +138,8 @@ def main() -> None:
                 three = _events(name, 3, Path(tmp) / f"{name}.c3", *CACHE_SIM)
                 per = {k: (three[k] - one[k]) / (2 * REQUESTS) for k in three}
                 print(f"  data-cache misses per decision: first level {per['D1mr'] + per['D1mw']:,.0f}, "
-                      f"2 MiB second level {per['DLmr'] + per['DLmw']:,.0f}", flush=True)
+                      f"2 MiB second level {per['DLmr'] + per['DLmw']:,.0f}; mispredicted branches "
+                      f"{per['Bcm']:,.0f} conditional, {per['Bim']:,.0f} indirect", flush=True)
             if args.profile:
                 keep = Path(tmp) / f"{name}.decide"
                 inside = _count(name, 1, keep, "--collect-atstart=no", *(f"--toggle-collect={f}" for f in DECIDE))

@@ -1836,20 +1836,28 @@ cdef enum:
     _TRUE = -1
     _FALSE = -2
 
-#: A step of a leaf's program (compile/branches.py, leaf_programs): the next step when the
-#: node read is false and when true (``pc << 1 | applies``: ``applies``, rule ``entry``
-#: applies; ``pc`` -1: the leaf is done), the node (-1: none, true) and its place in a path
-#: group (copied from its _BNode: read first), and on an "other" value the rules that fail
-#: (``entry`` to ``last``, on ``clause``, in the words of ``parent``: the operator above the
-#: node, -1 when the node is the clause) and the step after them (``fail``).
+#: A step of a leaf's program (compile/branches.py, leaf_programs), the part every step reads
+#: (16 bytes, four to a cache line: a leaf's program is read once a request, mostly cold): the
+#: next step when the node read is false and when true (``pc << 1 | applies``: ``applies``,
+#: the rule of the step's _LOut applies; ``pc`` -1: the leaf is done), the node (-1: none,
+#: true) and its place in a path group (copied from its _BNode, read first; _NO_GROUP: none,
+#: or a place too large for 16 bits, and value() reads it).
 cdef struct _LStep:
     int next[2]
-    int group
-    int member
     int node
-    int fail
-    int entry
+    unsigned short group
+    unsigned short member
+
+cdef enum:
+    _NO_GROUP = 0xFFFF
+
+#: The rest of a leaf step, read only when a rule ends there: in _Skeleton.lentries the rule
+#: (its place in the leaf) that applies, and here, on an "other" value, the rules that fail
+#: (that rule to ``last``, on ``clause``, in the words of ``parent``: the operator above the
+#: node, -1 when the node is the clause) and the step after them (``fail``).
+cdef struct _LOut:
     int last
+    int fail
     signed char parent
     signed char clause
 
@@ -2317,6 +2325,8 @@ cdef class _Skeleton:
     cdef _BNode* nodes
     cdef _Step* steps
     cdef _LStep* lsteps  # the leaves' programs
+    cdef int* lentries  # and their steps' rules (the same numbering; 4 bytes: a dozen rules a line)
+    cdef _LOut* louts  # and what fails there
     cdef int n
     cdef int most  # rules in the largest leaf (outcomes a leaf program records at most)
     cdef list atoms  # per node: an atom's linked _Node, None for and/or/not
@@ -2340,6 +2350,8 @@ cdef class _Skeleton:
         free(self.nodes)
         free(self.steps)
         free(self.lsteps)
+        free(self.lentries)
+        free(self.louts)
 
     cdef int clause(self, tuple node, dict memo) except -1:
         """The number of a rule's clause ``node`` (see add)."""
@@ -2433,7 +2445,9 @@ cdef class _Skeleton:
             leaf_starts, lsteps = [], []
         self.steps = <_Step*>malloc((len(steps) + 1) * sizeof(_Step))
         self.lsteps = <_LStep*>malloc((len(lsteps) + 1) * sizeof(_LStep))
-        if self.steps == NULL or self.lsteps == NULL:
+        self.lentries = <int*>malloc((len(lsteps) + 1) * sizeof(int))
+        self.louts = <_LOut*>malloc((len(lsteps) + 1) * sizeof(_LOut))
+        if self.steps == NULL or self.lsteps == NULL or self.lentries == NULL or self.louts == NULL:
             raise MemoryError()
         for n, start in starts.items():
             self.nodes[<int>n].start = start
@@ -2441,16 +2455,23 @@ cdef class _Skeleton:
             self.steps[i].node, self.steps[i].on_true, self.steps[i].on_false = node, on_true, on_false
             self.steps[i].parent = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
         cdef _LStep* ls = self.lsteps
-        cdef int lnode
+        cdef _LOut* lo = self.louts
+        cdef int lnode, group, member
         for step in lsteps:
             lnode = step[0]
             ls.node, ls.next[1], ls.next[0] = lnode, step[1], step[2]
-            ls.group = -1 if lnode < 0 else self.nodes[lnode].group
-            ls.member = 0 if lnode < 0 else self.nodes[lnode].member
+            group = -1 if lnode < 0 else self.nodes[lnode].group
+            member = 0 if lnode < 0 else self.nodes[lnode].member
+            if 0 <= group < _NO_GROUP and member < _NO_GROUP:
+                ls.group, ls.member = group, member
+            else:
+                ls.group, ls.member = _NO_GROUP, 0
             parent = step[3]
-            ls.parent = -1 if parent is None else _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
-            ls.entry, ls.last, ls.clause, ls.fail = step[4], step[5], step[6], step[7]
+            lo.parent = -1 if parent is None else _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
+            self.lentries[ls - self.lsteps] = step[4]
+            lo.last, lo.clause, lo.fail = step[5], step[6], step[7]
             ls += 1
+            lo += 1
         for leaf, start in zip(self.leaves, leaf_starts):
             leaf.start = start
         self.numbers = self.kinds = self.kids = self.atom_ir = self.clauses = self.leaves = None  # (the IR is not kept)
@@ -2603,13 +2624,14 @@ cdef class _Skeleton:
         leaf's order, as pairs (the rule's place in the leaf, -1 when it applies or the step
         at which it failed: see error); how many."""
         cdef const _LStep* step
+        cdef const _LOut* out
         cdef const unsigned char* codes
         cdef int c, t, e, m = 0
         cdef int* outs = f.outs
         while pc >= 0:
             step = &self.lsteps[pc]
             c = 3
-            if step.group >= 0:  # (value()'s first test, on the step's copy)
+            if step.group != _NO_GROUP:  # (value()'s first test, on the step's copy)
                 codes = f.codes[step.group]
                 if codes != NULL:
                     c = codes[step.member]
@@ -2618,15 +2640,16 @@ cdef class _Skeleton:
             if c < 2:
                 t = step.next[c]
                 if t & 1:
-                    outs[m] = step.entry
+                    outs[m] = self.lentries[pc]
                     outs[m + 1] = -1
                     m += 2
             else:
-                for e in range(step.entry, step.last + 1):
+                out = &self.louts[pc]
+                for e in range(self.lentries[pc], out.last + 1):
                     outs[m] = e
                     outs[m + 1] = pc
                     m += 2
-                t = step.fail
+                t = out.fail
             pc = t >> 1  # (-1: done)
         return m >> 1
 
@@ -2634,15 +2657,15 @@ cdef class _Skeleton:
         """The error of a rule that failed at leaf step ``pc`` (as _condition): the value's,
         or that it is not a boolean in the words of the clause (the node is the clause) or of
         the operator above it (_Logic's, _Not's)."""
-        cdef const _LStep* step = &self.lsteps[pc]
-        cdef object v = <object>f.obj[step.node]
+        cdef const _LOut* out = &self.louts[pc]
+        cdef object v = <object>f.obj[self.lsteps[pc].node]
         if type(v) is _Err:
             return v
-        if step.parent < 0:
-            return _Err(<str>_CLAUSES[step.clause] + " expects a boolean, got " + type_name(v))
-        if step.parent == _B_NOT:
+        if out.parent < 0:
+            return _Err(<str>_CLAUSES[out.clause] + " expects a boolean, got " + type_name(v))
+        if out.parent == _B_NOT:
             return _lazy(not_boolean, ("not", v))
-        return _lazy(not_boolean, ("or" if step.parent == _B_OR else "and", v, True))
+        return _lazy(not_boolean, ("or" if out.parent == _B_OR else "and", v, True))
 
 
 @cython.no_gc
@@ -2657,7 +2680,9 @@ cdef class _Limit:
 cdef class _Leaf:
     cdef Py_ssize_t count
     # ``count`` owned references to _Entrys, from the link arena right after the leaf (one
-    # cache line more, not a tuple elsewhere); NULL when none.
+    # cache line more, not a tuple elsewhere), then as many borrowed references to their
+    # rules' static reasons (NULL: a reason with parts, made per request): a rule that
+    # applies costs _phase one read, not three objects'; NULL when the leaf has no rules.
     cdef PyObject** entries
     cdef int start  # the first step of its rules' program in the _Skeleton (-1: none)
 
@@ -3141,7 +3166,7 @@ cdef class Evaluator:
             return leaf
         leaf = _Leaf.__new__(_Leaf)
         if n:
-            leaf.entries = <PyObject**>pdp_arena_raw(n * sizeof(PyObject*))
+            leaf.entries = <PyObject**>pdp_arena_raw(2 * n * sizeof(PyObject*))
         for code in tree[1]:
             entry = linked.get(id(code))  # an entry shared by leaves is linked once
             if entry is None:
@@ -3157,6 +3182,7 @@ cdef class Evaluator:
                 linked[id(code)] = entry
             Py_INCREF(entry)
             leaf.entries[leaf.count] = <PyObject*>entry
+            leaf.entries[n + leaf.count] = NULL if entry.rule.reason is not None else <PyObject*>entry.rule.static_reason
             leaf.count += 1
         leaf.start = -1
         self.skeleton.leaves.append(leaf)
@@ -3466,8 +3492,9 @@ cdef class Evaluator:
         """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
         cdef _Leaf leaf = self._leaf(tree, ctx)
         cdef _Rule rule
-        cdef int i, m, count = 0, used = 0
+        cdef int i, e, m, count = 0, used = 0
         cdef const int* outs
+        cdef PyObject* static
         cdef tuple out
         cdef object reason
         cdef str message
@@ -3481,10 +3508,15 @@ cdef class Evaluator:
                 count += 1
         out = _tuple_new(count) if count else None  # (the items past ``used`` stay NULL)
         for i in range(m):
-            rule = (<_Entry>leaf.entries[outs[2 * i]]).rule
+            e = outs[2 * i]
             if outs[2 * i + 1] < 0:
-                reason = rule.static_reason if rule.reason is None else self._reason(rule, ctx)
+                static = leaf.entries[leaf.count + e]
+                if static != NULL:
+                    reason = <object>static
+                else:
+                    reason = self._reason((<_Entry>leaf.entries[e]).rule, ctx)
             else:
+                rule = (<_Entry>leaf.entries[e]).rule
                 message = (<_Err>self.skeleton.error(outs[2 * i + 1], flat)).text()
                 if ctx.errors is None:
                     ctx.errors = []
