@@ -9,10 +9,13 @@ Run (medians are what counts):
     python bench/engine_report.py bench/results/engine.json > bench/ENGINE.md
 
 Every group checks, before timing, that the engines compared give the same decisions.
+Everything here is timed on one CPU (see ``one_cpu``); PDP_BENCH_ANY_CPU=1 leaves the
+process free to move.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +29,25 @@ import random_sets  # noqa: E402
 import workloads  # noqa: E402
 
 BATCH = 200
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_cpu():
+    """Pin this process to one CPU (the last it may use) while the module runs, and restore
+    its affinity after. A process the scheduler moves to the other core mid-round finds its
+    caches cold: on the 2-core VM pdp's decisions (memory-bound) ran ~10% slower unpinned,
+    and with a wide spread, while cedarpy's batch (single-threaded, as its CPU time equal to
+    its wall time shows) took the same time either way. Every engine compared here runs
+    pinned alike."""
+    if os.environ.get("PDP_BENCH_ANY_CPU") or not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(before)})
+    try:
+        yield max(before)
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @pytest.fixture(scope="module")
