@@ -350,3 +350,30 @@ def test_limit_key_is_a_reserved_annotation(tmp_path):
     path.write_text('policy p {\n  @limit_key("billing")\n  forbid f when true\n}\n')
     with pytest.raises(pdp.PolicyError, match="@limit_key is reserved"):
         pdp.load(path)
+
+
+ERRING = POLICY.replace('permit charge when', 'permit tiered when identity.tier > 1\n  permit charge when')
+
+
+def _view(decision) -> tuple:
+    return (decision.decision, [(r.rule, r.effect, r.message, dict(r.annotations)) for r in decision.reasons],
+            [(e.rule, e.message) for e in decision.errors], decision.revision)
+
+
+@pytest.mark.parametrize("keys", [3, 4100])  # 4100: past the denials the compiled store keeps per limit
+def test_repeated_denials_are_the_ones_the_python_limiter_builds(tmp_path, backend, keys):
+    """The compiled store keeps each key's denial reasons once built; every later denial of
+    that key (with the request's own errors) equals what the pure-Python store's limiter
+    builds for it, however many keys come and go."""
+    from pdp.limits.memory import LockedMemoryStore
+
+    fast = engine(tmp_path, backend, ERRING.replace("3 per 1h", "1 per 1h"), store=MemoryStore(FakeClock()))
+    slow = engine(tmp_path, backend, ERRING.replace("3 per 1h", "1 per 1h"), store=LockedMemoryStore(FakeClock()))
+    order = [f"id{k}" for k in range(keys)] * 3 + ["id0", "id1"]
+    denied = 0
+    for who in order:
+        got, want = fast.decide(req(who)), slow.decide(req(who))
+        assert _view(got) == _view(want), who
+        denied += got.decision == "DENY"
+    assert denied == len(order) - keys
+    assert _view(fast.decide(req("id0")))[2] == [("pay.tiered", "identity.tier is missing")]

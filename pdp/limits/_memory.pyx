@@ -29,10 +29,38 @@ from cpython.ref cimport Py_XDECREF
 from libc.stdlib cimport free, malloc
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
-from ..decision import failed_closed
+from ..decision import DENY, Decision, failed_closed
 from .once import MAX_ONCE_MARKS, OnceMarks
 
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(type t, Py_ssize_t items)
+    void PyTuple_SET_ITEM(object t, Py_ssize_t i, object o)  # steals a reference to o
+    void Py_INCREF(object o)
+
+cdef type _DECISION = Decision
+cdef str _DENY = DENY
+
+
+cdef object _denied(object decision, tuple reasons):
+    """``decision`` made a DENY with ``reasons`` (its errors, revision and time kept): a
+    Decision (a tuple subclass) filled in place, as the compiled evaluator makes them."""
+    cdef object d = PyType_GenericAlloc(_DECISION, 5)
+    cdef Py_ssize_t i
+    Py_INCREF(_DENY)
+    PyTuple_SET_ITEM(d, 0, _DENY)
+    Py_INCREF(reasons)
+    PyTuple_SET_ITEM(d, 1, reasons)
+    for i in range(2, 5):
+        item = (<tuple>decision)[i]
+        Py_INCREF(item)
+        PyTuple_SET_ITEM(d, i, item)
+    return d
+
+
 cdef enum:
+    # The denials kept per limit (its reasons per key, see FastSettle.settled); past this
+    # many keys the table starts again.
+    DENIALS_KEPT = 4096
     # Full budgets are swept out once the table has grown past this many keys (then past
     # twice what the last sweep kept), as memory.LockedMemoryStore does.
     FIRST_SWEEP = 4096
@@ -212,6 +240,9 @@ cdef class FastSettle:
     cdef object settle_slow, limited
     cdef MemoryStore store
     cdef list tables  # per limit index: its table in ``store``
+    # Per limit index: a key whose budget ran out ⇒ the reasons of its denial (a Reason per
+    # key, the same every time: built once by Limiter.limited_one, not per denied request).
+    cdef list denials
     cdef long long *counts
     cdef long long *periods
     cdef bint take
@@ -233,6 +264,7 @@ cdef class FastSettle:
             self.counts[i] = limiter.limits[i].count
             self.periods[i] = limiter.limits[i].period_ns
         self.tables = [self.store.table(limit.id) for limit in limiter.limits]
+        self.denials = [{} for _ in range(n)]
 
     def __dealloc__(self):
         free(self.counts)
@@ -250,10 +282,22 @@ cdef class FastSettle:
                         if self.store.take_key(<dict>self.tables[index], <str>value, self.counts[index],
                                                self.periods[index], self.take):
                             return decision
-                        return self.limited(decision, claims)
+                        return self.denial(index, <str>value, decision, claims)
             return self.settle_slow(decision, claims)
         except Exception as exc:  # a bug: fail closed, as every decide does
             return failed_closed(exc, decision.revision)
+
+    cdef object denial(self, Py_ssize_t index, str key, object decision, object claims):
+        """The DENY of a request whose one claim (limit ``index``, ``key``) found no unit."""
+        cdef dict kept = <dict>self.denials[index]
+        reasons = kept.get(key)
+        if reasons is not None and type(decision) is _DECISION:
+            return _denied(decision, <tuple>reasons)
+        denied = self.limited(decision, claims)
+        if len(kept) >= DENIALS_KEPT:
+            kept.clear()
+        kept[key] = denied[1]
+        return denied
 
     def settle(self, decision, claims):
         return decision if claims is None else self.settled(decision, claims)
