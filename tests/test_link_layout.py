@@ -85,3 +85,45 @@ policy t{i} {{
         assert [_view(evaluator.decide(r)) for r in reqs[n % 4::4]] == want[n % 4::4]
     for evaluator in kept:
         assert [_view(d) for d in evaluator.decide_many(reqs)] == want
+
+
+@st.composite
+def _one_switch_sets(draw):
+    """Policies targeted on values of one path, each of forbids only, permits only or both (so
+    both trees switch on that path first, with values in one tree only), some untargeted; the
+    path is resource.type or resource.env, which a request may lack or give another type (the
+    trees' error branches)."""
+    path = draw(st.sampled_from(["resource.type", "resource.env"]))
+    values = DOMAINS["rtype"] if path == "resource.type" else DOMAINS["env"]
+    lines = []
+    for p in range(draw(st.integers(1, 6))):
+        value = draw(st.sampled_from(values + [None]))
+        lines.append(f"policy p{p} {{" + ("" if value is None else f'\n  target {path} == "{value}"'))
+        effects = draw(st.sampled_from([["forbid"], ["permit"], ["forbid", "permit"]]))
+        for r in range(draw(st.integers(1, 3))):
+            lines.append(f"  {draw(st.sampled_from(effects))} r{r} when {draw(conditions(depth=2))}")
+        lines.append("}")
+    return ["\n".join(lines) + "\n"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=_one_switch_sets(), reqs=st.lists(requests(), min_size=2, max_size=10))
+def test_one_switch_for_both_trees_agrees_with_the_reference(texts, reqs):
+    """Where both trees switch first on the same path, the evaluator looks the value up once for
+    the two (Evaluator.both): decisions, reasons and errors as the reference's, and the
+    AuthZEN search (allowed_candidates) admits the candidates whose decisions are ALLOW."""
+    engine = load_policy_set(texts)
+    _check_all(engine, reqs)
+    evaluator = runtime.EVALUATORS["compiled"](engine.program)
+    candidates = DOMAINS["rtype"] + ["other", "", 7]
+    for r in reqs:
+        allowed = []
+        for i, c in enumerate(candidates):
+            probe = {**r, "resource": {**r["resource"], "type": c}}
+            try:
+                parsed = parse_request(probe)
+            except Exception:
+                continue
+            if reference.decide(engine.policy_set, parsed, engine.revision).decision == "ALLOW":
+                allowed.append(i)
+        assert evaluator.allowed_candidates(r, "resource", "type", candidates) == allowed

@@ -2702,9 +2702,17 @@ cdef class _Switch:
     cdef object error
 
 
+@cython.no_gc
+cdef class _Both:
+    """The forbid and the permit subtrees (a _Leaf or a _Switch; None where a tree has no
+    error branch) of one value of the path on which both trees switch first: one look-up in
+    one dict finds the two (Evaluator.both), linked just before the forbid leaf it leads to."""
+    cdef object forbid, permit
+
+
 pdp_use_arena((_Node, _Const, _Error, _Path, _Path1, _Now, _Attr, _Index, _List, _Not, _Logic, _Compare, _EqStr,
                _InStrs, _MatchGlob, _Call, _Duration, _Time, _Defined, _Cached, _Lookup, _Rule, _Entry, _Limit, _Leaf,
-               _Switch))
+               _Switch, _Both))
 
 
 cdef object _rendered(object value):
@@ -3054,6 +3062,9 @@ cdef class Evaluator:
     cdef list rules
     cdef list limits
     cdef object forbid_tree, permit_tree
+    # Where both trees switch first on the same path (a policy per resource type): that
+    # switch once, to a _Both per value (default and error too); else None.
+    cdef _Switch both
     cdef Py_ssize_t slots
     cdef _Spares spare  # _Slots for the next requests
     cdef _Skeleton skeleton  # the rules' clauses, for run()
@@ -3102,9 +3113,11 @@ cdef class Evaluator:
             self.rules.append(r)
         cdef dict linked = {}  # id(entry or leaf code) ⇒ its object: shared code is linked once
         self.skeleton = _Skeleton.__new__(_Skeleton)
-        self._link_leaves(program.forbid_tree, program.permit_tree, memo, linked)
+        cdef dict both = {}
+        self._link_leaves(program.forbid_tree, program.permit_tree, memo, linked, both)
         self.forbid_tree = self._tree(program.forbid_tree, memo, linked)
         self.permit_tree = self._tree(program.permit_tree, memo, linked)
+        self.both = self._both(both) if both else None
         # The skeleton pays where a request meets many rules (untargeted ones); on leaves of a
         # few rules its per-request set-up costs more than it saves (callgrind: +12% at 10).
         self.flat = self._largest_leaf(self.forbid_tree) + self._largest_leaf(self.permit_tree) >= _FLAT_FROM
@@ -3134,17 +3147,47 @@ cdef class Evaluator:
             most = max(most, self._largest_leaf(s.error))
         return most
 
-    cdef void _link_leaves(self, tuple forbids, tuple permits, dict memo, dict linked):
+    cdef void _link_leaves(self, tuple forbids, tuple permits, dict memo, dict linked, dict both):
         """Link the leaves of both trees in the order that keeps a request's together: where
         both trees switch on the same path, the forbid and the permit leaves of each value,
-        one after the other (a request of that value reads those two)."""
+        one after the other (a request of that value reads those two). At the top (``both``
+        not None), each value's _Both first, right before its leaves; ``both`` gets them by
+        value (finished by _both)."""
+        cdef _Both b
         if (forbids[0] == "switch" and permits[0] == "switch" and forbids[1] == permits[1]):
             for key, subtree in forbids[2].items():
+                if both is not None:
+                    both[key] = _Both.__new__(_Both)
                 other = permits[2].get(key)
                 if other is not None:
-                    self._link_leaves(subtree, other, memo, linked)
+                    self._link_leaves(subtree, other, memo, linked, None)
+            if both is not None:
+                for key in permits[2]:
+                    if key not in both:
+                        both[key] = _Both.__new__(_Both)
         self._leaves(forbids, memo, linked)
         self._leaves(permits, memo, linked)
+
+    cdef _Switch _both(self, dict made):
+        """The one switch of both trees (see ``both``), from the top switches already linked
+        and the _Both objects made for their values by _link_leaves."""
+        cdef _Switch f = <_Switch>self.forbid_tree, p = <_Switch>self.permit_tree
+        cdef _Switch s = _Switch.__new__(_Switch)
+        cdef _Both b
+        s.path = f.path
+        s.branches = {}
+        for key, b in made.items():
+            b.forbid = f.branches.get(key, f.default)
+            b.permit = p.branches.get(key, p.default)
+            s.branches[key] = b
+        b = _Both.__new__(_Both)
+        b.forbid, b.permit = f.default, p.default
+        s.default = b
+        if f.error is not None or p.error is not None:
+            b = _Both.__new__(_Both)
+            b.forbid, b.permit = f.error, p.error
+            s.error = b
+        return s
 
     cdef void _leaves(self, tuple tree, dict memo, dict linked):
         """Link every leaf of ``tree`` not linked yet, depth first."""
@@ -3437,12 +3480,17 @@ cdef class Evaluator:
     cdef bint _allows(self, _Context ctx, tuple roots, double arrival) except -1:
         """``run``'s decision is ALLOW, without its reasons, errors or Decision."""
         self._start(ctx, roots, arrival)
-        cdef _Leaf leaf = self._leaf(self.forbid_tree, ctx)
+        cdef object forbids = self.forbid_tree, permits = self.permit_tree
+        cdef _Both both
+        if self.both is not None:
+            both = self._top(ctx)
+            forbids, permits = both.forbid, both.permit
+        cdef _Leaf leaf = self._leaf(forbids, ctx)
         cdef Py_ssize_t i
         for i in range(leaf.count):
             if _applies(<_Entry>leaf.entries[i], ctx) is not False:  # applies, or fails closed
                 return False
-        leaf = self._leaf(self.permit_tree, ctx)
+        leaf = self._leaf(permits, ctx)
         for i in range(leaf.count):
             if _applies(<_Entry>leaf.entries[i], ctx) is True:
                 return True
@@ -3456,12 +3504,17 @@ cdef class Evaluator:
         cdef long long started = _nanos(CLOCK_MONOTONIC)
         self._start(ctx, roots, arrival)
         cdef _Flat flat = self.skeleton.take() if self.flat else None
-        cdef tuple reasons = self._phase(self.forbid_tree, ctx, flat)
+        cdef object forbids = self.forbid_tree, permits = self.permit_tree
+        cdef _Both both
+        if self.both is not None:
+            both = self._top(ctx)
+            forbids, permits = both.forbid, both.permit
+        cdef tuple reasons = self._phase(forbids, ctx, flat)
         cdef str decision
         if reasons is not None:
             decision = _DENY
         else:
-            reasons = self._phase(self.permit_tree, ctx, flat)
+            reasons = self._phase(permits, ctx, flat)
             if reasons is not None:
                 decision = _ALLOW
             else:
@@ -3472,6 +3525,16 @@ cdef class Evaluator:
             self.skeleton.give_back(flat)
         return _decision(decision, reasons, _EMPTY if ctx.errors is None else tuple(ctx.errors),
                          self.revision, _nanos(CLOCK_MONOTONIC) - started)
+
+    cdef inline _Both _top(self, _Context ctx):
+        """The _Both of the request in ``ctx`` in ``self.both`` (as _leaf's first step)."""
+        cdef _Switch s = self.both
+        cdef object value = s.path.ev(ctx)
+        if type(value) is str:
+            return <_Both>_get(s.branches, value, s.default)
+        if type(value) is _Err and s.error is not None:
+            return <_Both>s.error
+        return <_Both>s.default
 
     cdef inline _Leaf _leaf(self, object tree, _Context ctx):
         """The leaf of ``tree`` that the request in ``ctx`` reaches."""
@@ -3530,22 +3593,26 @@ cdef class Evaluator:
         return out
 
     cdef list _phase_by_nodes(self, _Leaf leaf, _Context ctx):
-        """_phase on the linked nodes, for leaves of a few rules."""
+        """_phase on the linked nodes, for leaves of a few rules. A rule's _Rule (linked
+        before every leaf, away from them) is read only when it applies with a reason that has
+        parts, or fails: one cold line less per rule that does not apply (the leaf keeps the
+        static reasons beside its entries)."""
         cdef list reasons = None
-        cdef _Entry entry
-        cdef _Rule rule
         cdef object applies
+        cdef PyObject* static
         cdef Py_ssize_t i
         for i in range(leaf.count):
-            entry = <_Entry>leaf.entries[i]
-            rule = (<_Entry>entry).rule
-            applies = _applies(<_Entry>entry, ctx)
+            applies = _applies(<_Entry>leaf.entries[i], ctx)
             if applies is True:
                 if reasons is None:
                     reasons = []
-                reasons.append(rule.static_reason if rule.reason is None else self._reason(rule, ctx))
+                static = leaf.entries[leaf.count + i]
+                if static != NULL:
+                    reasons.append(<object>static)
+                else:
+                    reasons.append(self._reason((<_Entry>leaf.entries[i]).rule, ctx))
             elif applies is not False:
-                reasons = self._failed(rule, (<_Err>applies).text(), ctx, reasons)
+                reasons = self._failed((<_Entry>leaf.entries[i]).rule, (<_Err>applies).text(), ctx, reasons)
         return reasons
 
     cdef list _failed(self, _Rule rule, str message, _Context ctx, list reasons):
