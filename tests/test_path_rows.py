@@ -146,3 +146,29 @@ def test_values_met_once_get_no_row(tmp_path):
             _same(engine, evaluator, raw)
     # (an id whose hash shares a bit with one met earlier gets a row: a few do)
     assert 3 <= evaluator.path_tables()["context.a"] < 3 + 30
+
+
+def test_values_no_table_keeps_turn_the_group_off(tmp_path):
+    """A path mostly a map, a float, missing or a list no row keeps (longer than 16 items, of
+    non-strs) is turned off like one whose values do not repeat, and its pair with it; the
+    atoms, evaluated as they are from then on, decide as the reference, kept values too."""
+    unkept = [lambda i: {"k": i % 3}, lambda i: 0.5 * (i % 4), lambda i: None, lambda i: ["x"] * 17,
+              lambda i: ["x", i % 2]]
+    for make in unkept:
+        engine, evaluator = _engine(tmp_path, LISTS)
+        for i in range(600):
+            a = make(i) if i % 4 else ["x", "y"]  # a quarter kept (repeating), the rest not
+            _same(engine, evaluator, _request(a, "x" if i % 2 else "y"))
+        assert evaluator.path_tables()["context.a"] is None, make(1)
+        assert evaluator.pair_tables()[("context.a", "context.b")] is None
+        for raw in [_request(["x", "y"]), _request("x"), _request(1), _request(make(3)), _request(None)]:
+            _same(engine, evaluator, raw)
+
+
+def test_a_path_mostly_kept_stays_on_with_some_values_unkept(tmp_path):
+    """A fifth of the look-ups a map or missing: the group stays on and keeps the others."""
+    engine, evaluator = _engine(tmp_path, LISTS)
+    for i in range(600):
+        a = ({"k": 1} if i % 2 else None) if i % 5 == 0 else [["x", "y"], "x", 1, ["y"]][i % 4]
+        _same(engine, evaluator, _request(a))
+    assert evaluator.path_tables()["context.a"] == 4

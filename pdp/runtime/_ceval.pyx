@@ -2107,6 +2107,16 @@ cdef class _Group(_Kept):
                         return i
             i = (i + 1) & mask
 
+    cdef object unkept(self):
+        """None, for a value no table keeps (a map, a float, a missing path: an error, a long
+        list or one of non-strs), counted as a miss: a path whose values are mostly such is
+        turned off like one whose values do not repeat (``context.headers``, a map or
+        missing; an optional field mostly missing), and costs nothing per request after."""
+        if self.counted(True):
+            self.off = True
+            self.drop()
+        return None
+
     cdef int grow(self) except -1:
         cdef Py_ssize_t i, old_size = self.size
         cdef _Held* old = self.table
@@ -2144,17 +2154,17 @@ cdef class _Group(_Kept):
         elif t is list:
             n = len(<list>value)
             if n > 16:
-                return None
+                return self.unkept()
             kind, h = _K_LIST, <Py_hash_t>(0x27D4EB2F165667C5ULL + <unsigned long long>n)
             for i in range(n):
                 item = PyList_GET_ITEM(<list>value, i)
                 if type(<object>item) is not str:
-                    return None
+                    return self.unkept()
                 hi = _str_hash(item)
                 h = <Py_hash_t>((<unsigned long long>h ^ <unsigned long long>hi) * 0x100000001B3ULL)
                 h = <Py_hash_t>(<unsigned long long>h ^ (<unsigned long long>h >> 29))
         else:
-            return None
+            return self.unkept()
         cdef object row = None
         cdef bint missed = True
         if self.size:
