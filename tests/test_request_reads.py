@@ -143,3 +143,43 @@ def test_generated_times_agree(times, arrival, skew):
         want = _view(reference.decide(engine.policy_set, parsed, engine.revision, skew))
         for key, evaluator in evaluators.items():
             assert _view(evaluator.decide_parsed(parsed.attrs, arrival)) == want, f"{key} differs for {raw!r}"
+
+
+def _copy(text: str) -> str:
+    """An equal str that is another object (the table keys times by their text)."""
+    return "".join(list(text)) if len(text) > 1 else text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(times=st.lists(st.tuples(_TIME_TEXT, _TIME_TEXT), min_size=1, max_size=40), order=st.randoms(use_true_random=False))
+def test_times_kept_by_text_agree(times, order):
+    """The times parsed in C are kept by their text (a table of 64): texts decided, then
+    again as equal copies in another order (read back from the table), as context.time too:
+    the reference's values, decisions and messages."""
+    engine = load_policy_set([_TIME_RULES], None)
+    reqs = [{"identity": {"type": "w", "id": "x", "t": t, "u": u}, "action": "r", "resource": {"type": "t"},
+             "context": {"time": u}} for t, u in times]
+    again = [{"identity": {"type": "w", "id": "x", "t": _copy(t), "u": _copy(u)}, "action": "r",
+              "resource": {"type": "t"}, "context": {"time": _copy(t)}} for t, u in times]
+    order.shuffle(again)
+    _check_all(engine, reqs + again + reqs)
+
+
+def test_times_one_character_apart_are_told_apart():
+    """Families of texts that differ only in the characters one 8-byte word of the table's
+    key covers alone (the year and month; the day and the hour's first digit; the hour's
+    second digit and the minutes; the offset), each more than the table keeps, so texts of a
+    family meet in the same places: each reads its own time, as the reference (an entry
+    compared on less than the whole text would give a neighbour's)."""
+    families = [
+        [f"{y}-06-15T10:20:30Z" for y in range(1950, 2050)],
+        [f"2026-06-{d:02d}T{h}0:20:30+01:00" for d in range(1, 29) for h in range(3)],
+        [f"2026-06-15T1{h}:{m:02d}:30-05:30" for h in range(10) for m in range(0, 60, 6)],
+        [f"2026-06-15T10:20:30{sign}{hh:02d}:{mm:02d}" for sign in "+-" for hh in range(24) for mm in (0, 15, 30, 45)],
+    ]
+    engine = load_policy_set([_TIME_RULES], None)
+    for texts in families:
+        assert len(texts) > 64
+        reqs = [{"identity": {"type": "w", "id": "x", "t": t, "u": _copy(texts[(7 * i) % len(texts)])}, "action": "r",
+                 "resource": {"type": "t"}, "context": {"time": _copy(t)}} for i, t in enumerate(texts)]
+        _check_all(engine, reqs + reqs[::-1])
