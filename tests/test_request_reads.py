@@ -183,3 +183,24 @@ def test_times_one_character_apart_are_told_apart():
         reqs = [{"identity": {"type": "w", "id": "x", "t": t, "u": _copy(texts[(7 * i) % len(texts)])}, "action": "r",
                  "resource": {"type": "t"}, "context": {"time": _copy(t)}} for i, t in enumerate(texts)]
         _check_all(engine, reqs + reqs[::-1])
+
+
+_BRANCH_KEYS = st.text(alphabet="ab1é€😀", max_size=4)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(keys=st.lists(_BRANCH_KEYS, min_size=2, max_size=40, unique=True), probes=st.lists(_BRANCH_KEYS, max_size=12))
+def test_switch_tables_find_every_branch(keys, probes):
+    """A tree switching on context.kind over 2 to 40 values (one-, two- and four-byte
+    strs, the empty str, keys sharing places in the switch's C table): each value, as an
+    equal copy, reaches its own leaf; values not among them the default's: as the reference."""
+    texts = [f'policy p{i} {{\n  target context.kind == {json.dumps(k)}\n'
+             f'  permit r{i} when identity.id != "nobody" reason "{{context.kind}} {i}"\n}}\n' for i, k in enumerate(keys)]
+    texts.append('policy open {\n  permit any when identity.id == "x" reason "open"\n}\n')
+    engine = load_policy_set(texts, None)
+    assert engine.program.permit_tree[0] == "switch"
+    reqs = [{"identity": {"type": "w", "id": who}, "action": "r", "resource": {"type": "t"}, "context": {"kind": _copy(t)}}
+            for t in keys + probes for who in ("x", "y")]
+    reqs += [{"identity": {"type": "w", "id": "x"}, "action": "r", "resource": {"type": "t"}, "context": c}
+             for c in ({}, {"kind": 1}, {"kind": ["a"]})]  # the default and error branches
+    _check_all(engine, reqs)

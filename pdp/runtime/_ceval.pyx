@@ -2757,12 +2757,66 @@ cdef class _Leaf:
             pdp_arena_release(self.entries)
 
 
+#: A branch of a _Switch's table: a str key (NULL: an empty place), its hash, its subtree
+#: (both held by the switch's ``branches``).
+cdef struct _Branch:
+    Py_hash_t hash
+    PyObject* key
+    PyObject* tree
+
+
 @cython.no_gc
 cdef class _Switch:
     cdef _Node path
-    cdef dict branches
+    cdef dict branches  # str ⇒ subtree (a _Switch or a _Leaf)
     cdef object default
     cdef object error
+    # ``branches`` as an open-addressing C table of mask + 1 places (a power of two, at most
+    # half full), from the link arena right after the switch: a request's walk down the tree
+    # reads each switch, its table and the key compared, not a dict object and its keys
+    # object elsewhere in memory (the library's tree is four switches deep, both trees).
+    # NULL when a key is not an exact str (then ``branches`` is read as a dict).
+    cdef _Branch* table
+    cdef size_t mask
+
+    def __dealloc__(self):
+        if self.table != NULL:
+            pdp_arena_release(self.table)
+
+    cdef int lay_out(self) except -1:
+        """Make ``table`` from ``branches`` (called right after the switch is made)."""
+        cdef size_t size = 4, i
+        cdef Py_hash_t h
+        for key in self.branches:
+            if type(key) is not str:
+                return 0
+        while size < 2 * <size_t>len(self.branches):
+            size *= 2
+        self.table = <_Branch*>pdp_arena_raw(size * sizeof(_Branch))
+        memset(self.table, 0, size * sizeof(_Branch))
+        self.mask = size - 1
+        for key, tree in self.branches.items():
+            h = hash(key)
+            i = <size_t>h & self.mask
+            while self.table[i].key != NULL:
+                i = (i + 1) & self.mask
+            self.table[i].hash, self.table[i].key, self.table[i].tree = h, <PyObject*>key, <PyObject*>tree
+        return 0
+
+    cdef inline object branch(self, str value):
+        """``branches.get(value, default)``."""
+        if self.table == NULL:
+            return _get(self.branches, value, self.default)
+        cdef Py_hash_t h = _str_hash(<PyObject*>value)
+        cdef size_t i = <size_t>h & self.mask
+        cdef const _Branch* b
+        while True:
+            b = &self.table[i]
+            if b.key == NULL:
+                return self.default
+            if b.hash == h and (b.key == <PyObject*>value or _same_text(b.key, <PyObject*>value)):
+                return <object>b.tree
+            i = (i + 1) & self.mask
 
 
 @cython.no_gc
@@ -3300,11 +3354,14 @@ cdef class Evaluator:
         if tree[0] == "leaf":
             return self._leaf_of(tree, memo, linked)
         _, path, branches, default, error = tree
+        # The subtrees and the path first: the switch and its table are made last, side by side.
+        linked_path = _link(path, memo)
+        subtrees = {k: self._tree(v, memo, linked) for k, v in branches.items()}
+        default_tree = self._tree(default, memo, linked)
+        error_tree = None if error is None else self._tree(error, memo, linked)
         s = _Switch.__new__(_Switch)
-        s.path = _link(path, memo)
-        s.branches = {k: self._tree(v, memo, linked) for k, v in branches.items()}
-        s.default = self._tree(default, memo, linked)
-        s.error = None if error is None else self._tree(error, memo, linked)
+        s.path, s.branches, s.default, s.error = linked_path, subtrees, default_tree, error_tree
+        s.lay_out()
         return s
 
     cpdef object decide(self, object raw, object token=None):
@@ -3607,7 +3664,7 @@ cdef class Evaluator:
             s = <_Switch>tree
             value = s.path.ev(ctx)
             if type(value) is str:
-                tree = _get(s.branches, value, s.default)
+                tree = s.branch(<str>value)
             elif type(value) is _Err:
                 tree = s.error
             else:
