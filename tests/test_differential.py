@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pdp
 from pdp import reference, runtime
 from pdp.compile import compile_program
 from pdp.request import Request, parse_request
@@ -309,3 +310,32 @@ def test_paths_read_in_dicts_of_every_shape(tmp_path):
     reqs = [{"identity": i, "action": "r", "resource": {"type": "t"}, "context": c} for i in identities for c in contexts]
     reqs += [json.loads(json.dumps(r)) for r in reqs]  # keys equal to the policy's, not the same objects
     _check_all(engine, reqs)
+
+
+ORDERED_ERRORS = """
+policy order {
+  permit list_items when [cidr(identity.env), action.name == "read", [][0]][0]
+  permit call_args when context.source_ip in cidr(identity.env, [][0])
+  permit constant_first when [1, [][0], cidr(identity.env)][0]
+}
+"""
+
+
+@pytest.mark.parametrize("env", ["prod", "10.0.0.0/8", None])
+def test_an_error_known_at_load_comes_after_the_operands_read_before_it(tmp_path, env):
+    """A list's items and a call's arguments are evaluated in order: an operand known at load
+    to fail (``[][0]``) is not the error when an operand before it, read per request, fails
+    first (a missing ``identity.env``; in a list, ``cidr`` of an environment name, where a
+    call reads all its arguments before it runs); with only constants before it, it is."""
+    from strategies import write_policy_set
+    engine = pdp.load(write_policy_set(tmp_path / "s", [ORDERED_ERRORS], None), backend="reference")
+    identity = {"type": "workload", "id": "a"} | ({} if env is None else {"env": env})
+    req = {"identity": identity, "action": "read", "resource": {"type": "t"}, "context": {"source_ip": "10.1.2.3"}}
+    _check_all(engine, [req])
+    errors = {e.rule: e.message for e in engine.decide(req).errors}
+    assert errors["order.constant_first"] == "[][0] is out of range (length 0)"
+    if env == "prod":
+        assert errors["order.list_items"] == "'prod' is not an IP network"
+        assert errors["order.call_args"] == "[][0] is out of range (length 0)"
+    if env is None:
+        assert errors["order.list_items"] == errors["order.call_args"] == "identity.env is missing"

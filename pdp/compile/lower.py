@@ -74,9 +74,9 @@ class Lowerer:
             return self.const(e.value)
         if isinstance(e, ast.ListExpr):
             items = tuple(self.expr(i, policy) for i in e.items)
-            for item in items:  # items are evaluated in order: the first error wins
-                if item[0] == ERROR:
-                    return item
+            failed = _first_error(items)
+            if failed is not None:
+                return failed
             if all(i[0] == CONST for i in items):
                 return self.const([i[1] for i in items])
             return self._node(LIST, items)
@@ -145,9 +145,9 @@ class Lowerer:
             if args[0][0] in (CONST, ERROR):
                 return self.const(args[0][0] == CONST)
             return self._node(DEFINED, args[0])
-        for arg in args:
-            if arg[0] == ERROR:
-                return arg
+        failed = _first_error(args)
+        if failed is not None:
+            return failed
         if e.func == "index_by" and all(a[0] == CONST for a in args):
             try:  # an index of the loaded data: built once, here
                 return self.const(index_by(args[0][1], args[1][1]))
@@ -174,6 +174,19 @@ class Lowerer:
         if special is not None:
             return self._node(*special)
         return self._node(COMPARE, e.op, left, right)
+
+
+def _first_error(items: tuple) -> tuple | None:
+    """The error that operands evaluated in order (a list's items, a call's arguments) are
+    known to meet at load: an ERROR with only constants before it. An operand before it that
+    is read at run time may fail first (``[cidr(identity.env), [][0]]`` fails on a bad
+    ``identity.env`` before the index), so then the node is built and the error met in order."""
+    for item in items:
+        if item[0] == ERROR:
+            return item
+        if item[0] != CONST:
+            return None
+    return None
 
 
 def specialized_compare(op: str, left: tuple, right: tuple) -> tuple | None:
