@@ -11,7 +11,10 @@ made beforehand); the difference of the two totals
 divided by the extra decisions is the cost of one ``decide`` (loading and start-up cancel).
 ``--cache`` adds callgrind's cache simulation: reads and writes of data that miss the first
 level (D1, the host's geometry) and miss a second level sized as this VM's per-core L2
-(2 MiB, 16-way); each of the latter is a trip to the shared L3 or to memory.
+(2 MiB, 16-way); each of the latter is a trip to the shared L3 or to memory. It also
+counts mispredicted conditional and indirect branches (callgrind's branch simulator). None of
+these is wall clock: on this VM decisions are bound by first-level misses (bench/ENGINE.md,
+session 10), so time a change side by side too.
 """
 
 from __future__ import annotations
