@@ -691,6 +691,16 @@ cdef inline object _get(dict d, object key, object default):
 
 # The linked program is a DAG of these objects, never a cycle: no_gc keeps the garbage
 # collector from traversing thousands of them on every full collection.
+cdef inline void _release_owned(PyObject** items, Py_ssize_t n) noexcept:
+    """Drop the ``n`` owned references of an array from the link arena, and the array
+    (NULL: none)."""
+    cdef Py_ssize_t i
+    if items != NULL:
+        for i in range(n):
+            Py_XDECREF(items[i])
+        pdp_arena_release(items)
+
+
 @cython.no_gc
 cdef class _Node:
     cdef object ev(self, _Context ctx):
@@ -861,11 +871,7 @@ cdef class _Logic(_Node):
     cdef PyObject** items
 
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        if self.items != NULL:
-            for i in range(self.n):
-                Py_XDECREF(self.items[i])
-            pdp_arena_release(self.items)
+        _release_owned(self.items, self.n)
 
     cdef object ev(self, _Context ctx):
         cdef object value
@@ -2750,11 +2756,7 @@ cdef class _Leaf:
     cdef int start  # the first step of its rules' program in the _Skeleton (-1: none)
 
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        if self.entries != NULL:
-            for i in range(self.count):
-                Py_XDECREF(self.entries[i])
-            pdp_arena_release(self.entries)
+        _release_owned(self.entries, self.count)
 
 
 #: A branch of a _Switch's table: a str key (NULL: an empty place), its hash, its subtree
@@ -3304,6 +3306,7 @@ cdef class Evaluator:
             b = _Both.__new__(_Both)
             b.forbid, b.permit = f.error, p.error
             s.error = b
+        s.lay_out()
         return s
 
     cdef void _leaves(self, tuple tree, dict memo, dict linked):
@@ -3651,7 +3654,7 @@ cdef class Evaluator:
         cdef _Switch s = self.both
         cdef object value = s.path.ev(ctx)
         if type(value) is str:
-            return <_Both>_get(s.branches, value, s.default)
+            return <_Both>s.branch(<str>value)
         if type(value) is _Err and s.error is not None:
             return <_Both>s.error
         return <_Both>s.default
