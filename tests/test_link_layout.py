@@ -10,6 +10,8 @@ dropped around the ones deciding."""
 from __future__ import annotations
 
 import gc
+import ipaddress
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -127,3 +129,101 @@ def test_one_switch_for_both_trees_agrees_with_the_reference(texts, reqs):
             if reference.decide(engine.policy_set, parsed, engine.revision).decision == "ALLOW":
                 allowed.append(i)
         assert evaluator.allowed_candidates(r, "resource", "type", candidates) == allowed
+
+
+# ---- constants kept beside their nodes (_Compare's constant operand, _InCidr, _InStrs' table) ----
+
+_TEXTS = ["read", "write", "admin", "rEad", "re", "", "é", "日本", "read ", "x" * 40, "a\u0000b", "delete"]
+
+
+@st.composite
+def _networks(draw):
+    """A cidr(...) argument list of IPv4 and IPv6 networks (overlapping, adjacent or apart)."""
+    out = []
+    for _ in range(draw(st.integers(1, 5))):
+        if draw(st.booleans()):
+            out.append(f"10.{draw(st.integers(0, 3))}.{draw(st.sampled_from([0, 1, 128]))}.0/{draw(st.sampled_from([16, 24, 25, 32]))}")
+        else:
+            out.append(f"fd00:{draw(st.integers(0, 3)):x}::/{draw(st.sampled_from([16, 32, 64, 128]))}")
+    return ", ".join(f'"{ipaddress.ip_network(n, strict=False)}"' for n in out)
+
+
+_ADDRESSES = ["10.0.0.1", "10.1.128.7", "10.3.1.0", "10.9.9.9", "192.168.0.1", "fd00::1", "fd00:3::5", "fd01::",
+              "::ffff:10.0.0.1", "::ffff:10.9.0.1", "10.0.0.01", "not an ip", "", "10.0.0.256", "FD00::1"]
+
+
+@st.composite
+def _constant_sets(draw):
+    """Policies targeted on resource types (so linked leaf by leaf) whose rules test a value
+    against constant sets of networks (``in``/``not in cidr(...)``) and of strings (lists of
+    0 to 12, past the inline table's 8), also inside and/or/not, and compare constants."""
+    lines = []
+    for p, rtype in enumerate(draw(st.lists(st.sampled_from(["doc", "db", "queue"]), min_size=1, max_size=3))):
+        lines.append(f'policy p{p} {{\n  target resource.type == "{rtype}"')
+        for r in range(draw(st.integers(1, 4))):
+            kind = draw(st.integers(0, 3))
+            negate = draw(st.sampled_from(["in", "not in"]))
+            if kind == 0:
+                cond = f"context.source_ip {negate} cidr({draw(_networks())})"
+            elif kind == 1:
+                texts = draw(st.lists(st.sampled_from(_TEXTS), max_size=12))
+                cond = f"identity.env {negate} [{', '.join(json.dumps(t) for t in texts)}]"
+            elif kind == 2:
+                cond = (f'identity.level {draw(st.sampled_from(["<", ">=", "==", "!="]))} {draw(st.integers(-1, 300))} '
+                        f'or identity.scopes contains {json.dumps(draw(st.sampled_from(_TEXTS)))}')
+            else:
+                cond = (f"not (context.source_ip {negate} cidr({draw(_networks())})) "
+                        f'and identity.env in [{json.dumps(draw(st.sampled_from(_TEXTS)))}, "prod"]')
+            lines.append(f"  {draw(st.sampled_from(['permit', 'forbid']))} r{r} when {cond}")
+        lines.append("}")
+    return ["\n".join(lines) + "\n"]
+
+
+@st.composite
+def _constant_requests(draw):
+    value = st.one_of(st.sampled_from(_TEXTS + ["prod"]), st.integers(-2, 301), st.lists(st.sampled_from(_TEXTS)))
+    identity = {"type": "workload", "id": "alice"}
+    for key, strategy in (("env", value), ("level", value), ("scopes", value)):
+        if draw(st.integers(0, 4)):
+            identity[key] = draw(strategy)
+    context = {}
+    if draw(st.integers(0, 5)):
+        context["source_ip"] = draw(st.one_of(st.sampled_from(_ADDRESSES), st.integers(0, 9), st.lists(st.sampled_from(_ADDRESSES), max_size=2)))
+    return {"identity": identity, "action": "read", "resource": {"type": draw(st.sampled_from(["doc", "db", "queue"])), "id": "r"},
+            "context": context}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=_constant_sets(), reqs=st.lists(_constant_requests(), min_size=2, max_size=12))
+def test_constants_beside_their_nodes_agree_with_the_reference(texts, reqs):
+    """A compare holds its constant operand's value, ``in cidr(...)`` of a constant set keeps
+    its ranges beside it and ``in`` a list of at most 8 strings scans them beside it: decisions,
+    reasons and errors as the reference's, one by one and in a batch, sets shared by rules of
+    several policies included."""
+    engine = load_policy_set(texts)
+    _check_all(engine, reqs)
+    want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
+    assert [_view(d) for d in runtime.EVALUATORS["compiled"](engine.program).decide_many(reqs)] == want
+
+
+def test_large_constant_network_sets_agree_with_the_reference():
+    """A set of more ranges than an _InCidr keeps beside it (2,100 IPv4 ones apart, IPv6 ones)
+    is left to _Compare's ranges; one within the bound, next to it, is kept inline: both as
+    the reference decides, addresses in, between and outside the ranges, malformed or not
+    strings."""
+    many = ", ".join(f'"10.{i // 128}.{(i % 128) * 2}.0/24"' for i in range(2100))
+    few = ", ".join(f'"10.{i // 128}.{(i % 128) * 2}.0/24"' for i in range(2000))
+    engine = load_policy_set([f"""
+policy p {{
+  target resource.type == "doc"
+  forbid big when context.source_ip in cidr({many}, "fd00::/16")
+  permit small when context.source_ip not in cidr({few}, "fd00:1::/32")
+  permit spare when identity.env in ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+}}
+"""])
+    reqs = [{"identity": {"type": "workload", "id": "a", "env": env}, "action": "read",
+             "resource": {"type": "doc", "id": "r"}, "context": {"source_ip": ip}}
+            for env in ("a", "i", "z") for ip in ("10.0.0.1", "10.0.1.1", "10.16.8.9", "10.16.87.1", "10.15.254.3",
+                                                  "10.16.88.0", "fd00::1", "fd00:1::1", "fd01::", "::ffff:10.0.0.3",
+                                                  "nope", 7)]
+    _check_all(engine, reqs)

@@ -901,35 +901,63 @@ cdef dict _OP_CODES = {
 }
 
 
-@cython.no_gc
-cdef class _Compare(_Node):
-    cdef int op
-    cdef _Node left, right
-    cdef object fn  # the shared operator: the slow path, and the one that words errors
+@cython.final
+cdef class _CompareMemo:
+    """What a _Compare keeps between requests, made when first needed (most compares never
+    need it, and a _Compare is read by every request that meets it: it stays 48 bytes)."""
     cdef dict globs  # `matches` with a computed pattern: the patterns met, compiled
     cdef _Ranges ranges  # `in cidr(...)`: the ranges of the last set met, and of the others
     cdef dict other_ranges
 
+    def __cinit__(self):
+        self.globs = {}
+        self.other_ranges = {}
+
+
+#: The shared operators (the slow path, and the ones that word errors) by operator code.
+cdef tuple _OP_FNS = tuple(_OPERATORS[name] for name in sorted(_OP_CODES, key=_OP_CODES.get))
+
+
+@cython.no_gc
+cdef class _Compare(_Node):
+    """``left op right``. A constant right operand (most are) is held as its value, not as a
+    _Const node: one object less to read (linked elsewhere when other rules share it)."""
+    cdef int op
+    cdef _Node left
+    cdef _Node right  # None when the right operand is the constant ``value``
+    cdef object value
+    cdef _CompareMemo kept  # None until a `matches` or an `in cidr(...)` meets a value it keeps
+
+    cdef _CompareMemo keeps(self):
+        if self.kept is None:
+            self.kept = _CompareMemo.__new__(_CompareMemo)
+        return self.kept
+
     cdef _Ranges ranges_of(self, object networks):
-        cdef _Ranges found = self.ranges
+        cdef _CompareMemo kept = self.keeps()
+        cdef _Ranges found = kept.ranges
         if found is not None and found.networks is networks:
             return found
         key = id(networks)  # kept alive by the _Ranges: the id is not reused while cached
-        found = self.other_ranges.get(key)
+        found = kept.other_ranges.get(key)
         if found is None:
             found = _ranges_of(networks)
-            if len(self.other_ranges) < _RANGES_KEPT:
-                self.other_ranges[key] = found
-        self.ranges = found
+            if len(kept.other_ranges) < _RANGES_KEPT:
+                kept.other_ranges[key] = found
+        kept.ranges = found
         return found
 
     cdef object ev(self, _Context ctx):
         cdef object a = self.left.ev(ctx)
         if type(a) is _Err:
             return a
-        cdef object b = self.right.ev(ctx)
-        if type(b) is _Err:
-            return b
+        cdef object b
+        if self.right is None:
+            b = self.value
+        else:
+            b = self.right.ev(ctx)
+            if type(b) is _Err:
+                return b
         cdef int op = self.op
         cdef type ta = type(a)
         cdef type tb = type(b)
@@ -973,7 +1001,7 @@ cdef class _Compare(_Node):
                 return a >= b
             if ta is str:
                 if op == OP_MATCHES:
-                    found = _dynamic_match(self.globs, <str>a, <str>b)
+                    found = _dynamic_match(self.keeps().globs, <str>a, <str>b)
                     if found is not None:
                         return found
                 if op == OP_STARTSWITH:
@@ -1006,7 +1034,7 @@ cdef class _Compare(_Node):
             if same >= 0:
                 return same == 1
         try:
-            return self.fn(a, b)
+            return (<object>PyTuple_GET_ITEM(_OP_FNS, op))(a, b)
         except EvalError as err:
             return _from(err)
 
@@ -1126,74 +1154,99 @@ cdef class _Ranges:
         free(self.v6)
 
     cdef bint has4(self, unsigned long long address) noexcept:
-        cdef Py_ssize_t lo = 0, hi = self.n4, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if address < self.v4[2 * mid]:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo > 0 and address <= self.v4[2 * lo - 1]
+        return _has4(self.v4, self.n4, address)
 
     cdef bint has6(self, unsigned long long high, unsigned long long low) noexcept:
-        cdef Py_ssize_t lo = 0, hi = self.n6, mid
-        cdef unsigned long long* r
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            r = self.v6 + 4 * mid
-            if high < r[0] or (high == r[0] and low < r[1]):
-                hi = mid
-            else:
-                lo = mid + 1
-        if lo == 0:
-            return False
-        r = self.v6 + 4 * (lo - 1)
-        return high < r[2] or (high == r[2] and low <= r[3])
+        return _has6(self.v6, self.n6, high, low)
+
+
+cdef bint _has4(const unsigned long long* v4, Py_ssize_t n4, unsigned long long address) noexcept:
+    """``address`` is in one of the ``n4`` merged IPv4 ranges (start, end) at ``v4``."""
+    cdef Py_ssize_t lo = 0, hi = n4, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if address < v4[2 * mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo > 0 and address <= v4[2 * lo - 1]
+
+
+cdef bint _has6(const unsigned long long* v6, Py_ssize_t n6, unsigned long long high,
+                unsigned long long low) noexcept:
+    """The IPv6 address (high, low) is in one of the ``n6`` merged ranges at ``v6``."""
+    cdef Py_ssize_t lo = 0, hi = n6, mid
+    cdef const unsigned long long* r
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        r = v6 + 4 * mid
+        if high < r[0] or (high == r[0] and low < r[1]):
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == 0:
+        return False
+    r = v6 + 4 * (lo - 1)
+    return high < r[2] or (high == r[2] and low <= r[3])
+
+
+cdef void _fill_ranges(object networks, unsigned long long* v4, unsigned long long* v6) except *:
+    """Write a CidrSet's merged ranges (``len(networks._v4[0])`` IPv4 ranges, ``len(
+    networks._v6[0])`` IPv6 ones) to ``v4`` and ``v6`` in _Ranges' layout."""
+    cdef Py_ssize_t i
+    starts, ends = networks._v4
+    for i in range(len(starts)):
+        v4[2 * i], v4[2 * i + 1] = starts[i], ends[i]
+    starts, ends = networks._v6
+    for i in range(len(starts)):
+        v6[4 * i], v6[4 * i + 1] = starts[i] >> 64, starts[i] & 0xFFFFFFFFFFFFFFFF
+        v6[4 * i + 2], v6[4 * i + 3] = ends[i] >> 64, ends[i] & 0xFFFFFFFFFFFFFFFF
 
 
 cdef _Ranges _ranges_of(object networks):
     cdef _Ranges r = _Ranges.__new__(_Ranges)
     cdef Py_ssize_t i
     r.networks = networks
-    starts, ends = networks._v4
-    r.n4 = len(starts)
+    r.n4 = len(networks._v4[0])
     r.v4 = <unsigned long long*>malloc(sizeof(unsigned long long) * (2 * r.n4 + 1))
-    for i in range(r.n4):
-        r.v4[2 * i], r.v4[2 * i + 1] = starts[i], ends[i]
-    starts, ends = networks._v6
-    r.n6 = len(starts)
+    r.n6 = len(networks._v6[0])
     r.v6 = <unsigned long long*>malloc(sizeof(unsigned long long) * (4 * r.n6 + 1))
     if r.v4 == NULL or r.v6 == NULL:
         raise MemoryError()
-    for i in range(r.n6):
-        r.v6[4 * i], r.v6[4 * i + 1] = starts[i] >> 64, starts[i] & 0xFFFFFFFFFFFFFFFF
-        r.v6[4 * i + 2], r.v6[4 * i + 3] = ends[i] >> 64, ends[i] & 0xFFFFFFFFFFFFFFFF
+    _fill_ranges(networks, r.v4, r.v6)
     return r
 
 
 cdef object _in_networks(_Ranges ranges, str text, _Context ctx):
-    """``text in ranges`` for an IPv4 or plain IPv6 address (IPv4-mapped IPv6 addresses also
-    in the IPv4 ranges, as CidrSet.contains); None when ipaddress must tell (or refuse).
-    The address is parsed once a request: a request's source address meets several sets."""
+    """``text in ranges`` (see _in_ranges)."""
+    return _in_ranges(ranges.v4, ranges.n4, ranges.v6, ranges.n6, text, ctx)
+
+
+cdef object _in_ranges(const unsigned long long* v4, Py_ssize_t n4, const unsigned long long* v6,
+                       Py_ssize_t n6, str text, _Context ctx):
+    """``text`` in the merged ranges ``v4``, ``v6`` (_Ranges' layout) for an IPv4 or plain
+    IPv6 address (IPv4-mapped IPv6 addresses also in the IPv4 ranges, as CidrSet.contains);
+    None when ipaddress must tell (or refuse). The address is parsed once a request: a
+    request's source address meets several sets."""
     cdef unsigned long long hi = 0, lo = 0
-    cdef long long v4
+    cdef long long address
     cdef int kind = 0
     if text is not ctx.ip_text:
         if _ukind(text) == 1:  # (an address is ASCII; anything else is ipaddress's to refuse)
-            v4 = _ipv4(<const unsigned char*>_udata(text), len(text))
-            if v4 >= 0:
-                kind, lo = 4, <unsigned long long>v4
+            address = _ipv4(<const unsigned char*>_udata(text), len(text))
+            if address >= 0:
+                kind, lo = 4, <unsigned long long>address
             elif _ipv6(<const unsigned char*>_udata(text), len(text), &hi, &lo):
                 kind = 6
         ctx.ip_text, ctx.ip_kind, ctx.ip_hi, ctx.ip_lo = text, kind, hi, lo
     if ctx.ip_kind == 4:
-        return ranges.has4(ctx.ip_lo)
+        return _has4(v4, n4, ctx.ip_lo)
     if ctx.ip_kind == 0:
         return None
     hi, lo = ctx.ip_hi, ctx.ip_lo
-    if ranges.has6(hi, lo):
+    if _has6(v6, n6, hi, lo):
         return True
-    return hi == 0 and (lo >> 32) == 0xFFFF and ranges.has4(lo & 0xFFFFFFFF)
+    return hi == 0 and (lo >> 32) == 0xFFFF and _has4(v4, n4, lo & 0xFFFFFFFF)
 
 
 cdef object _strings_in(list needles, list haystack, bint any_of):
@@ -1300,19 +1353,84 @@ cdef class _EqStr(_Node):
         return self.negate  # a non-string never equals a string
 
 
+#: The most strs an _InStrs scans beside it in the link arena; more are looked up in the set.
+cdef Py_ssize_t _INLINE_TEXTS = 8
+
+
+#: An item of an _InStrs's inline texts: a str (held by the node's set) and its hash.
+cdef struct _Text:
+    Py_hash_t hash
+    PyObject* text
+
+
 @cython.no_gc
 cdef class _InStrs(_Node):
     cdef _Node operand
     cdef frozenset texts
     cdef bint negate
+    cdef int n
+    # At most _INLINE_TEXTS: the ``n`` texts and their hashes from the link arena right after
+    # the node, scanned, not a set object and its table elsewhere (NULL: more; the set's).
+    cdef _Text* table
+
+    def __dealloc__(self):
+        if self.table != NULL:
+            pdp_arena_release(self.table)
+
+    cdef bint has(self, str value) except -1:
+        """``value in texts`` by the inline table: a hash and a str are equal as in the set."""
+        cdef Py_hash_t h = _str_hash(<PyObject*>value)
+        cdef int i
+        for i in range(self.n):
+            if self.table[i].hash == h and (self.table[i].text == <PyObject*>value
+                                            or _same_text(self.table[i].text, <PyObject*>value)):
+                return True
+        return False
 
     cdef object ev(self, _Context ctx):
         cdef object value = self.operand.ev(ctx)
         if type(value) is str:
+            if self.table != NULL:
+                return self.has(<str>value) != self.negate
             return (value in self.texts) != self.negate
         if type(value) is _Err:
             return value
         return self.negate
+
+
+#: The most 8-byte words of ranges an _InCidr keeps beside it in the link arena; a larger
+#: constant set is left to _Compare (its ranges in a _Ranges).
+cdef Py_ssize_t _INLINE_RANGE_WORDS = 4096
+
+
+@cython.no_gc
+cdef class _InCidr(_Node):
+    """``x in cidr(...)`` (``not in``: ``negate``) of a constant set: its merged ranges as C
+    integers from the link arena right after the node (IPv4 (start, end) pairs, then IPv6
+    (start high, start low, end high, end low)), not a _Ranges and two arrays elsewhere."""
+    cdef _Node operand
+    cdef object networks  # the CidrSet: the shared operator's, for what C leaves to it
+    cdef unsigned long long* words
+    cdef int n4, n6
+    cdef bint negate
+
+    def __dealloc__(self):
+        if self.words != NULL:
+            pdp_arena_release(self.words)
+
+    cdef object ev(self, _Context ctx):
+        cdef object a = self.operand.ev(ctx)
+        cdef object found
+        if type(a) is str:
+            found = _in_ranges(self.words, self.n4, self.words + 2 * self.n4, self.n6, <str>a, ctx)
+            if found is not None:
+                return (found is True) != self.negate
+        elif type(a) is _Err:
+            return a
+        try:
+            return (<object>PyTuple_GET_ITEM(_OP_FNS, OP_NOT_IN if self.negate else OP_IN))(a, self.networks)
+        except EvalError as err:
+            return _from(err)
 
 
 cdef inline bint _one_star(str value, str prefix, str suffix) except -1:
@@ -1669,6 +1787,9 @@ cdef extern from *:
 #: The key of ``memo`` (otherwise id(IR node) ⇒ its object) under which linking counts the uses
 #: of each CACHED slot, in the order first linked (see _renumber_slots).
 cdef str _SLOT_USES = "slot uses"
+#: The key of ``memo`` under which linking keeps the value of each CIDR constant that a
+#: _Compare holds (id(IR node) ⇒ CidrSet).
+cdef str _CONSTANTS = "constants"
 
 
 cdef _Node _link(tuple node, dict memo):
@@ -1685,6 +1806,16 @@ cdef _Node _link(tuple node, dict memo):
     return linked
 
 
+cdef object _cidr_constant(tuple node, dict memo):
+    """The CidrSet of a CIDR constant that a compare holds, made once for every compare
+    that shares the constant."""
+    cdef dict constants = memo.setdefault(_CONSTANTS, {})
+    found = constants.get(id(node))
+    if found is None:
+        found = constants[id(node)] = cidr_set(node[1])
+    return found
+
+
 cdef _Node _link_new(tuple node, dict memo):
     cdef int op = node[0]
     cdef _Const c
@@ -1697,6 +1828,8 @@ cdef _Node _link_new(tuple node, dict memo):
     cdef _Not n
     cdef _Logic g
     cdef _Compare m
+    cdef _InCidr ic
+    cdef Py_ssize_t n4, n6
     cdef _EqStr q
     cdef _InStrs s
     cdef _MatchGlob mg
@@ -1762,12 +1895,26 @@ cdef _Node _link_new(tuple node, dict memo):
                 g.items[g.n] = <PyObject*>operand
                 g.n += 1
         return g
+    if op == ir.COMPARE and (node[1] == "in" or node[1] == "not in") and node[3][0] == ir.CIDR:
+        networks = _cidr_constant(node[3], memo)
+        n4, n6 = len(networks._v4[0]), len(networks._v6[0])
+        if 2 * n4 + 4 * n6 <= _INLINE_RANGE_WORDS:
+            ic = _InCidr.__new__(_InCidr)
+            ic.words = <unsigned long long*>pdp_arena_raw((2 * n4 + 4 * n6 + 1) * sizeof(unsigned long long))
+            ic.n4, ic.n6, ic.negate, ic.networks = n4, n6, node[1] == "not in", networks
+            _fill_ranges(networks, ic.words, ic.words + 2 * n4)
+            ic.operand = _link(node[2], memo)
+            return ic
     if op == ir.COMPARE:
         m = _Compare.__new__(_Compare)
-        m.op, m.left, m.right = _OP_CODES[node[1]], _link(node[2], memo), _link(node[3], memo)
-        m.fn = _OPERATORS[node[1]]
-        m.globs = {}
-        m.other_ranges = {}
+        m.op, m.left = _OP_CODES[node[1]], _link(node[2], memo)
+        right = node[3]
+        if right[0] == ir.CONST:
+            m.value = right[1]
+        elif right[0] == ir.CIDR:
+            m.value = _cidr_constant(right, memo)
+        else:
+            m.right = _link(right, memo)
         return m
     if op == ir.EQ_STR:
         q = _EqStr.__new__(_EqStr)
@@ -1775,7 +1922,13 @@ cdef _Node _link_new(tuple node, dict memo):
         return q
     if op == ir.IN_STRS:
         s = _InStrs.__new__(_InStrs)
-        s.operand, s.texts, s.negate = _link(node[1], memo), frozenset(intern(t) for t in node[2]), node[3]
+        s.texts, s.negate = frozenset(intern(t) for t in node[2]), node[3]
+        if len(s.texts) <= _INLINE_TEXTS and all(type(text) is str for text in s.texts):
+            s.table = <_Text*>pdp_arena_raw(max(len(s.texts), 1) * sizeof(_Text))
+            for text in s.texts:
+                s.table[s.n].hash, s.table[s.n].text = hash(text), <PyObject*>text
+                s.n += 1
+        s.operand = _link(node[1], memo)  # (after the table: the node and its texts side by side)
         return s
     if op == ir.MATCH_GLOB:
         mg = _MatchGlob.__new__(_MatchGlob)
@@ -2830,7 +2983,7 @@ cdef class _Both:
 
 
 pdp_use_arena((_Node, _Const, _Error, _Path, _Path1, _Now, _Attr, _Index, _List, _Not, _Logic, _Compare, _EqStr,
-               _InStrs, _MatchGlob, _Call, _Duration, _Time, _Defined, _Cached, _Lookup, _Rule, _Entry, _Limit, _Leaf,
+               _InStrs, _InCidr, _MatchGlob, _Call, _Duration, _Time, _Defined, _Cached, _Lookup, _Rule, _Entry, _Limit, _Leaf,
                _Switch, _Both))
 
 
