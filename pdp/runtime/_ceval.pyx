@@ -914,8 +914,9 @@ cdef class _CompareMemo:
         self.other_ranges = {}
 
 
-#: The shared operators (the slow path, and the ones that word errors) by operator code.
-cdef tuple _OP_FNS = tuple(_OPERATORS[name] for name in sorted(_OP_CODES, key=_OP_CODES.get))
+#: The operator names by code: the slow path calls the shared operator of that name (which
+#: words the errors), looked up when called.
+cdef tuple _OP_NAMES = tuple(sorted(_OP_CODES, key=_OP_CODES.get))
 
 
 @cython.no_gc
@@ -1034,7 +1035,7 @@ cdef class _Compare(_Node):
             if same >= 0:
                 return same == 1
         try:
-            return (<object>PyTuple_GET_ITEM(_OP_FNS, op))(a, b)
+            return _OPERATORS[<object>PyTuple_GET_ITEM(_OP_NAMES, op)](a, b)
         except EvalError as err:
             return _from(err)
 
@@ -1428,7 +1429,7 @@ cdef class _InCidr(_Node):
         elif type(a) is _Err:
             return a
         try:
-            return (<object>PyTuple_GET_ITEM(_OP_FNS, OP_NOT_IN if self.negate else OP_IN))(a, self.networks)
+            return _OPERATORS["not in" if self.negate else "in"](a, self.networks)
         except EvalError as err:
             return _from(err)
 
