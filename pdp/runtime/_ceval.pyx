@@ -2053,8 +2053,10 @@ cdef enum:
 #: (16 bytes, four to a cache line: a leaf's program is read once a request, mostly cold): the
 #: next step when the node read is false and when true (``pc << 1 | applies``: ``applies``,
 #: the rule of the step's _LOut applies; ``pc`` -1: the leaf is done), the node (-1: none,
-#: true) and its place in a path group (copied from its _BNode, read first; _NO_GROUP: none,
-#: or a place too large for 16 bits, and value() reads it).
+#: true) and where its code is read first: ``_Flat.lcodes[group][member]`` (a path group's
+#: place copied from its _BNode, its group's number + _L_GROUPS; _L_NONE: no group, or a place
+#: too large for 16 bits, and value() reads it; _L_TRUE: no node, the value true). Every step
+#: reads its code the same way: one test (is it a boolean?) and no branch on the step's kind.
 cdef struct _LStep:
     int next[2]
     int node
@@ -2062,7 +2064,12 @@ cdef struct _LStep:
     unsigned short member
 
 cdef enum:
-    _NO_GROUP = 0xFFFF
+    _L_NONE = 0  # lcodes[_L_NONE]: the skeleton's codes "not known" (3)
+    _L_TRUE = 1  # lcodes[_L_TRUE]: a code 1 (true)
+    _L_GROUPS = 2  # lcodes[g + _L_GROUPS] is codes[g]
+    _L_MOST = 0xFFFF
+
+cdef unsigned char _CODE_TRUE = 1
 
 #: The rest of a leaf step, read only when a rule ends there: in _Skeleton.lentries the rule
 #: (its place in the leaf) that applies, and here, on an "other" value, the rules that fail
@@ -2484,7 +2491,11 @@ cdef class _Flat:
     cdef int* kept  # the nodes holding an object
     cdef int nkept
     cdef PyObject** groups  # each path group's values for the request (NULL: not read yet)
-    cdef unsigned char** codes  # the codes of each group's _Row read (NULL: not read, or none)
+    # The codes of each group's _Row read (the skeleton's ``unknown``, all 3: not read, or no
+    # row): ``codes[g]``, in ``lcodes`` after the leaf steps' two codes of their own (_LStep).
+    cdef unsigned char** codes
+    cdef unsigned char** lcodes
+    cdef unsigned char* unknown
     cdef int* read  # the groups read
     cdef int nread
     cdef int n, ng
@@ -2497,7 +2508,7 @@ cdef class _Flat:
         free(self.obj)
         free(self.kept)
         free(self.groups)
-        free(self.codes)
+        free(self.lcodes)
         free(self.read)
         free(self.outs)
 
@@ -2510,7 +2521,7 @@ cdef class _Flat:
         for i in range(self.nread):
             Py_XDECREF(self.groups[self.read[i]])
             self.groups[self.read[i]] = NULL
-            self.codes[self.read[i]] = NULL
+            self.codes[self.read[i]] = self.unknown
         self.nread = 0
 
     cdef inline void next_request(self) noexcept:
@@ -2526,18 +2537,25 @@ cdef class _Flat:
         self.nkept += 1
 
 
-cdef _Flat _new_flat(int n, int ng):
+cdef _Flat _new_flat(int n, int ng, unsigned char* unknown):
     cdef _Flat f = _Flat.__new__(_Flat)
+    cdef int g
     f.n, f.ng = n, ng
     f.stamp = <unsigned int*>calloc(n + 1, sizeof(unsigned int))
     f.val = <unsigned char*>calloc(n + 1, 1)
     f.obj = <PyObject**>calloc(n + 1, sizeof(PyObject*))
     f.kept = <int*>malloc((n + 1) * sizeof(int))
     f.groups = <PyObject**>calloc(ng + 1, sizeof(PyObject*))
-    f.codes = <unsigned char**>calloc(ng + 1, sizeof(unsigned char*))
+    f.lcodes = <unsigned char**>malloc((ng + _L_GROUPS) * sizeof(unsigned char*))
     f.read = <int*>malloc((ng + 1) * sizeof(int))
-    if not (f.stamp and f.val and f.obj and f.kept and f.groups and f.codes and f.read):
+    if not (f.stamp and f.val and f.obj and f.kept and f.groups and f.lcodes and f.read):
         raise MemoryError()
+    f.unknown = unknown
+    f.lcodes[_L_NONE] = unknown
+    f.lcodes[_L_TRUE] = &_CODE_TRUE
+    f.codes = f.lcodes + _L_GROUPS
+    for g in range(ng):
+        f.codes[g] = unknown
     return f
 
 
@@ -2550,6 +2568,7 @@ cdef class _Skeleton:
     cdef _LStep* lsteps  # the leaves' programs
     cdef int* lentries  # and their steps' rules (the same numbering; 4 bytes: a dozen rules a line)
     cdef _LOut* louts  # and what fails there
+    cdef unsigned char* unknown  # codes 3 (not known), as many as the largest group's atoms
     cdef int n
     cdef int most  # rules in the largest leaf (outcomes a leaf program records at most)
     cdef list atoms  # per node: an atom's linked _Node, None for and/or/not
@@ -2575,6 +2594,7 @@ cdef class _Skeleton:
         free(self.lsteps)
         free(self.lentries)
         free(self.louts)
+        free(self.unknown)
 
     cdef int clause(self, tuple node, dict memo) except -1:
         """The number of a rule's clause ``node`` (see add)."""
@@ -2646,6 +2666,13 @@ cdef class _Skeleton:
             self.keep(p, members, rest, len(groups))
             groups.append(p)
         self.groups = tuple(groups)
+        cdef Py_ssize_t largest = 1
+        for item in groups:
+            largest = max(largest, len((<_Kept>item).atoms))
+        self.unknown = <unsigned char*>malloc(largest)
+        if self.unknown == NULL:
+            raise MemoryError()
+        memset(self.unknown, 3, largest)
         cdef dict numbers = {}  # id(_Entry) ⇒ its number
         cdef list entries = [], leaf_entries = []
         cdef _Entry entry
@@ -2685,10 +2712,12 @@ cdef class _Skeleton:
             ls.node, ls.next[1], ls.next[0] = lnode, step[1], step[2]
             group = -1 if lnode < 0 else self.nodes[lnode].group
             member = 0 if lnode < 0 else self.nodes[lnode].member
-            if 0 <= group < _NO_GROUP and member < _NO_GROUP:
-                ls.group, ls.member = group, member
+            if lnode < 0:
+                ls.group, ls.member = _L_TRUE, 0
+            elif 0 <= group <= _L_MOST - _L_GROUPS and member <= _L_MOST:
+                ls.group, ls.member = group + _L_GROUPS, member
             else:
-                ls.group, ls.member = _NO_GROUP, 0
+                ls.group, ls.member = _L_NONE, 0
             parent = step[3]
             lo.parent = -1 if parent is None else _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
             self.lentries[ls - self.lsteps] = step[4]
@@ -2716,7 +2745,7 @@ cdef class _Skeleton:
         cdef object kept = self.spare.take()
         cdef _Flat f
         if kept is None:
-            f = _new_flat(self.n, len(self.groups))
+            f = _new_flat(self.n, len(self.groups), self.unknown)
             f.outs = <int*>malloc((2 * self.most + 2) * sizeof(int))
             if f.outs == NULL:
                 raise MemoryError()
@@ -2800,11 +2829,11 @@ cdef class _Skeleton:
         """Node ``k``'s value (0 false, 1 true, 2 other, in ``f.obj[k]``): a boolean of its
         group's row, else kept, else an atom's, else its program's."""
         cdef const _BNode* b = &self.nodes[k]
-        cdef const unsigned char* codes
+        cdef unsigned char c
         if b.group >= 0:
-            codes = f.codes[b.group]
-            if codes != NULL and codes[b.member] < 2:
-                return codes[b.member]
+            c = f.codes[b.group][b.member]
+            if c < 2:
+                return c
         if f.stamp[k] == f.gen:
             return f.val[k]
         if b.kind == _B_ATOM:
@@ -2845,27 +2874,25 @@ cdef class _Skeleton:
     cdef int leaf(self, int pc, _Context ctx, _Flat f) except -1:
         """Run a leaf's program from step ``pc``: its rules' outcomes in ``f.outs``, in the
         leaf's order, as pairs (the rule's place in the leaf, -1 when it applies or the step
-        at which it failed: see error); how many."""
+        at which it failed: see error); how many. (A rule that applies is written first as
+        the step where it does, with no branch on whether it does, its place in the leaf read
+        after the loop.)"""
+        cdef const _LStep* steps = self.lsteps
         cdef const _LStep* step
         cdef const _LOut* out
-        cdef const unsigned char* codes
-        cdef int c, t, e, m = 0
+        cdef unsigned char** lcodes = f.lcodes
+        cdef int c, t, e, i, m = 0
         cdef int* outs = f.outs
         while pc >= 0:
-            step = &self.lsteps[pc]
-            c = 3
-            if step.group != _NO_GROUP:  # (value()'s first test, on the step's copy)
-                codes = f.codes[step.group]
-                if codes != NULL:
-                    c = codes[step.member]
+            step = &steps[pc]
+            c = lcodes[step.group][step.member]  # (value()'s first test, on the step's copy)
             if c > 1:
                 c = 1 if step.node < 0 else self.value(step.node, ctx, f)
             if c < 2:
                 t = step.next[c]
-                if t & 1:
-                    outs[m] = self.lentries[pc]
-                    outs[m + 1] = -1
-                    m += 2
+                outs[m] = pc  # (outs holds 2 * most + 2: the rules' outcomes and this pair)
+                outs[m + 1] = -1
+                m += (t & 1) << 1
             else:
                 out = &self.louts[pc]
                 for e in range(self.lentries[pc], out.last + 1):
@@ -2874,6 +2901,9 @@ cdef class _Skeleton:
                     m += 2
                 t = out.fail
             pc = t >> 1  # (-1: done)
+        for i in range(0, m, 2):
+            if outs[i + 1] < 0:
+                outs[i] = self.lentries[outs[i]]
         return m >> 1
 
     cdef object error(self, int pc, _Flat f):
