@@ -172,3 +172,34 @@ def test_a_path_mostly_kept_stays_on_with_some_values_unkept(tmp_path):
         a = ({"k": 1} if i % 2 else None) if i % 5 == 0 else [["x", "y"], "x", 1, ["y"]][i % 4]
         _same(engine, evaluator, _request(a))
     assert evaluator.path_tables()["context.a"] == 4
+
+
+#: LISTS with a rule of no condition (its leaf step reads no node: the value true) and one
+#: whose only clause is a pair's atom, between rules on context.a.
+TURNING = LISTS.replace("  permit has_x", '  permit always\n  permit has_x').replace(
+    "  permit b_eq", '  forbid b_in_not when not (context.b in context.a) and context.a == ["z"]\n  permit b_eq')
+
+KEPT = st.sampled_from([["x", "y"], "x", 1, ["y"], "z", ["z"], True])
+UNKEPT = st.one_of(st.builds(lambda i: f"id-{i}", st.integers(0, 10**6)), st.builds(lambda i: {"k": i}, st.integers(0, 2)),
+                   st.sampled_from([0.5, None, ["x"] * 17, ["x", 2]]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(before=st.lists(st.tuples(KEPT, st.sampled_from(["x", "y", "z", None])), min_size=1, max_size=8),
+       turn=st.integers(260, 400), after=st.lists(st.tuples(st.one_of(KEPT, UNKEPT), st.sampled_from(["x", "z", None])),
+                                                  min_size=1, max_size=8),
+       data=st.data())
+def test_leaf_steps_of_a_group_turned_off_read_the_atoms(before, turn, after, data, tmp_path_factory):
+    """Requests whose values repeat (kept: the leaf steps read the rows, a group's row fetched
+    by the step that first needs it), then values that do not (the group and its pair turn off
+    mid-run: their leaf steps read the atoms from then on), then both mixed, in one evaluator:
+    every decision as the reference's, a rule of no condition in the same leaf."""
+    engine, evaluator = _engine(tmp_path_factory.mktemp("turning"), TURNING)
+    for a, b in before * 3:
+        _same(engine, evaluator, _request(a, b))
+    for i in range(turn):  # a value met once each time: the window of 256 turns the groups off
+        _same(engine, evaluator, _request(f"once-{i}" if i % 3 else [f"once-{i}", "x"], "x" if i % 2 else f"b-{i}"))
+    assert evaluator.path_tables()["context.a"] is None
+    assert evaluator.pair_tables()[("context.a", "context.b")] is None
+    for a, b in data.draw(st.permutations(before + after)):
+        _same(engine, evaluator, _request(a, b))

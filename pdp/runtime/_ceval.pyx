@@ -2569,6 +2569,7 @@ cdef class _Skeleton:
     cdef int* lentries  # and their steps' rules (the same numbering; 4 bytes: a dozen rules a line)
     cdef _LOut* louts  # and what fails there
     cdef unsigned char* unknown  # codes 3 (not known), as many as the largest group's atoms
+    cdef Py_ssize_t nlsteps
     cdef int n
     cdef int most  # rules in the largest leaf (outcomes a leaf program records at most)
     cdef list atoms  # per node: an atom's linked _Node, None for and/or/not
@@ -2697,6 +2698,7 @@ cdef class _Skeleton:
         self.lsteps = <_LStep*>malloc((len(lsteps) + 1) * sizeof(_LStep))
         self.lentries = <int*>malloc((len(lsteps) + 1) * sizeof(int))
         self.louts = <_LOut*>malloc((len(lsteps) + 1) * sizeof(_LOut))
+        self.nlsteps = len(lsteps)
         if self.steps == NULL or self.lsteps == NULL or self.lentries == NULL or self.louts == NULL:
             raise MemoryError()
         for n, start in starts.items():
@@ -2791,14 +2793,21 @@ cdef class _Skeleton:
         cdef Py_ssize_t j, k
         for j in range(len(group.atoms)):
             self.nodes[group.nodes[j]].group = -1
-        if g >= self.paths:
-            return
-        for k in range(self.paths, len(self.groups)):
-            pair = <_Pair>PyTuple_GET_ITEM(self.groups, k)
-            if pair.first == g or pair.second == g:
-                pair.off = True
-                for j in range(len(pair.atoms)):
-                    self.nodes[pair.nodes[j]].group = -1
+        if g < self.paths:
+            for k in range(self.paths, len(self.groups)):
+                pair = <_Pair>PyTuple_GET_ITEM(self.groups, k)
+                if pair.first == g or pair.second == g:
+                    pair.off = True
+                    for j in range(len(pair.atoms)):
+                        self.nodes[pair.nodes[j]].group = -1
+        # The leaf steps of those atoms read no group either (leaf() would ask for the row
+        # first). Only ``group`` is written: a step read meanwhile on another thread reads
+        # its old place, or _L_NONE's codes at that place (``unknown`` covers every place).
+        cdef _LStep* step
+        for k in range(self.nlsteps):
+            step = &self.lsteps[k]
+            if step.group >= _L_GROUPS and self.nodes[step.node].group < 0:
+                step.group = _L_NONE
 
     cdef int atom(self, int n, _Context ctx, _Flat f) except -1:
         """Atom ``n``'s value (as ev): from its group's row, else evaluated."""
@@ -2875,35 +2884,44 @@ cdef class _Skeleton:
         """Run a leaf's program from step ``pc``: its rules' outcomes in ``f.outs``, in the
         leaf's order, as pairs (the rule's place in the leaf, -1 when it applies or the step
         at which it failed: see error); how many. (A rule that applies is written first as
-        the step where it does, with no branch on whether it does, its place in the leaf read
-        after the loop.)"""
+        ``~step`` where it does, with no branch on whether it does: its pair is made after
+        the loop. outs holds 2 * most + 2 ints: every rule's pair, and that one write past.)"""
         cdef const _LStep* steps = self.lsteps
         cdef const _LStep* step
         cdef const _LOut* out
         cdef unsigned char** lcodes = f.lcodes
-        cdef int c, t, e, i, m = 0
+        cdef int c, t, n0, n1, e, i, m
         cdef int* outs = f.outs
+        cdef int* o = outs
         while pc >= 0:
             step = &steps[pc]
+            n0, n1 = step.next[0], step.next[1]  # (read before c is known: a select, not a load after)
             c = lcodes[step.group][step.member]  # (value()'s first test, on the step's copy)
             if c > 1:
-                c = 1 if step.node < 0 else self.value(step.node, ctx, f)
+                if step.group >= _L_GROUPS and f.groups[step.group - _L_GROUPS] == NULL:
+                    # The group's first read in this request: its row, then the code again
+                    # (value() would read the node and its stamp first, to the same end).
+                    self.group_values(step.group - _L_GROUPS, ctx, f)
+                    c = lcodes[step.group][step.member]
+                if c > 1:
+                    c = 1 if step.node < 0 else self.value(step.node, ctx, f)
             if c < 2:
-                t = step.next[c]
-                outs[m] = pc  # (outs holds 2 * most + 2: the rules' outcomes and this pair)
-                outs[m + 1] = -1
-                m += (t & 1) << 1
+                t = n0 ^ ((n0 ^ n1) & -c)  # (no branch on c: a compiler's ternary may branch)
+                o[0] = ~pc
+                o += (t & 1) << 1
             else:
                 out = &self.louts[pc]
                 for e in range(self.lentries[pc], out.last + 1):
-                    outs[m] = e
-                    outs[m + 1] = pc
-                    m += 2
+                    o[0] = e
+                    o[1] = pc
+                    o += 2
                 t = out.fail
             pc = t >> 1  # (-1: done)
+        m = <int>(o - outs)
         for i in range(0, m, 2):
-            if outs[i + 1] < 0:
-                outs[i] = self.lentries[outs[i]]
+            if outs[i] < 0:
+                outs[i + 1] = -1
+                outs[i] = self.lentries[~outs[i]]
         return m >> 1
 
     cdef object error(self, int pc, _Flat f):
