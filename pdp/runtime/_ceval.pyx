@@ -2054,8 +2054,9 @@ cdef enum:
 #: next step when the node read is false and when true (``pc << 1 | applies``: ``applies``,
 #: the rule of the step's _LOut applies; ``pc`` -1: the leaf is done), the node (-1: none,
 #: true) and where its code is read first: ``_Flat.lcodes[group][member]`` (a path group's
-#: place copied from its _BNode, its group's number + _L_GROUPS; _L_NONE: no group, or a place
-#: too large for 16 bits, and value() reads it; _L_TRUE: no node, the value true). Every step
+#: place copied from its _BNode, its group's number + _L_GROUPS; _L_VAL: a node of no group,
+#: at its number, the request's value of it once known; _L_NONE: a number or place too large
+#: for 16 bits, and value() reads it; _L_TRUE: no node, the value true). Every step
 #: reads its code the same way: one test (is it a boolean?) and no branch on the step's kind.
 cdef struct _LStep:
     int next[2]
@@ -2066,7 +2067,8 @@ cdef struct _LStep:
 cdef enum:
     _L_NONE = 0  # lcodes[_L_NONE]: the skeleton's codes "not known" (3)
     _L_TRUE = 1  # lcodes[_L_TRUE]: a code 1 (true)
-    _L_GROUPS = 2  # lcodes[g + _L_GROUPS] is codes[g]
+    _L_VAL = 2  # lcodes[_L_VAL]: _Flat.val, the request's values by node (a node of no group)
+    _L_GROUPS = 3  # lcodes[g + _L_GROUPS] is codes[g]
     _L_MOST = 0xFFFF
 
 cdef unsigned char _CODE_TRUE = 1
@@ -2481,12 +2483,12 @@ cdef class _Pair(_Kept):
 @cython.final
 @cython.no_gc  # request values only
 cdef class _Flat:
-    """One request's values of the skeleton's nodes: ``val[n]`` is current when ``stamp[n]``
-    is the request's ``gen`` (no clearing between requests); an "other" value's object in
-    ``obj``, and the path groups' values met, released when the request ends."""
-    cdef unsigned int gen
-    cdef unsigned int* stamp
+    """One request's values of the skeleton's nodes: ``val[n]`` 0 false, 1 true, 2 other (its
+    object in ``obj``), 3 not known yet; the nodes valued (``done``) set back to 3, the
+    objects and the path groups' values met released, when the request ends."""
     cdef unsigned char* val
+    cdef int* done  # the nodes valued in this request
+    cdef int ndone
     cdef PyObject** obj
     cdef int* kept  # the nodes holding an object
     cdef int nkept
@@ -2503,7 +2505,7 @@ cdef class _Flat:
 
     def __dealloc__(self):
         self.release()
-        free(self.stamp)
+        free(self.done)
         free(self.val)
         free(self.obj)
         free(self.kept)
@@ -2514,6 +2516,9 @@ cdef class _Flat:
 
     cdef inline void release(self) noexcept:
         cdef int i
+        for i in range(self.ndone):
+            self.val[self.done[i]] = 3
+        self.ndone = 0
         for i in range(self.nkept):
             Py_XDECREF(self.obj[self.kept[i]])
             self.obj[self.kept[i]] = NULL
@@ -2524,11 +2529,12 @@ cdef class _Flat:
             self.codes[self.read[i]] = self.unknown
         self.nread = 0
 
-    cdef inline void next_request(self) noexcept:
-        self.gen += 1
-        if self.gen == 0:  # wrapped around: stamps of 2**32 requests ago would look current
-            memset(self.stamp, 0, self.n * sizeof(unsigned int))
-            self.gen = 1
+    cdef inline void valued(self, int n, unsigned char c) noexcept:
+        """Node ``n``'s value for the request is ``c`` (not known before)."""
+        self.val[n] = c
+        if self.ndone <= self.n:  # (always: a node is valued once a request)
+            self.done[self.ndone] = n
+            self.ndone += 1
 
     cdef inline void keep(self, int n, object value):
         Py_INCREF(value)
@@ -2541,18 +2547,20 @@ cdef _Flat _new_flat(int n, int ng, unsigned char* unknown):
     cdef _Flat f = _Flat.__new__(_Flat)
     cdef int g
     f.n, f.ng = n, ng
-    f.stamp = <unsigned int*>calloc(n + 1, sizeof(unsigned int))
-    f.val = <unsigned char*>calloc(n + 1, 1)
+    f.val = <unsigned char*>malloc(n + 1)
+    f.done = <int*>malloc((n + 1) * sizeof(int))
     f.obj = <PyObject**>calloc(n + 1, sizeof(PyObject*))
     f.kept = <int*>malloc((n + 1) * sizeof(int))
     f.groups = <PyObject**>calloc(ng + 1, sizeof(PyObject*))
     f.lcodes = <unsigned char**>malloc((ng + _L_GROUPS) * sizeof(unsigned char*))
     f.read = <int*>malloc((ng + 1) * sizeof(int))
-    if not (f.stamp and f.val and f.obj and f.kept and f.groups and f.lcodes and f.read):
+    if not (f.done and f.val and f.obj and f.kept and f.groups and f.lcodes and f.read):
         raise MemoryError()
+    memset(f.val, 3, n + 1)
     f.unknown = unknown
     f.lcodes[_L_NONE] = unknown
     f.lcodes[_L_TRUE] = &_CODE_TRUE
+    f.lcodes[_L_VAL] = f.val
     f.codes = f.lcodes + _L_GROUPS
     for g in range(ng):
         f.codes[g] = unknown
@@ -2718,6 +2726,8 @@ cdef class _Skeleton:
                 ls.group, ls.member = _L_TRUE, 0
             elif 0 <= group <= _L_MOST - _L_GROUPS and member <= _L_MOST:
                 ls.group, ls.member = group + _L_GROUPS, member
+            elif group < 0 and lnode <= _L_MOST:
+                ls.group, ls.member = _L_VAL, lnode
             else:
                 ls.group, ls.member = _L_NONE, 0
             parent = step[3]
@@ -2753,7 +2763,6 @@ cdef class _Skeleton:
                 raise MemoryError()
         else:
             f = <_Flat>kept
-        f.next_request()
         return f
 
     cdef inline void give_back(self, _Flat f):
@@ -2823,15 +2832,14 @@ cdef class _Skeleton:
                 v = (<_Node>self.atoms[n]).ev(ctx)
         else:
             v = (<_Node>self.atoms[n]).ev(ctx)
-        f.stamp[n] = f.gen
         if v is True:
-            f.val[n] = 1
+            f.valued(n, 1)
             return 1
         if v is False:
-            f.val[n] = 0
+            f.valued(n, 0)
             return 0
         f.keep(n, v)
-        f.val[n] = 2
+        f.valued(n, 2)
         return 2
 
     cdef inline int value(self, int k, _Context ctx, _Flat f) except -1:
@@ -2843,7 +2851,7 @@ cdef class _Skeleton:
             c = f.codes[b.group][b.member]
             if c < 2:
                 return c
-        if f.stamp[k] == f.gen:
+        if f.val[k] != 3:
             return f.val[k]
         if b.kind == _B_ATOM:
             return self.atom(k, ctx, f)
@@ -2864,7 +2872,6 @@ cdef class _Skeleton:
         """The value of and/or/not node ``n``: its program from its first step; kept."""
         cdef const _Step* step
         cdef int pc = self.nodes[n].start, k, c
-        cdef unsigned int gen = f.gen
         while True:
             step = &self.steps[pc]
             k = step.node
@@ -2876,8 +2883,7 @@ cdef class _Skeleton:
             if pc < 0:
                 c = pc == _TRUE
                 break
-        f.stamp[n] = gen
-        f.val[n] = c
+        f.valued(n, c)
         return c
 
     cdef int leaf(self, int pc, _Context ctx, _Flat f) except -1:
@@ -2900,7 +2906,7 @@ cdef class _Skeleton:
             if c > 1:
                 if step.group >= _L_GROUPS and f.groups[step.group - _L_GROUPS] == NULL:
                     # The group's first read in this request: its row, then the code again
-                    # (value() would read the node and its stamp first, to the same end).
+                    # (value() would read the node and its value first, to the same end).
                     self.group_values(step.group - _L_GROUPS, ctx, f)
                     c = lcodes[step.group][step.member]
                 if c > 1:
