@@ -312,6 +312,18 @@ def _index_message(value, key, str obj_text):
 
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
+
+cdef extern from "Python.h":
+    # On PyObject*: no reference counting added by Cython around them.
+    void _incref "Py_INCREF"(PyObject* o) noexcept
+    void _xdecref "Py_XDECREF"(PyObject* o) noexcept
+    PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject* t, Py_ssize_t i) noexcept
+
+cdef extern from *:
+    """
+    #define pdp_tuple_items(t) (((PyTupleObject *)(t))->ob_item)
+    """
+    PyObject** _tuple_items "pdp_tuple_items"(PyObject* t) noexcept
 from cpython.pycapsule cimport PyCapsule_New
 
 cdef enum:
@@ -388,8 +400,11 @@ cdef class _Spares:
 @cython.final  # direct (inlinable) method calls
 @cython.no_gc  # made per request; references request data only, never itself: no cycles
 cdef class _Context:
-    cdef object identity, action, resource, context
-    cdef object token  # the verified token (the root ``token``); None when the request has none
+    # The request's roots in ir.ROOTS order, as owned references: identity, action, resource,
+    # context (dicts; NULL before the first request), then the verified token (a dict; NULL
+    # when the request has none). An array, so that a path reads its root with one index
+    # (no branch per root, no reference counting: set_roots and set_token own them).
+    cdef PyObject* roots[5]
     cdef double arrival
     # The clock bound (pdp.clock), when ``bounded``: a context made without setting it (its
     # fields start at zero) takes context.time as given.
@@ -420,6 +435,45 @@ cdef class _Context:
 
     def __dealloc__(self):
         self.clear_slots()
+        self.release_roots()
+
+    cdef inline void set_roots(self, tuple roots) noexcept:
+        """Hold the four roots (ROOT_KEYS order) of the next request; the token is kept."""
+        cdef int i
+        cdef PyObject* old
+        for i in range(4):
+            old = self.roots[i]
+            self.roots[i] = _tuple_item(<PyObject*>roots, i)
+            _incref(self.roots[i])
+            _xdecref(old)
+
+    cdef inline void take_roots(self, PyObject** owned) noexcept:
+        """set_roots of four new references (``_plain_roots``), which the context takes over."""
+        cdef int i
+        cdef PyObject* old
+        for i in range(4):
+            old = self.roots[i]
+            self.roots[i] = owned[i]
+            _xdecref(old)
+
+    cdef inline void set_token(self, object token) noexcept:
+        """The verified token of the next request (None: none)."""
+        cdef PyObject* old = self.roots[4]
+        if token is None:
+            self.roots[4] = NULL
+        else:
+            self.roots[4] = <PyObject*>token
+            _incref(<PyObject*>token)
+        _xdecref(old)
+
+    cdef inline void release_roots(self) noexcept:
+        """Drop the request's roots and token (a context kept for the next request holds none)."""
+        cdef int i
+        cdef PyObject* old
+        for i in range(5):
+            old = self.roots[i]
+            self.roots[i] = NULL
+            _xdecref(old)
 
     cdef inline void clear_slots(self) noexcept:
         cdef Py_ssize_t i
@@ -444,15 +498,9 @@ cdef class _Context:
         return 0
 
     cdef inline object root(self, int index):
-        if index == 0:
-            return self.identity
-        if index == 1:
-            return self.action
-        if index == 2:
-            return self.resource
-        if index == 3:
-            return self.context
-        return self.token
+        """Root ``index`` (ir.ROOTS order); None: the token of a request without one."""
+        cdef PyObject* r = self.roots[index]
+        return None if r == NULL else <object>r
 
     cdef inline int now_c(self) except -1:
         """now_kind, the request time read first if need be."""
@@ -463,7 +511,7 @@ cdef class _Context:
     cdef int read_now(self) except -1:
         cdef long long t
         cdef double server
-        given = _get(<dict>self.context, "time", _UNSET)
+        given = _get(<dict>self.roots[3], "time", _UNSET)
         if given is _UNSET:
             # The server clock, read when first needed: the same instant as the request's
             # arrival to within the evaluation's microseconds, and most requests never ask.
@@ -733,27 +781,31 @@ cdef class _Path(_Node):
     cdef Py_ssize_t n
 
     cdef object ev(self, _Context ctx):
-        cdef object value = ctx.root(self.root)
+        # Borrowed all the way down (the request holds every value; no Python code runs on the
+        # way), so the maps passed are not touched but read; the value found is returned owned.
+        cdef PyObject* value = ctx.roots[self.root]
         cdef object found
         cdef Py_ssize_t i
-        if value is None:  # the token root of a request without a token
+        if value == NULL:  # the token root of a request without a token
             return self.absent
         cdef PyObject* held
+        cdef PyObject* key
         cdef int got
         for i in range(self.n):
-            if type(value) is not dict:
-                return _lazy(not_a_map, (self.texts[i], value))
-            got = _dict_get(<PyObject*>value, <PyObject*>self.keys[i], &held)
+            if _type(value) != &PyDict_Type:
+                return _lazy(not_a_map, (self.texts[i], <object>value))
+            key = _tuple_item(<PyObject*>self.keys, i)
+            got = _dict_get(value, key, &held)
             if got == 1:
-                value = <object>held
+                value = held
                 continue
             if got == 0:
                 return self.missing[i]
-            found = (<dict>value).get(self.keys[i], _UNSET)
+            found = (<dict>value).get(<object>key, _UNSET)  # (a dict of non-str keys: no code runs)
             if found is _UNSET:
                 return self.missing[i]
-            value = found
-        return value
+            value = <PyObject*>found  # held by its map, which the request holds
+        return <object>value
 
 
 @cython.no_gc
@@ -764,9 +816,9 @@ cdef class _Path1(_Node):
     cdef _Err missing
 
     cdef object ev(self, _Context ctx):
-        cdef object root = ctx.root(self.root)  # roots are dicts
+        cdef PyObject* root = ctx.roots[self.root]  # a dict (not the token: never absent), borrowed
         cdef PyObject* held
-        cdef int got = _dict_get(<PyObject*>root, <PyObject*>self.key, &held)
+        cdef int got = _dict_get(root, <PyObject*>self.key, &held)
         if got == 1:
             return <object>held
         if got == 0:
@@ -2138,6 +2190,8 @@ cdef _Row _new_row(Py_ssize_t n):
 #: Rules a request can meet (the largest forbid leaf and permit leaf) from which run() uses
 #: the skeleton.
 cdef Py_ssize_t _FLAT_FROM = 32
+cdef enum:
+    _FEW_RULES = 32  # rules in a leaf that Evaluator._phase_few decides (every leaf, when not flat)
 
 
 @cython.no_gc  # holds linked nodes and tables of request values: no cycles
@@ -3304,8 +3358,9 @@ cdef inline int _root_slot(PyObject* key) noexcept:
     return -1
 
 
-cdef tuple _plain_request(object raw):
-    """The four roots of a request that is already valid and normal (no copy), else None."""
+cdef int _plain_roots(object raw, PyObject** out) except -1:
+    """1 when ``raw`` is a request already valid and normal (no copy), its four roots then in
+    ``out`` (ROOT_KEYS order) as new references; 0 otherwise (``out`` left as it was)."""
     cdef PyObject* roots[4]  # identity, action, resource, context (ROOT_KEYS); NULL: absent
     cdef PyObject* key
     cdef PyObject* value
@@ -3315,45 +3370,62 @@ cdef tuple _plain_request(object raw):
     cdef int r, wanted
     cdef object action
     if _type(<PyObject*>raw) != &PyDict_Type:
-        return None
+        return 0
     roots[0] = roots[1] = roots[2] = roots[3] = NULL
     raw_n = _dict_size(<PyObject*>raw)
     while raw_n:
         raw_n -= 1
         if not _next(<PyObject*>raw, &raw_pos, &key, &root) or _type(key) != &PyUnicode_Type:
-            return None
+            return 0
         r = _root_slot(key)
         if r < 0:
-            return None  # an unknown key
+            return 0  # an unknown key
         if r == 1 and _type(root) == &PyUnicode_Type:
             # A bare action string: checked as the map {"name": action} it stands for.
             action = {"name": <object>root}
             root = <PyObject*>action
         # A null root (absent for request.py, and context then {}) is left to it.
         if _type(root) != &PyDict_Type:
-            return None
+            return 0
         roots[r] = root
         # The root map: plain at depth 0, holding non-empty strings at its required fields
         # (found on the walk: no lookups).
         n = _dict_size(root)
         left -= n
         if left < 0:
-            return None
+            return 0
         required = _REQUIRED_NAMES[r]
         wanted = (required[0] != NULL) + (required[1] != NULL)
         pos = 0
         while n:
             n -= 1
             if not _next(root, &pos, &key, &value) or not _plain_entry(key, value, 1, &left):
-                return None
+                return 0
             if (wanted and _type(value) == &PyUnicode_Type and _str_len(value) > 0
                     and (_is(key, required[0]) or _is(key, required[1]))):
                 wanted -= 1
         if wanted:
-            return None
+            return 0
     if roots[0] == NULL or roots[1] == NULL or roots[2] == NULL:
-        return None  # a missing root
-    return (<object>roots[0], <object>roots[1], <object>roots[2], {} if roots[3] == NULL else <object>roots[3])
+        return 0  # a missing root
+    cdef object context = {} if roots[3] == NULL else <object>roots[3]
+    out[0], out[1], out[2], out[3] = roots[0], roots[1], roots[2], <PyObject*>context
+    _incref(out[0])
+    _incref(out[1])
+    _incref(out[2])
+    _incref(out[3])
+    return 1
+
+
+cdef tuple _plain_request(object raw):
+    """The four roots of a request that is already valid and normal (no copy), else None."""
+    cdef PyObject* roots[4]
+    if not _plain_roots(raw, roots):
+        return None
+    cdef tuple t = _tuple_new(4)
+    cdef PyObject** items = _tuple_items(<PyObject*>t)
+    items[0], items[1], items[2], items[3] = roots[0], roots[1], roots[2], roots[3]  # (stolen)
+    return t
 
 
 cdef tuple _roots(object request):
@@ -3394,6 +3466,7 @@ cdef class Evaluator:
     cdef _Switch both
     cdef Py_ssize_t slots
     cdef _Spares spare  # _Slots for the next requests
+    cdef _Context kept  # a context for the next decide (None: in use, or none yet)
     cdef _Skeleton skeleton  # the rules' clauses, for run()
     cdef readonly bint flat  # run() evaluates on the skeleton (leaves of many rules), else node by node
     cdef bint bounded  # a clock bound of max_skew seconds (pdp.clock)
@@ -3579,21 +3652,42 @@ cdef class Evaluator:
         """Decide one request dict; raises RequestError when it is malformed. Any other
         exception (a bug) fails closed: DENY with the reason ``internal_error``. ``token`` is
         the request's verified token (the root ``token``; None: absent)."""
-        cdef tuple roots
         cdef _Context ctx
+        cdef object decision
         try:
-            roots = _plain_request(raw)
-            if roots is None:
-                # Anything unusual (nulls, tuples, errors): the reference validation, which
-                # normalizes or raises RequestError with the path.
-                roots = _roots(parse_request(raw, -1.0))
-            ctx = _Context.__new__(_Context)
-            ctx.token = token
-            return self.run(ctx, roots, -1.0)  # arrival: read if needed
+            ctx = self._context(raw, token)
+            decision = self._run(ctx, -1.0, False)  # arrival: read if needed
+            self._done(ctx)
+            return decision
         except RequestError:
             raise
         except Exception as exc:
             return failed_closed(exc, self.revision)
+
+    cdef _Context _context(self, object raw, object token):
+        """A context holding the request ``raw`` (validated: RequestError when malformed) and
+        ``token``: the one kept from the last request (``_done``), else a new one."""
+        cdef PyObject* roots[4]
+        cdef _Context ctx = self.kept
+        if ctx is None:
+            ctx = _Context.__new__(_Context)
+        else:
+            self.kept = None  # (a decision made meanwhile, from another thread, makes its own)
+        if _plain_roots(raw, roots):
+            ctx.take_roots(roots)
+        else:
+            # Anything unusual (nulls, tuples, errors): the reference validation, which
+            # normalizes or raises RequestError with the path.
+            ctx.set_roots(_roots(parse_request(raw, -1.0)))
+        ctx.set_token(token)
+        return ctx
+
+    cdef inline void _done(self, _Context ctx) noexcept:
+        """Keep ``ctx`` (its slots cleared) for the next request, holding none of this one's values."""
+        ctx.release_roots()
+        ctx.now_value = _UNSET
+        ctx.errors = None
+        self.kept = ctx
 
     cpdef list decide_many(self, object requests):
         """Validate every request first (RequestError names the index), then decide each; an
@@ -3628,19 +3722,15 @@ cdef class Evaluator:
         """``decide_claims`` without the pair: the decision, and the claims (a new reference)
         in ``claims_out`` when there are any (left NULL otherwise). The limit wrapper's C entry
         (``claims_capsule``)."""
-        cdef tuple roots
         cdef _Context ctx
         cdef object decision, claims = None
         try:
-            roots = _plain_request(raw)
-            if roots is None:
-                roots = _roots(parse_request(raw, -1.0))
-            ctx = _Context.__new__(_Context)
-            ctx.token = token
-            decision = self.run(ctx, roots, -1.0, True)  # the slots kept: the limits read them too
+            ctx = self._context(raw, token)
+            decision = self._run(ctx, -1.0, True)  # the slots kept: the limits read them too
             if self.limits and (<tuple>decision)[0] is _ALLOW:
                 claims = self._claims(ctx)
             ctx.clear_slots()
+            self._done(ctx)
         except RequestError:
             raise
         except Exception as exc:
@@ -3671,7 +3761,7 @@ cdef class Evaluator:
                 if type(roots) is not tuple:
                     raise roots
                 if tokens is not None:
-                    ctx.token = tokens[i]
+                    ctx.set_token(tokens[i])
                 decision = self.run(ctx, <tuple>roots, arrival, True)  # the slots kept for the limits
                 if not self.limits or (<tuple>decision)[0] is not _ALLOW:
                     out.append((decision, None))
@@ -3728,7 +3818,7 @@ cdef class Evaluator:
         if token is not None and type(token) is not dict:
             raise TypeError("a verified token is a dict")
         cdef _Context ctx = _Context.__new__(_Context)
-        ctx.token = token
+        ctx.set_token(token)
         cdef object decision = self.run(ctx, roots, arrival, True)  # the slots kept for the limits
         if not claims or not self.limits or (<tuple>decision)[0] is not _ALLOW:
             return (decision, None)
@@ -3757,10 +3847,9 @@ cdef class Evaluator:
             out[key] = None if p.off else p.used
         return out
 
-    cdef inline void _start(self, _Context ctx, tuple roots, double arrival):
-        """Set every field of ``ctx`` for the request whose four roots are ``roots`` (a fresh
-        context, or one reused by a batch or a search)."""
-        ctx.identity, ctx.action, ctx.resource, ctx.context = roots[0], roots[1], roots[2], roots[3]
+    cdef inline void _start(self, _Context ctx, double arrival):
+        """Set every field of ``ctx`` but the roots and the token (set before) for its request
+        (a fresh context, or one reused by a batch, a search or the next ``decide``)."""
         ctx.arrival = arrival
         ctx.bounded, ctx.max_skew = self.bounded, self.max_skew
         ctx.clear_slots()  # a context reused by a batch or a search
@@ -3810,7 +3899,8 @@ cdef class Evaluator:
 
     cdef bint _allows(self, _Context ctx, tuple roots, double arrival) except -1:
         """``run``'s decision is ALLOW, without its reasons, errors or Decision."""
-        self._start(ctx, roots, arrival)
+        ctx.set_roots(roots)
+        self._start(ctx, arrival)
         cdef object forbids = self.forbid_tree, permits = self.permit_tree
         cdef _Both both
         if self.both is not None:
@@ -3829,11 +3919,16 @@ cdef class Evaluator:
 
     cdef object run(self, _Context ctx, tuple roots, double arrival, bint keep=False):
         """Decide the request whose four roots (ROOT_KEYS order) are ``roots``, in ``ctx``
-        (a fresh one, or one reused by a batch: every field but ``token`` is set here).
+        (a fresh one, or one reused by a batch: every field but the token is set here).
         ``keep``: leave the CACHED slots filled (the limits' claims read them next; the
         caller clears them)."""
+        ctx.set_roots(roots)
+        return self._run(ctx, arrival, keep)
+
+    cdef object _run(self, _Context ctx, double arrival, bint keep):
+        """``run`` of the request whose roots ``ctx`` holds already."""
         cdef long long started = _nanos(CLOCK_MONOTONIC)
-        self._start(ctx, roots, arrival)
+        self._start(ctx, arrival)
         cdef _Flat flat = self.skeleton.take() if self.flat else None
         cdef object forbids = self.forbid_tree, permits = self.permit_tree
         cdef _Both both
@@ -3885,23 +3980,53 @@ cdef class Evaluator:
     cdef tuple _phase(self, object tree, _Context ctx, _Flat flat):
         """The reasons of the rules that apply (None when none does); errors go to ctx.errors."""
         cdef _Leaf leaf = self._leaf(tree, ctx)
-        cdef _Rule rule
-        cdef int i, e, m, count = 0, used = 0
+        cdef int i, m, count = 0, used = 0
         cdef const int* outs
         cdef PyObject* static
         cdef tuple out
-        cdef object reason
-        cdef str message
         if flat is None:
+            if leaf.count <= _FEW_RULES:
+                return self._phase_few(leaf, ctx)
             reasons = self._phase_by_nodes(leaf, ctx)
             return None if reasons is None else tuple(reasons)
         m = self.skeleton.leaf(leaf.start, ctx, flat)
+        if m == 0:
+            return None
         outs = flat.outs
         for i in range(m):  # the reasons: rules that apply, forbids that fail closed
             if outs[2 * i + 1] < 0 or (<_Entry>leaf.entries[outs[2 * i]]).rule.forbid:
                 count += 1
-        out = _tuple_new(count) if count else None  # (the items past ``used`` stay NULL)
+        if count == 0:
+            self._phase_errors(leaf, flat, 0, m, ctx, None, 0)
+            return None
+        out = _tuple_new(count)  # (the items past ``used`` stay NULL)
+        cdef PyObject** items = _tuple_items(<PyObject*>out)
+        cdef PyObject** statics = leaf.entries + leaf.count
         for i in range(m):
+            # The common case in C: a rule that applies with a static reason (one reference
+            # more to it, nothing else read); the others below.
+            if outs[2 * i + 1] < 0:
+                static = statics[outs[2 * i]]
+                if static != NULL:
+                    _incref(static)
+                    items[used] = static
+                    used += 1
+                    continue
+            used = self._phase_errors(leaf, flat, i, i + 1, ctx, out, used)
+        return out
+
+    cdef int _phase_errors(self, _Leaf leaf, _Flat flat, int first, int end, _Context ctx, tuple out,
+                           int used) except -1:
+        """_phase's outcomes ``first`` to ``end`` that are not a static reason: a reason with
+        parts, or a rule that failed (its RuleError; for a forbid, its reason). The reasons go
+        to ``out`` from ``used`` on (None: there are none); returns the new ``used``."""
+        cdef const int* outs = flat.outs
+        cdef _Rule rule
+        cdef int i, e
+        cdef PyObject* static
+        cdef object reason
+        cdef str message
+        for i in range(first, end):
             e = outs[2 * i]
             if outs[2 * i + 1] < 0:
                 static = leaf.entries[leaf.count + e]
@@ -3921,6 +4046,49 @@ cdef class Evaluator:
             Py_INCREF(reason)
             PyTuple_SET_ITEM(out, used, reason)
             used += 1
+        return used
+
+    cdef tuple _phase_few(self, _Leaf leaf, _Context ctx):
+        """_phase_by_nodes of a leaf of at most _FEW_RULES rules, its reasons gathered in a C
+        array and moved into the tuple (no list made, grown, copied and freed)."""
+        cdef PyObject* found[_FEW_RULES]  # owned references below ``n``
+        cdef int n = 0, i
+        cdef object applies, reason
+        cdef PyObject* static
+        cdef _Rule rule
+        try:
+            for i in range(leaf.count):
+                applies = _applies(<_Entry>leaf.entries[i], ctx)
+                if applies is False:
+                    continue
+                if applies is True:
+                    static = leaf.entries[leaf.count + i]
+                    if static != NULL:
+                        _incref(static)
+                        found[n] = static
+                        n += 1
+                        continue
+                    reason = self._reason((<_Entry>leaf.entries[i]).rule, ctx)
+                else:
+                    rule = (<_Entry>leaf.entries[i]).rule
+                    message = (<_Err>applies).text()
+                    if ctx.errors is None:
+                        ctx.errors = []
+                    ctx.errors.append(_rule_error(rule.id, message))
+                    if not rule.forbid:
+                        continue
+                    reason = _reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations)
+                _incref(<PyObject*>reason)
+                found[n] = <PyObject*>reason
+                n += 1
+        except BaseException:
+            for i in range(n):
+                _xdecref(found[i])
+            raise
+        if n == 0:
+            return None
+        cdef tuple out = _tuple_new(n)
+        memcpy(_tuple_items(<PyObject*>out), found, n * sizeof(PyObject*))  # (the references move)
         return out
 
     cdef list _phase_by_nodes(self, _Leaf leaf, _Context ctx):
