@@ -93,3 +93,19 @@ def test_the_kept_context_holds_nothing_of_the_last_request(padded):
             assert [sys.getrefcount(v) for v in roots.values()] + [sys.getrefcount(token)] == before
     # The token of one request is not the next one's.
     assert evaluator.decide(dict(roots)).decision == "DENY"
+
+
+@pytest.mark.skipif("compiled" not in runtime.EVALUATORS, reason="the extension is not built")
+def test_the_kept_context_holds_no_address_of_the_last_request():
+    engine = load_policy_set(['policy p {\n  permit r when context.ip in cidr("10.0.0.0/8")\n}\n'])
+    evaluator = runtime.EVALUATORS["compiled"](engine.program)
+    address = "".join(["10.1.2.", "3"])  # a string of this test's own, not an interned literal
+    before = sys.getrefcount(address)
+    request = {"identity": {"type": "user", "id": "u"}, "action": {"name": "read"}, "resource": {"type": "t"},
+               "context": {"ip": address}}
+    assert evaluator.decide(request).decision == "ALLOW"
+    del request
+    assert sys.getrefcount(address) == before
+    outside = {"identity": {"type": "user", "id": "u"}, "action": {"name": "read"}, "resource": {"type": "t"},
+               "context": {"ip": "192.168.0.1"}}
+    assert evaluator.decide(outside).decision == "DENY"

@@ -3687,6 +3687,7 @@ cdef class Evaluator:
         ctx.release_roots()
         ctx.now_value = _UNSET
         ctx.errors = None
+        ctx.ip_text = None  # (the address text a cidr test parsed: the request's too)
         self.kept = ctx
 
     cpdef list decide_many(self, object requests):
