@@ -6,9 +6,9 @@ engine changes can be compared while other jobs share the cores.
     python bench/instructions.py --cache varied10k       # and data-cache misses per decision
 
 Each workload is decided in two runs under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``),
-one round and three rounds of its requests after a warm-up of three rounds (the program read from a bundle
-made beforehand); the difference of the two totals
-divided by the extra decisions is the cost of one ``decide`` (loading and start-up cancel).
+one round and three rounds of its requests after a warm-up of three rounds (the program read
+from a bundle made beforehand); the difference of the two totals divided by the extra
+decisions is the cost of one ``decide`` (loading and start-up cancel).
 ``--cache`` adds callgrind's cache simulation: reads and writes of data that miss the first
 level (D1, the host's geometry) and miss a second level sized as this VM's per-core L2
 (2 MiB, 16-way); each of the latter is a trip to the shared L3 or to memory. It also
