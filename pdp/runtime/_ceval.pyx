@@ -3453,6 +3453,17 @@ cdef list _validated_batch(object requests, double arrival):
     return batch
 
 
+cdef object _failed_reason(_Rule rule, str message, _Context ctx):
+    """A rule that could not be evaluated: its RuleError added to ctx.errors; its fail-closed
+    reason for a forbid, None for a permit (it does not apply)."""
+    if ctx.errors is None:
+        ctx.errors = []
+    ctx.errors.append(_rule_error(rule.id, message))
+    if not rule.forbid:
+        return None
+    return _reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations)
+
+
 cdef class Evaluator:
     """Decides requests with one compiled Program."""
 
@@ -4022,11 +4033,9 @@ cdef class Evaluator:
         parts, or a rule that failed (its RuleError; for a forbid, its reason). The reasons go
         to ``out`` from ``used`` on (None: there are none); returns the new ``used``."""
         cdef const int* outs = flat.outs
-        cdef _Rule rule
         cdef int i, e
         cdef PyObject* static
         cdef object reason
-        cdef str message
         for i in range(first, end):
             e = outs[2 * i]
             if outs[2 * i + 1] < 0:
@@ -4036,14 +4045,10 @@ cdef class Evaluator:
                 else:
                     reason = self._reason((<_Entry>leaf.entries[e]).rule, ctx)
             else:
-                rule = (<_Entry>leaf.entries[e]).rule
-                message = (<_Err>self.skeleton.error(outs[2 * i + 1], flat)).text()
-                if ctx.errors is None:
-                    ctx.errors = []
-                ctx.errors.append(_rule_error(rule.id, message))
-                if not rule.forbid:
+                reason = _failed_reason((<_Entry>leaf.entries[e]).rule,
+                                        (<_Err>self.skeleton.error(outs[2 * i + 1], flat)).text(), ctx)
+                if reason is None:
                     continue
-                reason = _reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations)
             Py_INCREF(reason)
             PyTuple_SET_ITEM(out, used, reason)
             used += 1
@@ -4056,7 +4061,6 @@ cdef class Evaluator:
         cdef int n = 0, i
         cdef object applies, reason
         cdef PyObject* static
-        cdef _Rule rule
         try:
             for i in range(leaf.count):
                 applies = _applies(<_Entry>leaf.entries[i], ctx)
@@ -4071,14 +4075,9 @@ cdef class Evaluator:
                         continue
                     reason = self._reason((<_Entry>leaf.entries[i]).rule, ctx)
                 else:
-                    rule = (<_Entry>leaf.entries[i]).rule
-                    message = (<_Err>applies).text()
-                    if ctx.errors is None:
-                        ctx.errors = []
-                    ctx.errors.append(_rule_error(rule.id, message))
-                    if not rule.forbid:
+                    reason = _failed_reason((<_Entry>leaf.entries[i]).rule, (<_Err>applies).text(), ctx)
+                    if reason is None:
                         continue
-                    reason = _reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations)
                 _incref(<PyObject*>reason)
                 found[n] = <PyObject*>reason
                 n += 1
@@ -4116,15 +4115,12 @@ cdef class Evaluator:
         return reasons
 
     cdef list _failed(self, _Rule rule, str message, _Context ctx, list reasons):
-        """A rule that could not be evaluated: its RuleError in ctx.errors and, for a forbid,
-        its fail-closed reason added to ``reasons`` (returned: made when None)."""
-        if ctx.errors is None:
-            ctx.errors = []
-        ctx.errors.append(_rule_error(rule.id, message))
-        if rule.forbid:
+        """_failed_reason, its reason added to ``reasons`` (returned: made when None)."""
+        cdef object reason = _failed_reason(rule, message, ctx)
+        if reason is not None:
             if reasons is None:
                 reasons = []
-            reasons.append(_reason_of(rule.id, "forbid", FAILED_CLOSED + message, rule.annotations))
+            reasons.append(reason)
         return reasons
 
     cdef object _reason(self, _Rule rule, _Context ctx):
