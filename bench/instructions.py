@@ -2,7 +2,7 @@
 engine changes can be compared while other jobs share the cores.
 
     python bench/instructions.py [WORKLOAD ...]          # all workloads by default
-    python bench/instructions.py --profile library       # and the top functions inside Evaluator.decide
+    python bench/instructions.py --profile library       # and the top functions inside Evaluator.decide, per decision
     python bench/instructions.py --cache varied10k       # and data-cache misses per decision
 
 Each workload is decided in two runs under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``),
@@ -125,6 +125,34 @@ def _count(name: str, rounds: int, out: Path, *options: str) -> int:
     return _events(name, rounds, out, *options)["Ir"]
 
 
+def _functions(out: Path) -> dict[str, int]:
+    """Instructions per function (self cost, its inlined header code included) of one
+    callgrind file, by callgrind_annotate."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", str(out)],
+                          check=True, capture_output=True, text=True).stdout
+    costs = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S.*?)(?: \[.*\])?$", line)
+        if m and "PROGRAM TOTALS" not in m.group(2):
+            function = m.group(2).rpartition(":")[2]
+            costs[function] = costs.get(function, 0) + int(m.group(1).replace(",", ""))
+    return costs
+
+
+def _profile(name: str, tmp: Path, top: int = 40) -> None:
+    """The functions inside Evaluator.decide, per decision: like the headline count, the
+    difference of a one-round and a three-round run, so the warm-up's one-off work (groups
+    turned off, caches filled) drops out."""
+    inside = [tmp / f"{name}.decide{rounds}" for rounds in (1, 3)]
+    for rounds, out in zip((1, 3), inside):
+        _count(name, rounds, out, "--collect-atstart=no", *(f"--toggle-collect={f}" for f in DECIDE))
+    one, three = _functions(inside[0]), _functions(inside[1])
+    per = {f: (three.get(f, 0) - one.get(f, 0)) / (2 * REQUESTS) for f in three.keys() | one.keys()}
+    print(f"  inside Evaluator.decide: {sum(per.values()):,.0f} per decision (callgrind files {inside[0]}, {inside[1]})")
+    for f, cost in sorted(per.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {cost:8,.0f}  {f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workloads", nargs="*", default=list(WORKLOADS))
@@ -149,10 +177,7 @@ def main() -> None:
                       f"2 MiB second level {per['DLmr'] + per['DLmw']:,.0f}; mispredicted branches "
                       f"{per['Bcm']:,.0f} conditional, {per['Bim']:,.0f} indirect", flush=True)
             if args.profile:
-                keep = Path(tmp) / f"{name}.decide"
-                inside = _count(name, 1, keep, "--collect-atstart=no", *(f"--toggle-collect={f}" for f in DECIDE))
-                print(f"  inside Evaluator.decide: {inside / (2 * REQUESTS):,.0f} per decision (callgrind file {keep})")
-                subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", str(keep)], check=False)
+                _profile(name, Path(tmp))
 
 
 if __name__ == "__main__":
