@@ -566,3 +566,28 @@ def test_over_authzen_http_with_redis_a_dpop_proof_is_accepted_once_and_limits_a
             assert server.stop() == 0
     finally:
         redis.stop()
+
+
+def test_max_once_marks_bounds_the_workers_shared_proof_table(tmp_path):
+    """``pdp serve --workers 2 --max-once-marks 1``: the parent's table holds one live proof,
+    so a second fresh proof is refused (not the first forgotten) and the first stays a replay."""
+    policies = tmp_path / "serve"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY)
+    trust = write_trust(tmp_path / "trust", [key("ES256", "es1")])
+    holder = mint.generate_key("ES256")
+    tok = _dpop_bound(holder)
+    http = {"method": "POST", "url": URL}
+    first, second = (mint.dpop_proof(holder, "ES256", "POST", URL, tok) for _ in range(2))
+    with ServeProcess(str(policies), "--addr", "127.0.0.1:0", "--workers", "2", "--trust", str(trust),
+                      "--max-once-marks", "1") as server:
+        port = server.wait_ready()
+        with Client(f"127.0.0.1:{port}") as client:
+            def why(proof: str) -> str:
+                decision = client.check(_with(API, token=tok, dpop=proof, http=http))
+                return "allowed" if decision.allowed else _reason(decision)
+
+            assert why(first) == "allowed"
+            assert why(second) == "token rejected: dpop: too many proofs in flight; try again"
+            assert why(first) == "token rejected: dpop: the proof was used before (jti replayed)"
+        assert server.stop() == 0

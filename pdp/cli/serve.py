@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..limits.once import MAX_ONCE_MARKS
 from .args import duration, percent, positive
 
 EXAMPLE = """example:
@@ -97,6 +98,10 @@ def register(sub) -> None:
     p.add_argument("--limits-timeout", type=_deadline, default=0.05, metavar="DURATION",
                    help="how long the limit store may take to answer before the requests that meet a limit "
                         "are denied (failed closed; default 50ms)")
+    p.add_argument("--max-once-marks", type=positive, default=MAX_ONCE_MARKS, metavar="N",
+                   help="most DPoP proofs remembered at once to refuse replays, per store (this server, its "
+                        "--workers parent, or the shared Redis); when every one is still fresh a new proof is "
+                        "refused, never an old one forgotten (default 100000)")
     p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (with --tls-key): serve TLS only")
     p.add_argument("--tls-key", metavar="PEM", help="server private key")
@@ -238,5 +243,5 @@ def run(args) -> int:
                          http_address=args.http_addr, shadow=shadow, shadow_queue=args.shadow_queue,
                          max_clock_skew=args.max_clock_skew,
                          limits=None if args.limits == "memory" else args.limits,
-                         limits_timeout=args.limits_timeout)
+                         limits_timeout=args.limits_timeout, max_once_marks=args.max_once_marks)
     return serve(config)

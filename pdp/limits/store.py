@@ -62,17 +62,24 @@ def gcra_interval(count: int, period_ns: int) -> int:
     return period_ns // count
 
 
-def open_store(url: str | None, timeout: float = DEFAULT_TIMEOUT) -> Store:
+def open_store(url: str | None, timeout: float = DEFAULT_TIMEOUT, max_marks: int | None = None) -> Store:
     """``None``/``memory``: in this process; ``redis://HOST:PORT/DB``; ``pdp-parent:PATH``: the
-    store a ``pdp serve --workers N`` parent keeps on the Unix socket PATH."""
+    store a ``pdp serve --workers N`` parent keeps on the Unix socket PATH. ``max_marks``: the
+    once-only keys (DPoP proofs) a memory or Redis store remembers at once; a parent's store
+    has its own, set where the parent opens it. (None: ``once.MAX_ONCE_MARKS``, imported here
+    because ``once`` imports this module.)"""
+    if max_marks is None:
+        from .once import MAX_ONCE_MARKS
+
+        max_marks = MAX_ONCE_MARKS
     if url is None or url == "memory":
         from .memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(max_marks=max_marks)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_store import RedisStore
 
-        return RedisStore(url, timeout)
+        return RedisStore(url, timeout, max_marks=max_marks)
     if url.startswith("pdp-parent:"):
         from .shared import SharedStore
 

@@ -44,6 +44,7 @@ from .logs import setup_logging
 from .metrics import MULTIPROC_ENV, Metrics, ServerReloads, mark_dead, serve_multiprocess, split_address
 from .options import ServerOptions
 from ..clock import DEFAULT_MAX_SKEW
+from ..limits.once import MAX_ONCE_MARKS
 from .reload import BundleSource, ClockBound, PolicySource, Rejected, Reloader, ReloadResult
 
 log = logging.getLogger("pdp.server")
@@ -81,6 +82,9 @@ class ServeConfig:
     # run on the store's clock, never on context.time.
     limits: str | None = None
     limits_timeout: float = 0.05
+    # --max-once-marks: DPoP proofs remembered at once by this server's limit store (memory,
+    # the --workers parent's, or the shared Redis set).
+    max_once_marks: int = MAX_ONCE_MARKS
 
 
 class Running:
@@ -93,7 +97,7 @@ class Running:
         engine = source.build()  # PolicyError / Rejected: nothing was started yet
         from ..limits import open_store
 
-        self.limits = open_store(config.limits, config.limits_timeout)
+        self.limits = open_store(config.limits, config.limits_timeout, config.max_once_marks)
         prepare = _warm_search if config.http_address else None
         if prepare is not None:
             prepare(engine)
@@ -595,7 +599,7 @@ def serve_workers(config: ServeConfig, *, ready: Callable[[int], None] | None = 
         # One budget per key for the whole server: the workers take units from the parent.
         from ..limits.shared import ParentStore
 
-        parent_store = ParentStore(str(run_dir / "limits.sock"))
+        parent_store = ParentStore(str(run_dir / "limits.sock"), config.max_once_marks)
     worker_config = replace(config, address=_join(host, port), watch=False, workers=1, follower=True,
                             source=live.follower_source(), shadow=shadow and shadow.follower_source(),
                             options=replace(config.options, reuse_port=True),
