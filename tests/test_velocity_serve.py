@@ -237,6 +237,38 @@ def reads_processed(r) -> int:
     return int(r.info("stats")["total_reads_processed"])
 
 
+def test_http_workers_share_the_parents_budget_with_grpc(policies):
+    """``--workers 2 --http-addr``, no Redis: both workers' event loops take from the parent's
+    budgets over its socket (the asyncio client), together with gRPC calls."""
+    http_port = free_port()
+    proc, port = serve(policies, "--workers", "2", "--limits-timeout", "5s", "--http-addr", f"127.0.0.1:{http_port}")
+    with proc:
+        proc.wait_for(r"AuthZEN over HTTP on http://127\.0\.0\.1:\d+")
+
+        def charges(job):
+            kind, who = job
+            if kind == "grpc":
+                with Client(f"127.0.0.1:{port}", timeout=30) as c:
+                    return who, sum(c.check(charge(who)).allowed for _ in range(4))
+            if kind == "batch":  # three charges and a read: the read is never limited
+                got = evaluations(http_port, [(who, "charge"), (who, "read"), (who, "charge"), (who, "charge")])
+                assert got[1]["decision"] is True
+                return who, sum(g["decision"] for i, g in enumerate(got) if i != 1)
+            return who, sum(evaluation(http_port, who, "charge")["decision"] for _ in range(4))
+
+        jobs = [(kind, who) for who in ("m1", "m2") for kind in ["grpc"] * 3 + ["http"] * 2 + ["batch"] * 3]
+        allowed = {"m1": 0, "m2": 0}
+        with ThreadPoolExecutor(8) as pool:
+            for who, n in pool.map(charges, jobs):  # 29 charges per key
+                allowed[who] += n
+        assert allowed == {"m1": 20, "m2": 20}
+        denied = evaluation(http_port, "m1", "charge")
+        assert denied["decision"] is False
+        assert reasons(denied) == [("velocity.charges_per_identity", "at most 20 charges an hour per identity")]
+        assert evaluation(http_port, "m1", "read")["decision"] is True
+        assert proc.stop() == 0
+
+
 def test_http_and_grpc_servers_racing_on_one_redis_allow_exactly_n_per_key(policies, tmp_path):
     with RedisServer(tmp_path) as redis:
         http_port = free_port()

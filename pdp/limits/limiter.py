@@ -120,7 +120,7 @@ class Limiter:
 
     async def settle_many_async(self, pairs: Sequence[tuple[Decision, list | None]], store) -> list[Decision]:
         """``settle_many`` on an asyncio event loop: ``store`` is an asyncio client of this
-        limiter's store (``RedisStore.asyncio()``: the same budgets)."""
+        limiter's store (``RedisStore.asyncio()``, ``SharedStore.asyncio()``: the same budgets)."""
         out, asks = self._asks(pairs)
         if not asks:
             return out

@@ -14,6 +14,8 @@ can reuse it):
 - ``take_many(requests, take=True)``: ``take`` for each list of budgets, in order, in one
   round trip. ``set_remaining(budget, n)``: set the units left (suites).
 - Every call raises ``StoreUnavailable`` when the parent does not answer within the deadline.
+- ``SharedStore.asyncio()``: an ``AsyncSharedStore`` for an event loop (AuthZEN over HTTP),
+  whose ``take_many`` is a coroutine with the same answers and deadline.
 
 - ``first_use(key, ttl_ns) -> bool``: a once-only key (pdp/limits/once.py) in the parent's
   bounded table: True the first time any worker sends ``key`` within ``ttl_ns``, False after
@@ -30,6 +32,7 @@ closed and the connection is opened again on the next call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -180,8 +183,8 @@ class SharedStore:
         return self.take_many([budgets], take)[0]
 
     def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
-        answer = self._ask([1 if take else 0, [[list(b) for b in budgets] for budgets in requests]])
-        if type(answer) is not list or len(answer) != len(requests):
+        answer = self._ask(_take_message(requests, take))
+        if not _answers(answer, requests):
             self._drop()
             raise StoreUnavailable("the limit store answered out of turn")
         return answer
@@ -200,3 +203,65 @@ class SharedStore:
 
     def close(self) -> None:
         self._drop()
+
+    def asyncio(self) -> AsyncSharedStore:
+        """A client of the same parent for an asyncio event loop (make and use it on that loop)."""
+        return AsyncSharedStore(self.path, self.timeout)
+
+
+def _take_message(requests: Sequence[Sequence[Budget]], take: bool) -> list:
+    return [1 if take else 0, [[list(b) for b in budgets] for budgets in requests]]
+
+
+def _answers(answer: object, requests: Sequence) -> bool:
+    """Whether ``answer`` is an answer to ``take_many(requests)``: one list per request."""
+    return type(answer) is list and len(answer) == len(requests)
+
+
+class AsyncSharedStore:
+    """A worker's side of the parent's store on an event loop: the loop goes on serving while
+    the parent answers. One connection, one exchange on it at a time; the deadline covers the
+    wait for the connection as well as the exchange. An exchange cut short (late, cancelled,
+    broken) closes the connection, whose next answer would be out of turn; the next call opens
+    another."""
+
+    def __init__(self, path: str, timeout: float):
+        self.path = path
+        self.timeout = timeout
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._lock = asyncio.Lock()
+
+    async def take_many(self, requests: Sequence[Sequence[Budget]], take: bool = True) -> list[list[int]]:
+        try:
+            answer = await asyncio.wait_for(self._exchange(_take_message(requests, take)), self.timeout)
+        except (OSError, EOFError, ConnectionError, ValueError, msgpack.UnpackException) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from None
+        if not _answers(answer, requests):
+            self._close()
+            raise StoreUnavailable("the limit store answered out of turn")
+        return answer
+
+    async def _exchange(self, message: list) -> object:
+        data = msgpack.packb(message, use_bin_type=True)
+        async with self._lock:
+            try:
+                if self._streams is None:
+                    self._streams = await asyncio.open_unix_connection(self.path)
+                reader, writer = self._streams
+                writer.write(_LENGTH.pack(len(data)) + data)
+                await writer.drain()
+                (n,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+                if n > MAX_FRAME:
+                    raise ConnectionError(f"a frame of {n} bytes")
+                return msgpack.unpackb(await reader.readexactly(n), raw=False, use_list=True)
+            except BaseException:  # asyncio.CancelledError at the deadline too
+                self._close()
+                raise
+
+    def _close(self) -> None:
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            streams[1].close()
+
+    async def close(self) -> None:
+        self._close()

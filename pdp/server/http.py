@@ -40,11 +40,12 @@ REQUEST_ID = "X-Request-ID"
 
 
 def _remote(store):
-    """An asyncio client of a limit store that answers over the network (Redis), or None
-    when the store answers from this machine's memory."""
+    """An asyncio client of a limit store that answers from another process (Redis, or the
+    ``--workers`` parent over its socket), or None when the store is this process's memory."""
     from ..limits.redis_store import RedisStore
+    from ..limits.shared import SharedStore
 
-    return store.asyncio() if isinstance(store, RedisStore) else None
+    return store.asyncio() if isinstance(store, (RedisStore, SharedStore)) else None
 
 
 def _advance(steps, value) -> tuple[bool, object]:
@@ -177,7 +178,7 @@ class HttpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.BaseRunner | None = None
         self._thread: threading.Thread | None = None
-        self._limits = None  # the asyncio Redis client, made on the server's loop (start)
+        self._limits = None  # the limit store's asyncio client, made on the server's loop (start)
         self._routes = self._route_table()
 
     # ---- the endpoints
@@ -226,17 +227,17 @@ class HttpServer:
             elif steps is not None:
                 answer = await self._settled(steps(raw, request_id, peer, defer=True))
             else:
-                # A search takes no unit, but a DPoP proof's replay check waits on Redis
-                # with the blocking client: on a thread, the loop goes on serving.
+                # A search takes no unit, but a DPoP proof's replay check waits on the
+                # store with the blocking client: on a thread, the loop goes on serving.
                 answer = await asyncio.get_running_loop().run_in_executor(None, call, raw, request_id, peer)
             return _json(*answer)
         return handle
 
     async def _settled(self, steps) -> tuple[int, dict]:
         """Run an endpoint's steps (``pdp.server.authzen.settled``) with the limits settled by
-        the asyncio Redis client, within the store's deadline. With a trust file the steps
-        themselves run on a thread: verifying a DPoP proof checks its replay in Redis with the
-        blocking client (up to the same deadline)."""
+        the store's asyncio client, within the store's deadline. With a trust file the steps
+        themselves run on a thread: verifying a DPoP proof checks its replay in the store with
+        the blocking client (up to the same deadline)."""
         loop = asyncio.get_running_loop()
         offload = self.holder.engine.tokens is not None
         value = None
