@@ -226,10 +226,12 @@ class HttpServer:
                 answer = call(raw, request_id, peer)
             elif steps is not None:
                 answer = await self._settled(steps(raw, request_id, peer, defer=True))
-            else:
+            elif self.holder.engine.tokens is not None:
                 # A search takes no unit, but a DPoP proof's replay check waits on the
                 # store with the blocking client: on a thread, the loop goes on serving.
                 answer = await asyncio.get_running_loop().run_in_executor(None, call, raw, request_id, peer)
+            else:
+                answer = call(raw, request_id, peer)  # a search without tokens never asks the store
             return _json(*answer)
         return handle
 
