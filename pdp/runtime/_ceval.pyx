@@ -2081,13 +2081,15 @@ from ..compile import atoms as _atoms
 from ..compile import branches as _branches
 
 cdef enum:
-    _B_AND, _B_OR, _B_NOT, _B_ATOM
+    _B_AND, _B_OR, _B_NOT
 
+#: A node, 16 bytes: an atom's linked _Node is read from here (borrowed: the skeleton's
+#: ``atoms`` holds it), not from that list's items, one cache line more per atom evaluated.
 cdef struct _BNode:
-    int kind
-    int start  # and/or/not evaluated as a whole: its program's first step (else -1)
-    int group  # an atom: its path group, or -1
-    int member  # its place in the group's values
+    PyObject* atom  # an atom's _Node; NULL for and/or/not
+    int group  # an atom: its path group, or -1 (and/or/not: -1)
+    int place  # an atom: its place in the group's values; and/or/not evaluated as a whole:
+               # its program's first step (else -1)
 
 #: A step of a branch program: the node read, the steps after it (or _TRUE / _FALSE: the
 #: program's value), and the operator above it (the words of a non-boolean's error).
@@ -2703,10 +2705,9 @@ cdef class _Skeleton:
         if self.nodes == NULL:
             raise MemoryError()
         for i in range(self.n):
-            self.nodes[i].kind = _B_ATOM if self.kinds[i] is None else _B_NOT if self.kinds[i] == ir.NOT \
-                else _B_OR if self.kinds[i] == ir.OR else _B_AND
-            self.nodes[i].start = self.nodes[i].group = -1
-            self.nodes[i].member = 0
+            self.nodes[i].atom = NULL if self.kinds[i] is not None else <PyObject*>self.atoms[i]
+            self.nodes[i].group = -1
+            self.nodes[i].place = 0 if self.kinds[i] is None else -1
         for path, members in _atoms.path_groups([self.atom_ir[i] for i in numbered]):
             g = _Group.__new__(_Group)
             g.path = _link(path, memo)
@@ -2764,7 +2765,7 @@ cdef class _Skeleton:
         if self.steps == NULL or self.lsteps == NULL or self.lentries == NULL or self.louts == NULL:
             raise MemoryError()
         for n, start in starts.items():
-            self.nodes[<int>n].start = start
+            self.nodes[<int>n].place = start
         for i, (node, on_true, on_false, parent) in enumerate(steps):
             self.steps[i].node, self.steps[i].on_true, self.steps[i].on_false = node, on_true, on_false
             self.steps[i].parent = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
@@ -2775,7 +2776,7 @@ cdef class _Skeleton:
             lnode = step[0]
             ls.node, ls.next[1], ls.next[0] = lnode, step[1], step[2]
             group = -1 if lnode < 0 else self.nodes[lnode].group
-            member = 0 if lnode < 0 else self.nodes[lnode].member
+            member = 0 if lnode < 0 else self.nodes[lnode].place
             if lnode < 0:
                 ls.group, ls.member = _L_TRUE, 0
             elif 0 <= group <= _L_MOST - _L_GROUPS and member <= _L_MOST:
@@ -2805,7 +2806,7 @@ cdef class _Skeleton:
             raise MemoryError()
         for j, m in enumerate(members):
             kept.nodes[j] = numbered[m]
-            self.nodes[<int>numbered[m]].group, self.nodes[<int>numbered[m]].member = number, j
+            self.nodes[<int>numbered[m]].group, self.nodes[<int>numbered[m]].place = number, j
 
     cdef inline _Flat take(self):
         cdef object kept = self.spare.take()
@@ -2878,14 +2879,14 @@ cdef class _Skeleton:
         cdef object v, row
         if b.group >= 0:
             row = self.group_values(b.group, ctx, f)
-            if row is not None and (<_Row>row).codes[b.member] < 2:
-                return (<_Row>row).codes[b.member]
+            if row is not None and (<_Row>row).codes[b.place] < 2:
+                return (<_Row>row).codes[b.place]
             if row is not None:
-                v = (<_Kept>PyTuple_GET_ITEM(self.groups, b.group)).value(<_Row>row, b.member, ctx)
+                v = (<_Kept>PyTuple_GET_ITEM(self.groups, b.group)).value(<_Row>row, b.place, ctx)
             else:
-                v = (<_Node>self.atoms[n]).ev(ctx)
+                v = (<_Node>b.atom).ev(ctx)
         else:
-            v = (<_Node>self.atoms[n]).ev(ctx)
+            v = (<_Node>b.atom).ev(ctx)
         if v is True:
             f.valued(n, 1)
             return 1
@@ -2902,12 +2903,12 @@ cdef class _Skeleton:
         cdef const _BNode* b = &self.nodes[k]
         cdef unsigned char c
         if b.group >= 0:
-            c = f.codes[b.group][b.member]
+            c = f.codes[b.group][b.place]
             if c < 2:
                 return c
         if f.val[k] != 3:
             return f.val[k]
-        if b.kind == _B_ATOM:
+        if b.atom != NULL:
             return self.atom(k, ctx, f)
         return self.run(k, ctx, f)
 
@@ -2925,7 +2926,7 @@ cdef class _Skeleton:
     cdef int run(self, int n, _Context ctx, _Flat f) except -1:
         """The value of and/or/not node ``n``: its program from its first step; kept."""
         cdef const _Step* step
-        cdef int pc = self.nodes[n].start, k, c
+        cdef int pc = self.nodes[n].place, k, c
         while True:
             step = &self.steps[pc]
             k = step.node
