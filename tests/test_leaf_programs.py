@@ -96,6 +96,62 @@ def test_leaf_programs_give_the_rules_outcomes(leaf, values):
             _expected(entries, mine, kinds, kids, atom_of, values)
 
 
+def _run_relative(start, rsteps, starts, steps, kinds, atom_of, values):
+    """A leaf's program of relative_steps as _Skeleton.leaf runs it: moves as distances."""
+    out = []
+    pc = start
+    while True:
+        node, on_true, on_false, parent, entry, last, clause, fail = rsteps[pc]
+        if node < 0:
+            v = True
+        elif kinds[node] is None:
+            v = values[atom_of[node]]
+            if type(v) is not bool:
+                v = ("clause", clause) if parent is None else ("error", _WORD[parent])
+        else:
+            v = _by_program(starts, steps, kinds, atom_of, values, node)
+        if type(v) is not bool:
+            out.extend((e, ("fails", clause, v)) for e in range(entry, last + 1))
+            move = fail
+        else:
+            move = on_true if v else on_false
+            if move & 1:
+                out.append((entry, "applies"))
+        if move >> 1 == 0:
+            return out
+        assert 0 < move >> 1 <= branches.REACH
+        pc += move >> 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(leaf=_leaves(), values=st.fixed_dictionaries({i: st.sampled_from([True, False, 5]) for i in range(4)}),
+       reach=st.sampled_from([1, 2, 3, 5, 8, branches.REACH]))
+def test_relative_steps_give_the_rules_outcomes(leaf, values, reach):
+    """The leaf programs with their moves as forward distances (16-bit steps) give the
+    outcomes of the rules checked one by one; a leaf with a move past ``reach`` is marked
+    (decided rule by rule), and only such a leaf."""
+    kinds, kids, atom_of, entries, leaves = leaf
+    starts, steps, leaf_starts, lsteps = branches.leaf_programs(kinds, kids, entries, leaves)
+    rsteps, far = branches.relative_steps(lsteps, leaf_starts, reach)
+    assert len(rsteps) == len(lsteps)
+    assert [s[0] for s in rsteps] == [s[0] for s in lsteps] and [s[3:7] for s in rsteps] == [s[3:7] for s in lsteps]
+    ends = sorted(s for s in leaf_starts if s >= 0) + [len(lsteps)]
+    for start, mine in zip(leaf_starts, leaves):
+        if start < 0:
+            continue
+        end = ends[ends.index(start) + 1]
+        longest = max(t >> 1 if t >> 1 != branches.END else pc
+                      for pc in range(start, end) for t in (lsteps[pc][1], lsteps[pc][2], lsteps[pc][7])) \
+            if end > start else start
+        moves = [(t >> 1) - pc for pc in range(start, end) for t in (lsteps[pc][1], lsteps[pc][2], lsteps[pc][7])
+                 if t >> 1 != branches.END]
+        assert longest < end
+        assert (start in far) == any(d > reach for d in moves)
+        if start not in far:
+            assert _run_relative(start, rsteps, starts, steps, kinds, atom_of, values) == \
+                _expected(entries, mine, kinds, kids, atom_of, values)
+
+
 def test_a_shared_target_is_read_once_and_skips_its_rules():
     """Three rules of a policy target (an and of two atoms) in a row: one read of it (a whole
     node: the forbid reads it too), and when it is false the program goes past all three."""
@@ -188,6 +244,24 @@ def test_leaves_decide_as_the_reference(texts, reqs, tmp_path_factory):
     targets true, false, failing and not booleans, forbids failing closed, reasons quoting
     values: decisions, reasons (their order) and errors (text, order) as the reference."""
     root = tmp_path_factory.mktemp("leaf")
+    (root / "p.pdl").write_text("\n".join([_PAD, *texts, _PAD.replace("pad", "tail")]))
+    engine = pdp.load(root)
+    _flat(engine)
+    _agree(engine, [_request(*r) for r in reqs] * 2)
+
+
+@pytest.mark.skipif("compiled" not in runtime.EVALUATORS, reason="the compiled evaluator is not built")
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(texts=_policy_sets(), reqs=_REQUESTS, reach=st.sampled_from([1, 3, 12]))
+def test_leaves_past_the_reach_decide_as_the_reference(texts, reqs, reach, tmp_path_factory, monkeypatch):
+    """Leaves whose programs move farther than a step reaches (lowered here from 32,767 to
+    a few steps) are decided rule by rule, beside leaves decided by their programs: the
+    same decisions, reasons and errors as the reference."""
+    from pdp.runtime import _ceval
+
+    monkeypatch.setattr(_ceval, "_LEAF_REACH", reach)
+    root = tmp_path_factory.mktemp("reach")
     (root / "p.pdl").write_text("\n".join([_PAD, *texts, _PAD.replace("pad", "tail")]))
     engine = pdp.load(root)
     _flat(engine)

@@ -185,3 +185,40 @@ def _leaf(leaf: list[int], entries, inlined: set[int], program, out: list[tuple]
                 out.append((node, (at + t) << 1 if t >= 0 else on_true if t == TRUE else on_false,
                             (at + f) << 1 if f >= 0 else on_true if f == TRUE else on_false,
                             parent, i, stop, c, fail))
+
+
+#: The farthest a compact leaf step reaches (``relative_steps``): its next steps are 16 bits,
+#: ``distance << 1 | applies``.
+REACH = 0x7FFF
+
+
+def relative_steps(lsteps: list[tuple], leaf_starts: list[int], reach: int = REACH) -> tuple[list[tuple], set[int]]:
+    """The leaf steps of ``leaf_programs`` with their next steps (``on_true``, ``on_false``,
+    ``fail``) as forward distances, as _Skeleton.leaf reads them from 16 bits: ``d << 1 |
+    applies`` where step ``pc`` goes on at ``pc + d`` (d ≥ 1: every move is forward), and
+    ``0 | applies`` when the leaf is done. And the leaves (their first steps) with a move past
+    ``reach`` steps (a policy of thousands of rules in one leaf): their steps' moves are
+    left 0 and the leaf is decided rule by rule instead."""
+    ends = sorted(s for s in leaf_starts if s >= 0) + [len(lsteps)]
+    far: set[int] = set()
+    out: list[tuple] = []
+    for first, end in zip(ends, ends[1:]):
+        mine = []
+        for pc in range(first, end):
+            node, on_true, on_false, parent, entry, last, clause, fail = lsteps[pc]
+            moves = []
+            for t in (on_true, on_false, fail):
+                to = t >> 1
+                if to == END:
+                    moves.append(t & 1)
+                else:
+                    assert pc < to < end  # (forward, within the leaf)
+                    if to - pc > reach:
+                        far.add(first)
+                    moves.append((to - pc) << 1 | (t & 1))
+            mine.append((node, moves[0], moves[1], parent, entry, last, clause, moves[2]))
+        if first in far:
+            mine = [(node, 0, 0, parent, entry, last, clause, 0)
+                    for node, _, _, parent, entry, last, clause, _ in mine]
+        out.extend(mine)
+    return out, far

@@ -2103,18 +2103,18 @@ cdef enum:
     _TRUE = -1
     _FALSE = -2
 
-#: A step of a leaf's program (compile/branches.py, leaf_programs), the part every step reads
-#: (16 bytes, four to a cache line: a leaf's program is read once a request, mostly cold): the
-#: next step when the node read is false and when true (``pc << 1 | applies``: ``applies``,
-#: the rule of the step's _LOut applies; ``pc`` -1: the leaf is done), the node (-1: none,
-#: true) and where its code is read first: ``_Flat.lcodes[group][member]`` (a path group's
-#: place copied from its _BNode, its group's number + _L_GROUPS; _L_VAL: a node of no group,
-#: at its number, the request's value of it once known; _L_NONE: a number or place too large
-#: for 16 bits, and value() reads it; _L_TRUE: no node, the value true). Every step
-#: reads its code the same way: one test (is it a boolean?) and no branch on the step's kind.
+#: A step of a leaf's program (compile/branches.py, leaf_programs and relative_steps), the
+#: part every step reads (8 bytes, eight to a cache line: a leaf's program is read once a
+#: request, mostly cold, a few steps of each rule): the next step when the node read is false
+#: and when true, as its forward distance (``d << 1 | applies``: ``applies``, the rule of the
+#: step's _LOut applies; ``d`` 0: the leaf is done), and where the node's code is read first:
+#: ``_Flat.lcodes[group][member]`` (a path group's place copied from its _BNode, its group's
+#: number + _L_GROUPS; _L_VAL: a node of no group, at its number, the request's value of it
+#: once known; _L_NONE: a number or place too large for 16 bits, and value() reads it;
+#: _L_TRUE: no node, the value true). Every step reads its code the same way: one test (is it
+#: a boolean?) and no branch on the step's kind. The node itself is in the step's _LOut.
 cdef struct _LStep:
-    int next[2]
-    int node
+    unsigned short next[2]
     unsigned short group
     unsigned short member
 
@@ -2127,11 +2127,21 @@ cdef enum:
 
 cdef unsigned char _CODE_TRUE = 1
 
-#: The rest of a leaf step, read only when a rule ends there: in _Skeleton.lentries the rule
-#: (its place in the leaf) that applies, and here, on an "other" value, the rules that fail
-#: (that rule to ``last``, on ``clause``, in the words of ``parent``: the operator above the
-#: node, -1 when the node is the clause) and the step after them (``fail``).
+#: A leaf's start when it has no program: a move in it past _LEAF_REACH steps (a policy of
+#: thousands of rules in one leaf; compile/branches.py, relative_steps); decided rule by rule.
+cdef enum:
+    _NO_PROGRAM = -2
+
+#: The farthest move of a leaf step (a module attribute: tests lower it).
+_LEAF_REACH = _branches.REACH
+
+#: The rest of a leaf step, read only when a rule ends there or its code is not known: in
+#: _Skeleton.lentries the rule (its place in the leaf) that applies, and here the node read
+#: (-1: none), and on an "other" value the rules that fail (that rule to ``last``, on
+#: ``clause``, in the words of ``parent``: the operator above the node, -1 when the node is
+#: the clause) and the step after them (``fail``, a distance as _LStep's).
 cdef struct _LOut:
+    int node
     int last
     int fail
     signed char parent
@@ -2730,7 +2740,7 @@ cdef class _Skeleton:
             self.keep(p, members, rest, len(groups))
             groups.append(p)
         self.groups = tuple(groups)
-        cdef Py_ssize_t largest = 1
+        cdef Py_ssize_t largest = max(1, min(self.n, _L_MOST + 1))  # (a leaf step's node: see ungroup)
         for item in groups:
             largest = max(largest, len((<_Kept>item).atoms))
         self.unknown = <unsigned char*>malloc(largest)
@@ -2754,6 +2764,8 @@ cdef class _Skeleton:
                 leaf_entries.append(mine)
                 self.most = max(self.most, leaf.count)
             starts, steps, leaf_starts, lsteps = _branches.leaf_programs(self.kinds, self.kids, entries, leaf_entries)
+            lsteps, far = _branches.relative_steps(lsteps, leaf_starts, _LEAF_REACH)
+            leaf_starts = [_NO_PROGRAM if start in far else start for start in leaf_starts]
         else:
             starts, steps = _branches.programs(self.kinds, self.kids, self.clauses)
             leaf_starts, lsteps = [], []
@@ -2774,7 +2786,7 @@ cdef class _Skeleton:
         cdef int lnode, group, member
         for step in lsteps:
             lnode = step[0]
-            ls.node, ls.next[1], ls.next[0] = lnode, step[1], step[2]
+            lo.node, ls.next[1], ls.next[0] = lnode, step[1], step[2]
             group = -1 if lnode < 0 else self.nodes[lnode].group
             member = 0 if lnode < 0 else self.nodes[lnode].place
             if lnode < 0:
@@ -2865,13 +2877,20 @@ cdef class _Skeleton:
                     for j in range(len(pair.atoms)):
                         self.nodes[pair.nodes[j]].group = -1
         # The leaf steps of those atoms read no group either (leaf() would ask for the row
-        # first). Only ``group`` is written: a step read meanwhile on another thread reads
-        # its old place, or _L_NONE's codes at that place (``unknown`` covers every place).
+        # first): they read the node's value, as a node of no group (_L_VAL at its number;
+        # _L_NONE past 16 bits). Written ``group`` _L_NONE, ``member``, then ``group``: a
+        # step read meanwhile on another thread reads its group's codes, 3s (``unknown``
+        # covers every place and every node number of 16 bits), or _Flat.val at its node.
         cdef _LStep* step
+        cdef int node
         for k in range(self.nlsteps):
             step = &self.lsteps[k]
-            if step.group >= _L_GROUPS and self.nodes[step.node].group < 0:
+            node = self.louts[k].node
+            if step.group >= _L_GROUPS and self.nodes[node].group < 0:
                 step.group = _L_NONE
+                if node <= _L_MOST:
+                    step.member = node
+                    step.group = _L_VAL
 
     cdef int atom(self, int n, _Context ctx, _Flat f) except -1:
         """Atom ``n``'s value (as ev): from its group's row, else evaluated."""
@@ -2947,6 +2966,8 @@ cdef class _Skeleton:
         at which it failed: see error); how many. (A rule that applies is written first as
         ``~step`` where it does, with no branch on whether it does: its pair is made after
         the loop. outs holds 2 * most + 2 ints: every rule's pair, and that one write past.)"""
+        if pc < 0:
+            return 0
         cdef const _LStep* steps = self.lsteps
         cdef const _LStep* step
         cdef const _LOut* out
@@ -2954,7 +2975,7 @@ cdef class _Skeleton:
         cdef int c, t, n0, n1, e, i, m
         cdef int* outs = f.outs
         cdef int* o = outs
-        while pc >= 0:
+        while True:
             step = &steps[pc]
             n0, n1 = step.next[0], step.next[1]  # (read before c is known: a select, not a load after)
             c = lcodes[step.group][step.member]  # (value()'s first test, on the step's copy)
@@ -2964,8 +2985,8 @@ cdef class _Skeleton:
                     # (value() would read the node and its value first, to the same end).
                     self.group_values(step.group - _L_GROUPS, ctx, f)
                     c = lcodes[step.group][step.member]
-                if c > 1:
-                    c = 1 if step.node < 0 else self.value(step.node, ctx, f)
+                if c > 1:  # (not _L_TRUE: its code is 1; _L_VAL's place is its node)
+                    c = self.value(step.member if step.group == _L_VAL else self.louts[pc].node, ctx, f)
             if c < 2:
                 t = n0 ^ ((n0 ^ n1) & -c)  # (no branch on c: a compiler's ternary may branch)
                 o[0] = ~pc
@@ -2977,7 +2998,10 @@ cdef class _Skeleton:
                     o[1] = pc
                     o += 2
                 t = out.fail
-            pc = t >> 1  # (-1: done)
+            t >>= 1
+            if t == 0:  # (the leaf is done)
+                break
+            pc += t
         m = <int>(o - outs)
         for i in range(0, m, 2):
             if outs[i] < 0:
@@ -2990,7 +3014,7 @@ cdef class _Skeleton:
         or that it is not a boolean in the words of the clause (the node is the clause) or of
         the operator above it (_Logic's, _Not's)."""
         cdef const _LOut* out = &self.louts[pc]
-        cdef object v = <object>f.obj[self.lsteps[pc].node]
+        cdef object v = <object>f.obj[out.node]
         if type(v) is _Err:
             return v
         if out.parent < 0:
@@ -3997,7 +4021,7 @@ cdef class Evaluator:
         cdef const int* outs
         cdef PyObject* static
         cdef tuple out
-        if flat is None:
+        if flat is None or leaf.start == _NO_PROGRAM:
             if leaf.count <= _FEW_RULES:
                 return self._phase_few(leaf, ctx)
             reasons = self._phase_by_nodes(leaf, ctx)
