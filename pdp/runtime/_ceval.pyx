@@ -2473,6 +2473,13 @@ cdef class _Group(_Kept):
         return row
 
 
+#: A place of a _Pair's table: the key (0: empty) and its owned _Row, side by side (a
+#: look-up reads one place in memory, not two).
+cdef struct _PairCell:
+    unsigned long long key
+    PyObject* row
+
+
 @cython.final
 @cython.no_gc
 cdef class _Pair(_Kept):
@@ -2480,42 +2487,35 @@ cdef class _Pair(_Kept):
     identity.scopes``): their values per pair of the groups' rows met, in an open-addressing
     table keyed by the two rows' ids."""
     cdef int first, second  # the groups' numbers in the _Skeleton
-    cdef unsigned long long* keys  # 0: empty
-    cdef PyObject** rows
+    cdef _PairCell* cells
     cdef Py_ssize_t size, used  # size: a power of two
 
     def __dealloc__(self):
         cdef Py_ssize_t i
-        if self.rows != NULL:
+        if self.cells != NULL:
             for i in range(self.size):
-                Py_XDECREF(self.rows[i])
-        free(self.keys)
-        free(self.rows)
+                Py_XDECREF(self.cells[i].row)
+        free(self.cells)
 
     cdef inline Py_ssize_t slot(self, unsigned long long key) noexcept:
         """Where ``key`` is in the table, or the empty place it would go."""
         cdef Py_ssize_t i = <Py_ssize_t>((key * 0x9E3779B97F4A7C15ULL) >> 40) & (self.size - 1)
-        while self.keys[i] != 0 and self.keys[i] != key:
+        while self.cells[i].key != 0 and self.cells[i].key != key:
             i = (i + 1) & (self.size - 1)
         return i
 
     cdef void grow(self) except *:
         cdef Py_ssize_t i, j, old_size = self.size
-        cdef unsigned long long* old_keys = self.keys
-        cdef PyObject** old_rows = self.rows
-        cdef unsigned long long* keys = <unsigned long long*>calloc(2 * old_size, sizeof(unsigned long long))
-        cdef PyObject** rows = <PyObject**>calloc(2 * old_size, sizeof(PyObject*))
-        if keys == NULL or rows == NULL:
-            free(keys)
-            free(rows)
+        cdef _PairCell* old = self.cells
+        cdef _PairCell* cells = <_PairCell*>calloc(2 * old_size, sizeof(_PairCell))
+        if cells == NULL:
             raise MemoryError()
-        self.keys, self.rows, self.size = keys, rows, 2 * old_size
+        self.cells, self.size = cells, 2 * old_size
         for i in range(old_size):
-            if old_keys[i] != 0:
-                j = self.slot(old_keys[i])
-                keys[j], rows[j] = old_keys[i], old_rows[i]
-        free(old_keys)
-        free(old_rows)
+            if old[i].key != 0:
+                j = self.slot(old[i].key)
+                cells[j] = old[i]
+        free(old)
 
     cdef object row(self, object a, object b):
         """The _Row of the pair of rows ``a`` and ``b`` (None: a value not kept)."""
@@ -2524,20 +2524,20 @@ cdef class _Pair(_Kept):
         cdef unsigned long long key = ((<unsigned long long>(<_Row>a).id + 1) << 32) | <unsigned long long>(<_Row>b).id
         cdef Py_ssize_t i = self.slot(key)
         cdef object row
-        cdef bint missed = self.keys[i] != key
+        cdef bint missed = self.cells[i].key != key
         if not missed:
-            row = <object>self.rows[i]
+            row = <object>self.cells[i].row
         elif self.used < self.capacity and self.met(key):  # (else no row: evaluated as they are)
             missed = False  # (the window counts a pair's first miss only)
             row = _new_row(len(self.atoms))  # (a Python allocation: the table is read again after)
             if 2 * (self.used + 1) > self.size:
                 self.grow()
             i = self.slot(key)
-            if self.keys[i] == key:
-                row = <object>self.rows[i]  # (kept meanwhile by another thread)
+            if self.cells[i].key == key:
+                row = <object>self.cells[i].row  # (kept meanwhile by another thread)
             else:
                 Py_INCREF(row)
-                self.keys[i], self.rows[i] = key, <PyObject*>row
+                self.cells[i].key, self.cells[i].row = key, <PyObject*>row
                 self.used += 1
         else:
             row = None
@@ -2733,9 +2733,8 @@ cdef class _Skeleton:
             p = _Pair.__new__(_Pair)
             p.first, p.second = first, second
             p.size = 64
-            p.keys = <unsigned long long*>calloc(p.size, sizeof(unsigned long long))
-            p.rows = <PyObject**>calloc(p.size, sizeof(PyObject*))
-            if p.keys == NULL or p.rows == NULL:
+            p.cells = <_PairCell*>calloc(p.size, sizeof(_PairCell))
+            if p.cells == NULL:
                 raise MemoryError()
             self.keep(p, members, rest, len(groups))
             groups.append(p)
