@@ -12,11 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pdp import reference, runtime
-from pdp.compile import compile_program
+from pdp.compile import compile_program, ir
 from pdp.request import parse_request
 
 from strategies import load_policy_set
 from test_differential import _check_all, _view
+from test_tabulate import _nodes
 
 _ceval = pytest.importorskip("pdp.runtime._ceval")
 
@@ -204,3 +205,78 @@ def test_switch_tables_find_every_branch(keys, probes):
     reqs += [{"identity": {"type": "w", "id": "x"}, "action": "r", "resource": {"type": "t"}, "context": c}
              for c in ({}, {"kind": 1}, {"kind": ["a"]})]  # the default and error branches
     _check_all(engine, reqs)
+
+
+#: Rules reading two-key paths on every request root (the compiled evaluator's _Path2): as
+#: tests, under defined(), in reasons, as a switch (identity.m.kind is every rule's guard in
+#: policy s) and as a data table's key; beside a one-key and a three-key path on the same maps.
+_TWO_KEY_RULES = """
+policy p {
+  forbid f when identity.m.k == "bad" or context.tls.peer == identity.m.k reason "{identity.m.k} {context.tls.peer}"
+  permit a when defined(identity.m.k) and resource.m.k != 3 reason "{resource.m.k}"
+  permit b when identity.m.n.k == "deep" and defined(identity.m) reason "{identity.m.n.k}"
+  permit c when data.t[identity.m.k] == "row" reason "{data.t[identity.m.k]}"
+}
+policy s {
+  target identity.m.kind == "x"
+  permit x1 when action.m.k in ["r", "w"] reason "x1 {action.m.k}"
+  forbid x2 when not defined(context.tls.peer) reason "x2"
+}
+policy t {
+  target identity.m.kind == "y"
+  permit y1 when context.tls.peer startswith "p" reason "y1 {identity.m.kind}"
+}
+"""
+
+#: Values a path's maps may hold: maps with and without the key (and the key of the wrong
+#: type below it), and values that are not maps at all.
+_MAP_VALUES = st.one_of(
+    st.fixed_dictionaries({}, optional={"k": st.sampled_from(["bad", "ok", "row", "p1", 3, 2.5, None, ["bad"], {"k": 1}]),
+                                        "kind": st.sampled_from(["x", "y", "z", 1, ["x"]]),
+                                        "n": st.sampled_from([{"k": "deep"}, {"k": "no"}, {}, "deep", [1]]),
+                                        "peer": st.sampled_from(["p1", "bad", 7])}),
+    st.sampled_from(["text", 3, 2.5, True, None, ["k"], []]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=st.lists(st.tuples(_MAP_VALUES, _MAP_VALUES, _MAP_VALUES, _MAP_VALUES, st.booleans()), min_size=1, max_size=8),
+       as_json=st.booleans())
+def test_two_key_paths_agree(reqs, as_json):
+    """Two-key paths (a map and a key below it) on the four roots, with the map missing, not
+    a map, without the key, or holding a value of any type: the reference's values, decisions,
+    reasons and errors (``identity.m is a string, not a map``, ``context.tls.peer is missing``)."""
+    engine = load_policy_set([_TWO_KEY_RULES], {"t": {"row": "row", "ok": "no", "bad": "row"}})
+    raw = []
+    for m, n, o, tls, present in reqs:
+        identity = {"type": "w", "id": "x"}
+        if present:
+            identity["m"] = m
+        raw.append({"identity": identity, "action": {"name": "r", "m": n}, "resource": {"type": "t", "m": o},
+                    "context": {"tls": tls} if present else {}})
+    if as_json:
+        raw = [json.loads(json.dumps(r)) for r in raw]
+    _check_all(engine, raw)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(keys=st.lists(_BRANCH_KEYS, min_size=1, max_size=80, unique=True), probes=st.lists(_BRANCH_KEYS, max_size=12))
+def test_lookup_tables_find_every_case(keys, probes):
+    """A data table tabulated per key (compile/tabulate.py; the compiled evaluator keeps its
+    cases in a C table): 1 to 80 keys (one-, two- and four-byte strs, the empty str, keys
+    sharing places), each looked up as an equal copy, and values not among them, of other
+    types or missing: the reference's decisions, reasons and errors."""
+    table = {k: {"level": i % 3, "name": f"n{i}"} for i, k in enumerate(keys)}
+    rules = ["policy p {",
+             '  permit a when data.t[identity.key].level > 0 reason "{data.t[identity.key].name}"',
+             '  forbid b when data.t[identity.key].level == 2 and identity.id == "x" reason "b {identity.key}"',
+             "}"]
+    engine = load_policy_set(["\n".join(rules) + "\n"], {"t": table})
+    lookups = [n for n in _nodes(engine.program) if n[0] == ir.LOOKUP]
+    assert lookups and all(len(n[2]) == len(keys) for n in lookups)
+    reqs = [{"identity": {"type": "w", "id": who, "key": _copy(k)}, "action": "r", "resource": {"type": "t"},
+             "context": {}} for k in keys + probes for who in ("x", "y")]
+    reqs += [{"identity": {"type": "w", "id": "x", **extra}, "action": "r", "resource": {"type": "t"}, "context": {}}
+             for extra in ({}, {"key": 1}, {"key": ["a"]}, {"key": None})]
+    _check_all(engine, reqs)
+
