@@ -1934,6 +1934,23 @@ cdef object _cidr_constant(tuple node, dict memo):
     return found
 
 
+#: The cases of a lookup that a compare is distributed over at most (see _link_new): one
+#: node per case (and the ranges of each cidr), so not for tables of thousands of rows.
+cdef Py_ssize_t _COMPARED_CASES = 256
+#: Kinds of a lookup's cases a compare is distributed over: values known at load.
+cdef tuple _GROUND = (ir.CONST, ir.CIDR, ir.ERROR)
+#: The key of ``memo`` under which linking keeps the IR nodes it made (memo is keyed by id:
+#: they must outlive linking).
+cdef str _MADE = "made"
+
+
+cdef tuple _compared(tuple compare, tuple right, dict memo):
+    """``compare`` with ``right`` as its right operand: an IR node kept alive in ``memo``."""
+    cdef tuple made = (compare[0], compare[1], compare[2], right)
+    memo.setdefault(_MADE, []).append(made)
+    return made
+
+
 cdef _Node _link_new(tuple node, dict memo):
     cdef int op = node[0]
     cdef _Const c
@@ -2021,6 +2038,16 @@ cdef _Node _link_new(tuple node, dict memo):
                 g.items[g.n] = <PyObject*>operand
                 g.n += 1
         return g
+    if op == ir.COMPARE and node[3][0] == ir.LOOKUP and len(node[3][2]) <= _COMPARED_CASES \
+            and all(case[0] in _GROUND for case in node[3][2].values()):
+        # ``x in cidr(data.networks[identity.env])``: the compare with each case of the table
+        # (an _InCidr of its ranges, a compare with its constant) and with the default, made
+        # now, looked up by the key as the table was. (The table's key is read before x, not
+        # after: reads fail as values, not as effects, and x's error comes first either way,
+        # for the case and the default compare x first.)
+        return _link_new((ir.LOOKUP, node[3][1],
+                          {key: _compared(node, case, memo) for key, case in node[3][2].items()},
+                          _compared(node, node[3][3], memo)), memo)
     if op == ir.COMPARE and (node[1] == "in" or node[1] == "not in") and node[3][0] == ir.CIDR:
         networks = _cidr_constant(node[3], memo)
         n4, n6 = len(networks._v4[0]), len(networks._v6[0])
