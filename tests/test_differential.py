@@ -212,7 +212,7 @@ def test_generated_ip_texts_agree(ips):
         for ip in ips])
 
 
-#: Thirty untargeted policies, each with a `let` its two rules share: a CACHED slot each, so
+#: Seventy untargeted policies, each with a `let` its two rules share: a CACHED slot each, so
 #: a request fills slots past the ones a context holds inline (the _Slots the compiled
 #: evaluator keeps between requests).
 MANY_SLOTS = "".join(f"""
@@ -221,7 +221,7 @@ policy many{i} {{
   forbid f when mine and context.source_ip in cidr("10.{i}.0.0/16")
   permit p when mine or identity.env == "{('prod', 'dev', 'staging')[i % 3]}" reason "mine is {{mine}}"
 }}
-""" for i in range(30))
+""" for i in range(70))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -230,7 +230,7 @@ def test_slots_past_the_inline_ones_agree_with_the_reference(texts, reqs):
     """Requests decided one after another reuse the evaluator's slot arrays: a value left
     from an earlier request would show as a wrong decision, reason or error."""
     engine = load_policy_set([MANY_SLOTS, *texts])
-    assert engine.program.slots > 24  # past the inline slots (_INLINE_SLOTS in _ceval.pyx)
+    assert engine.program.slots > 64  # past the inline slots (_INLINE_SLOTS in _ceval.pyx)
     _check_all(engine, reqs)
     for name in EVALUATORS:
         evaluator = runtime.EVALUATORS[name](engine.program)

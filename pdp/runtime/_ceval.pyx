@@ -327,7 +327,7 @@ cdef extern from *:
 from cpython.pycapsule cimport PyCapsule_New
 
 cdef enum:
-    _INLINE_SLOTS = 24  # CACHED slots held in the context object itself (it stays a small object)
+    _INLINE_SLOTS = 64  # CACHED slots held in the context object itself (kept per evaluator)
 
 @cython.final
 @cython.no_gc  # holds request values only: no cycles
@@ -411,9 +411,11 @@ cdef class _Context:
     cdef bint bounded
     cdef double max_skew
     # CACHED slots: the first _INLINE_SLOTS in the context itself (NULL when empty; owned
-    # references below ``filled``), no allocation per request; the others in ``more``
+    # references, the first ``filled`` of inline_filled naming them, so that a request clears
+    # only the slots it filled), no allocation per request; the others in ``more``
     # (None until the first is used), taken from ``spare`` (the evaluator's) and given back.
     cdef PyObject* inline_slots[_INLINE_SLOTS]
+    cdef unsigned char inline_filled[_INLINE_SLOTS]
     cdef Py_ssize_t filled
     cdef _Slots more
     cdef _Spares spare
@@ -477,9 +479,11 @@ cdef class _Context:
 
     cdef inline void clear_slots(self) noexcept:
         cdef Py_ssize_t i
+        cdef unsigned char slot
         for i in range(self.filled):
-            Py_XDECREF(self.inline_slots[i])
-            self.inline_slots[i] = NULL
+            slot = self.inline_filled[i]
+            _xdecref(self.inline_slots[slot])
+            self.inline_slots[slot] = NULL
         self.filled = 0
         if self.more is not None:
             self.more.clear()
@@ -1734,8 +1738,8 @@ cdef class _Cached(_Node):
             value = self.inner.ev(ctx)
             Py_INCREF(value)
             ctx.inline_slots[self.slot] = <PyObject*>value
-            if self.slot >= ctx.filled:
-                ctx.filled = self.slot + 1
+            ctx.inline_filled[ctx.filled] = <unsigned char>self.slot
+            ctx.filled += 1
             return value
         more = ctx.more
         if more is None:
