@@ -226,6 +226,11 @@ policy t {
   target identity.m.kind == "y"
   permit y1 when context.tls.peer startswith "p" reason "y1 {identity.m.kind}"
 }
+policy u {
+  forbid i1 when defined(identity.m["k"]) and identity.m["k"] == "bad" reason "i1"
+  forbid i2 when context.tls["peer"] == 7 or identity.m.n["k"] == "no" reason "i2"
+  forbid i3 when identity.m["kind"] == "z" reason "i3"
+}
 """
 
 #: Values a path's maps may hold: maps with and without the key (and the key of the wrong
@@ -243,9 +248,10 @@ _MAP_VALUES = st.one_of(
 @given(reqs=st.lists(st.tuples(_MAP_VALUES, _MAP_VALUES, _MAP_VALUES, _MAP_VALUES, st.booleans()), min_size=1, max_size=8),
        as_json=st.booleans())
 def test_two_key_paths_agree(reqs, as_json):
-    """Two-key paths (a map and a key below it) on the four roots, with the map missing, not
-    a map, without the key, or holding a value of any type: the reference's values, decisions,
-    reasons and errors (``identity.m is a string, not a map``, ``context.tls.peer is missing``)."""
+    """Two-key paths (a map and a key below it) on the four roots, and maps indexed by a
+    constant key (``identity.m["k"]``), with the map missing, not a map, without the key, or
+    holding a value of any type: the reference's values, decisions, reasons and errors
+    (``identity.m is a string, not a map``, ``context.tls.peer is missing``)."""
     engine = load_policy_set([_TWO_KEY_RULES], {"t": {"row": "row", "ok": "no", "bad": "row"}})
     raw = []
     for m, n, o, tls, present in reqs:

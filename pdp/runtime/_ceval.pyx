@@ -928,6 +928,37 @@ cdef class _Index(_Node):
 
 
 @cython.no_gc
+cdef class _IndexKey(_Node):
+    """``obj["key"]`` of a constant str key (``context.headers["user-agent"]``): as _Index,
+    without a node to read the key from, and the key's missing error worded once, at load."""
+    cdef _Node obj
+    cdef str key, obj_text
+    cdef _Err missing
+
+    cdef object ev(self, _Context ctx):
+        cdef object value = self.obj.ev(ctx)
+        cdef object found
+        cdef PyObject* held
+        cdef int got
+        if type(value) is dict:
+            got = _dict_get(<PyObject*>value, <PyObject*>self.key, &held)
+            if got == 1:
+                return <object>held
+            if got == 0:
+                return self.missing
+            found = (<dict>value).get(self.key, _UNSET)
+            if found is _UNSET:
+                return self.missing
+            return found
+        if type(value) is _Err:
+            return value
+        try:
+            return index_value(value, self.key, self.obj_text)
+        except EvalError as err:
+            return _from(err)
+
+
+@cython.no_gc
 cdef class _List(_Node):
     cdef tuple items
 
@@ -1964,6 +1995,7 @@ cdef _Node _link_new(tuple node, dict memo):
     cdef _Path2 p2
     cdef _Attr a
     cdef _Index x
+    cdef _IndexKey xk
     cdef _List l
     cdef _Not n
     cdef _Logic g
@@ -2018,6 +2050,11 @@ cdef _Node _link_new(tuple node, dict memo):
         a = _Attr.__new__(_Attr)
         a.obj, a.name, a.obj_text, a.missing = _link(node[1], memo), intern(node[2]), node[3], _Err(missing(node[4]))
         return a
+    if op == ir.INDEX and node[2][0] == ir.CONST and type(node[2][1]) is str:
+        xk = _IndexKey.__new__(_IndexKey)
+        xk.obj, xk.key, xk.obj_text = _link(node[1], memo), intern(node[2][1]), node[3]
+        xk.missing = _Err(_index_message({}, xk.key, xk.obj_text))
+        return xk
     if op == ir.INDEX:
         x = _Index.__new__(_Index)
         x.obj, x.key, x.obj_text = _link(node[1], memo), _link(node[2], memo), node[3]
@@ -3225,7 +3262,7 @@ cdef class _Both:
     cdef object forbid, permit
 
 
-pdp_use_arena((_Node, _Const, _Error, _Path, _Path1, _Path2, _Now, _Attr, _Index, _List, _Not, _Logic, _Compare, _EqStr,
+pdp_use_arena((_Node, _Const, _Error, _Path, _Path1, _Path2, _Now, _Attr, _Index, _IndexKey, _List, _Not, _Logic, _Compare, _EqStr,
                _InStrs, _InCidr, _MatchGlob, _Call, _Duration, _Time, _Defined, _Cached, _Lookup, _Rule, _Entry, _Limit, _Leaf,
                _Switch, _Both))
 
