@@ -57,6 +57,14 @@ def engine(tmp_path):
     return pdp.load(tmp_path / "p.pdl", trust=write_trust(tmp_path / "trust", [key("ES256", "es1")]))
 
 
+def _served_folder(tmp_path):
+    """A folder of POLICY for ``pdp serve``, and a trust file of the key es1."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.pdl").write_text(POLICY)
+    return policies, write_trust(tmp_path / "trust", [key("ES256", "es1")])
+
+
 def _bound_to(cert_path) -> str:
     return token(key("ES256", "es1"), "ES256", cnf={"x5t#S256": certificate_thumbprint(cert_path.read_bytes())})
 
@@ -448,10 +456,7 @@ def test_a_dpop_proof_is_accepted_once_by_all_the_workers_of_a_server(tmp_path):
     """Real ``pdp serve --workers 2``: one proof sent from 16 connections at once (spread over
     both workers by SO_REUSEPORT) is accepted exactly once; the workers share the replay
     cache through their parent's store."""
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "p.pdl").write_text(POLICY)
-    trust = write_trust(tmp_path / "trust", [key("ES256", "es1")])
+    policies, trust = _served_folder(tmp_path)
     holder = mint.generate_key("ES256")
     tok = _dpop_bound(holder)
     http = {"method": "POST", "url": URL}
@@ -493,10 +498,7 @@ def test_a_dpop_proof_is_accepted_once_by_all_the_workers_of_a_server(tmp_path):
 def test_a_dpop_proof_replayed_to_another_server_sharing_redis_is_refused(tmp_path):
     from rediskit import RedisServer
 
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "p.pdl").write_text(POLICY)
-    trust = write_trust(tmp_path / "trust", [key("ES256", "es1")])
+    policies, trust = _served_folder(tmp_path)
     holder = mint.generate_key("ES256")
     tok = _dpop_bound(holder)
     request = _with(API, token=tok, http={"method": "POST", "url": URL},
@@ -571,10 +573,7 @@ def test_over_authzen_http_with_redis_a_dpop_proof_is_accepted_once_and_limits_a
 def test_max_once_marks_bounds_the_workers_shared_proof_table(tmp_path):
     """``pdp serve --workers 2 --max-once-marks 1``: the parent's table holds one live proof,
     so a second fresh proof is refused (not the first forgotten) and the first stays a replay."""
-    policies = tmp_path / "serve"
-    policies.mkdir()
-    (policies / "p.pdl").write_text(POLICY)
-    trust = write_trust(tmp_path / "trust", [key("ES256", "es1")])
+    policies, trust = _served_folder(tmp_path)
     holder = mint.generate_key("ES256")
     tok = _dpop_bound(holder)
     http = {"method": "POST", "url": URL}
