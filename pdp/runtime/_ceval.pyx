@@ -1794,6 +1794,41 @@ cdef struct _Branch:
     PyObject* tree
 
 
+cdef _Branch* _new_branches(Py_ssize_t count, size_t* mask):
+    """An empty table for ``count`` keys from the link arena: a power of two of places, at
+    most half full; ``mask`` is its size less one."""
+    cdef size_t size = 4
+    while size < 2 * <size_t>count:
+        size *= 2
+    cdef _Branch* table = <_Branch*>pdp_arena_raw(size * sizeof(_Branch))
+    memset(table, 0, size * sizeof(_Branch))
+    mask[0] = size - 1
+    return table
+
+
+cdef void _put_branch(_Branch* table, size_t mask, str key, object tree):
+    """Add ``key`` ⇒ ``tree`` (both borrowed: the caller's dict holds them)."""
+    cdef Py_hash_t h = hash(key)
+    cdef size_t i = <size_t>h & mask
+    while table[i].key != NULL:
+        i = (i + 1) & mask
+    table[i].hash, table[i].key, table[i].tree = h, <PyObject*>key, <PyObject*>tree
+
+
+cdef inline PyObject* _find_branch(const _Branch* table, size_t mask, str value) noexcept:
+    """What ``value`` leads to in the table; NULL when it is not a key."""
+    cdef Py_hash_t h = _str_hash(<PyObject*>value)
+    cdef size_t i = <size_t>h & mask
+    cdef const _Branch* b
+    while True:
+        b = &table[i]
+        if b.key == NULL:
+            return NULL
+        if b.hash == h and (b.key == <PyObject*>value or _same_text(b.key, <PyObject*>value)):
+            return b.tree
+        i = (i + 1) & mask
+
+
 @cython.no_gc
 cdef class _Lookup(_Node):
     """A node's value per key of a data table, made at load (compile/tabulate.py)."""
@@ -1811,19 +1846,11 @@ cdef class _Lookup(_Node):
 
     cdef object ev(self, _Context ctx):
         cdef object value = self.key.ev(ctx)
-        cdef Py_hash_t h
-        cdef size_t i
-        cdef const _Branch* b
+        cdef PyObject* case
         if type(value) is str:
-            h = _str_hash(<PyObject*>value)
-            i = <size_t>h & self.mask
-            while True:
-                b = &self.table[i]
-                if b.key == NULL:
-                    break
-                if b.hash == h and (b.key == <PyObject*>value or _same_text(b.key, <PyObject*>value)):
-                    return (<_Node>b.tree).ev(ctx)
-                i = (i + 1) & self.mask
+            case = _find_branch(self.table, self.mask, <str>value)
+            if case != NULL:
+                return (<_Node>case).ev(ctx)
         return self.default.ev(ctx)
 
 
@@ -2011,8 +2038,6 @@ cdef _Node _link_new(tuple node, dict memo):
     cdef _Defined d
     cdef _Cached k
     cdef _Lookup u
-    cdef size_t lsize, lslot
-    cdef Py_hash_t lhash
     cdef dict uses
     if op == ir.CONST:
         c = _Const.__new__(_Const)
@@ -2152,20 +2177,11 @@ cdef _Node _link_new(tuple node, dict memo):
         return d
     if op == ir.LOOKUP:
         u = _Lookup.__new__(_Lookup)
-        lsize = 4
-        while lsize < 2 * <size_t>len(node[2]):
-            lsize *= 2
-        u.table = <_Branch*>pdp_arena_raw(lsize * sizeof(_Branch))  # (before the cases: beside the node)
-        memset(u.table, 0, lsize * sizeof(_Branch))
-        u.mask = lsize - 1
+        u.table = _new_branches(len(node[2]), &u.mask)  # (before the cases: beside the node)
         u.key, u.default = _link(node[1], memo), _link(node[3], memo)
         u.cases = {intern(key): _link(case, memo) for key, case in node[2].items()}  # (strs: verify.py)
         for key, case in u.cases.items():
-            lhash = hash(key)
-            lslot = <size_t>lhash & u.mask
-            while u.table[lslot].key != NULL:
-                lslot = (lslot + 1) & u.mask
-            u.table[lslot].hash, u.table[lslot].key, u.table[lslot].tree = lhash, <PyObject*>key, <PyObject*>case
+            _put_branch(u.table, u.mask, key, case)
         return u
     if op == ir.CACHED:
         k = _Cached.__new__(_Cached)
@@ -3220,38 +3236,20 @@ cdef class _Switch:
 
     cdef int lay_out(self) except -1:
         """Make ``table`` from ``branches`` (called right after the switch is made)."""
-        cdef size_t size = 4, i
-        cdef Py_hash_t h
         for key in self.branches:
             if type(key) is not str:
                 return 0
-        while size < 2 * <size_t>len(self.branches):
-            size *= 2
-        self.table = <_Branch*>pdp_arena_raw(size * sizeof(_Branch))
-        memset(self.table, 0, size * sizeof(_Branch))
-        self.mask = size - 1
+        self.table = _new_branches(len(self.branches), &self.mask)
         for key, tree in self.branches.items():
-            h = hash(key)
-            i = <size_t>h & self.mask
-            while self.table[i].key != NULL:
-                i = (i + 1) & self.mask
-            self.table[i].hash, self.table[i].key, self.table[i].tree = h, <PyObject*>key, <PyObject*>tree
+            _put_branch(self.table, self.mask, key, tree)
         return 0
 
     cdef inline object branch(self, str value):
         """``branches.get(value, default)``."""
         if self.table == NULL:
             return _get(self.branches, value, self.default)
-        cdef Py_hash_t h = _str_hash(<PyObject*>value)
-        cdef size_t i = <size_t>h & self.mask
-        cdef const _Branch* b
-        while True:
-            b = &self.table[i]
-            if b.key == NULL:
-                return self.default
-            if b.hash == h and (b.key == <PyObject*>value or _same_text(b.key, <PyObject*>value)):
-                return <object>b.tree
-            i = (i + 1) & self.mask
+        cdef PyObject* tree = _find_branch(self.table, self.mask, value)
+        return self.default if tree == NULL else <object>tree
 
 
 @cython.no_gc
