@@ -40,28 +40,34 @@ def _expected(entries, leaf, kinds, kids, atom_of, values):
     return out
 
 
+def _run_step(step, starts, steps, kinds, atom_of, values, out):
+    """One leaf step as _Skeleton.leaf runs it (whole nodes by their own programs): its
+    outcomes appended to ``out``; returns its move (next step or distance, shifted, with the
+    applies bit)."""
+    node, on_true, on_false, parent, entry, last, clause, fail = step
+    if node < 0:
+        v = True
+    elif kinds[node] is None:
+        v = values[atom_of[node]]
+        if type(v) is not bool:
+            v = ("clause", clause) if parent is None else ("error", _WORD[parent])
+    else:
+        v = _by_program(starts, steps, kinds, atom_of, values, node)
+    if type(v) is not bool:
+        out.extend((e, ("fails", clause, v)) for e in range(entry, last + 1))
+        return fail
+    move = on_true if v else on_false
+    if move & 1:
+        out.append((entry, "applies"))
+    return move
+
+
 def _run_leaf(start, lsteps, starts, steps, kinds, atom_of, values):
-    """A leaf's program as _Skeleton.leaf runs it (whole nodes by their own programs)."""
+    """A leaf's program as _Skeleton.leaf runs it."""
     out = []
     pc = start
     while pc >= 0:
-        node, on_true, on_false, parent, entry, last, clause, fail = lsteps[pc]
-        if node < 0:
-            v = True
-        elif kinds[node] is None:
-            v = values[atom_of[node]]
-            if type(v) is not bool:
-                v = ("clause", clause) if parent is None else ("error", _WORD[parent])
-        else:
-            v = _by_program(starts, steps, kinds, atom_of, values, node)
-        if type(v) is not bool:
-            out.extend((e, ("fails", clause, v)) for e in range(entry, last + 1))
-            pc = fail >> 1
-            continue
-        nxt = on_true if v else on_false
-        if nxt & 1:
-            out.append((entry, "applies"))
-        pc = nxt >> 1
+        pc = _run_step(lsteps[pc], starts, steps, kinds, atom_of, values, out) >> 1
     return out
 
 
@@ -101,22 +107,7 @@ def _run_relative(start, rsteps, starts, steps, kinds, atom_of, values):
     out = []
     pc = start
     while True:
-        node, on_true, on_false, parent, entry, last, clause, fail = rsteps[pc]
-        if node < 0:
-            v = True
-        elif kinds[node] is None:
-            v = values[atom_of[node]]
-            if type(v) is not bool:
-                v = ("clause", clause) if parent is None else ("error", _WORD[parent])
-        else:
-            v = _by_program(starts, steps, kinds, atom_of, values, node)
-        if type(v) is not bool:
-            out.extend((e, ("fails", clause, v)) for e in range(entry, last + 1))
-            move = fail
-        else:
-            move = on_true if v else on_false
-            if move & 1:
-                out.append((entry, "applies"))
+        move = _run_step(rsteps[pc], starts, steps, kinds, atom_of, values, out)
         if move >> 1 == 0:
             return out
         assert 0 < move >> 1 <= branches.REACH
