@@ -175,9 +175,19 @@ def test_a_path_mostly_kept_stays_on_with_some_values_unkept(tmp_path):
 
 
 #: LISTS with a rule of no condition (its leaf step reads no node: the value true) and one
-#: whose only clause is a pair's atom, between rules on context.a.
+#: whose only clause is a pair's atom, between rules on context.a; and a policy whose target
+#: and ``let`` are and/or clauses its rules share (each evaluated once a request by its own
+#: branch program, whose steps read the rows too).
 TURNING = LISTS.replace("  permit has_x", '  permit always\n  permit has_x').replace(
-    "  permit b_eq", '  forbid b_in_not when not (context.b in context.a) and context.a == ["z"]\n  permit b_eq')
+    "  permit b_eq", '  forbid b_in_not when not (context.b in context.a) and context.a == ["z"]\n  permit b_eq') + """
+policy shared {
+  target context.a contains "x" or (context.b in context.a and context.a != ["z"])
+  let narrow = context.a == ["x", "y"] or not (context.b == "z" or context.a contains "y")
+  permit shared_narrow when narrow
+  permit shared_both when narrow and context.b in context.a
+  forbid shared_wide when not narrow and context.a contains_any ["z", "y"]
+}
+"""
 
 KEPT = st.sampled_from([["x", "y"], "x", 1, ["y"], "z", ["z"], True])
 UNKEPT = st.one_of(st.builds(lambda i: f"id-{i}", st.integers(0, 10**6)), st.builds(lambda i: {"k": i}, st.integers(0, 2)),

@@ -2261,12 +2261,15 @@ cdef struct _BNode:
                # its program's first step (else -1)
 
 #: A step of a branch program: the node read, the steps after it (or _TRUE / _FALSE: the
-#: program's value), and the operator above it (the words of a non-boolean's error).
+#: program's value), and where the node's code is read first, as a leaf step's (_LStep:
+#: ``_Flat.lcodes[group][member]``, no _BNode read before it). The operator above the node
+#: (the words of a non-boolean's error) is in the skeleton's ``parents``, read on an error.
 cdef struct _Step:
     int node
     int on_false
     int on_true
-    int parent
+    unsigned short group
+    unsigned short member
 
 cdef enum:
     _TRUE = -1
@@ -2817,6 +2820,8 @@ cdef class _Skeleton:
     """The and/or/not nodes and atoms of every rule's clauses, numbered (see above)."""
     cdef _BNode* nodes
     cdef _Step* steps
+    cdef signed char* parents  # per step: the operator above its node (_B_AND, _B_OR, _B_NOT)
+    cdef Py_ssize_t nsteps
     cdef _LStep* lsteps  # the leaves' programs
     cdef int* lentries  # and their steps' rules (the same numbering; 4 bytes: a dozen rules a line)
     cdef _LOut* louts  # and what fails there
@@ -2844,6 +2849,7 @@ cdef class _Skeleton:
     def __dealloc__(self):
         free(self.nodes)
         free(self.steps)
+        free(self.parents)
         free(self.lsteps)
         free(self.lentries)
         free(self.louts)
@@ -2947,33 +2953,31 @@ cdef class _Skeleton:
             starts, steps = _branches.programs(self.kinds, self.kids, self.clauses)
             leaf_starts, lsteps = [], []
         self.steps = <_Step*>malloc((len(steps) + 1) * sizeof(_Step))
+        self.parents = <signed char*>malloc(len(steps) + 1)
+        self.nsteps = len(steps)
         self.lsteps = <_LStep*>malloc((len(lsteps) + 1) * sizeof(_LStep))
         self.lentries = <int*>malloc((len(lsteps) + 1) * sizeof(int))
         self.louts = <_LOut*>malloc((len(lsteps) + 1) * sizeof(_LOut))
         self.nlsteps = len(lsteps)
-        if self.steps == NULL or self.lsteps == NULL or self.lentries == NULL or self.louts == NULL:
+        if (self.steps == NULL or self.parents == NULL or self.lsteps == NULL or self.lentries == NULL
+                or self.louts == NULL):
             raise MemoryError()
         for n, start in starts.items():
             self.nodes[<int>n].place = start
         for i, (node, on_true, on_false, parent) in enumerate(steps):
             self.steps[i].node, self.steps[i].on_true, self.steps[i].on_false = node, on_true, on_false
-            self.steps[i].parent = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
+            self.place_code(node, &self.steps[i].group, &self.steps[i].member)
+            self.parents[i] = _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
         cdef _LStep* ls = self.lsteps
         cdef _LOut* lo = self.louts
-        cdef int lnode, group, member
+        cdef int lnode
         for step in lsteps:
             lnode = step[0]
             lo.node, ls.next[1], ls.next[0] = lnode, step[1], step[2]
-            group = -1 if lnode < 0 else self.nodes[lnode].group
-            member = 0 if lnode < 0 else self.nodes[lnode].place
             if lnode < 0:
                 ls.group, ls.member = _L_TRUE, 0
-            elif 0 <= group <= _L_MOST - _L_GROUPS and member <= _L_MOST:
-                ls.group, ls.member = group + _L_GROUPS, member
-            elif group < 0 and lnode <= _L_MOST:
-                ls.group, ls.member = _L_VAL, lnode
             else:
-                ls.group, ls.member = _L_NONE, 0
+                self.place_code(lnode, &ls.group, &ls.member)
             parent = step[3]
             lo.parent = -1 if parent is None else _B_NOT if parent == ir.NOT else _B_OR if parent == ir.OR else _B_AND
             self.lentries[ls - self.lsteps] = step[4]
@@ -2996,6 +3000,18 @@ cdef class _Skeleton:
         for j, m in enumerate(members):
             kept.nodes[j] = numbered[m]
             self.nodes[<int>numbered[m]].group, self.nodes[<int>numbered[m]].place = number, j
+
+    cdef void place_code(self, int node, unsigned short* group, unsigned short* member) noexcept:
+        """Where a step reads node ``node``'s code first (``lcodes[group][member]``): its path
+        group's place; a node of no group at its number in _Flat.val; past 16 bits, the
+        skeleton's unknown codes (value() then reads it)."""
+        cdef int g = self.nodes[node].group, place = self.nodes[node].place
+        if 0 <= g <= _L_MOST - _L_GROUPS and place <= _L_MOST:
+            group[0], member[0] = g + _L_GROUPS, place
+        elif g < 0 and node <= _L_MOST:
+            group[0], member[0] = _L_VAL, node
+        else:
+            group[0], member[0] = _L_NONE, 0
 
     cdef inline _Flat take(self):
         cdef object kept = self.spare.take()
@@ -3053,21 +3069,24 @@ cdef class _Skeleton:
                     pair.off = True
                     for j in range(len(pair.atoms)):
                         self.nodes[pair.nodes[j]].group = -1
-        # The leaf steps of those atoms read no group either (leaf() would ask for the row
-        # first): they read the node's value, as a node of no group (_L_VAL at its number;
-        # _L_NONE past 16 bits). Written ``group`` _L_NONE, ``member``, then ``group``: a
-        # step read meanwhile on another thread reads its group's codes, 3s (``unknown``
-        # covers every place and every node number of 16 bits), or _Flat.val at its node.
-        cdef _LStep* step
-        cdef int node
+        # The steps of those atoms read no group either (leaf() and run() would ask for the
+        # row first): they read the node's value, as a node of no group (_L_VAL at its
+        # number; _L_NONE past 16 bits).
         for k in range(self.nlsteps):
-            step = &self.lsteps[k]
-            node = self.louts[k].node
-            if step.group >= _L_GROUPS and self.nodes[node].group < 0:
-                step.group = _L_NONE
-                if node <= _L_MOST:
-                    step.member = node
-                    step.group = _L_VAL
+            self.unplace(&self.lsteps[k].group, &self.lsteps[k].member, self.louts[k].node)
+        for k in range(self.nsteps):
+            self.unplace(&self.steps[k].group, &self.steps[k].member, self.steps[k].node)
+
+    cdef inline void unplace(self, unsigned short* group, unsigned short* member, int node) noexcept:
+        """A step's place of node ``node`` read as a node of no group when its group is
+        turned off. Written ``group`` _L_NONE, ``member``, then ``group``: a step read
+        meanwhile on another thread reads its group's codes, 3s (``unknown`` covers every
+        place and every node number of 16 bits), or _Flat.val at its node."""
+        if group[0] >= _L_GROUPS and self.nodes[node].group < 0:
+            group[0] = _L_NONE
+            if node <= _L_MOST:
+                member[0] = node
+                group[0] = _L_VAL
 
     cdef int atom(self, int n, _Context ctx, _Flat f) except -1:
         """Atom ``n``'s value (as ev): from its group's row, else evaluated."""
@@ -3120,16 +3139,23 @@ cdef class _Skeleton:
         f.keep(n, v)
 
     cdef int run(self, int n, _Context ctx, _Flat f) except -1:
-        """The value of and/or/not node ``n``: its program from its first step; kept."""
+        """The value of and/or/not node ``n``: its program from its first step; kept. A
+        step's code is read as a leaf step's (see leaf)."""
         cdef const _Step* step
-        cdef int pc = self.nodes[n].place, k, c
+        cdef unsigned char** lcodes = f.lcodes
+        cdef int pc = self.nodes[n].place, c
         while True:
             step = &self.steps[pc]
-            k = step.node
-            c = self.value(k, ctx, f)
-            if c == 2:
-                self.other(n, k, step.parent, f)
-                break
+            c = lcodes[step.group][step.member]
+            if c > 1:
+                if step.group >= _L_GROUPS and f.groups[step.group - _L_GROUPS] == NULL:
+                    self.group_values(step.group - _L_GROUPS, ctx, f)
+                    c = lcodes[step.group][step.member]
+                if c > 1:
+                    c = self.value(step.node, ctx, f)
+                if c == 2:
+                    self.other(n, step.node, self.parents[pc], f)
+                    break
             pc = step.on_true if c else step.on_false
             if pc < 0:
                 c = pc == _TRUE
