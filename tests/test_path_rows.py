@@ -213,3 +213,41 @@ def test_leaf_steps_of_a_group_turned_off_read_the_atoms(before, turn, after, da
     assert evaluator.pair_tables()[("context.a", "context.b")] is None
     for a, b in data.draw(st.permutations(before + after)):
         _same(engine, evaluator, _request(a, b))
+
+
+def test_threads_share_the_rows_while_groups_turn_off(tmp_path):
+    """Four threads deciding on one evaluator while its groups fill and turn off (a request
+    holds the rows it read borrowed: a table keeps them as long as the evaluator lives), the
+    interpreter switching threads as often as it can: every decision as the reference's."""
+    import sys
+    import threading
+
+    engine, evaluator = _engine(tmp_path, TURNING)
+    kept = [["x", "y"], "x", 1, ["y"], "z", ["z"], True, None]
+    reqs = []
+    for i in range(600):  # kept values, then mostly values met once: the window turns groups off
+        a = kept[i % len(kept)] if i < 150 or i % 4 == 0 else (f"once-{i}" if i % 3 else [f"once-{i}", "x"])
+        reqs.append(_request(a, ["x", "y", "z", None][i % 4]))
+    want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
+    failures: list = []
+
+    def decide(offset: int) -> None:
+        for j in range(len(reqs)):
+            i = (j + offset * 150) % len(reqs)
+            got = _view(evaluator.decide(reqs[i]))
+            if got != want[i]:
+                failures.append((reqs[i], got, want[i]))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=decide, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert evaluator.path_tables()["context.a"] is None  # (turned off during the run)

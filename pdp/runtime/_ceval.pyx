@@ -318,6 +318,7 @@ cdef extern from "Python.h":
     void _incref "Py_INCREF"(PyObject* o) noexcept
     void _xdecref "Py_XDECREF"(PyObject* o) noexcept
     PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject* t, Py_ssize_t i) noexcept
+    PyObject* Py_None  # (None, never freed: held borrowed, with no reference counted)
 
 cdef extern from *:
     """
@@ -2517,24 +2518,19 @@ cdef class _Group(_Kept):
     # A _Row per value of the path (strs, ints, bools, lists of strs; other values: floats,
     # maps, a missing path, are evaluated as they are) in an open-addressing C table keyed by
     # (kind, hash, value): no Python object made to look a value up, a list's items compared
-    # in place. ``size`` a power of two (0: no table yet, or turned off).
+    # in place. ``size`` a power of two (0: no table yet). The rows live as long as the
+    # group, turned off or not: a request holds the rows it read borrowed (_Flat.groups).
     cdef _Held* table
     cdef Py_ssize_t size, used
     cdef long long kept  # rows kept (the next row's id)
 
     def __dealloc__(self):
-        self.drop()
-
-    cdef void drop(self) noexcept:
-        """Free the table (turned off; or the group freed)."""
-        cdef _Held* table = self.table
-        cdef Py_ssize_t i, size = self.size
-        self.table, self.size, self.used = NULL, 0, 0
-        for i in range(size):
-            if table[i].kind != _K_EMPTY:
-                Py_XDECREF(table[i].key)
-                Py_XDECREF(table[i].row)
-        free(table)
+        cdef Py_ssize_t i
+        for i in range(self.size):
+            if self.table[i].kind != _K_EMPTY:
+                Py_XDECREF(self.table[i].key)
+                Py_XDECREF(self.table[i].row)
+        free(self.table)
 
     cdef inline Py_ssize_t find(self, int kind, Py_hash_t h, object value) noexcept:
         """Where (kind, value) is in the table, or the free place it would go."""
@@ -2559,15 +2555,14 @@ cdef class _Group(_Kept):
                         return i
             i = (i + 1) & mask
 
-    cdef object unkept(self):
+    cdef PyObject* unkept(self) noexcept:
         """None, for a value no table keeps (a map, a float, a missing path: an error, a long
         list or one of non-strs), counted as a miss: a path whose values are mostly such is
         turned off like one whose values do not repeat (``context.headers``, a map or
         missing; an optional field mostly missing), and costs nothing per request after."""
         if self.counted(True):
             self.off = True
-            self.drop()
-        return None
+        return Py_None
 
     cdef int grow(self) except -1:
         cdef Py_ssize_t i, old_size = self.size
@@ -2587,10 +2582,11 @@ cdef class _Group(_Kept):
         free(old)
         return 0
 
-    cdef object row(self, _Context ctx):
-        """The _Row of this request's value of the path, or None (evaluate the atoms)."""
+    cdef PyObject* row(self, _Context ctx) except NULL:
+        """The _Row of this request's value of the path, or None (evaluate the atoms);
+        borrowed: the table keeps its rows as long as the group lives."""
         if self.off:
-            return None
+            return Py_None
         cdef object value = self.path.ev(ctx)
         cdef type t = type(value)
         cdef int kind
@@ -2617,12 +2613,13 @@ cdef class _Group(_Kept):
                 h = <Py_hash_t>(<unsigned long long>h ^ (<unsigned long long>h >> 29))
         else:
             return self.unkept()
-        cdef object row = None
+        cdef PyObject* row = Py_None
+        cdef object made
         cdef bint missed = True
         if self.size:
             i = self.find(kind, h, value)
             if self.table[i].kind != _K_EMPTY:
-                row = <object>self.table[i].row
+                row = self.table[i].row
                 missed = False
         if missed and self.kept < self.capacity and self.met(<unsigned long long>h + <unsigned long long>kind):
             # Kept: made before the table is read again (a Python allocation, during which
@@ -2631,26 +2628,24 @@ cdef class _Group(_Kept):
             # evaluated as they are (the request keeps their values). The window counts a
             # value's first miss only (as when every value got its row at once).
             missed = False
-            row = _new_row(len(self.atoms))
+            made = _new_row(len(self.atoms))
             key = tuple(<list>value) if kind == _K_LIST else value
-            if self.off:  # (turned off meanwhile by another thread)
-                return row
+            if self.off:  # (turned off meanwhile by another thread: the atoms are evaluated)
+                return Py_None
             if 2 * (self.used + 1) > self.size:
                 self.grow()
             i = self.find(kind, h, value)
-            if self.table[i].kind != _K_EMPTY:
-                row = <object>self.table[i].row
-            else:
-                (<_Row>row).id = self.kept
+            if self.table[i].kind == _K_EMPTY:
+                (<_Row>made).id = self.kept
                 self.kept += 1
                 Py_INCREF(key)
-                Py_INCREF(row)
-                self.table[i].hash, self.table[i].key, self.table[i].row = h, <PyObject*>key, <PyObject*>row
+                Py_INCREF(made)
+                self.table[i].hash, self.table[i].key, self.table[i].row = h, <PyObject*>key, <PyObject*>made
                 self.table[i].kind = kind
                 self.used += 1
+            row = self.table[i].row  # (or kept meanwhile by another thread)
         if self.counted(missed):
             self.off = True
-            self.drop()
         return row
 
 
@@ -2698,30 +2693,29 @@ cdef class _Pair(_Kept):
                 cells[j] = old[i]
         free(old)
 
-    cdef object row(self, object a, object b):
-        """The _Row of the pair of rows ``a`` and ``b`` (None: a value not kept)."""
-        if self.off or a is None or b is None or (<_Row>a).id < 0 or (<_Row>b).id < 0:
-            return None
+    cdef PyObject* row(self, PyObject* a, PyObject* b) except NULL:
+        """The _Row of the pair of rows ``a`` and ``b`` (None: a value not kept); borrowed,
+        as _Group.row's."""
+        if self.off or a == Py_None or b == Py_None or (<_Row>a).id < 0 or (<_Row>b).id < 0:
+            return Py_None
         cdef unsigned long long key = ((<unsigned long long>(<_Row>a).id + 1) << 32) | <unsigned long long>(<_Row>b).id
         cdef Py_ssize_t i = self.slot(key)
-        cdef object row
+        cdef PyObject* row = Py_None
+        cdef object made
         cdef bint missed = self.cells[i].key != key
         if not missed:
-            row = <object>self.cells[i].row
+            row = self.cells[i].row
         elif self.used < self.capacity and self.met(key):  # (else no row: evaluated as they are)
             missed = False  # (the window counts a pair's first miss only)
-            row = _new_row(len(self.atoms))  # (a Python allocation: the table is read again after)
+            made = _new_row(len(self.atoms))  # (a Python allocation: the table is read again after)
             if 2 * (self.used + 1) > self.size:
                 self.grow()
             i = self.slot(key)
-            if self.cells[i].key == key:
-                row = <object>self.cells[i].row  # (kept meanwhile by another thread)
-            else:
-                Py_INCREF(row)
-                self.cells[i].key, self.cells[i].row = key, <PyObject*>row
+            if self.cells[i].key != key:  # (else kept meanwhile by another thread)
+                Py_INCREF(made)
+                self.cells[i].key, self.cells[i].row = key, <PyObject*>made
                 self.used += 1
-        else:
-            row = None
+            row = self.cells[i].row
         if self.counted(missed):
             self.off = True
         return row
@@ -2739,7 +2733,7 @@ cdef class _Flat:
     cdef PyObject** obj
     cdef int* kept  # the nodes holding an object
     cdef int nkept
-    cdef PyObject** groups  # each path group's values for the request (NULL: not read yet)
+    cdef PyObject** groups  # each group's _Row for the request, borrowed (NULL: not read yet; None: no row)
     # The codes of each group's _Row read (the skeleton's ``unknown``, all 3: not read, or no
     # row): ``codes[g]``, in ``lcodes`` after the leaf steps' two codes of their own (_LStep).
     cdef unsigned char** codes
@@ -2771,7 +2765,6 @@ cdef class _Flat:
             self.obj[self.kept[i]] = NULL
         self.nkept = 0
         for i in range(self.nread):
-            Py_XDECREF(self.groups[self.read[i]])
             self.groups[self.read[i]] = NULL
             self.codes[self.read[i]] = self.unknown
         self.nread = 0
@@ -3029,27 +3022,25 @@ cdef class _Skeleton:
         f.release()
         self.spare.give(f)
 
-    cdef object group_values(self, int g, _Context ctx, _Flat f):
-        """Group ``g``'s _Row for the request (None: its atoms are evaluated), found once per
-        request; its codes in ``f.codes[g]``, read by value()."""
-        cdef PyObject* held = f.groups[g]
-        if held != NULL:
-            return <object>held
+    cdef PyObject* group_values(self, int g, _Context ctx, _Flat f) except NULL:
+        """Group ``g``'s _Row for the request, borrowed (None: its atoms are evaluated), found
+        once per request; its codes in ``f.codes[g]``, read by value()."""
+        cdef PyObject* row = f.groups[g]
+        if row != NULL:
+            return row
         cdef _Kept group = <_Kept>PyTuple_GET_ITEM(self.groups, g)
-        cdef object row
         cdef _Pair pair
         if g < self.paths:
             row = (<_Group>group).row(ctx)
         else:
             pair = <_Pair>group
             row = pair.row(self.group_values(pair.first, ctx, f), self.group_values(pair.second, ctx, f))
-        if row is None and group.off:
+        if row == Py_None and group.off:
             self.ungroup(g)
-        Py_INCREF(row)
-        f.groups[g] = <PyObject*>row
+        f.groups[g] = row
         f.read[f.nread] = g
         f.nread += 1
-        if row is not None:
+        if row != Py_None:
             f.codes[g] = (<_Row>row).codes
         return row
 
@@ -3091,12 +3082,13 @@ cdef class _Skeleton:
     cdef int atom(self, int n, _Context ctx, _Flat f) except -1:
         """Atom ``n``'s value (as ev): from its group's row, else evaluated."""
         cdef _BNode* b = &self.nodes[n]
-        cdef object v, row
+        cdef object v
+        cdef PyObject* row
         if b.group >= 0:
             row = self.group_values(b.group, ctx, f)
-            if row is not None and (<_Row>row).codes[b.place] < 2:
+            if row != Py_None and (<_Row>row).codes[b.place] < 2:
                 return (<_Row>row).codes[b.place]
-            if row is not None:
+            if row != Py_None:
                 v = (<_Kept>PyTuple_GET_ITEM(self.groups, b.group)).value(<_Row>row, b.place, ctx)
             else:
                 v = (<_Node>b.atom).ev(ctx)
