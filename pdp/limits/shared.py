@@ -67,16 +67,30 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _send(sock: socket.socket, body: object) -> None:
+def _frame(body: object) -> bytes:
+    """``body`` as one frame: its msgpack bytes after their length."""
     data = msgpack.packb(body, use_bin_type=True)
-    sock.sendall(_LENGTH.pack(len(data)) + data)
+    return _LENGTH.pack(len(data)) + data
+
+
+def _body_size(header: bytes) -> int:
+    """The length a frame's header announces (a frame past MAX_FRAME is refused)."""
+    (n,) = _LENGTH.unpack(header)
+    if n > MAX_FRAME:
+        raise ConnectionError(f"a frame of {n} bytes")
+    return n
+
+
+def _body(data: bytes) -> object:
+    return msgpack.unpackb(data, raw=False, use_list=True)
+
+
+def _send(sock: socket.socket, body: object) -> None:
+    sock.sendall(_frame(body))
 
 
 def _receive(sock: socket.socket) -> object:
-    (n,) = _LENGTH.unpack(_read_exact(sock, _LENGTH.size))
-    if n > MAX_FRAME:
-        raise ConnectionError(f"a frame of {n} bytes")
-    return msgpack.unpackb(_read_exact(sock, n), raw=False, use_list=True)
+    return _body(_read_exact(sock, _body_size(_read_exact(sock, _LENGTH.size))))
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -242,18 +256,16 @@ class AsyncSharedStore:
         return answer
 
     async def _exchange(self, message: list) -> object:
-        data = msgpack.packb(message, use_bin_type=True)
+        frame = _frame(message)
         async with self._lock:
             try:
                 if self._streams is None:
                     self._streams = await asyncio.open_unix_connection(self.path)
                 reader, writer = self._streams
-                writer.write(_LENGTH.pack(len(data)) + data)
+                writer.write(frame)
                 await writer.drain()
-                (n,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
-                if n > MAX_FRAME:
-                    raise ConnectionError(f"a frame of {n} bytes")
-                return msgpack.unpackb(await reader.readexactly(n), raw=False, use_list=True)
+                n = _body_size(await reader.readexactly(_LENGTH.size))
+                return _body(await reader.readexactly(n))
             except BaseException:  # asyncio.CancelledError at the deadline too
                 self._close()
                 raise

@@ -3241,8 +3241,6 @@ cdef class _Leaf:
         _release_owned(self.entries, self.count)
 
 
-#: A branch of a _Switch's table: a str key (NULL: an empty place), its hash, its subtree
-#: (both held by the switch's ``branches``).
 @cython.no_gc
 cdef class _Switch:
     cdef _Node path
