@@ -224,19 +224,27 @@ def test_threads_share_the_rows_while_groups_turn_off(tmp_path):
 
     engine, evaluator = _engine(tmp_path, TURNING)
     kept = [["x", "y"], "x", 1, ["y"], "z", ["z"], True, None]
-    reqs = []
-    for i in range(600):  # kept values, then mostly values met once: the window turns groups off
-        a = kept[i % len(kept)] if i < 150 or i % 4 == 0 else (f"once-{i}" if i % 3 else [f"once-{i}", "x"])
-        reqs.append(_request(a, ["x", "y", "z", None][i % 4]))
-    want = [_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in reqs]
+
+    def requests(thread: int) -> list[dict]:
+        """Kept values, then mostly values met once by this thread alone (so they stay misses
+        whatever the interleaving): the windows turn the groups off."""
+        out = []
+        for i in range(600):
+            once = f"once-{thread}-{i}"
+            a = kept[i % len(kept)] if i < 150 or i % 4 == 0 else (once if i % 3 else [once, "x"])
+            out.append(_request(a, ["x", "y", "z", None][i % 4]))
+        return out
+
+    reqs = [requests(k) for k in range(4)]
+    want = [[_view(reference.decide(engine.policy_set, parse_request(r), engine.revision)) for r in mine]
+            for mine in reqs]
     failures: list = []
 
-    def decide(offset: int) -> None:
-        for j in range(len(reqs)):
-            i = (j + offset * 150) % len(reqs)
-            got = _view(evaluator.decide(reqs[i]))
-            if got != want[i]:
-                failures.append((reqs[i], got, want[i]))
+    def decide(thread: int) -> None:
+        for raw, expected in zip(reqs[thread], want[thread]):
+            got = _view(evaluator.decide(raw))
+            if got != expected:
+                failures.append((raw, got, expected))
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
